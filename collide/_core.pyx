@@ -1,0 +1,660 @@
+"""The compiled core: the reference algorithm (`_core_python.py`) on flat arrays, without the GIL.
+
+Raw words come from NumPy's PCG64 through its `bitgen_t` capsule (DESIGN §2.4); the kernels are
+`cdef ... noexcept nogil` methods and the `def` methods only hand over typed memoryviews.
+Directives are set once in setup.py (COLLIDE_DEBUG=1 turns bounds checks on).
+"""
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from libc.math cimport log, exp, sqrt, cos, floor, INFINITY, M_PI
+from libc.stdint cimport int32_t, int64_t, uint64_t
+from numpy.random cimport bitgen_t
+
+import numpy as np
+
+from . import _params as C
+from . import _state as T
+
+cdef double TWO53 = 1.0 / 9007199254740992.0
+
+# parameter indices (mirrors _params.py; checked at import below)
+DEF K = 0
+DEF N = 1
+DEF B = 2
+DEF P = 3
+DEF LIMIT = 4
+DEF CLIENTS = 5
+DEF IP_PER_CLIENT = 6
+DEF STICKY = 7
+DEF ALLOC = 8
+DEF DIST = 9
+DEF OUTCOME = 10
+DEF CROSS = 11
+DEF CIP = 12
+DEF WEIGHTED = 13
+DEF ESTIMATE = 14
+DEF NBATCH = 15
+DEF TW_ON = 16
+DEF COOL_ON = 17
+DEF NODE_LIMIT = 18
+DEF NEED_CLIENT = 19
+DEF RATE = 0
+DEF MEAN = 1
+DEF MU = 2
+DEF SIGMA = 3
+DEF XM = 4
+DEF ALPHA = 5
+DEF DNS_TTL = 6
+DEF TW = 7
+DEF SCF = 8
+DEF REUSE = 9
+DEF T_MEASURE = 10
+DEF T_END = 11
+# state scalars (mirrors _state.py)
+DEF S_CONN = 0
+DEF S_EST = 1
+DEF S_AFAIL = 2
+DEF S_FAILED = 3
+DEF S_COLL = 4
+DEF S_RESETS = 5
+DEF S_TWHITS = 6
+DEF S_PAIRS = 7
+DEF S_PEAK = 8
+DEF S_SERIAL = 9
+DEF S_HEAP_N = 10
+DEF S_FREE_TOP = 11
+DEF S_TW_N = 12
+DEF S_TWQ_HEAD = 13
+DEF S_TWQ_N = 14
+DEF S_CQ_HEAD = 15
+DEF S_CQ_N = 16
+DEF S_SKIPPED = 17
+DEF F_NEXT_ARR = 0
+DEF F_FIRST = 1
+DEF LINUX_EPOCH_S = 10.0
+
+assert (C.NEED_CLIENT, C.T_END, T.SKIPPED, T.FIRST) == (NEED_CLIENT, T_END, S_SKIPPED, F_FIRST)
+
+
+cdef class Engine:
+    """One run's state and kernels. Built by `collide.engine` from `_state.new_state` arrays."""
+    cdef bitgen_t *rng
+    cdef object bit_generator
+    cdef int64_t[::1] pi, zs, zc
+    cdef double[::1] pf, wcum
+    cdef int64_t[::1] si, live, cursor, lin_epoch, lin_off, lin_pert, est_sum, free_n
+    cdef double[::1] sf
+    cdef int32_t[::1] slot, free, fpos
+    cdef int32_t[::1] c_dest, c_port, c_tgt, c_close, ids, heap, ntl
+    cdef double[::1] c_end, cl_exp, tw_exp, twq_exp, cq_at, batches
+    cdef int64_t[::1] c_serial, c_hpos, cl_node, tw_key, twq_key, cq_dp
+
+    def __init__(self, pi, pf, zs, zc, wcum, bit_generator, state):
+        self.bit_generator = bit_generator
+        capsule = bit_generator.capsule
+        self.rng = <bitgen_t *> PyCapsule_GetPointer(capsule, "BitGenerator")
+        self.pi, self.pf, self.zs, self.zc, self.wcum = pi, pf, zs, zc, wcum
+        self.bind(state)
+
+    def bind(self, s):
+        """(Re)attach the state arrays, e.g. after `_state.grow` replaced some."""
+        self.si, self.sf, self.live, self.cursor = s["si"], s["sf"], s["live"], s["cursor"]
+        self.lin_epoch, self.lin_off, self.lin_pert = s["lin_epoch"], s["lin_off"], s["lin_pert"]
+        self.est_sum, self.free_n, self.slot = s["est_sum"], s["free_n"], s["slot"]
+        self.free, self.fpos = s["free"], s["fpos"]
+        self.c_dest, self.c_port, self.c_tgt, self.c_close = s["c_dest"], s["c_port"], \
+            s["c_tgt"], s["c_close"]
+        self.c_end, self.c_serial, self.c_hpos = s["c_end"], s["c_serial"], s["c_hpos"]
+        self.ids, self.heap, self.cl_node, self.cl_exp = s["ids"], s["heap"], s["cl_node"], \
+            s["cl_exp"]
+        self.ntl, self.tw_key, self.tw_exp = s["ntl"], s["tw_key"], s["tw_exp"]
+        self.twq_key, self.twq_exp, self.cq_at, self.cq_dp = s["twq_key"], s["twq_exp"], \
+            s["cq_at"], s["cq_dp"]
+        self.batches = s["batches"]
+
+    # -- public entry points (thin: hand over to nogil kernels) ------------------------------------
+    def draw_stationary(self):
+        cdef int64_t n = 0, i
+        cdef double s, mean_live = self.pf[RATE] * self.pf[MEAN], big, u
+        with self.bit_generator.lock, nogil:
+            s = self.exponential()
+            while s < mean_live:
+                n += 1
+                s += self.exponential()
+        residual = np.empty(n, np.float64)
+        age = np.empty(n, np.float64)
+        cdef double[::1] r = residual, a = age
+        with self.bit_generator.lock, nogil:
+            for i in range(n):
+                big = self.biased_lifetime()
+                u = self.uniform()
+                r[i] = u * big
+                a[i] = big - u * big
+        return residual, age
+
+    def place_stationary(self, double[::1] residuals, int64_t[::1] order):
+        cdef Py_ssize_t i
+        with self.bit_generator.lock, nogil:
+            for i in range(order.shape[0]):
+                self.arrival(0.0, residuals[order[i]], False, 2)
+
+    def schedule_first_arrival(self):
+        with self.bit_generator.lock, nogil:
+            self.sf[F_NEXT_ARR] = self.exponential() / self.pf[RATE]
+
+    def advance(self, double t_stop):
+        cdef int code
+        with self.bit_generator.lock, nogil:
+            code = self._advance(t_stop)
+        return code
+
+    # -- random words --------------------------------------------------------------------------
+    cdef inline uint64_t next_u64(self) noexcept nogil:
+        return self.rng.next_uint64(self.rng.state)
+
+    cdef inline double uniform(self) noexcept nogil:
+        return <double>(self.next_u64() >> 11) * TWO53
+
+    cdef inline int64_t randint(self, int64_t n) noexcept nogil:
+        cdef uint64_t nn, m, low, threshold
+        if n <= 1:
+            return 0
+        nn = <uint64_t>n
+        m = (self.next_u64() >> 32) * nn
+        low = m & 0xFFFFFFFFULL
+        if low < nn:
+            threshold = (0x100000000ULL - nn) % nn
+            while low < threshold:
+                m = (self.next_u64() >> 32) * nn
+                low = m & 0xFFFFFFFFULL
+        return <int64_t>(m >> 32)
+
+    cdef inline double exponential(self) noexcept nogil:
+        return -log(<double>((self.next_u64() >> 11) + 1) * TWO53)
+
+    cdef inline double normal(self) noexcept nogil:
+        cdef double e = self.exponential()
+        cdef double u = self.uniform()
+        return sqrt(2.0 * e) * cos(2.0 * M_PI * u)
+
+    cdef double lifetime(self) noexcept nogil:
+        cdef int64_t dist = self.pi[DIST]
+        if dist == 0:
+            return self.pf[MEAN] * self.exponential()
+        if dist == 1:
+            return self.pf[MEAN]
+        if dist == 2:
+            return exp(self.pf[MU] + self.pf[SIGMA] * self.normal())
+        return self.pf[XM] * exp(self.exponential() / self.pf[ALPHA])
+
+    cdef double biased_lifetime(self) noexcept nogil:
+        cdef int64_t dist = self.pi[DIST]
+        cdef double e1
+        if dist == 0:
+            e1 = self.exponential()
+            return self.pf[MEAN] * (e1 + self.exponential())
+        if dist == 1:
+            return self.pf[MEAN]
+        if dist == 2:
+            return exp(self.pf[MU] + self.pf[SIGMA] * self.pf[SIGMA] + self.pf[SIGMA] * self.normal())
+        return self.pf[XM] * exp(self.exponential() / (self.pf[ALPHA] - 1.0))
+
+    # -- end-time heap keyed by (end, serial) ------------------------------------------------------
+    cdef inline bint before(self, int32_t a, int32_t b) noexcept nogil:
+        cdef double ea = self.c_end[a], eb = self.c_end[b]
+        return ea < eb or (ea == eb and self.c_serial[a] < self.c_serial[b])
+
+    cdef void sift_up(self, int64_t i) noexcept nogil:
+        cdef int32_t c = self.heap[i], q
+        cdef int64_t parent
+        while i > 0:
+            parent = (i - 1) >> 1
+            q = self.heap[parent]
+            if not self.before(c, q):
+                break
+            self.heap[i] = q
+            self.c_hpos[q] = i
+            i = parent
+        self.heap[i] = c
+        self.c_hpos[c] = i
+
+    cdef void sift_down(self, int64_t i) noexcept nogil:
+        cdef int64_t n = self.si[S_HEAP_N], child
+        cdef int32_t c = self.heap[i]
+        while True:
+            child = 2 * i + 1
+            if child >= n:
+                break
+            if child + 1 < n and self.before(self.heap[child + 1], self.heap[child]):
+                child += 1
+            if not self.before(self.heap[child], c):
+                break
+            self.heap[i] = self.heap[child]
+            self.c_hpos[self.heap[i]] = i
+            i = child
+        self.heap[i] = c
+        self.c_hpos[c] = i
+
+    cdef void heap_push(self, int32_t c) noexcept nogil:
+        cdef int64_t i = self.si[S_HEAP_N]
+        self.si[S_HEAP_N] = i + 1
+        self.heap[i] = c
+        self.sift_up(i)
+
+    cdef void heap_remove(self, int32_t c) noexcept nogil:
+        cdef int64_t i = self.c_hpos[c]
+        cdef int64_t n = self.si[S_HEAP_N] - 1
+        cdef int32_t last
+        self.si[S_HEAP_N] = n
+        self.c_hpos[c] = -1
+        if i == n:
+            return
+        last = self.heap[n]
+        self.heap[i] = last
+        self.c_hpos[last] = i
+        if i > 0 and self.before(last, self.heap[(i - 1) >> 1]):
+            self.sift_up(i)
+        else:
+            self.sift_down(i)
+
+    # -- TIME_WAIT table -------------------------------------------------------------------------
+    cdef inline int64_t tw_home(self, int64_t key) noexcept nogil:
+        cdef int64_t cap = self.tw_key.shape[0]
+        cdef int bits = 0
+        while (<int64_t>1 << bits) < cap:
+            bits += 1
+        cdef uint64_t h = (<uint64_t>key) * 0x9E3779B97F4A7C15ULL
+        return (<int64_t>(h >> (64 - bits))) & (cap - 1)
+
+    cdef int64_t tw_find(self, int64_t key) noexcept nogil:
+        cdef int64_t cap = self.tw_key.shape[0]
+        cdef int64_t i = self.tw_home(key)
+        while self.tw_key[i] != -1:
+            if self.tw_key[i] == key:
+                return i
+            i = (i + 1) & (cap - 1)
+        return -1
+
+    cdef void tw_set(self, int64_t key, double expiry) noexcept nogil:
+        cdef int64_t cap = self.tw_key.shape[0]
+        cdef int64_t i = self.tw_home(key)
+        while self.tw_key[i] != -1:
+            if self.tw_key[i] == key:
+                self.tw_exp[i] = expiry
+                return
+            i = (i + 1) & (cap - 1)
+        self.tw_key[i] = key
+        self.tw_exp[i] = expiry
+        self.si[S_TW_N] += 1
+
+    cdef void tw_delete(self, int64_t i) noexcept nogil:
+        cdef int64_t cap = self.tw_key.shape[0]
+        cdef int64_t mask = cap - 1, j = i, h
+        cdef bint keep
+        while True:
+            j = (j + 1) & mask
+            if self.tw_key[j] == -1:
+                break
+            h = self.tw_home(self.tw_key[j])
+            if i <= j:
+                keep = i < h and h <= j
+            else:
+                keep = h > i or h <= j
+            if not keep:
+                self.tw_key[i] = self.tw_key[j]
+                self.tw_exp[i] = self.tw_exp[j]
+                i = j
+        self.tw_key[i] = -1
+        self.si[S_TW_N] -= 1
+
+    # -- free ports and the estimate's sums ------------------------------------------------------
+    cdef inline int64_t pool_of(self, int64_t d) noexcept nogil:
+        return d // self.pi[N] if self.pi[ALLOC] == 3 else d
+
+    cdef inline bint is_free(self, int64_t pool, int64_t p) noexcept nogil:
+        return self.fpos[pool * self.pi[P] + p] >= 0
+
+    cdef inline void take_free(self, int64_t pool, int64_t p) noexcept nogil:
+        cdef int64_t Pn = self.pi[P]
+        cdef int64_t i = self.fpos[pool * Pn + p]
+        cdef int64_t n = self.free_n[pool] - 1
+        cdef int32_t last = self.free[pool * Pn + n]
+        self.free[pool * Pn + i] = last
+        self.fpos[pool * Pn + last] = <int32_t>i
+        self.free_n[pool] = n
+        self.fpos[pool * Pn + p] = -1
+
+    cdef inline void put_free(self, int64_t pool, int64_t p) noexcept nogil:
+        cdef int64_t Pn = self.pi[P]
+        cdef int64_t n = self.free_n[pool]
+        self.free[pool * Pn + n] = <int32_t>p
+        self.fpos[pool * Pn + p] = <int32_t>n
+        self.free_n[pool] = n + 1
+
+    cdef inline bint tracking(self) noexcept nogil:
+        return self.pi[ESTIMATE] != 0 and self.pi[ALLOC] == 0 and self.pi[CROSS] != 0 and \
+            self.pi[CIP] != 0 and self.pi[N] > 1
+
+    cdef int64_t distinct_targets(self, int64_t ip, int64_t p, int64_t skip1,
+                                  int64_t skip2) noexcept nogil:
+        cdef int64_t n = self.pi[N], Pn = self.pi[P], j, jj, count = 0
+        cdef int32_t h, h2, t
+        cdef bint dup
+        for j in range(n):
+            if j == skip1 or j == skip2:
+                continue
+            h = self.slot[(ip * n + j) * Pn + p]
+            if h < 0:
+                continue
+            t = self.c_tgt[h]
+            dup = False
+            for jj in range(j):
+                if jj == skip1 or jj == skip2:
+                    continue
+                h2 = self.slot[(ip * n + jj) * Pn + p]
+                if h2 >= 0 and self.c_tgt[h2] == t:
+                    dup = True
+                    break
+            if not dup:
+                count += 1
+        return count
+
+    cdef void holder_changed(self, int64_t d0, int64_t p, int64_t target,
+                             int64_t delta) noexcept nogil:
+        cdef int64_t n = self.pi[N], Pn = self.pi[P]
+        cdef int64_t ip = d0 // n
+        cdef int64_t j0 = d0 - ip * n, j, jj, d
+        cdef int32_t h
+        cdef bint found
+        for j in range(n):
+            if j == j0:
+                continue
+            d = ip * n + j
+            if not self.is_free(d, p):
+                continue
+            found = False
+            for jj in range(n):
+                if jj == j or jj == j0:
+                    continue
+                h = self.slot[(ip * n + jj) * Pn + p]
+                if h >= 0 and self.c_tgt[h] == target:
+                    found = True
+                    break
+            if not found:
+                self.est_sum[d] += delta
+
+    cdef void port_freed(self, int64_t d, int64_t p) noexcept nogil:
+        self.put_free(self.pool_of(d), p)
+        if self.tracking():
+            self.est_sum[d] += self.distinct_targets(d // self.pi[N], p, d % self.pi[N], -1)
+
+    cdef void port_taken(self, int64_t d, int64_t p) noexcept nogil:
+        self.take_free(self.pool_of(d), p)
+        if self.tracking():
+            self.est_sum[d] -= self.distinct_targets(d // self.pi[N], p, d % self.pi[N], -1)
+
+    cdef void release_port(self, int64_t d, int64_t p, double t) noexcept nogil:
+        cdef int64_t cap, i
+        if self.pi[COOL_ON]:
+            cap = self.cq_at.shape[0]
+            i = (self.si[S_CQ_HEAD] + self.si[S_CQ_N]) % cap
+            self.cq_at[i] = t + self.pf[REUSE]
+            self.cq_dp[i] = d * self.pi[P] + p
+            self.si[S_CQ_N] += 1
+        else:
+            self.port_freed(d, p)
+
+    cdef void end_connection(self, int32_t h, double t, bint by_reset) noexcept nogil:
+        cdef int64_t n = self.pi[N], Pn = self.pi[P]
+        cdef int64_t d = self.c_dest[h], p = self.c_port[h], target = self.c_tgt[h]
+        cdef int64_t key, cap, i
+        cdef double expiry
+        self.slot[d * Pn + p] = -1
+        self.live[d] -= 1
+        if self.tracking():
+            self.holder_changed(d, p, target, -1)
+        if self.pi[CIP] == 0:
+            self.ntl[(d % n) * self.pi[B] + target] -= 1
+        if self.c_close[h] != 0 and not by_reset and self.pi[TW_ON] != 0:
+            key = ((d // n) * 65536 + p) * self.pi[B] + target
+            expiry = t + self.pf[TW]
+            self.tw_set(key, expiry)
+            cap = self.twq_key.shape[0]
+            i = (self.si[S_TWQ_HEAD] + self.si[S_TWQ_N]) % cap
+            self.twq_key[i] = key
+            self.twq_exp[i] = expiry
+            self.si[S_TWQ_N] += 1
+        self.heap_remove(h)
+        self.ids[self.si[S_FREE_TOP]] = h
+        self.si[S_FREE_TOP] += 1
+        self.release_port(d, p, t)
+
+    # -- allocators --------------------------------------------------------------------------------
+    cdef int64_t linux_scan(self, int64_t pool, int64_t offset) noexcept nogil:
+        cdef int64_t Pn = self.pi[P], p, i
+        offset &= ~(<int64_t>1)
+        while True:
+            p = offset
+            i = 0
+            while i < Pn:
+                if p >= Pn:
+                    p -= Pn
+                if self.is_free(pool, p):
+                    self.si[S_SKIPPED] = i // 2
+                    return p
+                p += 2
+                i += 2
+            offset += 1
+            if (offset & 1) == 0 or Pn <= 1:
+                return -1
+
+    cdef int64_t allocate(self, int64_t ip, int64_t j, double t) noexcept nogil:
+        cdef int64_t n = self.pi[N], Pn = self.pi[P]
+        cdef int64_t d = ip * n + j
+        cdef int64_t pool = self.pool_of(d)
+        cdef int64_t nfree = self.free_n[pool], alloc = self.pi[ALLOC], p, epoch, skipped, u
+        if nfree == 0:
+            return -1
+        if alloc == 0 or alloc == 3:
+            p = self.free[pool * Pn + self.randint(nfree)]
+        elif alloc == 1:
+            if self.cursor[d] < 0:
+                self.cursor[d] = self.randint(Pn)
+            p = self.cursor[d]
+            while not self.is_free(pool, p):
+                p = p + 1 if p + 1 < Pn else 0
+            self.cursor[d] = p + 1 if p + 1 < Pn else 0
+        else:
+            epoch = <int64_t>floor(t / LINUX_EPOCH_S)
+            if epoch != self.lin_epoch[d]:
+                self.lin_epoch[d] = epoch
+                self.lin_off[d] = self.randint(Pn)
+            p = self.linux_scan(pool, (self.lin_pert[d] + self.lin_off[d]) % Pn)
+            skipped = self.si[S_SKIPPED]
+            u = self.randint(8)
+            self.lin_pert[d] = (self.lin_pert[d] + 2 * (skipped if skipped > u else u) + 2) % Pn
+        self.port_taken(d, p)
+        return p
+
+    cdef int64_t draw_node(self) noexcept nogil:
+        cdef double u
+        cdef int64_t j = 0
+        if self.pi[WEIGHTED]:
+            u = self.uniform()
+            while u >= self.wcum[j]:
+                j += 1
+            return j
+        return self.randint(self.pi[N])
+
+    cdef void add_estimate(self, double t, int64_t ip, int64_t j, int64_t d) noexcept nogil:
+        cdef int64_t n = self.pi[N], Pn = self.pi[P], pool, nfree, size_t, p, i, total, b, nb
+        cdef double e = 0.0
+        if self.pi[CROSS] and self.pi[CIP] and n > 1 and self.live[d] < self.pi[LIMIT]:
+            pool = self.pool_of(d)
+            nfree = self.free_n[pool]
+            size_t = self.pi[B]
+            if self.pi[ALLOC] == 0 and nfree > 0:
+                e = <double>self.est_sum[d] / <double>(nfree * size_t)
+            elif self.pi[ALLOC] == 1 and nfree > 0 and self.cursor[d] >= 0:
+                p = self.cursor[d]
+                while not self.is_free(pool, p):
+                    p = p + 1 if p + 1 < Pn else 0
+                e = <double>self.distinct_targets(ip, p, j, -1) / <double>size_t
+            elif self.pi[ALLOC] == 1 and nfree > 0:
+                total = 0
+                for i in range(nfree):
+                    total += self.distinct_targets(ip, self.free[pool * Pn + i], j, -1)
+                e = <double>total / <double>(nfree * size_t)
+        nb = self.pi[NBATCH]
+        b = <int64_t>((t - self.pf[T_MEASURE]) / (self.pf[T_END] - self.pf[T_MEASURE]) * nb)
+        if b < 0:
+            b = 0
+        if b > nb - 1:
+            b = nb - 1
+        self.batches[b] += e
+
+    # -- one arrival (DESIGN §2.1, §2.2) ------------------------------------------------------------
+    cdef void arrival(self, double t, double given_life, bint measure, int64_t outcome) noexcept nogil:
+        cdef int64_t n = self.pi[N], Pn = self.pi[P], k = self.pi[K]
+        cdef int64_t client = 0, ip, j, d, p, target, nholders = 0, jj, i
+        cdef int32_t h, c
+        cdef double life, scf
+        cdef bint close
+        if measure:
+            self.si[S_CONN] += 1
+        if self.pi[NEED_CLIENT]:
+            client = self.randint(self.pi[CLIENTS])
+        if self.pi[IP_PER_CLIENT]:
+            ip = client % k
+        else:
+            ip = self.randint(k)
+        if self.pi[STICKY]:
+            if t >= self.cl_exp[client]:
+                self.cl_node[client] = self.draw_node()
+                self.cl_exp[client] = t + self.pf[DNS_TTL]
+            j = self.cl_node[client]
+        else:
+            j = self.draw_node()
+        d = ip * n + j
+        if measure and self.pi[ESTIMATE]:
+            self.add_estimate(t, ip, j, d)
+        if self.live[d] >= self.pi[LIMIT]:
+            p = -1
+        else:
+            p = self.allocate(ip, j, t)
+        if p < 0:
+            if measure:
+                self.si[S_AFAIL] += 1
+            return
+        if self.pi[CROSS]:
+            target = self.randint(self.pi[B])
+        else:
+            target = self.zs[j] + self.randint(self.zc[j])
+        if self.pi[CIP]:
+            for jj in range(n):
+                if jj != j:
+                    h = self.slot[(ip * n + jj) * Pn + p]
+                    if h >= 0 and self.c_tgt[h] == target:
+                        nholders += 1
+        elif self.ntl[j * self.pi[B] + target] >= self.pi[NODE_LIMIT]:
+            self.port_freed(d, p)
+            if measure:
+                self.si[S_AFAIL] += 1
+            return
+        life = self.lifetime() if given_life < 0 else given_life
+        scf = self.pf[SCF]
+        close = scf >= 1.0 or (scf > 0.0 and self.uniform() < scf)
+        if nholders > 0:
+            if measure:
+                self.si[S_COLL] += 1
+                self.si[S_PAIRS] += nholders
+                if self.sf[F_FIRST] < 0:
+                    self.sf[F_FIRST] = t - self.pf[T_MEASURE]
+            if outcome == 1:
+                if measure:
+                    self.si[S_FAILED] += 1
+                self.release_port(d, p, t)
+                return
+            if outcome == 0:
+                for jj in range(n):
+                    if jj != j:
+                        h = self.slot[(ip * n + jj) * Pn + p]
+                        if h >= 0 and self.c_tgt[h] == target:
+                            self.end_connection(h, t, True)
+                            if measure:
+                                self.si[S_RESETS] += 1
+        elif self.pi[TW_ON]:
+            i = self.tw_find((ip * 65536 + p) * self.pi[B] + target)
+            if i >= 0:
+                self.tw_delete(i)
+                if measure:
+                    self.si[S_TWHITS] += 1
+        if measure:
+            self.si[S_EST] += 1
+        self.si[S_SERIAL] += 1
+        self.si[S_FREE_TOP] -= 1
+        c = self.ids[self.si[S_FREE_TOP]]
+        self.c_dest[c] = <int32_t>d
+        self.c_port[c] = <int32_t>p
+        self.c_tgt[c] = <int32_t>target
+        self.c_close[c] = 1 if close else 0
+        self.c_end[c] = t + life
+        self.c_serial[c] = self.si[S_SERIAL]
+        if self.tracking():
+            self.holder_changed(d, p, target, 1)
+        self.slot[d * Pn + p] = c
+        self.live[d] += 1
+        if self.pi[CIP] == 0:
+            self.ntl[j * self.pi[B] + target] += 1
+        if measure and self.live[d] > self.si[S_PEAK]:
+            self.si[S_PEAK] = self.live[d]
+        self.heap_push(c)
+
+    # -- the event loop --------------------------------------------------------------------------
+    cdef int _advance(self, double t_stop) noexcept nogil:
+        cdef bint tw_on = self.pi[TW_ON] != 0, measure
+        cdef double t_end, t_cool, t_tw, t_ev, t, expiry
+        cdef int64_t cap, dp, d, key, i
+        while True:
+            if self.si[S_FREE_TOP] == 0:
+                return 1
+            if tw_on:
+                if 10 * (self.si[S_TW_N] + 1) > 7 * self.tw_key.shape[0]:
+                    return 2
+                if self.si[S_TWQ_N] == self.twq_key.shape[0]:
+                    return 3
+            t_end = self.c_end[self.heap[0]] if self.si[S_HEAP_N] > 0 else INFINITY
+            t_cool = self.cq_at[self.si[S_CQ_HEAD]] if self.si[S_CQ_N] > 0 else INFINITY
+            t_tw = self.twq_exp[self.si[S_TWQ_HEAD]] if self.si[S_TWQ_N] > 0 else INFINITY
+            t_ev = t_end
+            if t_cool < t_ev:
+                t_ev = t_cool
+            if t_tw < t_ev:
+                t_ev = t_tw
+            if t_ev <= self.sf[F_NEXT_ARR]:
+                if t_ev >= t_stop:
+                    return 0
+                if t_end == t_ev:
+                    self.end_connection(self.heap[0], t_end, False)
+                elif t_cool == t_ev:
+                    cap = self.cq_at.shape[0]
+                    dp = self.cq_dp[self.si[S_CQ_HEAD]]
+                    self.si[S_CQ_HEAD] = (self.si[S_CQ_HEAD] + 1) % cap
+                    self.si[S_CQ_N] -= 1
+                    d = dp // self.pi[P]
+                    self.port_freed(d, dp - d * self.pi[P])
+                else:
+                    cap = self.twq_key.shape[0]
+                    key = self.twq_key[self.si[S_TWQ_HEAD]]
+                    expiry = self.twq_exp[self.si[S_TWQ_HEAD]]
+                    self.si[S_TWQ_HEAD] = (self.si[S_TWQ_HEAD] + 1) % cap
+                    self.si[S_TWQ_N] -= 1
+                    i = self.tw_find(key)
+                    if i >= 0 and self.tw_exp[i] == expiry:
+                        self.tw_delete(i)
+            else:
+                t = self.sf[F_NEXT_ARR]
+                if t >= t_stop:
+                    return 0
+                measure = self.pf[T_MEASURE] <= t and t < self.pf[T_END]
+                self.arrival(t, -1.0, measure, self.pi[OUTCOME])
+                self.sf[F_NEXT_ARR] = t + self.exponential() / self.pf[RATE]

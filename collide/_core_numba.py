@@ -1,0 +1,625 @@
+"""The numba twin of `_core.pyx`: the reference algorithm of `_core_python.py` on flat arrays.
+
+Same procedure, same raw words in the same order (DESIGN §2.4). Compiled on first use and cached;
+no fastmath. The state layout lives in `_state.py`; `S` is `_state.as_tuple(state)`.
+"""
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from . import _params as C
+from . import _state as T
+
+from numba.np.random.generator_core import next_uint64 as _next_uint64
+TWO53 = 2.0 ** -53
+jit = nb.njit(cache=True, fastmath=False, nogil=True, boundscheck=False)
+
+# state tuple indices (order of _state.FIELDS)
+(SI, SF, LIVE, CURSOR, LIN_EPOCH, LIN_OFF, LIN_PERT, EST_SUM, FREE_N, SLOT, FREE, FPOS, C_DEST,
+ C_PORT, C_TGT, C_CLOSE, C_END, C_SERIAL, C_HPOS, IDS, HEAP, CL_NODE, CL_EXP, NTL, TW_KEY, TW_EXP,
+ TWQ_KEY, TWQ_EXP, CQ_AT, CQ_DP, BATCHES) = range(31)
+
+
+# -- random words ----------------------------------------------------------------------------------
+@jit
+def next_u64(st):
+    """One raw word. `st` is a numpy Generator wrapping the run's PCG64 (numba reads its
+    bitgen_t function pointer and state, so the stream is the one the other backends read)."""
+    return _next_uint64(st.bit_generator)
+
+
+@jit
+def uniform(st):
+    return np.float64(next_u64(st) >> np.uint64(11)) * TWO53
+
+
+@jit
+def randint(st, n):
+    if n <= 1:
+        return 0
+    nn = np.uint64(n)
+    m = (next_u64(st) >> np.uint64(32)) * nn
+    low = m & np.uint64(0xFFFFFFFF)
+    if low < nn:
+        threshold = (np.uint64(0x100000000) - nn) % nn
+        while low < threshold:
+            m = (next_u64(st) >> np.uint64(32)) * nn
+            low = m & np.uint64(0xFFFFFFFF)
+    return np.int64(m >> np.uint64(32))
+
+
+@jit
+def exponential(st):
+    return -math.log(np.float64((next_u64(st) >> np.uint64(11)) + np.uint64(1)) * TWO53)
+
+
+@jit
+def normal(st):
+    e = exponential(st)
+    u = uniform(st)
+    return math.sqrt(2.0 * e) * math.cos(2.0 * math.pi * u)
+
+
+@jit
+def lifetime(pi, pf, st):
+    dist = pi[C.DIST]
+    if dist == 0:
+        return pf[C.MEAN] * exponential(st)
+    if dist == 1:
+        return pf[C.MEAN]
+    if dist == 2:
+        return math.exp(pf[C.MU] + pf[C.SIGMA] * normal(st))
+    return pf[C.XM] * math.exp(exponential(st) / pf[C.ALPHA])
+
+
+@jit
+def biased_lifetime(pi, pf, st):
+    dist = pi[C.DIST]
+    if dist == 0:
+        e1 = exponential(st)
+        return pf[C.MEAN] * (e1 + exponential(st))
+    if dist == 1:
+        return pf[C.MEAN]
+    if dist == 2:
+        return math.exp(pf[C.MU] + pf[C.SIGMA] * pf[C.SIGMA] + pf[C.SIGMA] * normal(st))
+    return pf[C.XM] * math.exp(exponential(st) / (pf[C.ALPHA] - 1.0))
+
+
+# -- end-time heap, keyed by (end, serial) ------------------------------------------------------------
+@jit
+def _before(S, a, b):
+    ea, eb = S[C_END][a], S[C_END][b]
+    return ea < eb or (ea == eb and S[C_SERIAL][a] < S[C_SERIAL][b])
+
+
+@jit
+def _sift_up(S, i):
+    heap, hpos = S[HEAP], S[C_HPOS]
+    c = heap[i]
+    while i > 0:
+        parent = (i - 1) >> 1
+        q = heap[parent]
+        if not _before(S, c, q):
+            break
+        heap[i] = q
+        hpos[q] = i
+        i = parent
+    heap[i] = c
+    hpos[c] = i
+
+
+@jit
+def _sift_down(S, i):
+    heap, hpos, si = S[HEAP], S[C_HPOS], S[SI]
+    n = si[T.HEAP_N]
+    c = heap[i]
+    while True:
+        child = 2 * i + 1
+        if child >= n:
+            break
+        if child + 1 < n and _before(S, heap[child + 1], heap[child]):
+            child += 1
+        if not _before(S, heap[child], c):
+            break
+        heap[i] = heap[child]
+        hpos[heap[i]] = i
+        i = child
+    heap[i] = c
+    hpos[c] = i
+
+
+@jit
+def heap_push(S, c):
+    si = S[SI]
+    i = si[T.HEAP_N]
+    si[T.HEAP_N] = i + 1
+    S[HEAP][i] = c
+    _sift_up(S, i)
+
+
+@jit
+def heap_remove(S, c):
+    si, heap, hpos = S[SI], S[HEAP], S[C_HPOS]
+    i = hpos[c]
+    n = si[T.HEAP_N] - 1
+    si[T.HEAP_N] = n
+    hpos[c] = -1
+    if i == n:
+        return
+    last = heap[n]
+    heap[i] = last
+    hpos[last] = i
+    if i > 0 and _before(S, last, heap[(i - 1) >> 1]):
+        _sift_up(S, i)
+    else:
+        _sift_down(S, i)
+
+
+# -- TIME_WAIT table: open addressing, linear probing, backward-shift deletion ---------------------------
+@jit
+def _tw_home(key, cap):
+    bits = 0
+    while (1 << bits) < cap:
+        bits += 1
+    h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
+    return np.int64(h >> np.uint64(64 - bits)) & (cap - 1)
+
+
+@jit
+def tw_find(S, key):
+    keys = S[TW_KEY]
+    cap = keys.shape[0]
+    i = _tw_home(key, cap)
+    while keys[i] != -1:
+        if keys[i] == key:
+            return i
+        i = (i + 1) & (cap - 1)
+    return -1
+
+
+@jit
+def tw_set(S, key, expiry):
+    keys, exps, si = S[TW_KEY], S[TW_EXP], S[SI]
+    cap = keys.shape[0]
+    i = _tw_home(key, cap)
+    while keys[i] != -1:
+        if keys[i] == key:
+            exps[i] = expiry
+            return
+        i = (i + 1) & (cap - 1)
+    keys[i] = key
+    exps[i] = expiry
+    si[T.TW_N] += 1
+
+
+@jit
+def tw_delete(S, i):
+    keys, exps, si = S[TW_KEY], S[TW_EXP], S[SI]
+    cap = keys.shape[0]
+    mask = cap - 1
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if keys[j] == -1:
+            break
+        h = _tw_home(keys[j], cap)
+        # keep keys[j] where it is if its home lies cyclically in (i, j]
+        if i <= j:
+            keep = i < h <= j
+        else:
+            keep = h > i or h <= j
+        if not keep:
+            keys[i] = keys[j]
+            exps[i] = exps[j]
+            i = j
+    keys[i] = -1
+    si[T.TW_N] -= 1
+
+
+# -- free ports and the conditional estimate's sums ----------------------------------------------------
+@jit
+def pool_of(pi, d):
+    return d // pi[C.N] if pi[C.ALLOC] == 3 else d
+
+
+@jit
+def is_free(S, pi, pool, p):
+    return S[FPOS][pool * pi[C.P] + p] >= 0
+
+
+@jit
+def take_free(S, pi, pool, p):
+    P = pi[C.P]
+    free, fpos, free_n = S[FREE], S[FPOS], S[FREE_N]
+    i = fpos[pool * P + p]
+    n = free_n[pool] - 1
+    last = free[pool * P + n]
+    free[pool * P + i] = last
+    fpos[pool * P + last] = i
+    free_n[pool] = n
+    fpos[pool * P + p] = -1
+
+
+@jit
+def put_free(S, pi, pool, p):
+    P = pi[C.P]
+    free_n = S[FREE_N]
+    n = free_n[pool]
+    S[FREE][pool * P + n] = p
+    S[FPOS][pool * P + p] = n
+    free_n[pool] = n + 1
+
+
+@jit
+def tracking(pi):
+    return pi[C.ESTIMATE] != 0 and pi[C.ALLOC] == 0 and pi[C.CROSS] != 0 and pi[C.CIP] != 0 \
+        and pi[C.N] > 1
+
+
+@jit
+def distinct_targets(S, pi, ip, p, skip1, skip2):
+    n, P = pi[C.N], pi[C.P]
+    slot, tgt = S[SLOT], S[C_TGT]
+    count = 0
+    for j in range(n):
+        if j == skip1 or j == skip2:
+            continue
+        h = slot[(ip * n + j) * P + p]
+        if h < 0:
+            continue
+        t = tgt[h]
+        dup = False
+        for jj in range(j):
+            if jj == skip1 or jj == skip2:
+                continue
+            h2 = slot[(ip * n + jj) * P + p]
+            if h2 >= 0 and tgt[h2] == t:
+                dup = True
+                break
+        if not dup:
+            count += 1
+    return count
+
+
+@jit
+def holder_changed(S, pi, d0, p, target, delta):
+    n, P = pi[C.N], pi[C.P]
+    ip = d0 // n
+    j0 = d0 - ip * n
+    slot, tgt, est = S[SLOT], S[C_TGT], S[EST_SUM]
+    for j in range(n):
+        if j == j0:
+            continue
+        d = ip * n + j
+        if not is_free(S, pi, d, p):
+            continue
+        found = False
+        for jj in range(n):
+            if jj == j or jj == j0:
+                continue
+            h = slot[(ip * n + jj) * P + p]
+            if h >= 0 and tgt[h] == target:
+                found = True
+                break
+        if not found:
+            est[d] += delta
+
+
+@jit
+def port_freed(S, pi, d, p):
+    put_free(S, pi, pool_of(pi, d), p)
+    if tracking(pi):
+        n = pi[C.N]
+        S[EST_SUM][d] += distinct_targets(S, pi, d // n, p, d % n, -1)
+
+
+@jit
+def port_taken(S, pi, d, p):
+    take_free(S, pi, pool_of(pi, d), p)
+    if tracking(pi):
+        n = pi[C.N]
+        S[EST_SUM][d] -= distinct_targets(S, pi, d // n, p, d % n, -1)
+
+
+@jit
+def release_port(S, pi, pf, d, p, t):
+    if pi[C.COOL_ON]:
+        si = S[SI]
+        cap = S[CQ_AT].shape[0]
+        i = (si[T.CQ_HEAD] + si[T.CQ_N]) % cap
+        S[CQ_AT][i] = t + pf[C.REUSE]
+        S[CQ_DP][i] = d * pi[C.P] + p
+        si[T.CQ_N] += 1
+    else:
+        port_freed(S, pi, d, p)
+
+
+@jit
+def end_connection(S, pi, pf, h, t, by_reset):
+    n, P = pi[C.N], pi[C.P]
+    d = S[C_DEST][h]
+    p = S[C_PORT][h]
+    target = S[C_TGT][h]
+    S[SLOT][d * P + p] = -1
+    S[LIVE][d] -= 1
+    if tracking(pi):
+        holder_changed(S, pi, d, p, target, -1)
+    if pi[C.CIP] == 0:
+        S[NTL][(d % n) * pi[C.B] + target] -= 1
+    if S[C_CLOSE][h] != 0 and not by_reset and pi[C.TW_ON] != 0:
+        key = ((d // n) * 65536 + p) * pi[C.B] + target
+        expiry = t + pf[C.TW]
+        tw_set(S, key, expiry)
+        si = S[SI]
+        cap = S[TWQ_KEY].shape[0]
+        i = (si[T.TWQ_HEAD] + si[T.TWQ_N]) % cap
+        S[TWQ_KEY][i] = key
+        S[TWQ_EXP][i] = expiry
+        si[T.TWQ_N] += 1
+    heap_remove(S, h)
+    si = S[SI]
+    S[IDS][si[T.FREE_TOP]] = h
+    si[T.FREE_TOP] += 1
+    release_port(S, pi, pf, d, p, t)
+
+
+# -- allocators ----------------------------------------------------------------------------------------
+@jit
+def linux_scan(S, pi, pool, offset):
+    P = pi[C.P]
+    offset &= ~1
+    while True:
+        p = offset
+        for i in range(0, P, 2):
+            if p >= P:
+                p -= P
+            if is_free(S, pi, pool, p):
+                S[SI][T.SKIPPED] = i // 2
+                return p
+            p += 2
+        offset += 1
+        if (offset & 1) == 0 or P <= 1:
+            return -1
+
+
+@jit
+def allocate(S, pi, st, ip, j, t):
+    n, P = pi[C.N], pi[C.P]
+    d = ip * n + j
+    pool = pool_of(pi, d)
+    nfree = S[FREE_N][pool]
+    if nfree == 0:
+        return -1
+    alloc = pi[C.ALLOC]
+    if alloc == 0 or alloc == 3:
+        p = np.int64(S[FREE][pool * P + randint(st, nfree)])
+    elif alloc == 1:
+        cursor = S[CURSOR]
+        if cursor[d] < 0:
+            cursor[d] = randint(st, P)
+        p = cursor[d]
+        while not is_free(S, pi, pool, p):
+            p = p + 1 if p + 1 < P else 0
+        cursor[d] = p + 1 if p + 1 < P else 0
+    else:
+        epoch = np.int64(math.floor(t / C.LINUX_EPOCH_S))
+        if epoch != S[LIN_EPOCH][d]:
+            S[LIN_EPOCH][d] = epoch
+            S[LIN_OFF][d] = randint(st, P)
+        p = linux_scan(S, pi, pool, (S[LIN_PERT][d] + S[LIN_OFF][d]) % P)
+        skipped = S[SI][T.SKIPPED]
+        u = randint(st, 8)
+        S[LIN_PERT][d] = (S[LIN_PERT][d] + 2 * max(skipped, u) + 2) % P
+    port_taken(S, pi, d, p)
+    return p
+
+
+@jit
+def draw_node(pi, wcum, st):
+    if pi[C.WEIGHTED]:
+        u = uniform(st)
+        j = 0
+        while u >= wcum[j]:
+            j += 1
+        return j
+    return randint(st, pi[C.N])
+
+
+@jit
+def add_estimate(S, pi, pf, t, ip, j, d):
+    n, P = pi[C.N], pi[C.P]
+    e = 0.0
+    if pi[C.CROSS] and pi[C.CIP] and n > 1 and S[LIVE][d] < pi[C.LIMIT]:
+        pool = pool_of(pi, d)
+        nfree = S[FREE_N][pool]
+        size_t = pi[C.B]
+        if pi[C.ALLOC] == 0 and nfree > 0:
+            e = S[EST_SUM][d] / (nfree * size_t)
+        elif pi[C.ALLOC] == 1 and nfree > 0 and S[CURSOR][d] >= 0:
+            p = S[CURSOR][d]
+            while not is_free(S, pi, pool, p):
+                p = p + 1 if p + 1 < P else 0
+            e = distinct_targets(S, pi, ip, p, j, -1) / size_t
+        elif pi[C.ALLOC] == 1 and nfree > 0:
+            total = 0
+            for i in range(nfree):
+                total += distinct_targets(S, pi, ip, S[FREE][pool * P + i], j, -1)
+            e = total / (nfree * size_t)
+    nb_ = pi[C.NBATCH]
+    b = np.int64((t - pf[C.T_MEASURE]) / (pf[C.T_END] - pf[C.T_MEASURE]) * nb_)
+    b = min(max(b, 0), nb_ - 1)
+    S[BATCHES][b] += e
+
+
+# -- one arrival -------------------------------------------------------------------------------------
+@jit
+def arrival(S, pi, pf, zs, zc, wcum, st, t, given_life, measure, outcome):
+    si = S[SI]
+    n, P, k = pi[C.N], pi[C.P], pi[C.K]
+    if measure:
+        si[T.CONN] += 1
+    client = randint(st, pi[C.CLIENTS]) if pi[C.NEED_CLIENT] else 0
+    ip = client % k if pi[C.IP_PER_CLIENT] else randint(st, k)
+    if pi[C.STICKY]:
+        if t >= S[CL_EXP][client]:
+            S[CL_NODE][client] = draw_node(pi, wcum, st)
+            S[CL_EXP][client] = t + pf[C.DNS_TTL]
+        j = S[CL_NODE][client]
+    else:
+        j = draw_node(pi, wcum, st)
+    d = ip * n + j
+    if measure and pi[C.ESTIMATE]:
+        add_estimate(S, pi, pf, t, ip, j, d)
+    if S[LIVE][d] >= pi[C.LIMIT]:
+        p = -1
+    else:
+        p = allocate(S, pi, st, ip, j, t)
+    if p < 0:
+        if measure:
+            si[T.AFAIL] += 1
+        return
+    if pi[C.CROSS]:
+        target = randint(st, pi[C.B])
+    else:
+        target = zs[j] + randint(st, zc[j])
+    slot, tgt = S[SLOT], S[C_TGT]
+    nholders = 0
+    if pi[C.CIP]:
+        for jj in range(n):
+            if jj != j:
+                h = slot[(ip * n + jj) * P + p]
+                if h >= 0 and tgt[h] == target:
+                    nholders += 1
+    else:
+        if S[NTL][j * pi[C.B] + target] >= pi[C.NODE_LIMIT]:
+            port_freed(S, pi, d, p)
+            if measure:
+                si[T.AFAIL] += 1
+            return
+    life = lifetime(pi, pf, st) if given_life < 0 else given_life
+    scf = pf[C.SCF]
+    close = scf >= 1.0 or (scf > 0.0 and uniform(st) < scf)
+    if nholders > 0:
+        if measure:
+            si[T.COLL] += 1
+            si[T.PAIRS] += nholders
+            if S[SF][T.FIRST] < 0:
+                S[SF][T.FIRST] = t - pf[C.T_MEASURE]
+        if outcome == 1:
+            if measure:
+                si[T.FAILED] += 1
+            release_port(S, pi, pf, d, p, t)
+            return
+        if outcome == 0:
+            for jj in range(n):
+                if jj != j:
+                    h = slot[(ip * n + jj) * P + p]
+                    if h >= 0 and tgt[h] == target:
+                        end_connection(S, pi, pf, h, t, True)
+                        if measure:
+                            si[T.RESETS] += 1
+    elif pi[C.TW_ON]:
+        i = tw_find(S, (ip * 65536 + p) * pi[C.B] + target)
+        if i >= 0:
+            tw_delete(S, i)
+            if measure:
+                si[T.TWHITS] += 1
+    if measure:
+        si[T.EST] += 1
+    si[T.SERIAL] += 1
+    si[T.FREE_TOP] -= 1
+    c = S[IDS][si[T.FREE_TOP]]
+    S[C_DEST][c] = d
+    S[C_PORT][c] = p
+    S[C_TGT][c] = target
+    S[C_CLOSE][c] = 1 if close else 0
+    S[C_END][c] = t + life
+    S[C_SERIAL][c] = si[T.SERIAL]
+    if tracking(pi):
+        holder_changed(S, pi, d, p, target, 1)
+    slot[d * P + p] = c
+    S[LIVE][d] += 1
+    if pi[C.CIP] == 0:
+        S[NTL][j * pi[C.B] + target] += 1
+    if measure and S[LIVE][d] > si[T.PEAK]:
+        si[T.PEAK] = S[LIVE][d]
+    heap_push(S, c)
+
+
+# -- the run -------------------------------------------------------------------------------------------
+@jit
+def draw_stationary(pi, pf, st):
+    mean_live = pf[C.RATE] * pf[C.MEAN]
+    n = 0
+    s = exponential(st)
+    while s < mean_live:
+        n += 1
+        s += exponential(st)
+    residual = np.empty(n, np.float64)
+    age = np.empty(n, np.float64)
+    for i in range(n):
+        big = biased_lifetime(pi, pf, st)
+        u = uniform(st)
+        residual[i] = u * big
+        age[i] = big - u * big
+    return residual, age
+
+
+@jit
+def place_stationary(S, pi, pf, zs, zc, wcum, st, residuals, order):
+    for i in order:
+        arrival(S, pi, pf, zs, zc, wcum, st, 0.0, residuals[i], False, 2)
+
+
+@jit
+def schedule_first_arrival(S, pf, st):
+    S[SF][T.NEXT_ARR] = exponential(st) / pf[C.RATE]
+
+
+@jit
+def advance(S, pi, pf, zs, zc, wcum, st, t_stop):
+    si, sf = S[SI], S[SF]
+    tw_on = pi[C.TW_ON] != 0
+    while True:
+        if si[T.FREE_TOP] == 0:
+            return T.GROW_CONN
+        if tw_on:
+            if 10 * (si[T.TW_N] + 1) > 7 * S[TW_KEY].shape[0]:
+                return T.GROW_TW
+            if si[T.TWQ_N] == S[TWQ_KEY].shape[0]:
+                return T.GROW_TWQ
+        t_end = S[C_END][S[HEAP][0]] if si[T.HEAP_N] > 0 else np.inf
+        t_cool = S[CQ_AT][si[T.CQ_HEAD]] if si[T.CQ_N] > 0 else np.inf
+        t_tw = S[TWQ_EXP][si[T.TWQ_HEAD]] if si[T.TWQ_N] > 0 else np.inf
+        t_ev = min(t_end, t_cool, t_tw)
+        if t_ev <= sf[T.NEXT_ARR]:
+            if t_ev >= t_stop:
+                return T.DONE
+            if t_end == t_ev:
+                end_connection(S, pi, pf, S[HEAP][0], t_end, False)
+            elif t_cool == t_ev:
+                cap = S[CQ_AT].shape[0]
+                dp = S[CQ_DP][si[T.CQ_HEAD]]
+                si[T.CQ_HEAD] = (si[T.CQ_HEAD] + 1) % cap
+                si[T.CQ_N] -= 1
+                d = dp // pi[C.P]
+                port_freed(S, pi, d, dp - d * pi[C.P])
+            else:
+                cap = S[TWQ_KEY].shape[0]
+                key = S[TWQ_KEY][si[T.TWQ_HEAD]]
+                expiry = S[TWQ_EXP][si[T.TWQ_HEAD]]
+                si[T.TWQ_HEAD] = (si[T.TWQ_HEAD] + 1) % cap
+                si[T.TWQ_N] -= 1
+                i = tw_find(S, key)
+                if i >= 0 and S[TW_EXP][i] == expiry:
+                    tw_delete(S, i)
+        else:
+            t = sf[T.NEXT_ARR]
+            if t >= t_stop:
+                return T.DONE
+            measure = pf[C.T_MEASURE] <= t < pf[C.T_END]
+            arrival(S, pi, pf, zs, zc, wcum, st, t, -1.0, measure, pi[C.OUTCOME])
+            sf[T.NEXT_ARR] = t + exponential(st) / pf[C.RATE]

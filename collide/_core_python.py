@@ -1,0 +1,448 @@
+"""The reference engine: DESIGN §2 written out plainly. Slow, readable, and the specification.
+
+`_core_numba.py` and `_core.pyx` follow this file step for step and draw the same raw 64-bit words
+in the same order, so one (scenario, seed) gives identical counts on all three backends.
+
+Random draws (DESIGN §2.4), all from raw words w = next_uint64():
+  uniform       (w >> 11) * 2**-53                        in [0, 1)
+  randint(n)    Lemire multiply-shift on w >> 32, exact rejection; n <= 1 draws no word
+  exponential   -log(((w >> 11) + 1) * 2**-53)           in (0, 37]
+  normal        sqrt(2 E) cos(2 pi u), E exponential then u uniform (Box-Muller)
+
+One arrival, in order: client (only if a per-client choice needs it), NAT IP, node, port, target,
+lifetime, server-close flag. An allocation failure stops after the port step.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+
+from . import _params as C
+
+TWO53 = 2.0 ** -53
+MASK32 = 0xFFFFFFFF
+INF = math.inf
+
+
+class Words:
+    """Raw words from a NumPy bit generator (the same stream the compiled backends read)."""
+
+    def __init__(self, bitgen):
+        self.bitgen = bitgen
+
+    def next(self) -> int:
+        return int(self.bitgen.random_raw())
+
+    def uniform(self) -> float:
+        return (self.next() >> 11) * TWO53
+
+    def randint(self, n: int) -> int:
+        """Uniform integer in [0, n), n < 2**32: Lemire's method on the high 32 bits, no bias."""
+        if n <= 1:
+            return 0
+        m = (self.next() >> 32) * n
+        low = m & MASK32
+        if low < n:
+            threshold = (2 ** 32 - n) % n
+            while low < threshold:
+                m = (self.next() >> 32) * n
+                low = m & MASK32
+        return m >> 32
+
+    def exponential(self) -> float:
+        return -math.log(((self.next() >> 11) + 1) * TWO53)
+
+    def normal(self) -> float:
+        e = self.exponential()
+        u = self.uniform()
+        return math.sqrt(2.0 * e) * math.cos(2.0 * math.pi * u)
+
+
+class Connection:
+    __slots__ = ("dest", "port", "target", "close", "end", "serial", "alive")
+
+    def __init__(self, dest, port, target, close, end, serial):
+        self.dest, self.port, self.target, self.close = dest, port, target, close
+        self.end, self.serial, self.alive = end, serial, True
+
+
+class Simulation:
+    """State of one run. `place_stationary`, then `advance(t)` in chunks; `counters()` at the end."""
+
+    def __init__(self, pi, pf, zone_start, zone_count, wcum, bitgen):
+        self.rng = Words(bitgen)
+        self.pi, self.pf = [int(x) for x in pi], [float(x) for x in pf]
+        self.zone_start, self.zone_count = [int(x) for x in zone_start], [int(x) for x in zone_count]
+        self.wcum = [float(x) for x in wcum]
+        pi = self.pi
+        k, n, ports = pi[C.K], pi[C.N], pi[C.P]
+        self.k, self.n, self.ports = k, n, ports
+        dests = k * n
+        pools = k if pi[C.ALLOC] == 3 else dests          # eim: one pool of ports per IP
+        # Free ports per pool: a list plus each port's index in it (swap-remove keeps picks O(1)).
+        self.free = [list(range(ports)) for _ in range(pools)]
+        self.pos = [list(range(ports)) for _ in range(pools)]
+        # Slot table: which live connection holds port p towards destination d (None if none).
+        self.slot = [[None] * ports for _ in range(dests)]
+        self.live = [0] * dests
+        self.cursor = [-1] * dests                         # sequential
+        self.lin_epoch, self.lin_offset, self.lin_perturb = [-1] * dests, [0] * dests, [0] * dests
+        self.est_sum = [0] * dests                         # Σ over free ports of holders' targets
+        self.client_node, self.client_expiry = [0] * pi[C.CLIENTS], [-INF] * pi[C.CLIENTS]
+        self.node_target_live = {}                         # client IP preservation off
+        self.ends = []                                     # heap of (end, serial, connection)
+        self.time_wait = {}                                # (ip, port, target) -> expiry
+        self.tw_queue = []                                 # FIFO of (expiry, key)
+        self.tw_head = 0
+        self.cool_queue = []                               # FIFO of (release time, dest, port)
+        self.cool_head = 0
+        self.serial = 0
+        self.next_arrival = INF
+        self.batches = [0.0] * pi[C.NBATCH]
+        self.c = dict(connections=0, established=0, allocation_failures=0, failed_connects=0,
+                      collisions=0, reset_victims=0, time_wait_hits=0, pairs=0,
+                      peak_live_per_destination=0)
+        self.first_collision = -1.0
+
+    # -- helpers ------------------------------------------------------------------------------
+    def pool_of(self, d: int) -> int:
+        return d // self.n if self.pi[C.ALLOC] == 3 else d
+
+    def is_free(self, pool: int, p: int) -> bool:
+        return self.pos[pool][p] >= 0
+
+    def take_free(self, pool: int, p: int) -> None:
+        i, lst = self.pos[pool][p], self.free[pool]
+        last = lst[-1]
+        lst[i] = last
+        self.pos[pool][last] = i
+        lst.pop()
+        self.pos[pool][p] = -1
+
+    def put_free(self, pool: int, p: int) -> None:
+        self.pos[pool][p] = len(self.free[pool])
+        self.free[pool].append(p)
+
+    def tracking(self) -> bool:
+        """Keep the conditional estimate's running sums (random allocator, collisions possible)."""
+        pi = self.pi
+        return pi[C.ESTIMATE] and pi[C.ALLOC] == 0 and pi[C.CROSS] and pi[C.CIP] and self.n > 1
+
+    def distinct_targets(self, ip: int, p: int, skip1: int, skip2: int) -> int:
+        """Distinct targets held on port p from `ip` through nodes other than skip1, skip2."""
+        seen = set()
+        for j in range(self.n):
+            if j != skip1 and j != skip2:
+                h = self.slot[ip * self.n + j][p]
+                if h is not None:
+                    seen.add(h.target)
+        return len(seen)
+
+    def holder_changed(self, d0: int, p: int, target: int, delta: int) -> None:
+        """A holder of (ip, p, target) through node j0 appeared (+1) or left (-1): update the
+        estimate's sums of the other destinations of that IP for which p is free."""
+        ip, j0 = divmod(d0, self.n)
+        for j in range(self.n):
+            if j == j0:
+                continue
+            d = ip * self.n + j
+            if not self.is_free(d, p):
+                continue
+            others = {self.slot[ip * self.n + jj][p].target for jj in range(self.n)
+                      if jj not in (j, j0) and self.slot[ip * self.n + jj][p] is not None}
+            if target not in others:
+                self.est_sum[d] += delta
+
+    def port_freed(self, d: int, p: int) -> None:
+        pool = self.pool_of(d)
+        self.put_free(pool, p)
+        if self.tracking():
+            self.est_sum[d] += self.distinct_targets(d // self.n, p, d % self.n, -1)
+
+    def port_taken(self, d: int, p: int) -> None:
+        pool = self.pool_of(d)
+        self.take_free(pool, p)
+        if self.tracking():
+            self.est_sum[d] -= self.distinct_targets(d // self.n, p, d % self.n, -1)
+
+    def release_port(self, d: int, p: int, t: float) -> None:
+        """The NAT frees port p towards d: free again now, or after the reuse delay."""
+        if self.pi[C.COOL_ON]:
+            self.cool_queue.append((t + self.pf[C.REUSE], d, p))
+        else:
+            self.port_freed(d, p)
+
+    def end_connection(self, h: Connection, t: float, by_reset: bool) -> None:
+        """A live connection ends: free its slot, maybe leave TIME_WAIT, release its NAT port."""
+        h.alive = False
+        d, p = h.dest, h.port
+        self.slot[d][p] = None
+        self.live[d] -= 1
+        if self.tracking():
+            self.holder_changed(d, p, h.target, -1)
+        if not self.pi[C.CIP]:
+            self.node_target_live[(d % self.n, h.target)] -= 1
+        if h.close and not by_reset and self.pi[C.TW_ON]:
+            key = (d // self.n, p, h.target)
+            expiry = t + self.pf[C.TW]
+            self.time_wait[key] = expiry
+            self.tw_queue.append((expiry, key))
+        self.release_port(d, p, t)
+
+    # -- lifetimes ------------------------------------------------------------------------------
+    def lifetime(self) -> float:
+        pi, pf, rng = self.pi, self.pf, self.rng
+        dist = pi[C.DIST]
+        if dist == 0:
+            return pf[C.MEAN] * rng.exponential()
+        if dist == 1:
+            return pf[C.MEAN]
+        if dist == 2:
+            return math.exp(pf[C.MU] + pf[C.SIGMA] * rng.normal())
+        return pf[C.XM] * math.exp(rng.exponential() / pf[C.ALPHA])
+
+    def biased_lifetime(self) -> float:
+        """A draw from the length-biased law x f(x) / E[L] (DESIGN §2.5)."""
+        pi, pf, rng = self.pi, self.pf, self.rng
+        dist = pi[C.DIST]
+        if dist == 0:       # Gamma(2, D)
+            e1 = rng.exponential()
+            return pf[C.MEAN] * (e1 + rng.exponential())
+        if dist == 1:
+            return pf[C.MEAN]
+        if dist == 2:       # lognormal with mu + sigma^2
+            return math.exp(pf[C.MU] + pf[C.SIGMA] * pf[C.SIGMA] + pf[C.SIGMA] * rng.normal())
+        return pf[C.XM] * math.exp(rng.exponential() / (pf[C.ALPHA] - 1.0))   # Pareto(xm, a - 1)
+
+    # -- port allocators (DESIGN §2.3) -----------------------------------------------------------
+    def allocate(self, ip: int, j: int, t: float) -> int:
+        """A port free for (ip, j), taken; -1 if none. Draws as the allocator needs."""
+        pi, rng = self.pi, self.rng
+        d = ip * self.n + j
+        pool = self.pool_of(d)
+        free = self.free[pool]
+        if not free:
+            return -1
+        alloc = pi[C.ALLOC]
+        if alloc == 0 or alloc == 3:                       # random / eim: uniform over the free list
+            p = free[rng.randint(len(free))]
+        elif alloc == 1:                                   # sequential: first free at/after cursor
+            if self.cursor[d] < 0:
+                self.cursor[d] = rng.randint(self.ports)
+            p = self.cursor[d]
+            while not self.is_free(pool, p):
+                p = p + 1 if p + 1 < self.ports else 0
+            self.cursor[d] = p + 1 if p + 1 < self.ports else 0
+        else:                                              # linux: RFC 6056 alg. 4, Linux >= 5.18
+            epoch = math.floor(t / C.LINUX_EPOCH_S)
+            if epoch != self.lin_epoch[d]:
+                self.lin_epoch[d] = epoch
+                self.lin_offset[d] = rng.randint(self.ports)
+            p = self.linux_scan(pool, (self.lin_perturb[d] + self.lin_offset[d]) % self.ports)
+            skipped = self.linux_skipped
+            u = rng.randint(8)
+            self.lin_perturb[d] = (self.lin_perturb[d] + 2 * max(skipped, u) + 2) % self.ports
+        self.port_taken(d, p)
+        return p
+
+    def linux_scan(self, pool: int, offset: int) -> int:
+        """Ports of the range's low parity in steps of 2 from offset, then the other parity."""
+        P = self.ports
+        offset &= ~1
+        while True:
+            p = offset
+            for i in range(0, P, 2):
+                if p >= P:
+                    p -= P
+                if self.is_free(pool, p):
+                    self.linux_skipped = i // 2
+                    return p
+                p += 2
+            offset += 1
+            if not (offset & 1) or P <= 1:
+                raise AssertionError("linux_scan: no free port although the pool is not empty")
+
+    # -- one arrival (DESIGN §2.1, §2.2) ----------------------------------------------------------
+    def arrival(self, t: float, given_life: float, measure: bool, outcome: int) -> None:
+        pi, pf, rng, c = self.pi, self.pf, self.rng, self.c
+        if measure:
+            c["connections"] += 1
+        # 1-2. client, NAT IP and node
+        client = rng.randint(pi[C.CLIENTS]) if pi[C.NEED_CLIENT] else 0
+        ip = client % self.k if pi[C.IP_PER_CLIENT] else rng.randint(self.k)
+        if pi[C.STICKY]:
+            if t >= self.client_expiry[client]:
+                self.client_node[client] = self.draw_node()
+                self.client_expiry[client] = t + pf[C.DNS_TTL]
+            j = self.client_node[client]
+        else:
+            j = self.draw_node()
+        d = ip * self.n + j
+        # conditional estimate: P(this arrival collides | state), before its port and target draws
+        if measure and pi[C.ESTIMATE]:
+            self.add_estimate(t, ip, j, d)
+        # 3. port
+        if self.live[d] >= pi[C.LIMIT]:
+            p = -1
+        else:
+            p = self.allocate(ip, j, t)
+        if p < 0:
+            if measure:
+                c["allocation_failures"] += 1
+            return
+        # 4. target
+        if pi[C.CROSS]:
+            target = rng.randint(pi[C.B])
+        else:
+            target = self.zone_start[j] + rng.randint(self.zone_count[j])
+        # 5. at the target
+        holders = []
+        if pi[C.CIP]:
+            for jj in range(self.n):
+                h = self.slot[ip * self.n + jj][p]
+                if jj != j and h is not None and h.target == target:
+                    holders.append(h)
+        else:
+            key = (j, target)
+            if self.node_target_live.get(key, 0) >= pi[C.NODE_LIMIT]:
+                self.port_freed(d, p)            # the node has no port left: nothing is held
+                if measure:
+                    c["allocation_failures"] += 1
+                return
+        # 6. lifetime and who closes first
+        life = self.lifetime() if given_life < 0 else given_life
+        scf = pf[C.SCF]
+        close = scf >= 1.0 or (scf > 0.0 and rng.uniform() < scf)
+        if holders:
+            if measure:
+                c["collisions"] += 1
+                c["pairs"] += len(holders)
+                if self.first_collision < 0:
+                    self.first_collision = t - pf[C.T_MEASURE]
+            if outcome == 1:                     # fail-new: the new SYN gets nowhere
+                if measure:
+                    c["failed_connects"] += 1
+                self.release_port(d, p, t)
+                return
+            if outcome == 0:                     # reset-existing: the RST kills the older one(s)
+                for h in holders:
+                    self.end_connection(h, t, by_reset=True)
+                    if measure:
+                        c["reset_victims"] += 1
+        elif pi[C.TW_ON]:
+            key = (ip, p, target)
+            if key in self.time_wait:            # expired entries are gone before this arrival
+                del self.time_wait[key]
+                if measure:
+                    c["time_wait_hits"] += 1
+        # the new connection lives
+        if measure:
+            c["established"] += 1
+        self.serial += 1
+        conn = Connection(d, p, target, close, t + life, self.serial)
+        if self.tracking():
+            self.holder_changed(d, p, target, +1)
+        self.slot[d][p] = conn
+        self.live[d] += 1
+        if not pi[C.CIP]:
+            self.node_target_live[(j, target)] = self.node_target_live.get((j, target), 0) + 1
+        if measure and self.live[d] > c["peak_live_per_destination"]:
+            c["peak_live_per_destination"] = self.live[d]
+        heapq.heappush(self.ends, (conn.end, conn.serial, conn))
+
+    def draw_node(self) -> int:
+        if self.pi[C.WEIGHTED]:
+            u = self.rng.uniform()
+            j = 0
+            while u >= self.wcum[j]:
+                j += 1
+            return j
+        return self.rng.randint(self.n)
+
+    def add_estimate(self, t: float, ip: int, j: int, d: int) -> None:
+        pi = self.pi
+        e = 0.0
+        if pi[C.CROSS] and pi[C.CIP] and self.n > 1 and self.live[d] < pi[C.LIMIT]:
+            pool = self.pool_of(d)
+            size_t = pi[C.B]
+            if pi[C.ALLOC] == 0 and self.free[pool]:
+                e = self.est_sum[d] / (len(self.free[pool]) * size_t)
+            elif pi[C.ALLOC] == 1 and self.free[pool] and self.cursor[d] >= 0:
+                p = self.cursor[d]
+                while not self.is_free(pool, p):
+                    p = p + 1 if p + 1 < self.ports else 0
+                e = self.distinct_targets(ip, p, j, -1) / size_t
+            # sequential before its first use: the cursor is not drawn yet, so the port is uniform
+            elif pi[C.ALLOC] == 1 and self.free[pool]:
+                e = sum(self.distinct_targets(ip, p, j, -1) for p in self.free[pool]) / (
+                    len(self.free[pool]) * size_t)
+        nb = pi[C.NBATCH]
+        b = int((t - self.pf[C.T_MEASURE]) / (self.pf[C.T_END] - self.pf[C.T_MEASURE]) * nb)
+        self.batches[min(max(b, 0), nb - 1)] += e
+
+    # -- the run --------------------------------------------------------------------------------
+    def draw_stationary(self):
+        """Poisson(λ E[L]) connections with (residual, age) from the equilibrium law."""
+        rng, pf = self.rng, self.pf
+        mean_live = pf[C.RATE] * pf[C.MEAN]
+        n = 0
+        s = rng.exponential()
+        while s < mean_live:
+            n += 1
+            s += rng.exponential()
+        residual, age = [], []
+        for _ in range(n):
+            big = self.biased_lifetime()
+            u = rng.uniform()
+            residual.append(u * big)
+            age.append(big - u * big)
+        return residual, age
+
+    def place_stationary(self, residuals, order) -> None:
+        """Allocate the stationary connections at t = 0 in order of start (oldest first),
+        as the collision-free system holds them: no collision ends anyone, nothing is counted."""
+        for i in order:
+            self.arrival(0.0, float(residuals[i]), measure=False, outcome=2)
+
+    def schedule_first_arrival(self) -> None:
+        self.next_arrival = self.rng.exponential() / self.pf[C.RATE]
+
+    def advance(self, t_stop: float) -> int:
+        """Process every event before t_stop in time order (ties: ends, reuse, TIME_WAIT, arrival)."""
+        pf, pi = self.pf, self.pi
+        while True:
+            while self.ends and not self.ends[0][2].alive:
+                heapq.heappop(self.ends)
+            t_end = self.ends[0][0] if self.ends else INF
+            t_cool = self.cool_queue[self.cool_head][0] if self.cool_head < len(self.cool_queue) \
+                else INF
+            t_tw = self.tw_queue[self.tw_head][0] if self.tw_head < len(self.tw_queue) else INF
+            t_ev = min(t_end, t_cool, t_tw)
+            if t_ev <= self.next_arrival:
+                if t_ev >= t_stop:
+                    return 0
+                if t_end == t_ev:
+                    _, _, h = heapq.heappop(self.ends)
+                    self.end_connection(h, t_end, by_reset=False)
+                elif t_cool == t_ev:
+                    _, d, p = self.cool_queue[self.cool_head]
+                    self.cool_head += 1
+                    self.port_freed(d, p)
+                else:
+                    expiry, key = self.tw_queue[self.tw_head]
+                    self.tw_head += 1
+                    if self.time_wait.get(key) == expiry:
+                        del self.time_wait[key]
+            else:
+                t = self.next_arrival
+                if t >= t_stop:
+                    return 0
+                measure = pf[C.T_MEASURE] <= t < pf[C.T_END]
+                self.arrival(t, -1.0, measure, pi[C.OUTCOME])
+                self.next_arrival = t + self.rng.exponential() / pf[C.RATE]
+
+    def counters(self) -> dict:
+        out = dict(self.c)
+        out["first_collision_s"] = self.first_collision
+        out["batches"] = list(self.batches)
+        return out

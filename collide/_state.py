@@ -1,0 +1,143 @@
+"""Flat engine state for the compiled backends (Cython and numba share this layout).
+
+Memory is per destination port (slot table, free list: 12 bytes per port per destination), per live
+connection (about 40 bytes) and per TIME_WAIT entry; never per target. Arrays that can outgrow their
+first size (connections, TIME_WAIT) make the kernel return a GROW code before it touches them;
+`grow` copies them into bigger arrays and the kernel resumes where it stopped.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _params as C
+
+# scalar slots in si (int64)
+CONN, EST, AFAIL, FAILED, COLL, RESETS, TWHITS, PAIRS, PEAK, SERIAL, HEAP_N, FREE_TOP, TW_N, \
+    TWQ_HEAD, TWQ_N, CQ_HEAD, CQ_N, SKIPPED = range(18)
+N_SI = 18
+# scalar slots in sf (float64)
+NEXT_ARR, FIRST = range(2)
+N_SF = 2
+
+# kernel return codes
+DONE, GROW_CONN, GROW_TW, GROW_TWQ = 0, 1, 2, 3
+
+FIELDS = ("si", "sf", "live", "cursor", "lin_epoch", "lin_off", "lin_pert", "est_sum", "free_n",
+          "slot", "free", "fpos", "c_dest", "c_port", "c_tgt", "c_close", "c_end", "c_serial",
+          "c_hpos", "ids", "heap", "cl_node", "cl_exp", "ntl", "tw_key", "tw_exp", "twq_key",
+          "twq_exp", "cq_at", "cq_dp", "batches")
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(4, int(n - 1).bit_length())
+
+
+def new_state(pi: np.ndarray, pf: np.ndarray, conn_cap: int) -> dict:
+    k, n, ports = int(pi[C.K]), int(pi[C.N]), int(pi[C.P])
+    dests = k * n
+    pools = k if pi[C.ALLOC] == 3 else dests
+    s = {}
+    s["si"] = np.zeros(N_SI, np.int64)
+    s["sf"] = np.zeros(N_SF, np.float64)
+    s["sf"][FIRST] = -1.0
+    s["sf"][NEXT_ARR] = np.inf
+    s["live"] = np.zeros(dests, np.int64)
+    s["cursor"] = np.full(dests, -1, np.int64)
+    s["lin_epoch"] = np.full(dests, -1, np.int64)
+    s["lin_off"] = np.zeros(dests, np.int64)
+    s["lin_pert"] = np.zeros(dests, np.int64)
+    s["est_sum"] = np.zeros(dests, np.int64)
+    s["free_n"] = np.full(pools, ports, np.int64)
+    s["slot"] = np.full(dests * ports, -1, np.int32)
+    s["free"] = np.tile(np.arange(ports, dtype=np.int32), pools)
+    s["fpos"] = np.tile(np.arange(ports, dtype=np.int32), pools)
+    conn_cap = max(int(conn_cap), 16)
+    s["c_dest"] = np.zeros(conn_cap, np.int32)
+    s["c_port"] = np.zeros(conn_cap, np.int32)
+    s["c_tgt"] = np.zeros(conn_cap, np.int32)
+    s["c_close"] = np.zeros(conn_cap, np.int32)
+    s["c_end"] = np.zeros(conn_cap, np.float64)
+    s["c_serial"] = np.zeros(conn_cap, np.int64)
+    s["c_hpos"] = np.full(conn_cap, -1, np.int64)
+    s["ids"] = np.arange(conn_cap - 1, -1, -1, dtype=np.int32)   # stack: id 0 on top
+    s["si"][FREE_TOP] = conn_cap
+    s["heap"] = np.zeros(conn_cap, np.int32)
+    clients = int(pi[C.CLIENTS]) if pi[C.NEED_CLIENT] else 1
+    s["cl_node"] = np.zeros(clients, np.int64)
+    s["cl_exp"] = np.full(clients, -np.inf, np.float64)
+    s["ntl"] = np.zeros(n * int(pi[C.B]) if not pi[C.CIP] else 1, np.int32)
+    tw_guess = int(pf[C.RATE] * pf[C.TW] * pf[C.SCF] * 1.5) + 64 if pi[C.TW_ON] else 8
+    s["tw_key"] = np.full(_pow2(2 * tw_guess), -1, np.int64)
+    s["tw_exp"] = np.zeros(_pow2(2 * tw_guess), np.float64)
+    s["twq_key"] = np.zeros(_pow2(tw_guess), np.int64)
+    s["twq_exp"] = np.zeros(_pow2(tw_guess), np.float64)
+    cq = dests * ports if pi[C.COOL_ON] else 1
+    s["cq_at"] = np.zeros(cq, np.float64)
+    s["cq_dp"] = np.zeros(cq, np.int64)
+    s["batches"] = np.zeros(int(pi[C.NBATCH]), np.float64)
+    return s
+
+
+def as_tuple(s: dict) -> tuple:
+    return tuple(s[f] for f in FIELDS)
+
+
+def _hash(keys: np.ndarray, mask: int) -> np.ndarray:
+    h = keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    shift = np.uint64(64 - (mask + 1).bit_length() + 1)
+    return (h >> shift).astype(np.int64) & mask
+
+
+def tw_slot(key: int, mask: int) -> int:
+    """Home slot of a key in the TIME_WAIT table (Fibonacci hashing on the high bits)."""
+    return int(_hash(np.array([key], np.int64), mask)[0])
+
+
+def grow(s: dict, code: int) -> None:
+    """Enlarge what the kernel ran out of (in place in the dict)."""
+    si = s["si"]
+    if code == GROW_CONN:
+        old = s["c_dest"].size
+        new = old * 2
+        for f in ("c_dest", "c_port", "c_tgt", "c_close", "c_end", "c_serial", "heap"):
+            a = np.zeros(new, s[f].dtype)
+            a[:old] = s[f]
+            s[f] = a
+        a = np.full(new, -1, np.int64)
+        a[:old] = s["c_hpos"]
+        s["c_hpos"] = a
+        top = int(si[FREE_TOP])
+        ids = np.empty(new, np.int32)
+        ids[:top] = s["ids"][:top]
+        extra = np.arange(new - 1, old - 1, -1, dtype=np.int32)
+        ids[top:top + extra.size] = extra
+        s["ids"] = ids
+        si[FREE_TOP] = top + extra.size
+    elif code == GROW_TW:
+        keys, exps = s["tw_key"], s["tw_exp"]
+        live = keys >= 0
+        new = keys.size * 2
+        mask = new - 1
+        nk = np.full(new, -1, np.int64)
+        ne = np.zeros(new, np.float64)
+        lk, le = keys[live], exps[live]
+        homes = _hash(lk, mask)
+        for key, e, h in zip(lk.tolist(), le.tolist(), homes.tolist()):
+            while nk[h] >= 0:
+                h = (h + 1) & mask
+            nk[h] = key
+            ne[h] = e
+        s["tw_key"], s["tw_exp"] = nk, ne
+    elif code == GROW_TWQ:
+        head, n = int(si[TWQ_HEAD]), int(si[TWQ_N])
+        cap = s["twq_key"].size
+        idx = (head + np.arange(n)) % cap
+        for f in ("twq_key", "twq_exp"):
+            a = np.zeros(cap * 2, s[f].dtype)
+            a[:n] = s[f][idx]
+            s[f] = a
+        si[TWQ_HEAD] = 0
+
+
+def state_bytes(s: dict) -> int:
+    return int(sum(a.nbytes for a in s.values()))

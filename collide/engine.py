@@ -1,0 +1,181 @@
+"""Drive one run on a backend: seed → warm-up → chunks of simulated time → raw counters.
+
+The driver is shared by the three backends; only the `Simulation`/`Engine` object differs. Runs go in
+chunks of simulated time so that a long run reports progress and Ctrl-C stops it between chunks.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import _params as C
+from . import _state as T
+from .scenario import Scenario
+
+BACKENDS = ("cython", "numba", "python")
+COUNTER_NAMES = ("connections", "established", "allocation_failures", "failed_connects",
+                 "collisions", "reset_victims", "time_wait_hits", "pairs",
+                 "peak_live_per_destination")
+
+
+class BackendUnavailable(RuntimeError):
+    pass
+
+
+def bit_generator(seed: int, replicate: int | None = None, replicates: int = 1) -> np.random.PCG64:
+    """DESIGN §2.4: PCG64(SeedSequence(seed)); replicate r uses SeedSequence(seed).spawn(R)[r]."""
+    ss = np.random.SeedSequence(seed)
+    if replicate is not None:
+        ss = ss.spawn(replicates)[replicate]
+    return np.random.PCG64(ss)
+
+
+@dataclass
+class RawRun:
+    counters: dict
+    first_collision_s: float | None
+    batches: np.ndarray
+    elapsed_s: float
+    state_bytes: int
+    finished: bool
+
+
+class _Compiled:
+    """Cython or numba: flat state arrays, kernels that return GROW codes when they run out."""
+
+    def __init__(self, backend, arrays, bitgen, conn_cap):
+        pi, pf, zs, zc, w = arrays
+        self.arrays = arrays
+        self.state = T.new_state(pi, pf, conn_cap)
+        self.bitgen = bitgen
+        self.backend = backend
+        if backend == "cython":
+            try:
+                from . import _core
+            except ImportError as exc:  # pragma: no cover - only without a build
+                raise BackendUnavailable(
+                    f"--backend cython: the compiled core is not built ({exc}); "
+                    "run `pip install .` or choose --backend numba|python") from None
+            self.engine = _core.Engine(pi, pf, zs, zc, w, bitgen, self.state)
+        else:
+            from . import _core_numba as nbk
+            self.nbk = nbk
+            self.st = np.random.Generator(bitgen)   # numba reads raw words through it
+
+    def _call(self, name, *args):
+        if self.backend == "cython":
+            return getattr(self.engine, name)(*args)
+        pi, pf, zs, zc, w = self.arrays
+        nbk, S, st = self.nbk, T.as_tuple(self.state), self.st
+        if name == "draw_stationary":
+            return nbk.draw_stationary(pi, pf, st)
+        if name == "place_stationary":
+            return nbk.place_stationary(S, pi, pf, zs, zc, w, st, *args)
+        if name == "schedule_first_arrival":
+            return nbk.schedule_first_arrival(S, pf, st)
+        return nbk.advance(S, pi, pf, zs, zc, w, st, *args)
+
+    def draw_stationary(self):
+        return self._call("draw_stationary")
+
+    def place_stationary(self, residuals, order):
+        need = len(order) + 1024
+        while self.state["c_dest"].size < need:
+            self._grow(T.GROW_CONN)
+        self._call("place_stationary", residuals, order)
+
+    def schedule_first_arrival(self):
+        self._call("schedule_first_arrival")
+
+    def _grow(self, code):
+        T.grow(self.state, code)
+        if self.backend == "cython":
+            self.engine.bind(self.state)
+
+    def advance(self, t_stop):
+        while True:
+            code = self._call("advance", t_stop)
+            if code == T.DONE:
+                return
+            self._grow(code)
+
+    def counters(self):
+        si, sf = self.state["si"], self.state["sf"]
+        c = {"connections": si[T.CONN], "established": si[T.EST],
+             "allocation_failures": si[T.AFAIL], "failed_connects": si[T.FAILED],
+             "collisions": si[T.COLL], "reset_victims": si[T.RESETS],
+             "time_wait_hits": si[T.TWHITS], "pairs": si[T.PAIRS],
+             "peak_live_per_destination": si[T.PEAK]}
+        c = {k: int(v) for k, v in c.items()}
+        return c, float(sf[T.FIRST]), self.state["batches"].copy(), T.state_bytes(self.state)
+
+
+class _Reference:
+    def __init__(self, arrays, bitgen):
+        from ._core_python import Simulation
+        self.sim = Simulation(*arrays, bitgen)
+
+    def draw_stationary(self):
+        r, a = self.sim.draw_stationary()
+        return np.array(r, np.float64), np.array(a, np.float64)
+
+    def place_stationary(self, residuals, order):
+        self.sim.place_stationary(residuals, order)
+
+    def schedule_first_arrival(self):
+        self.sim.schedule_first_arrival()
+
+    def advance(self, t_stop):
+        self.sim.advance(t_stop)
+
+    def counters(self):
+        raw = self.sim.counters()
+        c = {k: int(raw[k]) for k in COUNTER_NAMES}
+        return c, float(raw["first_collision_s"]), np.array(raw["batches"]), 0
+
+
+def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", estimate: bool = True,
+        progress: Callable[[float], None] | None = None, chunks: int | None = None,
+        stop_at: float | None = None) -> RawRun:
+    """Simulate one run; `progress(fraction)` after each chunk. `stop_at` ends early (simulated s).
+
+    KeyboardInterrupt between chunks returns what finished, with `finished=False`.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend {backend!r}: must be one of {', '.join(BACKENDS)}")
+    arrays = C.build(scenario, estimate)
+    pi, pf = arrays[0], arrays[1]
+    t_measure, t_end = float(pf[C.T_MEASURE]), float(pf[C.T_END])
+    if stop_at is not None:
+        t_end = min(t_end, stop_at)
+    t0 = time.perf_counter()
+    if backend == "python":
+        sim = _Reference(arrays, bitgen)
+    else:
+        cap = int(scenario.mean_live * 1.3 + 10 * np.sqrt(scenario.mean_live) + 1024)
+        cap = min(cap, scenario.destinations * scenario.nat.capacity + 16)
+        sim = _Compiled(backend, arrays, bitgen, cap)
+    if scenario.traffic.warmup == "auto":
+        residuals, age = sim.draw_stationary()
+        order = np.argsort(-age, kind="stable").astype(np.int64)
+        sim.place_stationary(residuals, order)
+    sim.schedule_first_arrival()
+    if chunks is None:
+        expected = scenario.traffic.rate * t_end
+        chunks = int(min(400, max(1, expected // 2_000_000)))
+    finished = True
+    try:
+        if t_measure > 0:
+            sim.advance(t_measure)
+        for i in range(1, chunks + 1):
+            sim.advance(t_measure + (t_end - t_measure) * i / chunks)
+            if progress is not None:
+                progress(i / chunks)
+    except KeyboardInterrupt:
+        finished = False
+    counters, first, batches, nbytes = sim.counters()
+    return RawRun(counters, None if first < 0 else first, batches, time.perf_counter() - t0,
+                  nbytes, finished)

@@ -1,0 +1,146 @@
+"""`collide lab`: run a scenario on this machine's kernel and compare with the model."""
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+
+import click
+
+from ..scenario import Scenario, ScenarioError
+from .run import LabInterrupted, run_lab
+from .topology import LabConfigError, LabError
+
+
+def _fail(ctx: click.Context, message: str, code: int = 2):
+    click.echo(f"collide lab: {message}" if not message.startswith("collide lab") else message, err=True)
+    ctx.exit(code)
+
+
+def _value(text: str):
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _ports(text: str | None):
+    if text is None:
+        return None
+    try:
+        lo, hi = (int(x) for x in text.split("-"))
+    except ValueError:
+        raise ScenarioError(f"--ports {text!r}: expected MIN-MAX, e.g. 20000-21999") from None
+    return lo, hi
+
+
+def _resolve(scenario: str | None, config: str | None, sets, overrides: dict) -> Scenario:
+    if scenario and config:
+        raise ScenarioError("--scenario and --config: give one of them, not both")
+    s = Scenario.from_toml(config) if config else Scenario.builtin(scenario or "seed")
+    changes = {}
+    for item in sets:
+        if "=" not in item:
+            raise ScenarioError(f"--set {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        changes[k.strip()] = _value(v.strip())
+    changes.update({k: v for k, v in overrides.items() if v is not None})
+    return s.replace(changes) if changes else s
+
+
+def format_table(r: dict) -> str:
+    iv = r["predicted_interval"]
+    pred = "n/a" if r["predicted_collisions"] is None else f"{r['predicted_collisions']:.2f}"
+    ivs = "n/a" if iv is None else f"[{iv[0]}, {iv[1]}]"
+    verdict = {True: "within the interval", False: "OUTSIDE the interval", None: "no prediction"}
+    d = r["duration"]
+    cl, k = r["clients"], r["kernel_counters"]
+    lines = [
+        f"lab: {r['nodes']} nodes, {r['targets']} targets, NAT {r['nat']} ({r['nat_ips']} IP, ports "
+        f"{r['port_min']}-{r['port_max']}), cross-zone {'on' if r['cross_zone'] else 'off'}, "
+        f"{r['client_addresses']} client addresses",
+        f"load: {r['rate_driven']:g} connections/s for {r['seconds']:g} s, {d['dist']} lifetimes "
+        f"(mean {d['mean']:g} s), cold start, seed {r['seed']}",
+        "",
+        f"  connections              {r['connections']}",
+        f"  measured collisions      {r['measured_collisions']}   (first SYNs meeting a connection "
+        "established through another node)",
+        f"  predicted collisions     {pred}   99.9% interval {ivs}  ({r['prediction_source'] or '-'})",
+        f"  verdict                  {verdict[r['within_interval']]}",
+    ]
+    if r.get("simulated_collisions_mean") is not None:
+        lines.append(f"  engine (mean of seeds)   {r['simulated_collisions_mean']:.2f}")
+    lines += [
+        "",
+        "kernel (all targets, nstat):",
+        f"  TcpExtTCPSYNChallenge    {k['TcpExtTCPSYNChallenge']}   (about one per SYN retry of a "
+        "colliding connect)",
+        f"  TcpExtTCPChallengeACK    {k['TcpExtTCPChallengeACK']}",
+        f"  TcpEstabResets           {k['TcpEstabResets']}",
+        f"  PAWS (estab/active)      {k['TcpExtPAWSEstab']}/{k['TcpExtPAWSActive']}",
+        f"  TIME_WAIT (TW/recycled/killed/ack-skipped) {k['TcpExtTW']}/{k['TcpExtTWRecycled']}/"
+        f"{k['TcpExtTWKilled']}/{k['TcpExtTCPACKSkippedTimeWait']}",
+        "clients:",
+        f"  connects slower than 0.9 s {cl['slow_connects']}, resets {cl['resets']}, timeouts "
+        f"{cl['timeouts']}, stalled {cl['stalled']}, still connecting at the end {cl['pending_at_end']}",
+        f"  NAT remaps after an RST  {r['nat_remaps']}",
+    ]
+    if r["collision_connect_s_median"] is not None:
+        lines.append(f"  median connect time of colliding connects {r['collision_connect_s_median']:.2f} s")
+    for n in r["notes"]:
+        lines.append(f"note: {n}")
+    return "\n".join(lines)
+
+
+@click.command("lab")
+@click.option("--scenario", "scenario_name", metavar="NAME", help="A built-in scenario (default: seed).")
+@click.option("--config", type=click.Path(dir_okay=False), metavar="FILE", help="A scenario TOML file.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a scenario key.")
+@click.option("--rate", type=float, help="New connections per second.")
+@click.option("--duration", type=float, help="Mean connection lifetime (same distribution).")
+@click.option("--nodes", type=int, help="Load-balancer nodes.")
+@click.option("--targets", type=int, help="Targets, spread over the zones.")
+@click.option("--nat-ips", type=int, help="NAT public addresses.")
+@click.option("--cross-zone/--no-cross-zone", default=None, help="Default: the scenario's setting.")
+@click.option("--seconds", type=float, default=30.0, show_default=True, help="Length of the load.")
+@click.option("--nat", type=click.Choice(["random", "preserve"]), default="random", show_default=True,
+              help="random: fully-random SNAT (model: random); preserve: port-preserving SNAT in front "
+                   "of Linux clients (model: linux).")
+@click.option("--ports", metavar="MIN-MAX",
+              help="The NAT's port range (default: the scenario's); the model uses the same.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--seed", type=int, help="Seed of the load's random draws (default: fresh, printed).")
+@click.option("--keep-logs", type=click.Path(file_okay=False), metavar="DIR",
+              help="Copy the raw logs (conntrack events, server and client logs) to DIR.")
+@click.pass_context
+def lab_command(ctx, scenario_name, config, sets, rate, duration, nodes, targets, nat_ips, cross_zone,
+                seconds, nat, ports, fmt, seed, keep_logs):
+    """Reproduce collisions on this machine's kernel (network namespaces; needs root)."""
+    try:
+        s = _resolve(scenario_name, config, sets, {
+            "traffic.rate": rate, "traffic.duration.mean": duration, "load_balancer.nodes": nodes,
+            "load_balancer.targets": targets, "nat.ips": nat_ips})
+        progress = None if fmt == "json" else (lambda m: click.echo(m, err=True))
+        result = run_lab(s, seconds, cross_zone=cross_zone, nat=nat, progress=progress, seed=seed,
+                         port_range=_ports(ports), keep_logs=keep_logs)
+    except (ScenarioError, LabConfigError) as exc:
+        _fail(ctx, str(exc), 2)
+        return
+    except (KeyboardInterrupt, LabInterrupted):
+        _fail(ctx, "interrupted; the lab's namespaces were removed", 130)
+        return
+    except LabError as exc:
+        _fail(ctx, f"the lab failed: {exc}", 1)
+        return
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        click.echo(format_table(result))
+
+
+def main() -> None:      # `python -m collide.lab.cli`, before the main CLI registers the command
+    lab_command(prog_name="collide lab")
+
+
+if __name__ == "__main__":
+    main()

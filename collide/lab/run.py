@@ -1,0 +1,402 @@
+"""Orchestrate one lab run: build the namespaces, run servers, conntrack listeners and the load, count,
+tear down, and put the measurement beside the model's prediction for the same cold-start load."""
+from __future__ import annotations
+
+import atexit
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from . import counting
+from .netns import die_with_parent
+from .topology import (PORT, LabConfigError, LabError, Topology, client_ip, missing_tools, node_ip,
+                       remove_namespaces, stale_namespaces, target_ip)
+
+SCHEMA_VERSION = 1
+HERE = Path(__file__).resolve().parent
+
+#: what the two-core machine drives reliably (arrivals per second, live connections)
+MAX_RATE = 600.0
+MAX_LIVE = 12_000
+MAX_SECONDS = 600.0
+GRACE_S = 2.0              # after the last arrival: let connects finish, events arrive
+CONNECT_TIMEOUT_S = 10.0
+LEVEL = 0.999              # the predicted interval's coverage
+
+
+class LabPermissionError(LabConfigError):
+    """Not root: the CLI prints one line and exits 2."""
+
+
+class LabInterrupted(KeyboardInterrupt):
+    """SIGTERM during a run (the namespaces are removed before it propagates)."""
+
+
+# -- Poisson interval (stdlib) --------------------------------------------------------------------
+def _poisson_cdf_table(mu: float, kmax: int) -> list[float]:
+    cdf, acc = [], 0.0
+    logp = -mu
+    for k in range(kmax + 1):
+        if k > 0:
+            logp += math.log(mu) - math.log(k)
+        acc += math.exp(logp)
+        cdf.append(acc)
+    return cdf
+
+
+def poisson_interval(mu: float, level: float = LEVEL) -> tuple[int, int]:
+    """Exact central interval [lo, hi] of a Poisson(mu) count: P(X < lo) <= a/2 and P(X > hi) <= a/2."""
+    if mu <= 0:
+        return (0, 0)
+    a = (1.0 - level) / 2.0
+    kmax = int(mu + 12 * math.sqrt(mu) + 30)
+    if mu > 5e5:     # normal approximation beyond what the table needs
+        z = 3.2905267314919255 if level == LEVEL else None
+        if z is None:
+            raise ValueError("level")
+        return (max(0, math.floor(mu - z * math.sqrt(mu))), math.ceil(mu + z * math.sqrt(mu)))
+    cdf = _poisson_cdf_table(mu, kmax)
+    lo = next(k for k, c in enumerate(cdf) if c > a)
+    hi = next((k for k, c in enumerate(cdf) if c >= 1.0 - a), kmax)
+    return (lo, hi)
+
+
+# -- the model's side -----------------------------------------------------------------------------
+def model_scenario(s, *, rate: float, seconds: float, port_min: int, port_max: int, cross_zone: bool,
+                   nat: str, clients: int):
+    """The scenario the lab actually runs, as the model sees it (cold start, the lab's port range)."""
+    return s.replace({
+        "traffic.rate": rate, "traffic.warmup": 0, "traffic.horizon": seconds,
+        "traffic.clients": clients,
+        "nat.port_min": port_min, "nat.port_max": port_max,
+        "nat.per_destination_limit": port_max - port_min + 1,
+        "nat.allocator": "random" if nat == "random" else "linux",
+        "nat.reuse_delay": 0.0,
+        "load_balancer.cross_zone": cross_zone,
+    })
+
+
+def predict(m, *, sim_seeds: int = 4, seed: int = 1) -> dict:
+    """Analytic cold-start expectation, and the engine's mean over a few seeds where it exists."""
+    from ..analytic import analytic
+    out = {"analytic": None, "analytic_form": None, "simulated_mean": None, "simulated_expected": None,
+           "simulated_seeds": 0, "simulate_error": None}
+    a = analytic(m)
+    if a is not None:
+        out["analytic"] = a.expected_collisions
+        out["analytic_form"] = a.form
+    try:
+        from .. import simulate      # the engine; may not exist yet
+    except ImportError as exc:
+        out["simulate_error"] = f"collide.simulate not available ({exc})"
+        return out
+    try:
+        cols, exps = [], []
+        for r in range(sim_seeds):
+            res = simulate(m, seed=seed * 1000 + r)
+            cols.append(res.collisions)
+            if getattr(res, "expected_collisions", None) is not None:
+                exps.append(res.expected_collisions)
+        out["simulated_mean"] = sum(cols) / len(cols)
+        out["simulated_expected"] = sum(exps) / len(exps) if exps else None
+        out["simulated_seeds"] = sim_seeds
+    except Exception as exc:      # noqa: BLE001  (a prediction detail must not lose a lab run)
+        out["simulate_error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+# -- processes --------------------------------------------------------------------------------------
+class _Procs:
+    """Every process the lab starts, ended by its own PID."""
+
+    def __init__(self):
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, args, **kw) -> subprocess.Popen:
+        p = subprocess.Popen(args, preexec_fn=die_with_parent, start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p: subprocess.Popen, timeout: float = 3.0) -> None:
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, signal.SIGTERM)
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait(timeout)
+            except ProcessLookupError:
+                pass
+
+    def stop_all(self) -> None:
+        for p in reversed(self.procs):
+            try:
+                self.stop(p)
+            except Exception:       # noqa: BLE001  (keep ending the others)
+                pass
+        self.procs.clear()
+
+
+def _say(progress, msg: str) -> None:
+    if progress is not None:
+        progress(msg)
+
+
+def _wait_file(path: Path, proc: subprocess.Popen, timeout: float) -> None:
+    t_end = time.time() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise LabError(f"a lab process exited early (code {proc.returncode})")
+        if time.time() > t_end:
+            raise LabError(f"timed out waiting for {path.name}")
+        time.sleep(0.05)
+
+
+def check_environment() -> None:
+    if os.geteuid() != 0:
+        raise LabPermissionError("collide lab needs root (network namespaces, nftables, conntrack); "
+                                 "run it as root")
+    missing = missing_tools()
+    if missing:
+        raise LabConfigError("collide lab needs the Debian packages " + ", ".join(missing)
+                             + " (apt-get install -y nftables conntrack iproute2)")
+    if not Path("/proc/sys/net").exists():
+        raise LabConfigError("collide lab: /proc/sys/net is not available")
+
+
+# -- the run ----------------------------------------------------------------------------------------
+def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str = "random",
+            progress=None, *, seed: int | None = None, port_range: tuple[int, int] | None = None,
+            clients: int | None = None, keep_logs: str | Path | None = None,
+            max_rate: float = MAX_RATE) -> dict:
+    """Run `scenario` on the kernel for `seconds` of load and compare with the model (DESIGN §4.6).
+
+    `cross_zone` None keeps the scenario's setting; `nat` is "random" (fully-random SNAT; the model's
+    `random` allocator) or "preserve" (port-preserving SNAT in front of Linux clients; `linux`).
+    `port_range` narrows the NAT's ports (the model uses the same). Returns a JSON-ready dict.
+    """
+    from ..scenario import Scenario
+    t_start = time.time()
+    s = Scenario.load(scenario)
+    if nat not in ("random", "preserve"):
+        raise LabConfigError(f"--nat {nat!r}: allowed: random, preserve")
+    if not (isinstance(seconds, (int, float)) and 1 <= seconds <= MAX_SECONDS):
+        raise LabConfigError(f"--seconds {seconds}: allowed 1..{MAX_SECONDS:g}")
+    lb = s.load_balancer
+    if not lb.client_ip_preservation:
+        raise LabConfigError("load_balancer.client_ip_preservation = false: the lab builds nodes that "
+                             "keep the client address only (the model gives zero collisions)")
+    if lb.node_choice != "per-connection":
+        raise LabConfigError(f"load_balancer.node_choice = {lb.node_choice!r}: the lab supports "
+                             "per-connection only")
+    cz = lb.cross_zone if cross_zone is None else bool(cross_zone)
+    pmin, pmax = port_range or (s.nat.port_min, s.nat.port_max)
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little")
+    n_clients = clients or (min(s.traffic.clients, 16) if nat == "preserve"
+                            else max(2, min(s.traffic.clients, 8)))
+    topo = Topology(nodes=lb.nodes, zone_targets=lb.zone_targets, nat_ips=s.nat.ips, clients=n_clients,
+                    cross_zone=cz, nat=nat, port_min=pmin, port_max=pmax, ip_choice=s.nat.ip_choice)
+    check_environment()
+
+    notes: list[str] = []
+    D = s.traffic.duration.mean
+    rate = s.traffic.rate
+    cap = min(max_rate, MAX_LIVE / D)
+    if rate > cap:
+        notes.append(f"scaled down: the scenario's {rate:g} connections/s (about {rate * D:.0f} live) is "
+                     f"more than two cores drive reliably here; running {cap:.4g}/s, and the model is run "
+                     "at the same rate")
+        _say(progress, "lab: " + notes[-1])
+        rate = cap
+    max_connections = int(rate * seconds * 1.5 + 100)
+
+    stale = stale_namespaces()
+    if stale:
+        remove_namespaces(stale)
+        _say(progress, f"lab: removed {len(stale)} namespaces left by a lab process that no longer runs")
+
+    workdir = Path(tempfile.mkdtemp(prefix="collide-lab-"))
+    procs = _Procs()
+    cleaned = threading.Event()
+
+    def cleanup() -> None:
+        if cleaned.is_set():
+            return
+        cleaned.set()
+        procs.stop_all()
+        left = topo.teardown()
+        if left:
+            print(f"collide lab: could not remove namespaces {', '.join(left)}", file=sys.stderr)
+        if keep_logs:
+            dest = Path(keep_logs)
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in workdir.iterdir():
+                shutil.copy(f, dest / f.name)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def on_sigterm(signum, frame):
+        raise LabInterrupted()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, on_sigterm) if in_main else None
+    atexit.register(cleanup)
+    try:
+        _say(progress, f"lab: building {len(topo.all_namespaces())} namespaces "
+                       f"({lb.nodes} nodes, {topo.targets} targets, NAT {nat}, "
+                       f"cross-zone {'on' if cz else 'off'}, ports {pmin}-{pmax})")
+        topo.setup()
+        deadline = time.time() + seconds + 120
+        # servers
+        srv_cfg = {"backends": [[topo.backend_ns(t), target_ip(t)] for t in range(topo.targets)],
+                   "port": PORT, "log": str(workdir / "servers.log"), "deadline": deadline,
+                   "ready": str(workdir / "servers.ready")}
+        (workdir / "servers.json").write_text(json.dumps(srv_cfg))
+        srv = procs.start([sys.executable, str(HERE / "servers.py"), str(workdir / "servers.json")])
+        # conntrack event listeners: the NAT's mappings, each node's target choice
+        listeners = {}
+        for name, ns in [("nat", topo.nat_ns)] + [(f"n{j}", topo.node_ns(j)) for j in range(lb.nodes)]:
+            f = open(workdir / f"ct-{name}.log", "w")
+            listeners[name] = procs.start(
+                ["timeout", "-s", "TERM", str(int(seconds + 120)), "ip", "netns", "exec", ns,
+                 "conntrack", "-E", "-e", "NEW", "-p", "tcp", "-o", "timestamp", "-b", "8388608"],
+                stdout=f, stderr=subprocess.DEVNULL)
+            f.close()
+        _wait_file(workdir / "servers.ready", srv, 10)
+        time.sleep(0.4)   # let the listeners subscribe
+        for name, p in listeners.items():
+            if p.poll() is not None:
+                raise LabError(f"conntrack -E in the {name} namespace exited (code {p.returncode})")
+        # the load
+        load_cfg = {"ns": topo.client_ns, "clients": [client_ip(c) for c in range(n_clients)],
+                    "nodes": [node_ip(j) for j in range(lb.nodes)],
+                    "node_weights": list(lb.node_weights), "port": PORT, "rate": rate,
+                    "seconds": seconds, "grace": GRACE_S, "duration": s.traffic.duration.to_dict(),
+                    "seed": seed, "server_close_fraction": s.target.server_close_fraction,
+                    "connect_timeout": CONNECT_TIMEOUT_S, "max_connections": max_connections,
+                    "log": str(workdir / "load.log")}
+        (workdir / "load.json").write_text(json.dumps(load_cfg))
+        _say(progress, f"lab: {rate:g} connections/s for {seconds:g} s "
+                       f"({s.traffic.duration.dist} lifetimes, mean {D:g} s)")
+        load = procs.start([sys.executable, str(HERE / "load.py"), str(workdir / "load.json")])
+        try:
+            load.wait(seconds + GRACE_S + 30)
+        except subprocess.TimeoutExpired:
+            raise LabError("the load did not stop by itself") from None
+        if load.returncode != 0:
+            raise LabError(f"the load exited with code {load.returncode}")
+        time.sleep(0.3)
+        # kernel counters, before anything closes
+        nstat_by_backend = []
+        for t in range(topo.targets):
+            p = subprocess.run(["ip", "netns", "exec", topo.backend_ns(t), "nstat", "-a", "-s", "-z"],
+                               capture_output=True, text=True)
+            nstat_by_backend.append(counting.parse_nstat(p.stdout))
+        p = subprocess.run(["ip", "netns", "exec", topo.client_ns, "nstat", "-a", "-s", "-z"],
+                           capture_output=True, text=True)
+        nstat_client = counting.parse_nstat(p.stdout)
+        for p in listeners.values():
+            procs.stop(p)
+        procs.stop(srv)
+        # count
+        read = lambda name: (workdir / name).read_text().splitlines()   # noqa: E731
+        load_recs, summary = counting.parse_load(read("load.log"))
+        nat_ev = counting.parse_conntrack(read("ct-nat.log"))
+        node_ev = {j: counting.parse_conntrack(read(f"ct-n{j}.log")) for j in range(lb.nodes)}
+        servers = counting.parse_servers(read("servers.log"))
+    except KeyboardInterrupt:
+        cleanup()
+        raise
+    finally:
+        cleanup()
+        atexit.unregister(cleanup)
+        if in_main:
+            signal.signal(signal.SIGTERM, old_term)
+
+    arrivals = summary.get("arrivals", len(load_recs))
+    run_s = seconds
+    achieved = arrivals / run_s
+    c = counting.count_collisions(load_recs, nat_ev, node_ev, servers,
+                                  [node_ip(j) for j in range(lb.nodes)],
+                                  [target_ip(t) for t in range(topo.targets)])
+    if c.mapped < 0.99 * arrivals:
+        notes.append(f"only {c.mapped} of {arrivals} first SYNs were seen in the NAT's conntrack events")
+    if c.unmatched_node:
+        notes.append(f"{c.unmatched_node} first SYNs had no target in the node's conntrack events")
+    if summary.get("max_lag_s", 0) > 0.5:
+        notes.append(f"the load fell behind its Poisson schedule by up to {summary['max_lag_s']:.2f} s")
+
+    m = model_scenario(s, rate=achieved, seconds=run_s, port_min=pmin, port_max=pmax, cross_zone=cz,
+                       nat=nat, clients=n_clients)
+    pred = predict(m, seed=seed)
+    if pred["analytic"] is not None:
+        predicted, source = pred["analytic"], "analytic (cold-start form, DESIGN §3)"
+    elif pred["simulated_expected"] is not None:
+        predicted, source = pred["simulated_expected"], f"simulate ({pred['simulated_seeds']} seeds)"
+    elif pred["simulated_mean"] is not None:
+        predicted, source = pred["simulated_mean"], f"simulate ({pred['simulated_seeds']} seeds)"
+    else:
+        predicted, source = None, None
+        notes.append("no prediction: the closed form needs the random allocator and the engine is "
+                     "not available" + (f" ({pred['simulate_error']})" if pred["simulate_error"] else ""))
+    interval = list(poisson_interval(predicted)) if predicted is not None else None
+    within = None if interval is None else interval[0] <= c.collisions <= interval[1]
+
+    kernel = {name: sum(n.get(name, 0) for n in nstat_by_backend) for name in counting.COUNTERS}
+    established = sum(1 for r in servers)
+    out = {
+        "schema_version": SCHEMA_VERSION,
+        "seconds": run_s,
+        "nat": nat,
+        "cross_zone": cz,
+        "connections": arrivals,
+        "established": established,
+        "measured_collisions": c.collisions,
+        "predicted_collisions": predicted,
+        "predicted_interval": interval,
+        "interval_level": LEVEL,
+        "within_interval": within,
+        "prediction_source": source,
+        "simulated_collisions_mean": pred["simulated_mean"],
+        "simulated_expected_collisions": pred["simulated_expected"],
+        "analytic_collisions": pred["analytic"],
+        "syn_challenges": kernel["TcpExtTCPSYNChallenge"],
+        "challenge_acks": kernel["TcpExtTCPChallengeACK"],
+        "estab_resets": kernel["TcpEstabResets"],
+        "kernel_counters": kernel,
+        "client_counters": {k: nstat_client.get(k, 0) for k in
+                            ("TcpExtTCPSynRetrans", "TcpAttemptFails", "TcpEstabResets",
+                             "TcpExtTCPTimeouts")},
+        "clients": counting.client_outcomes(load_recs),
+        "pairs": c.pairs,
+        "first_syns_seen": c.mapped,
+        "nat_remaps": c.nat_remaps,
+        "same_node_hits": c.same_node_hits,
+        "collisions_by_client_outcome": c.collisions_by_outcome,
+        "collision_connect_s_median": (sorted(c.collision_connect_s)[len(c.collision_connect_s) // 2]
+                                       if c.collision_connect_s else None),
+        "examples": c.examples,
+        "rate": s.traffic.rate,
+        "rate_driven": round(achieved, 3),
+        "duration": s.traffic.duration.to_dict(),
+        "nodes": lb.nodes,
+        "targets": topo.targets,
+        "nat_ips": s.nat.ips,
+        "client_addresses": n_clients,
+        "port_min": pmin,
+        "port_max": pmax,
+        "model_allocator": m.nat.allocator,
+        "seed": seed,
+        "notes": notes,
+        "elapsed_s": round(time.time() - t_start, 2),
+        "scenario": m.to_dict(),
+    }
+    return out

@@ -1,0 +1,432 @@
+"""The scenario model: DESIGN §4.1 tables loaded into typed, immutable, validated objects.
+
+Every key has a default; unknown keys, wrong types and out-of-range values raise
+:class:`ScenarioError` with one line naming the key, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["Scenario", "Traffic", "Duration", "Nat", "LoadBalancer", "Target", "ScenarioError",
+           "builtin_names", "NODE_PORTS_PER_TARGET"]
+
+#: With client IP preservation off, a node's own SNAT allows this many live connections per target.
+NODE_PORTS_PER_TARGET = 55_000
+
+DISTRIBUTIONS = {"exponential": ("mean",), "fixed": ("mean",), "lognormal": ("mean", "sigma"),
+                 "pareto": ("mean", "alpha")}
+ALLOCATORS = ("random", "sequential", "linux", "eim")
+IP_CHOICES = ("per-connection", "per-client")
+NODE_CHOICES = ("per-connection", "sticky")
+OUTCOMES = ("reset-existing", "fail-new", "count")
+
+
+class ScenarioError(ValueError):
+    """A scenario key has a value that is not allowed. The message is one line."""
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ScenarioError(f"{key} = {_fmt(value)}: {allowed}")
+
+
+def _number(key: str, value: Any, *, gt: float | None = None, ge: float | None = None,
+            le: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        _fail(key, value, "must be a finite number")
+    if gt is not None and not value > gt:
+        _fail(key, value, f"must be > {gt:g}")
+    if ge is not None and not value >= ge:
+        _fail(key, value, f"must be >= {ge:g}")
+    if le is not None and not value <= le:
+        _fail(key, value, f"must be <= {le:g}")
+    return float(value)
+
+
+def _integer(key: str, value: Any, *, ge: int | None = None, le: int | None = None) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(key, value, "must be an integer")
+    if ge is not None and value < ge:
+        _fail(key, value, f"must be an integer >= {ge}")
+    if le is not None and value > le:
+        _fail(key, value, f"must be an integer <= {le}")
+    return int(value)
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        _fail(key, value, "must be true or false")
+    return value
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        _fail(key, value, "must be one of " + ", ".join(allowed))
+    return value
+
+
+@dataclass(frozen=True)
+class Duration:
+    """Connection lifetime law: exponential/fixed{mean}, lognormal{mean, sigma}, pareto{mean, alpha}."""
+    dist: str = "exponential"
+    mean: float = 30.0
+    sigma: float = 1.0
+    alpha: float = 2.5
+
+    def to_dict(self) -> dict:
+        d = {"dist": self.dist, "mean": self.mean}
+        if self.dist == "lognormal":
+            d["sigma"] = self.sigma
+        if self.dist == "pareto":
+            d["alpha"] = self.alpha
+        return d
+
+    @property
+    def second_moment(self) -> float:
+        """E[L^2], for the length-biased (equilibrium) law."""
+        m = self.mean
+        if self.dist == "exponential":
+            return 2 * m * m
+        if self.dist == "fixed":
+            return m * m
+        if self.dist == "lognormal":
+            return m * m * math.exp(self.sigma ** 2)
+        a = self.alpha
+        return math.inf if a <= 2 else m * m * (a - 1) ** 2 / (a * (a - 2))
+
+
+@dataclass(frozen=True)
+class Traffic:
+    rate: float = 500.0
+    duration: Duration = field(default_factory=Duration)
+    horizon: float = 3600.0
+    warmup: str | float = "auto"
+    clients: int = 1000
+
+
+@dataclass(frozen=True)
+class Nat:
+    ips: int = 1
+    ip_choice: str = "per-connection"
+    port_min: int = 1024
+    port_max: int = 65535
+    per_destination_limit: int = 55000
+    allocator: str = "random"
+    reuse_delay: float = 0.0
+
+    @property
+    def ports(self) -> int:
+        return self.port_max - self.port_min + 1
+
+    @property
+    def capacity(self) -> int:
+        """Live connections one destination (ip, node) can hold."""
+        return min(self.per_destination_limit, self.ports)
+
+
+@dataclass(frozen=True)
+class LoadBalancer:
+    nodes: int = 3
+    node_weights: tuple[float, ...] = ()
+    node_choice: str = "per-connection"
+    dns_ttl: float = 60.0
+    targets: int | tuple[int, ...] = 6
+    cross_zone: bool = True
+    client_ip_preservation: bool = True
+
+    @property
+    def zone_targets(self) -> tuple[int, ...]:
+        """Targets per zone: a list as given, or an integer spread evenly (first zones get the rest)."""
+        if isinstance(self.targets, tuple):
+            return self.targets
+        q, r = divmod(self.targets, self.nodes)
+        return tuple(q + (1 if j < r else 0) for j in range(self.nodes))
+
+    @property
+    def total_targets(self) -> int:
+        return sum(self.zone_targets)
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return self.node_weights or tuple(1.0 / self.nodes for _ in range(self.nodes))
+
+
+@dataclass(frozen=True)
+class Target:
+    time_wait: float = 60.0
+    server_close_fraction: float = 0.0
+    on_collision: str = "reset-existing"
+
+
+_SECTIONS = {"traffic": Traffic, "nat": Nat, "load_balancer": LoadBalancer, "target": Target}
+
+#: Short names accepted by Scenario.replace and the CLI, mapped to dotted keys.
+ALIASES = {
+    "rate": "traffic.rate", "horizon": "traffic.horizon", "warmup": "traffic.warmup",
+    "clients": "traffic.clients", "nodes": "load_balancer.nodes", "targets": "load_balancer.targets",
+    "nat_ips": "nat.ips", "ips": "nat.ips", "allocator": "nat.allocator",
+    "on_collision": "target.on_collision", "cross_zone": "load_balancer.cross_zone",
+    "client_ip_preservation": "load_balancer.client_ip_preservation",
+}
+
+
+def _did_you_mean(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_keys(prefix: str, given: Mapping, allowed) -> None:
+    if not isinstance(given, Mapping):
+        _fail(prefix.rstrip("."), given, "must be a table")
+    for key in given:
+        if key not in allowed:
+            raise ScenarioError(f"{prefix}{key}: unknown key{_did_you_mean(key, allowed)}; "
+                                f"allowed: {', '.join(allowed)}")
+
+
+def _duration(value: Any) -> Duration:
+    key = "traffic.duration"
+    if not isinstance(value, Mapping):
+        _fail(key, value, 'must be a table such as { dist = "exponential", mean = 30.0 }')
+    dist = value.get("dist", "exponential")
+    dist = _choice(f"{key}.dist", dist, tuple(DISTRIBUTIONS))
+    _check_keys(f"{key}.", value, ("dist",) + DISTRIBUTIONS[dist])
+    mean = _number(f"{key}.mean", value.get("mean", 30.0), gt=0)
+    sigma = _number(f"{key}.sigma", value.get("sigma", 1.0), ge=0)
+    if sigma > 20:
+        _fail(f"{key}.sigma", sigma, "must be <= 20")
+    alpha = _number(f"{key}.alpha", value.get("alpha", 2.5), gt=1)
+    return Duration(dist, mean, sigma, alpha)
+
+
+def _traffic(d: Mapping) -> Traffic:
+    _check_keys("traffic.", d, [f.name for f in dataclasses.fields(Traffic)])
+    warmup = d.get("warmup", "auto")
+    if isinstance(warmup, str):
+        if warmup != "auto":
+            _fail("traffic.warmup", warmup, 'must be "auto", or a number of seconds >= 0')
+    else:
+        warmup = _number("traffic.warmup", warmup, ge=0)
+    return Traffic(rate=_number("traffic.rate", d.get("rate", 500.0), gt=0),
+                   duration=_duration(d.get("duration", {})),
+                   horizon=_number("traffic.horizon", d.get("horizon", 3600.0), gt=0),
+                   warmup=warmup,
+                   clients=_integer("traffic.clients", d.get("clients", 1000), ge=1, le=10_000_000))
+
+
+def _nat(d: Mapping) -> Nat:
+    _check_keys("nat.", d, [f.name for f in dataclasses.fields(Nat)])
+    pmin = _integer("nat.port_min", d.get("port_min", 1024), ge=1, le=65535)
+    pmax = _integer("nat.port_max", d.get("port_max", 65535), ge=1, le=65535)
+    if pmin > pmax:
+        _fail("nat.port_min", pmin, f"must be <= nat.port_max ({pmax})")
+    return Nat(ips=_integer("nat.ips", d.get("ips", 1), ge=1, le=4096),
+               ip_choice=_choice("nat.ip_choice", d.get("ip_choice", "per-connection"), IP_CHOICES),
+               port_min=pmin, port_max=pmax,
+               per_destination_limit=_integer("nat.per_destination_limit",
+                                              d.get("per_destination_limit", 55000), ge=1),
+               allocator=_choice("nat.allocator", d.get("allocator", "random"), ALLOCATORS),
+               reuse_delay=_number("nat.reuse_delay", d.get("reuse_delay", 0.0), ge=0))
+
+
+def _load_balancer(d: Mapping) -> LoadBalancer:
+    _check_keys("load_balancer.", d, [f.name for f in dataclasses.fields(LoadBalancer)])
+    nodes = _integer("load_balancer.nodes", d.get("nodes", 3), ge=1, le=64)
+    weights = d.get("node_weights", [])
+    if not isinstance(weights, (list, tuple)):
+        _fail("load_balancer.node_weights", weights, "must be a list of numbers (empty: uniform)")
+    weights = tuple(_number("load_balancer.node_weights", w, ge=0) for w in weights)
+    if weights:
+        if len(weights) != nodes:
+            _fail("load_balancer.node_weights", list(weights),
+                  f"must have one weight per node ({nodes}), or be empty for uniform")
+        if abs(sum(weights) - 1.0) > 1e-9:
+            _fail("load_balancer.node_weights", list(weights), "must sum to 1")
+    cross_zone = _boolean("load_balancer.cross_zone", d.get("cross_zone", True))
+    targets = d.get("targets", 6)
+    if isinstance(targets, (list, tuple)):
+        if len(targets) != nodes:
+            _fail("load_balancer.targets", list(targets),
+                  f"a per-zone list needs one count per node ({nodes})")
+        targets = tuple(_integer("load_balancer.targets", t, ge=1, le=10_000_000) for t in targets)
+    else:
+        targets = _integer("load_balancer.targets", targets, ge=1, le=10_000_000)
+        if not cross_zone and targets < nodes:
+            _fail("load_balancer.targets", targets,
+                  f"with cross_zone = false every zone needs a target: at least nodes ({nodes})")
+    return LoadBalancer(
+        nodes=nodes, node_weights=weights,
+        node_choice=_choice("load_balancer.node_choice", d.get("node_choice", "per-connection"),
+                            NODE_CHOICES),
+        dns_ttl=_number("load_balancer.dns_ttl", d.get("dns_ttl", 60.0), gt=0),
+        targets=targets, cross_zone=cross_zone,
+        client_ip_preservation=_boolean("load_balancer.client_ip_preservation",
+                                        d.get("client_ip_preservation", True)))
+
+
+def _target(d: Mapping) -> Target:
+    _check_keys("target.", d, [f.name for f in dataclasses.fields(Target)])
+    return Target(time_wait=_number("target.time_wait", d.get("time_wait", 60.0), ge=0),
+                  server_close_fraction=_number("target.server_close_fraction",
+                                                d.get("server_close_fraction", 0.0), ge=0, le=1),
+                  on_collision=_choice("target.on_collision", d.get("on_collision", "reset-existing"),
+                                       OUTCOMES))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One deployment: traffic, NAT, load balancer and target settings (DESIGN §4.1)."""
+    traffic: Traffic = field(default_factory=Traffic)
+    nat: Nat = field(default_factory=Nat)
+    load_balancer: LoadBalancer = field(default_factory=LoadBalancer)
+    target: Target = field(default_factory=Target)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Mapping | None = None, **keywords) -> "Scenario":
+        """Build from nested tables as in a TOML file; keywords are dotted or short overrides."""
+        d = {} if d is None else d
+        _check_keys("", d, _SECTIONS)
+        scenario = cls(traffic=_traffic(d.get("traffic", {})), nat=_nat(d.get("nat", {})),
+                       load_balancer=_load_balancer(d.get("load_balancer", {})),
+                       target=_target(d.get("target", {})))
+        return scenario.replace(**keywords) if keywords else scenario
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "Scenario":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ScenarioError(f"--config {path}: cannot read ({exc.strerror})") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ScenarioError(f"--config {path}: not valid TOML ({exc})") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def builtin(cls, name: str) -> "Scenario":
+        """A scenario shipped with the package (`collide simulate --scenario NAME`)."""
+        names = builtin_names()
+        if name not in names:
+            raise ScenarioError(f"--scenario {name!r}: unknown built-in{_did_you_mean(name, names)}; "
+                                f"allowed: {', '.join(names)}")
+        text = resources.files("collide.scenarios").joinpath(f"{name}.toml").read_text("utf-8")
+        return cls.from_dict(tomllib.loads(text))
+
+    @classmethod
+    def load(cls, spec: "str | Path | Mapping | Scenario") -> "Scenario":
+        """A Scenario, a dict, a built-in name or a path to a TOML file."""
+        if isinstance(spec, Scenario):
+            return spec
+        if isinstance(spec, Mapping):
+            return cls.from_dict(spec)
+        if isinstance(spec, str) and spec in builtin_names():
+            return cls.builtin(spec)
+        return cls.from_toml(spec)
+
+    # -- variants -----------------------------------------------------------------------------
+    def replace(self, mapping: Mapping[str, Any] | None = None, **keywords) -> "Scenario":
+        """A copy with some keys changed: ``s.replace({"traffic.rate": 100}, nodes=2)``.
+
+        Keys are dotted (``"nat.ips"``), short aliases (``nat_ips``) or ``traffic__rate``.
+        ``traffic.duration.mean`` changes the mean and keeps the distribution.
+        The result is validated like a file.
+        """
+        changes = dict(mapping or {})
+        for key, value in keywords.items():
+            changes[ALIASES.get(key, key.replace("__", "."))] = value
+        d = self.to_dict()
+        for key, value in changes.items():
+            key = ALIASES.get(key, key)
+            parts = key.split(".")
+            if parts[0] not in _SECTIONS or len(parts) < 2:
+                raise ScenarioError(f"{key}: unknown key{_did_you_mean(key, all_keys())}")
+            node = d
+            for p in parts[:-1]:
+                if p not in node or not isinstance(node[p], dict):
+                    raise ScenarioError(f"{key}: unknown key{_did_you_mean(key, all_keys())}")
+                node = node[p]
+            node[parts[-1]] = value
+        return Scenario.from_dict(d)
+
+    # -- output -------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The resolved scenario as nested tables, every key present (DESIGN §4.1 names)."""
+        t, n, lb, tg = self.traffic, self.nat, self.load_balancer, self.target
+        return {
+            "traffic": {"rate": t.rate, "duration": t.duration.to_dict(), "horizon": t.horizon,
+                        "warmup": t.warmup, "clients": t.clients},
+            "nat": dataclasses.asdict(n),
+            "load_balancer": {"nodes": lb.nodes, "node_weights": list(lb.node_weights),
+                              "node_choice": lb.node_choice, "dns_ttl": lb.dns_ttl,
+                              "targets": list(lb.targets) if isinstance(lb.targets, tuple)
+                              else lb.targets,
+                              "cross_zone": lb.cross_zone,
+                              "client_ip_preservation": lb.client_ip_preservation},
+            "target": dataclasses.asdict(tg),
+        }
+
+    def to_toml(self) -> str:
+        """TOML text that loads back into this scenario."""
+        def val(v):
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            if isinstance(v, str):
+                return '"' + v + '"'
+            if isinstance(v, dict):
+                return "{ " + ", ".join(f"{k} = {val(x)}" for k, x in v.items()) + " }"
+            if isinstance(v, (list, tuple)):
+                return "[" + ", ".join(val(x) for x in v) + "]"
+            return repr(v)
+        lines = []
+        for section, table in self.to_dict().items():
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {val(v)}" for k, v in table.items()]
+            lines.append("")
+        return "\n".join(lines)
+
+    def get(self, dotted: str) -> Any:
+        """The value of a dotted key, e.g. ``s.get("traffic.rate")``."""
+        node: Any = self.to_dict()
+        for p in ALIASES.get(dotted, dotted).split("."):
+            node = node[p]
+        return node
+
+    # -- derived quantities used by the engine and the closed forms ------------------------------
+    @property
+    def destinations(self) -> int:
+        return self.nat.ips * self.load_balancer.nodes
+
+    @property
+    def mean_live(self) -> float:
+        """Mean live connections in the collision-free steady state (Little's law)."""
+        return self.traffic.rate * self.traffic.duration.mean
+
+
+def all_keys() -> list[str]:
+    return [f"{s}.{k}" for s, table in Scenario().to_dict().items() for k in table] + \
+        ["traffic.duration.mean", "traffic.duration.dist", "traffic.duration.sigma",
+         "traffic.duration.alpha"]
+
+
+def builtin_names() -> list[str]:
+    files = resources.files("collide.scenarios").iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".toml"))

@@ -1,0 +1,43 @@
+"""Build the Cython core. Directives are set here, once; COLLIDE_DEBUG=1 turns the checks back on.
+
+DESIGN §2.4: no -ffast-math, no FMA contraction, no -march=native, so that the compiled core's
+floating point matches the numba twin and the Python reference bit for bit.
+"""
+import os
+import sys
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("COLLIDE_DEBUG", "") not in ("", "0", "false", "False")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": False,
+    "initializedcheck": DEBUG,
+    "nonecheck": False,
+    "cdivision": not DEBUG,
+    "embedsignature": True,
+}
+
+if sys.platform == "win32":
+    compile_args = ["/fp:precise"]
+else:
+    compile_args = ["-O2" if not DEBUG else "-O0", "-ffp-contract=off", "-fno-fast-math"]
+    if DEBUG:
+        compile_args.append("-g")
+
+extensions = [
+    Extension(
+        "collide._core",
+        ["collide/_core.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=compile_args,
+    )
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives,
+                            force=DEBUG, quiet=True))
