@@ -41,6 +41,7 @@ class RawRun:
     elapsed_s: float
     state_bytes: int
     finished: bool
+    measured_s: float      # simulated seconds of the measured window actually covered
 
 
 class _Compiled:
@@ -139,8 +140,9 @@ class _Reference:
 
 def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", estimate: bool = True,
         progress: Callable[[float], None] | None = None, chunks: int | None = None,
-        stop_at: float | None = None) -> RawRun:
-    """Simulate one run; `progress(fraction)` after each chunk. `stop_at` ends early (simulated s).
+        until_first: bool = False) -> RawRun:
+    """Simulate one run; `progress(fraction)` after each chunk. `until_first` stops after the
+    chunk in which the first collision happened (time to first reset).
 
     KeyboardInterrupt between chunks returns what finished, with `finished=False`.
     """
@@ -149,8 +151,6 @@ def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", es
     arrays = C.build(scenario, estimate)
     pi, pf = arrays[0], arrays[1]
     t_measure, t_end = float(pf[C.T_MEASURE]), float(pf[C.T_END])
-    if stop_at is not None:
-        t_end = min(t_end, stop_at)
     t0 = time.perf_counter()
     if backend == "python":
         sim = _Reference(arrays, bitgen)
@@ -166,16 +166,23 @@ def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", es
     if chunks is None:
         expected = scenario.traffic.rate * t_end
         chunks = int(min(400, max(1, expected // 2_000_000)))
+        if until_first:
+            chunks = max(chunks, 64)
     finished = True
+    covered = 0.0
     try:
         if t_measure > 0:
             sim.advance(t_measure)
         for i in range(1, chunks + 1):
-            sim.advance(t_measure + (t_end - t_measure) * i / chunks)
+            t_stop = t_measure + (t_end - t_measure) * i / chunks
+            sim.advance(t_stop)
+            covered = t_stop - t_measure
             if progress is not None:
                 progress(i / chunks)
+            if until_first and sim.counters()[1] >= 0:
+                break
     except KeyboardInterrupt:
         finished = False
     counters, first, batches, nbytes = sim.counters()
     return RawRun(counters, None if first < 0 else first, batches, time.perf_counter() - t0,
-                  nbytes, finished)
+                  nbytes, finished, covered)

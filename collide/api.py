@@ -1,0 +1,202 @@
+"""The Python API: `simulate`, `first_reset`, and their JSON-ready results (DESIGN §4.3, §4.4)."""
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import engine
+from ._params import estimate_defined
+from .analytic import analytic as _analytic
+from .scenario import Scenario
+from .stats import kaplan_meier_quantile, wilson
+
+SCHEMA_VERSION = 1
+
+
+def fresh_seed() -> int:
+    """A new seed for runs given none; it is printed so the run can be repeated."""
+    return secrets.randbits(63)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One simulation: counters, derived rates, the closed form beside them (DESIGN §4.3)."""
+    scenario: Scenario
+    seed: int
+    backend: str
+    connections: int
+    established: int
+    allocation_failures: int
+    failed_connects: int
+    collisions: int
+    reset_victims: int
+    time_wait_hits: int
+    pairs: int
+    peak_live_per_destination: int
+    first_collision_s: float | None
+    expected_collisions: float | None
+    expected_collisions_se: float | None
+    elapsed_s: float
+    state_bytes: int = 0
+    finished: bool = True
+    horizon_s: float = field(default=0.0)
+
+    @property
+    def collision_probability(self) -> float:
+        return self.collisions / self.connections if self.connections else 0.0
+
+    @property
+    def collision_probability_ci(self) -> tuple[float, float]:
+        return wilson(self.collisions, self.connections)
+
+    @property
+    def collisions_per_hour(self) -> float:
+        return self.collisions / self.horizon_s * 3600.0 if self.horizon_s else 0.0
+
+    @property
+    def analytic(self):
+        return _analytic(self.scenario) if self.finished else None
+
+    @property
+    def connections_per_second(self) -> float:
+        """Simulated connections per second of wall time."""
+        return self.connections / self.elapsed_s if self.elapsed_s > 0 else math.inf
+
+    def to_dict(self) -> dict:
+        a = self.analytic
+        lo, hi = self.collision_probability_ci
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "connections": self.connections, "established": self.established,
+            "allocation_failures": self.allocation_failures,
+            "failed_connects": self.failed_connects, "collisions": self.collisions,
+            "reset_victims": self.reset_victims, "time_wait_hits": self.time_wait_hits,
+            "pairs": self.pairs,
+            "collision_probability": self.collision_probability,
+            "collision_probability_ci": [lo, hi],
+            "collisions_per_hour": self.collisions_per_hour,
+            "expected_collisions": self.expected_collisions,
+            "expected_collisions_se": self.expected_collisions_se,
+            "first_collision_s": self.first_collision_s,
+            "peak_live_per_destination": self.peak_live_per_destination,
+            "analytic": a.to_dict() if a is not None else None,
+            "seed": self.seed, "backend": self.backend, "elapsed_s": self.elapsed_s,
+            "scenario": self.scenario.to_dict(),
+        }
+
+
+def _estimate(raw: engine.RawRun, scenario: Scenario, estimate: bool):
+    if not estimate or not estimate_defined(scenario) or not raw.finished:
+        return None, None
+    b = raw.batches
+    total = float(b.sum())
+    nb = b.size
+    se = float(math.sqrt(nb * b.var(ddof=1))) if nb > 1 else None
+    return total, se
+
+
+def simulate(scenario, seed: int | None = None, backend: str = "cython", estimate: bool = True,
+             progress: Callable[[float], None] | None = None) -> Result:
+    """Simulate a scenario once. `scenario` is a Scenario, a dict, a built-in name or a TOML path.
+
+    The same (scenario, seed) gives the same counts on every backend (DESIGN §2.4).
+    """
+    scenario = Scenario.load(scenario)
+    seed = fresh_seed() if seed is None else int(seed)
+    raw = engine.run(scenario, engine.bit_generator(seed), backend, estimate, progress)
+    return _result(scenario, seed, backend, estimate, raw)
+
+
+def _result(scenario, seed, backend, estimate, raw: engine.RawRun) -> Result:
+    exp, se = _estimate(raw, scenario, estimate)
+    horizon = scenario.traffic.horizon if raw.finished else raw.measured_s
+    return Result(scenario=scenario, seed=seed, backend=backend, **raw.counters,
+                  first_collision_s=raw.first_collision_s, expected_collisions=exp,
+                  expected_collisions_se=se, elapsed_s=raw.elapsed_s,
+                  state_bytes=raw.state_bytes, finished=raw.finished, horizon_s=horizon)
+
+
+# -- time to the first reset ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FirstReset:
+    """Time to the first collision over R replicates (DESIGN §4.4)."""
+    scenario: Scenario
+    seed: int
+    start: str
+    times: tuple[float | None, ...]     # None: no collision within the horizon (censored)
+    horizon_s: float
+    analytic_mean_s: float | None
+
+    @property
+    def replicates(self) -> int:
+        return len(self.times)
+
+    @property
+    def censored(self) -> int:
+        return sum(t is None for t in self.times)
+
+    @property
+    def mean_s(self) -> float | None:
+        """Censored-exponential maximum likelihood: total exposure / collisions seen."""
+        seen = self.replicates - self.censored
+        if seen == 0:
+            return None
+        exposure = sum(self.horizon_s if t is None else t for t in self.times)
+        return exposure / seen
+
+    def quantile(self, q: float) -> float | None:
+        return kaplan_meier_quantile(self.times, q)
+
+    def survival(self) -> tuple[np.ndarray, np.ndarray]:
+        """Kaplan–Meier survival curve: (times, S(t)) just after each event."""
+        from .stats import kaplan_meier
+        return kaplan_meier(self.times)
+
+    def to_dict(self) -> dict:
+        return {"schema_version": SCHEMA_VERSION, "replicates": self.replicates,
+                "censored": self.censored, "mean_s": self.mean_s,
+                "median_s": self.quantile(0.5), "p05_s": self.quantile(0.05),
+                "p95_s": self.quantile(0.95), "analytic_mean_s": self.analytic_mean_s,
+                "start": self.start, "seed": self.seed, "scenario": self.scenario.to_dict()}
+
+
+def _first_reset_one(args) -> float | None:
+    """One replicate: run until the first collision or the horizon (picklable for pools)."""
+    scenario, seed, r, R, backend = args
+    raw = engine.run(scenario, engine.bit_generator(seed, r, R), backend, estimate=False,
+                     until_first=True)
+    return raw.first_collision_s
+
+
+def first_reset(scenario, replicates: int = 100, seed: int | None = None, start: str = "steady",
+                backend: str = "cython", workers: int = 1,
+                progress: Callable[[float], None] | None = None) -> FirstReset:
+    """Time to the first reset: R replicates from steady state or a cold start."""
+    scenario = Scenario.load(scenario)
+    if start not in ("steady", "cold"):
+        raise ValueError(f"--start {start!r}: must be steady or cold")
+    if replicates < 1:
+        raise ValueError(f"--replicates {replicates}: must be >= 1")
+    scenario = scenario.replace({"traffic.warmup": "auto" if start == "steady" else 0})
+    seed = fresh_seed() if seed is None else int(seed)
+    tasks = [(scenario, seed, r, replicates, backend) for r in range(replicates)]
+    times: list = [None] * replicates
+    if workers > 1 and replicates > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(workers) as pool:
+            for i, t in enumerate(pool.map(_first_reset_one, tasks, chunksize=max(1, replicates // (4 * workers)))):
+                times[i] = t
+                if progress:
+                    progress((i + 1) / replicates)
+    else:
+        for i, task in enumerate(tasks):
+            times[i] = _first_reset_one(task)
+            if progress:
+                progress((i + 1) / replicates)
+    a = _analytic(scenario)
+    mean = a.mean_first_collision_s if a is not None else None
+    return FirstReset(scenario, seed, start, tuple(times), scenario.traffic.horizon, mean)

@@ -1,0 +1,199 @@
+"""The `collide` command line (a click group). Exit codes: 0 done, 1 bug, 2 bad input, 130 interrupted."""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+
+import click
+
+from . import __version__
+from .options import (BadInput, backend_option, bad_input, format_option, handle_value_errors,
+                      pop_scenario, progress_bar, scenario_options, seed_option)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="collide")
+def cli():
+    """How often will TCP connections through a NAT and a multi-node L4 load balancer be reset by
+    4-tuple collisions, how soon is the first reset, and which change prevents it?"""
+
+
+# -- formatting helpers -------------------------------------------------------------------------------
+def _num(x, digits=3):
+    if x is None:
+        return "-"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if x == 0:
+        return "0"
+    if abs(x) >= 1e5 or abs(x) < 1e-3:
+        return f"{x:.{digits}g}"
+    return f"{x:,.{digits}g}" if abs(x) < 1000 else f"{x:,.0f}"
+
+
+def _duration(seconds):
+    if seconds is None:
+        return "-"
+    if seconds == math.inf:
+        return "never"
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def _describe(s) -> str:
+    lb, nat, t = s.load_balancer, s.nat, s.traffic
+    d = t.duration
+    life = f"{d.dist} mean {d.mean:g} s" + (f", sigma {d.sigma:g}" if d.dist == "lognormal" else "") \
+        + (f", alpha {d.alpha:g}" if d.dist == "pareto" else "")
+    return (f"{t.rate:g} conn/s, {life}; NAT {nat.ips} IP(s) {nat.allocator} "
+            f"ports {nat.port_min}-{nat.port_max}; {lb.nodes} nodes, {lb.total_targets} targets, "
+            f"cross-zone {'on' if lb.cross_zone else 'off'}, client IP preservation "
+            f"{'on' if lb.client_ip_preservation else 'off'}; {s.target.on_collision}")
+
+
+def _table(rows):
+    w = max(len(r[0]) for r in rows)
+    return "\n".join(f"  {k:<{w}}  {v}" for k, v in rows)
+
+
+def _simulate_table(r) -> str:
+    d = r.to_dict()
+    a = r.analytic
+    lo, hi = d["collision_probability_ci"]
+    rate = r.collisions_per_hour
+    mean_first = 3600.0 / rate if rate > 0 else None
+    rows = [
+        ("scenario", _describe(r.scenario)),
+        ("measured", f"{_duration(r.horizon_s)}, {r.connections:,} connections "
+                     f"({'steady state' if r.scenario.traffic.warmup == 'auto' else 'from warm-up ' + str(r.scenario.traffic.warmup) + ' s'})"),
+        ("collisions", f"{r.collisions:,}  ({_num(rate)} per hour"
+                       + (f"; closed form {_num(a.collisions_per_hour)} per hour ({a.form})" if a else "")
+                       + ")"),
+        ("per connection", f"{_num(r.collision_probability)}  (95% CI {_num(lo)} – {_num(hi)})"
+                           + (f"; closed form {_num(a.collision_probability)}" if a else "")),
+    ]
+    if r.expected_collisions is not None:
+        rows.append(("expected collisions", f"{_num(r.expected_collisions)} ± "
+                                            f"{_num(r.expected_collisions_se)} (conditional estimate)"))
+    rows += [
+        ("mean time to first reset", _duration(mean_first) + ("  (from the collision rate)" if mean_first else "")),
+        ("first collision", _duration(r.first_collision_s) + " into the window" if r.first_collision_s is not None else "none"),
+        ("resets (victims)", f"{r.reset_victims:,}"),
+        ("failed connects", f"{r.failed_connects:,}"),
+        ("allocation failures", f"{r.allocation_failures:,}  (peak {r.peak_live_per_destination:,} live "
+                                f"per destination of {r.scenario.nat.capacity:,})"),
+        ("TIME_WAIT hits", f"{r.time_wait_hits:,}"),
+        ("run", f"seed {r.seed}, backend {r.backend}, {r.elapsed_s:.3g} s"),
+    ]
+    return _table(rows)
+
+
+# -- simulate ------------------------------------------------------------------------------------------
+@cli.command()
+@scenario_options
+@seed_option
+@backend_option
+@format_option
+@click.option("--no-estimate", is_flag=True, help="Skip the conditional estimate (faster).")
+@handle_value_errors
+def simulate(seed, backend, fmt, no_estimate, **kw):
+    """Simulate a scenario: collisions, resets, TIME_WAIT hits, the closed form beside them."""
+    from .api import fresh_seed, simulate as run
+    s = pop_scenario(kw)
+    seed = fresh_seed() if seed is None else seed
+    update, done = progress_bar("simulating")
+    r = run(s, seed=seed, backend=backend, estimate=not no_estimate, progress=update)
+    done()
+    click.echo(json.dumps(r.to_dict(), indent=2) if fmt == "json" else _simulate_table(r))
+    if not r.finished:
+        click.echo("interrupted: the counts cover the part of the window that finished", err=True)
+        sys.exit(130)
+
+
+# -- first-reset ---------------------------------------------------------------------------------------
+@cli.command("first-reset")
+@scenario_options
+@seed_option
+@backend_option
+@format_option
+@click.option("--replicates", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Independent runs (DESIGN §2.4 streams).")
+@click.option("--start", type=click.Choice(["steady", "cold"]), default="steady", show_default=True,
+              help="steady: from the stationary state; cold: from empty (a load test beginning).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes to spread the replicates over.")
+@click.option("--no-estimate", is_flag=True, hidden=True)
+@handle_value_errors
+def first_reset(seed, backend, fmt, replicates, start, workers, no_estimate, **kw):
+    """Time to the first reset: R replicates until the first collision or the horizon."""
+    from .api import first_reset as run, fresh_seed
+    s = pop_scenario(kw)
+    seed = fresh_seed() if seed is None else seed
+    update, done = progress_bar("replicates")
+    fr = run(s, replicates=replicates, seed=seed, start=start, backend=backend, workers=workers,
+             progress=update)
+    done()
+    d = fr.to_dict()
+    if fmt == "json":
+        click.echo(json.dumps(d, indent=2))
+        return
+    rows = [("scenario", _describe(fr.scenario)),
+            ("replicates", f"{fr.replicates:,} from a {start} start, horizon {_duration(fr.horizon_s)}; "
+                           f"{fr.censored:,} saw no collision"),
+            ("mean time to first reset", _duration(d["mean_s"]) + (
+                f"  (closed form {_duration(d['analytic_mean_s'])})" if d["analytic_mean_s"] else "")),
+            ("median", _duration(d["median_s"])),
+            ("5% / 95%", f"{_duration(d['p05_s'])} / {_duration(d['p95_s'])}"),
+            ("run", f"seed {seed}, backend {backend}")]
+    click.echo(_table(rows))
+
+
+# -- subcommands that live in their own modules ------------------------------------------------------------
+_LAZY = {"sweep": ("collide.cli_sweep", "sweep_command"), "plot": ("collide.cli_sweep", "plot_command"),
+         "report": ("collide.cli_report", "report_command"), "lab": ("collide.lab.cli", "lab_command")}
+
+
+def _register_lazy():
+    for name, (module, attr) in _LAZY.items():
+        try:
+            cmd = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            def not_yet(_name=name):
+                bad_input(f"`collide {_name}` is not built yet in this version")
+            cmd = click.Command(name, callback=not_yet,
+                                help="(not yet available in this version)",
+                                context_settings={"ignore_unknown_options": True,
+                                                  "allow_extra_args": True})
+        cli.add_command(cmd, name)
+
+
+_register_lazy()
+
+
+def main():
+    try:
+        cli.main(standalone_mode=False)
+    except BadInput as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:     # usage errors: bad flag values, unknown options
+        msg = exc.format_message().replace("\n", " ")
+        click.echo(f"collide: error: {msg}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

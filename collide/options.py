@@ -1,0 +1,152 @@
+"""Reusable click options, one registry for every subcommand (DESIGN §4.2).
+
+  --scenario NAME / --config FILE       a built-in scenario or a TOML file
+  --set KEY=VALUE (repeatable)          any scenario key, dotted
+  --rate --duration --horizon --nodes --targets --nat-ips --allocator --on-collision
+  --cross-zone/--no-cross-zone --client-ip-preservation/--no-client-ip-preservation
+  --seed N --backend --format --no-estimate     run options
+"""
+from __future__ import annotations
+
+import functools
+import sys
+import tomllib
+
+import click
+
+from .scenario import ALLOCATORS, OUTCOMES, Scenario, ScenarioError, builtin_names
+
+
+class BadInput(click.ClickException):
+    """Bad input: one line on stderr, exit code 2, no traceback (DESIGN §4.2)."""
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"collide: error: {self.format_message()}", err=True, file=file)
+
+
+def bad_input(message: str):
+    raise BadInput(message)
+
+
+def _parse_value(key: str, text: str):
+    """A --set value is read as TOML (numbers, true/false, lists, inline tables), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def scenario_options(f):
+    """--scenario/--config plus the override flags."""
+    opts = [
+        click.option("--scenario", "scenario_name", metavar="NAME",
+                     help=f"A built-in scenario: {', '.join(builtin_names())}."),
+        click.option("--config", "config_path", metavar="FILE", type=click.Path(dir_okay=False),
+                     help="A scenario TOML file (DESIGN §4.1 tables)."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     help="Override any key, e.g. --set nat.ips=2 (repeatable)."),
+        click.option("--rate", type=float, help="New connections per second (traffic.rate)."),
+        click.option("--duration", type=float,
+                     help="Mean connection lifetime in seconds, same distribution."),
+        click.option("--horizon", type=float, help="Measured seconds (traffic.horizon)."),
+        click.option("--nodes", type=int, help="Load-balancer nodes (load_balancer.nodes)."),
+        click.option("--targets", type=int, help="Targets in all zones (load_balancer.targets)."),
+        click.option("--nat-ips", type=int, help="NAT public IPs (nat.ips)."),
+        click.option("--allocator", type=str, help=f"NAT port allocator: {'|'.join(ALLOCATORS)}."),
+        click.option("--on-collision", type=str, help=f"Outcome: {'|'.join(OUTCOMES)}."),
+        click.option("--cross-zone/--no-cross-zone", default=None,
+                     help="Cross-zone load balancing."),
+        click.option("--client-ip-preservation/--no-client-ip-preservation", default=None,
+                     help="Targets see the client ip:port."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def resolve_scenario(scenario_name=None, config_path=None, sets=(), rate=None, duration=None,
+                     horizon=None, nodes=None, targets=None, nat_ips=None, allocator=None,
+                     on_collision=None, cross_zone=None, client_ip_preservation=None,
+                     default: str | None = "seed") -> Scenario:
+    """The scenario the flags describe; BadInput (exit 2) on anything wrong."""
+    if scenario_name and config_path:
+        bad_input("--scenario and --config: give one, not both")
+    try:
+        if config_path:
+            s = Scenario.from_toml(config_path)
+        elif scenario_name:
+            s = Scenario.builtin(scenario_name)
+        elif default:
+            s = Scenario.builtin(default)
+        else:
+            bad_input("give --scenario NAME or --config FILE")
+        changes = {}
+        for item in sets:
+            if "=" not in item:
+                bad_input(f"--set {item!r}: must be KEY=VALUE, e.g. --set nat.ips=2")
+            key, _, text = item.partition("=")
+            changes[key.strip()] = _parse_value(key, text.strip())
+        flags = {"traffic.rate": rate, "traffic.duration.mean": duration,
+                 "traffic.horizon": horizon, "load_balancer.nodes": nodes,
+                 "load_balancer.targets": targets, "nat.ips": nat_ips, "nat.allocator": allocator,
+                 "target.on_collision": on_collision, "load_balancer.cross_zone": cross_zone,
+                 "load_balancer.client_ip_preservation": client_ip_preservation}
+        changes.update({k: v for k, v in flags.items() if v is not None})
+        return s.replace(changes) if changes else s
+    except ScenarioError as exc:
+        bad_input(str(exc))
+
+
+SCENARIO_KEYS = ("scenario_name", "config_path", "sets", "rate", "duration", "horizon", "nodes",
+                 "targets", "nat_ips", "allocator", "on_collision", "cross_zone",
+                 "client_ip_preservation")
+
+
+def pop_scenario(kwargs: dict, default: str | None = "seed") -> Scenario:
+    """Take the scenario flags out of a command's kwargs and resolve them."""
+    return resolve_scenario(**{k: kwargs.pop(k) for k in SCENARIO_KEYS}, default=default)
+
+
+seed_option = click.option("--seed", type=click.IntRange(min=0), default=None,
+                           help="Random seed (default: fresh, printed with the result).")
+backend_option = click.option("--backend", type=click.Choice(["cython", "numba", "python"]),
+                              default="cython", show_default=True, help="Simulation engine.")
+format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]),
+                             default="table", show_default=True, help="Output format.")
+
+
+def progress_bar(label: str):
+    """A progress callback that draws a bar on a terminal and stays quiet otherwise."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    state = {"last": -1}
+
+    def update(fraction: float):
+        pct = int(fraction * 100)
+        if pct != state["last"]:
+            state["last"] = pct
+            bar = "#" * (pct // 4)
+            sys.stderr.write(f"\r{label} [{bar:<25}] {pct:3d}%")
+            sys.stderr.flush()
+
+    def done():
+        if state["last"] >= 0:
+            sys.stderr.write("\r" + " " * (len(label) + 35) + "\r")
+            sys.stderr.flush()
+    return update, done
+
+
+def handle_value_errors(f):
+    """Map ValueError/ScenarioError from the API to one-line bad-input errors (exit 2)."""
+    @functools.wraps(f)
+    def wrapper(*a, **kw):
+        try:
+            return f(*a, **kw)
+        except ScenarioError as exc:
+            bad_input(str(exc))
+        except ValueError as exc:
+            if str(exc).startswith("--"):
+                bad_input(str(exc))
+            raise
+    return wrapper
