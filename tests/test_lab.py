@@ -17,7 +17,6 @@ from collide.lab import cli as lab_cli
 from collide.lab import counting, poisson_interval, run_lab
 from collide.lab import run as lab_run
 from collide.lab.topology import PREFIX, list_lab_namespaces
-from collide.scenario import Scenario
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
-import sys
-import tomllib
+try:
+    import tomllib
+except ImportError:          # Python 3.10
+    import tomli as tomllib
 
 import click
 
@@ -84,6 +86,7 @@ def format_table(r: dict) -> str:
         f"  connects slower than 0.9 s {cl['slow_connects']}, resets {cl['resets']}, timeouts "
         f"{cl['timeouts']}, stalled {cl['stalled']}, still connecting at the end {cl['pending_at_end']}",
         f"  NAT remaps after an RST  {r['nat_remaps']}",
+        f"  first SYNs on a TIME_WAIT 4-tuple at the target (server closed first) {r['time_wait_hits']}",
     ]
     if r["collision_connect_s_median"] is not None:
         lines.append(f"  median connect time of colliding connects {r['collision_connect_s_median']:.2f} s")
@@ -120,7 +123,10 @@ def lab_command(ctx, scenario_name, config, sets, rate, duration, nodes, targets
         s = _resolve(scenario_name, config, sets, {
             "traffic.rate": rate, "traffic.duration.mean": duration, "load_balancer.nodes": nodes,
             "load_balancer.targets": targets, "nat.ips": nat_ips})
-        progress = None if fmt == "json" else (lambda m: click.echo(m, err=True))
+        def progress(message: str) -> None:      # JSON keeps stderr to what the user must know
+            if fmt == "table" or "scaled down" in message or "removed" in message:
+                click.echo(message, err=True)
+
         result = run_lab(s, seconds, cross_zone=cross_zone, nat=nat, progress=progress, seed=seed,
                          port_range=_ports(ports), keep_logs=keep_logs)
     except (ScenarioError, LabConfigError) as exc:

@@ -105,7 +105,9 @@ class Count:
     collisions: int = 0
     pairs: int = 0
     same_node_hits: int = 0        # first SYN met a connection through its own node (not a collision)
+    time_wait_hits: int = 0        # first SYN met no live holder but a TIME_WAIT one (server closed first)
     nat_remaps: int = 0
+    reused_mappings: int = 0       # first SYNs that went out on the NAT entry of the socket's last use
     unmatched_node: int = 0        # first SYNs whose target could not be found in the node's events
     collisions_by_outcome: dict = field(default_factory=dict)
     collision_connect_s: list = field(default_factory=list)
@@ -113,7 +115,8 @@ class Count:
 
 
 def count_collisions(load: list[dict], nat_events: list[tuple], node_events: dict[int, list[tuple]],
-                     servers: list[tuple], node_ips: list[str], target_ips: list[str]) -> Count:
+                     servers: list[tuple], node_ips: list[str], target_ips: list[str],
+                     time_wait: float = 60.0) -> Count:
     node_of_ip = {ip: j for j, ip in enumerate(node_ips)}
     target_of_ip = {ip: t for t, ip in enumerate(target_ips)}
     res = Count(arrivals=len(load))
@@ -137,7 +140,12 @@ def count_collisions(load: list[dict], nat_events: list[tuple], node_events: dic
             lo = bisect.bisect_left(times, rec["t0"] - 0.002)
             hi = bisect.bisect_left(times, recs[n + 1]["t0"] - 0.002) if n + 1 < len(recs) else len(ev)
             if hi <= lo:
-                continue
+                # no new NAT entry: the SYN matched the entry of the socket's previous use (netfilter
+                # lets a SYN through an entry still closing), so it kept that mapping
+                if lo == 0 or n == 0 or ev[lo - 1][0] < recs[n - 1]["t0"] - 0.002:
+                    continue
+                res.reused_mappings += 1
+                lo, hi = lo - 1, lo
             res.mapped += 1
             res.nat_remaps += hi - lo - 1
             _ts, eip, eport = ev[lo]
@@ -156,8 +164,8 @@ def count_collisions(load: list[dict], nat_events: list[tuple], node_events: dic
 
     # established periods per (target, ext ip, ext port)
     est: dict[tuple, list] = defaultdict(list)
-    for acc, end, backend, ip, port, node, _how in servers:
-        est[(backend, ip, port)].append((acc, end, node))
+    for acc, end, backend, ip, port, node, how in servers:
+        est[(backend, ip, port)].append((acc, end, node, how))
 
     for ts, eip, eport, j, rec in first_syn:
         cand = picks.get((j, eip, eport), [])
@@ -165,15 +173,26 @@ def count_collisions(load: list[dict], nat_events: list[tuple], node_events: dic
         for pts, t in cand:      # the node's event nearest the NAT's (separate listeners: ms apart)
             if abs(pts - ts) <= 0.5 and (best is None or abs(pts - ts) < abs(best[0] - ts)):
                 best = (pts, t)
+        if best is None:     # the SYN went through the node's entry of the port's last use
+            before = [(pts, t) for pts, t in cand if pts < ts]
+            if before:
+                best = max(before)
         if best is None:
             res.unmatched_node += 1
             continue
         t = best[1]
-        holders = [(acc, end, node) for acc, end, node in est.get((t, eip, eport), ())
-                   if acc <= ts < end]
+        periods = est.get((t, eip, eport), ())
+        holders = [(acc, end, node) for acc, end, node, _how in periods if acc <= ts < end]
         other = [h for h in holders if h[2] != j]
         if len(holders) > len(other):
             res.same_node_hits += 1
+        if not holders:
+            # the 4-tuple's last connection before this SYN: closed by the server, so in TIME_WAIT
+            ended = [(end, how) for _acc, end, _node, how in periods if end <= ts]
+            if ended:
+                end, how = max(ended)
+                if how == "server-close" and ts < end + time_wait:
+                    res.time_wait_hits += 1
         if other:
             res.collisions += 1
             res.pairs += len(other)

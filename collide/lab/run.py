@@ -232,8 +232,16 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
         if cleaned.is_set():
             return
         cleaned.set()
-        procs.stop_all()
-        left = topo.teardown()
+        masked = {}
+        if threading.current_thread() is threading.main_thread():   # a second signal must not
+            for sig in (signal.SIGTERM, signal.SIGINT):               # cut the teardown short
+                masked[sig] = signal.signal(sig, signal.SIG_IGN)
+        try:
+            procs.stop_all()
+            left = topo.teardown()
+        finally:
+            for sig, handler in masked.items():
+                signal.signal(sig, handler)
         if left:
             print(f"collide lab: could not remove namespaces {', '.join(left)}", file=sys.stderr)
         if keep_logs:
@@ -379,7 +387,9 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
         "pairs": c.pairs,
         "first_syns_seen": c.mapped,
         "nat_remaps": c.nat_remaps,
+        "reused_mappings": c.reused_mappings,
         "same_node_hits": c.same_node_hits,
+        "time_wait_hits": c.time_wait_hits,
         "collisions_by_client_outcome": c.collisions_by_outcome,
         "collision_connect_s_median": (sorted(c.collision_connect_s)[len(c.collision_connect_s) // 2]
                                        if c.collision_connect_s else None),
