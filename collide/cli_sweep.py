@@ -1,0 +1,142 @@
+"""`collide sweep` and `collide plot` (DESIGN §4.2, §4.5). Registered lazily by collide.cli."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .options import bad_input
+
+
+def _progress(total_label: str = "points"):
+    """A progress callback (points done, rate, ETA) on a terminal; None otherwise."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    state = {"t0": time.perf_counter(), "start": None, "last": 0.0, "shown": False}
+
+    def update(done: int, total: int):
+        now = time.perf_counter()
+        if state["start"] is None:
+            state["start"] = done          # points found by --resume do not count towards the rate
+        if done < total and now - state["last"] < 0.2:
+            return
+        state["last"] = now
+        ran = done - state["start"]
+        elapsed = now - state["t0"]
+        rate = ran / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else None
+        pct = done / total if total else 1.0
+        bar = "#" * int(pct * 25)
+        eta_s = "--" if eta is None else (f"{eta:.0f} s" if eta < 120 else f"{eta / 60:.1f} min")
+        sys.stderr.write(f"\r{total_label} [{bar:<25}] {done}/{total}  {rate:.1f}/s  ETA {eta_s}   ")
+        sys.stderr.flush()
+        state["shown"] = True
+
+    def done():
+        if state["shown"]:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+    return update, done
+
+
+def _connect(address: str):
+    try:
+        from distributed import Client
+    except ImportError:
+        bad_input(f"--scheduler {address}: needs Dask distributed (pip install 'collide[dask]')")
+    try:
+        return Client(address, timeout="15s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        bad_input(f"--scheduler {address}: cannot connect ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+
+
+@click.command("sweep")
+@click.argument("sweep_file", metavar="SWEEP.toml", type=click.Path(dir_okay=False))
+@click.option("--out", "out", required=True, metavar="FILE",
+              help="Results: .csv, .jsonl or .parquet (pyarrow); each point is appended as it finishes.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local processes (default: all cores; 1 runs inline).")
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="Run on an existing Dask distributed cluster, e.g. tcp://10.0.0.5:8786.")
+@click.option("--resume", is_flag=True, help="Skip the points already in --out.")
+@click.option("--rel-error", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
+              help="Run each point until its collision rate has this relative standard error "
+                   "(the horizon grows from traffic.horizon), capped by --max-connections.")
+@click.option("--max-connections", type=click.IntRange(min=1), default=None,
+              help="Cap per point for --rel-error (default 1e8 connections).")
+@click.option("--backend", type=click.Choice(["cython", "numba", "python"]), default=None,
+              help="Simulation engine (default: the sweep file's, else cython).")
+def sweep_command(sweep_file, out, workers, scheduler, resume, rel_error, max_connections, backend):
+    """Run a grid of scenarios (DESIGN §4.5): one pooled row per point, appended to --out as it finishes.
+
+    Rows do not depend on --workers, the executor or an interruption: Ctrl-C keeps what finished,
+    and --resume completes it.
+    """
+    from .sweep import SweepError, SweepInterrupted, _out_format, load_sweep, run_spec
+    if not Path(sweep_file).exists():
+        bad_input(f"SWEEP.toml {sweep_file}: no such file")
+    try:
+        _out_format(Path(out))
+        spec = load_sweep(sweep_file, rel_error=rel_error, backend=backend,
+                          max_connections=max_connections)
+    except SweepError as exc:
+        bad_input(str(exc))
+    if workers is not None and scheduler is not None:
+        bad_input("--workers and --scheduler: give one (the cluster decides its workers)")
+    client = executor = None
+    if scheduler is not None:
+        client = _connect(scheduler)
+        executor = client.get_executor()
+    where = f"Dask cluster {scheduler}" if scheduler else (
+        "1 process (inline)" if workers == 1 else f"{workers or __import__('os').cpu_count()} processes")
+    click.echo(f"sweep: {len(spec)} points x {spec.replicates} replicate(s), seed {spec.seed}, on {where}"
+               + (f", rel-error {spec.rel_error:g}" if spec.rel_error else ""), err=True)
+    update, done = _progress()
+    try:
+        res = run_spec(spec, executor=executor, workers=workers, out=out, resume=resume, progress=update)
+    except SweepError as exc:
+        done()
+        bad_input(str(exc))
+    except SweepInterrupted as exc:
+        done()
+        r = exc.result
+        click.echo(f"interrupted: {r.written} point(s) written to {out} this run, {r.written + r.skipped} "
+                   f"of {r.total} in all; run again with --resume to finish", err=True)
+        sys.exit(130)
+    finally:
+        if client is not None:
+            client.close()
+    done()
+    click.echo(f"wrote {res.written} point(s) to {out} in {res.elapsed_s:.1f} s"
+               + (f" ({res.skipped} already there, skipped)" if res.skipped else ""), err=True)
+
+
+@click.command("plot")
+@click.argument("results", metavar="RESULTS", type=click.Path(dir_okay=False))
+@click.option("--x", "x", required=True, metavar="KEY", help="Column on the x axis, e.g. traffic.rate.")
+@click.option("--y", "y", required=True, metavar="METRIC", help="Column on the y axis, e.g. collisions_per_hour.")
+@click.option("--hue", default=None, metavar="KEY", help="One line per value of this column.")
+@click.option("--where", "where", multiple=True, metavar="KEY=VALUE",
+              help="Keep only rows with this value, e.g. --where nat.ips=1 (repeatable).")
+@click.option("--title", default=None, help="Figure title.")
+@click.option("--out", "out", required=True, metavar="FILE", help="Figure: .png or .svg.")
+def plot_command(results, x, y, hue, where, title, out):
+    """Plot a sweep's RESULTS (.csv, .jsonl, .parquet): METRIC against KEY, bands and the closed form."""
+    from .options import _parse_value
+    from .plot import PlotError, plot_sweep
+    from .sweep import SweepError
+    if not Path(results).exists():
+        bad_input(f"RESULTS {results}: no such file")
+    filt = {}
+    for item in where:
+        if "=" not in item:
+            bad_input(f"--where {item!r}: must be KEY=VALUE, e.g. --where nat.ips=1")
+        k, _, v = item.partition("=")
+        filt[k.strip()] = _parse_value(k, v.strip())
+    try:
+        path = plot_sweep(results, x=x, y=y, hue=hue, out=out, where=filt or None, title=title)
+    except (PlotError, SweepError) as exc:
+        bad_input(str(exc))
+    click.echo(f"wrote {path}", err=True)
