@@ -1,0 +1,62 @@
+"""`collide report`: the risk report for one deployment (DESIGN §4.6, issue 5)."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from .options import (backend_option, bad_input, handle_value_errors, pop_scenario, progress_bar,
+                      scenario_options, seed_option)
+
+
+@click.command("report")
+@scenario_options
+@click.option("--out", "out_dir", required=True, metavar="DIR", type=click.Path(file_okay=False),
+              help="Directory for index.html, summary.json, summary.md and figures/.")
+@click.option("--window", type=float, default=600.0, show_default=True, metavar="SECONDS",
+              help="Length of a load test: the page gives P(at least one reset) within it.")
+@seed_option
+@backend_option
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Processes for the simulations.")
+@handle_value_errors
+def report_command(out_dir, window, seed, backend, workers, **kw):
+    """Write a risk report: verdict, mitigations, sensitivity, port headroom, how it was computed."""
+    from .api import fresh_seed
+    from .report import build_report
+    from .report_html import write_report
+    given_scenario = kw.get("scenario_name")
+    given_plain = given_scenario and not kw.get("config_path") and not kw.get("sets") and all(
+        kw.get(k) is None for k in ("rate", "duration", "horizon", "nodes", "targets", "nat_ips",
+                                    "allocator", "on_collision", "cross_zone",
+                                    "client_ip_preservation"))
+    s = pop_scenario(kw)
+    if not (window > 0) or window != window or window == float("inf"):
+        bad_input(f"--window {window}: must be a positive number of seconds")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        bad_input(f"--out {out_dir}: exists and is not a directory")
+    seed = fresh_seed() if seed is None else seed
+    where = f"--scenario {given_scenario}" if given_plain else f"--config {out / 'scenario.toml'}"
+    command = (f"collide report {where} --out {out} --window {window:g} --seed {seed} "
+               f"--backend {backend}")
+    update, done = progress_bar("report")
+    if update is None:
+        click.echo(f"collide report: simulating (seed {seed}) ...", err=True)
+    t0 = time.perf_counter()
+    try:
+        data = build_report(s, seed=seed, window=window, backend=backend, workers=workers,
+                            progress=update, source=given_scenario if given_plain else None,
+                            command=command)
+    except KeyboardInterrupt:
+        done()
+        click.echo("interrupted: nothing written", err=True)
+        sys.exit(130)
+    done()
+    write_report(data, out, scenario_toml=s.to_toml())
+    v = data["verdict"]
+    click.echo(f"risk {v['level']}: {v['collisions_per_hour']:.4g} collisions per hour "
+               f"(95 % {v['collisions_per_hour_ci'][0]:.4g} – {v['collisions_per_hour_ci'][1]:.4g}); "
+               f"wrote {out / 'index.html'} in {time.perf_counter() - t0:.1f} s")

@@ -1,0 +1,545 @@
+"""The risk report's numbers (DESIGN §4.6, issue 5): one dictionary with everything the page shows.
+
+`build_report(scenario, seed=...)` runs every simulation the page needs (today's scenario, the
+mitigations, the NAT allocators, the sensitivity curves, the headroom confirmations and the time to
+the first reset) over a small process pool and returns a JSON-ready dict. `collide.report_html`
+turns that dict into `index.html`, `summary.json`, `summary.md` and the figures.
+
+Estimates. A rate comes from the conditional estimate of DESIGN §3 where the allocator defines one
+(`random`, `sequential`, `eim`: unbiased, low variance, 95 % interval = ± 1.96 batch-means standard
+errors), else from the collision count with an exact (Garwood) Poisson 95 % interval. Every Monte
+Carlo number carries its interval and, where §3 gives one, the closed form beside it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Callable
+
+import numpy as np
+
+from . import __version__
+from .analytic import analytic, applies, is_zero
+from .scenario import Scenario, builtin_names
+from .stats import kaplan_meier, kaplan_meier_quantile, z_value
+
+SCHEMA_VERSION = 1
+HOUR, DAY = 3600.0, 86400.0
+#: Verdict thresholds in expected resets per hour: below LOW_PER_HOUR "low", at or above HIGH "high".
+LOW_PER_HOUR = 1.0 / 24.0      # one reset a day
+HIGH_PER_HOUR = 1.0            # one reset an hour
+NAT_IP_COUNTS = (2, 4, 8)
+ALLOCATORS = ("random", "sequential", "linux", "eim")
+#: Arrivals simulated at most per secondary run (mitigations, sensitivity): keeps a report fast.
+ARRIVAL_BUDGET = 400_000
+CONFIRM_ARRIVALS = 300_000
+FIRST_RESET_REPLICATES = 200
+FIRST_RESET_ARRIVALS = 100_000     # per replicate, at most
+SENSITIVITY_FACTORS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+__all__ = ["build_report", "child_seed", "garwood", "rate_estimate", "verdict_of", "SCHEMA_VERSION",
+           "LOW_PER_HOUR", "HIGH_PER_HOUR"]
+
+
+# -- small statistics -------------------------------------------------------------------------------
+def _chi2_quantile(p: float, nu: float) -> float:
+    """Wilson–Hilferty approximation (relative error well under 1 % for nu >= 2)."""
+    z = z_value(2 * p - 1) if p > 0.5 else -z_value(1 - 2 * p)
+    h = 2.0 / (9.0 * nu)
+    return nu * max(0.0, 1 - h + z * math.sqrt(h)) ** 3
+
+
+def _pois_cdf(k: int, mu: float) -> float:
+    if mu <= 0:
+        return 1.0
+    log_term = -mu
+    total = math.exp(log_term)
+    for i in range(1, k + 1):
+        log_term += math.log(mu / i)
+        total += math.exp(log_term)
+    return min(1.0, total)
+
+
+def garwood(count: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Garwood) interval for a Poisson mean given an observed count."""
+    a = (1 - confidence) / 2
+    if count == 0:
+        return 0.0, -math.log(a)
+    if count > 60:
+        return _chi2_quantile(a, 2 * count) / 2, _chi2_quantile(1 - a, 2 * count + 2) / 2
+
+    def solve(f):     # f increasing in mu, root by bisection
+        lo, hi = 0.0, count * 3.0 + 20.0
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
+        return (lo + hi) / 2
+    low = solve(lambda mu: (1 - _pois_cdf(count - 1, mu)) - a)     # P(X >= k | mu) = a
+    high = solve(lambda mu: a - _pois_cdf(count, mu))              # P(X <= k | mu) = a
+    return low, high
+
+
+def child_seed(seed: int, index: int) -> int:
+    """A sub-run's seed, as a sweep point's (DESIGN §2.4): `collide simulate --seed` repeats it."""
+    ss = np.random.SeedSequence(seed, spawn_key=(index,))
+    return int(ss.generate_state(1, np.uint64)[0])
+
+
+def rate_estimate(res: dict, scenario: Scenario) -> dict:
+    """Collisions per hour and per connection from one run, with the 95 % interval and the method."""
+    horizon = res["horizon_s"]
+    n = res["connections"]
+    z = z_value(0.95)
+    if res["expected_collisions"] is not None and res["expected_collisions_se"] is not None:
+        e, se = res["expected_collisions"], res["expected_collisions_se"]
+        lo, hi = max(0.0, e - z * se), e + z * se
+        method = "conditional estimate"
+    else:
+        e = float(res["collisions"])
+        lo, hi = garwood(res["collisions"])
+        method = "counted"
+    scale = HOUR / horizon if horizon > 0 else 0.0
+    a = analytic(scenario)
+    return {
+        "collisions_per_hour": e * scale, "collisions_per_hour_ci": [lo * scale, hi * scale],
+        "collision_probability": e / n if n else 0.0,
+        "collision_probability_ci": [lo / n, hi / n] if n else [0.0, 1.0],
+        "counted_collisions": res["collisions"], "connections": n, "horizon_s": horizon,
+        "method": method,
+        "closed_form_collisions_per_hour": a.collisions_per_hour if a else None,
+        "closed_form_collision_probability": a.collision_probability if a else None,
+        "closed_form": a.form if a else None,
+        "closed_form_missing_reason": None if a else applies(scenario),
+        "allocation_failures": res["allocation_failures"],
+        "peak_live_per_destination": res["peak_live_per_destination"],
+        "seed": res["seed"],
+    }
+
+
+def verdict_of(per_hour: float) -> str:
+    if per_hour >= HIGH_PER_HOUR:
+        return "high"
+    if per_hour >= LOW_PER_HOUR:
+        return "elevated"
+    return "low"
+
+
+def _p_at_least_one(per_hour: float, seconds: float) -> float:
+    return -math.expm1(-per_hour / HOUR * seconds)
+
+
+# -- the pool ---------------------------------------------------------------------------------------
+def _run_task(task):
+    """One task for the pool: ("simulate", scenario, seed, backend) or ("first_reset", ...)."""
+    kind = task[0]
+    t0 = time.perf_counter()
+    if kind == "simulate":
+        from .api import simulate
+        _, scenario, seed, backend = task
+        r = simulate(scenario, seed=seed, backend=backend)
+        d = r.to_dict()
+        d.pop("scenario")
+        d["horizon_s"] = r.horizon_s
+        return d
+    from .api import first_reset
+    _, scenario, seed, backend, replicates, start = task
+    fr = first_reset(scenario, replicates=replicates, seed=seed, start=start, backend=backend,
+                     workers=1)
+    d = fr.to_dict()
+    d.pop("scenario")
+    d["times"] = list(fr.times)
+    d["horizon_s"] = fr.horizon_s
+    d["elapsed_s"] = time.perf_counter() - t0
+    return d
+
+
+def _capped(s: Scenario, budget: float = ARRIVAL_BUDGET) -> Scenario:
+    """The scenario with its horizon shortened so that a run simulates at most `budget` arrivals."""
+    h = s.traffic.horizon
+    if s.traffic.warmup != "auto":      # a cold or warm-up window's average depends on its length
+        return s
+    # runs start from the stationary state (or the scenario's warm-up), so a short window is unbiased
+    cap = max(budget / s.traffic.rate, 1.0)
+    return s.replace({"traffic.horizon": cap}) if cap < h else s
+
+
+def _scaled_targets(s: Scenario, factor: int):
+    t = s.load_balancer.targets
+    return [x * factor for x in t] if isinstance(t, tuple) else t * factor
+
+
+# -- headroom -----------------------------------------------------------------------------------------
+def _bisect_closed_form(s: Scenario, key: str, target_per_hour: float) -> float | None:
+    """The value of `key` (rate or mean lifetime) where the closed form reaches the target, or None."""
+    x0 = s.get(key) if key != "traffic.duration.mean" else s.traffic.duration.mean
+
+    def f(x):
+        a = analytic(s.replace({key: x}))
+        return None if a is None else a.collisions_per_hour
+
+    lo, hi = x0 * 1e-9, x0
+    f_hi = f(hi)
+    if f_hi is None or f_hi <= 0:
+        return None
+    if f_hi < target_per_hour:      # grow until above, staying where the form applies
+        while True:
+            nxt = hi * 2
+            v = f(nxt)
+            if v is None or nxt > x0 * 1e9:
+                return None
+            lo, hi = hi, nxt
+            if v >= target_per_hour:
+                break
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        v = f(mid)
+        if v is None:
+            return None
+        lo, hi = (mid, hi) if v < target_per_hour else (lo, mid)
+        if hi / lo - 1 < 1e-10:
+            break
+    return math.sqrt(lo * hi)
+
+
+def _headroom_plan(s: Scenario, today_per_hour: float) -> list[dict]:
+    rows = []
+    for key, label, power in (("traffic.rate", "connection rate", 2.0),
+                              ("traffic.duration.mean", "mean lifetime", 1.0)):
+        today = s.traffic.rate if key == "traffic.rate" else s.traffic.duration.mean
+        unit = "conn/s" if key == "traffic.rate" else "s"
+        for name, target in (("day", 1.0 / 24.0), ("hour", 1.0)):
+            row = {"key": key, "quantity": label, "unit": unit, "risk": f"1 reset per {name}",
+                   "target_per_hour": target, "today": today, "value": None, "method": None,
+                   "confirm": None, "confirmed": None}
+            if is_zero(s):
+                row["method"] = "none: no collision is possible under these settings"
+            elif applies(s) is None:
+                v = _bisect_closed_form(s, key, target)
+                if v is not None:
+                    row["value"], row["method"] = v, "closed form (bisection)"
+            if row["value"] is None and not is_zero(s) and today_per_hour > 0:
+                # collisions per hour grow about as rate² and as the mean lifetime (DESIGN §3)
+                row["value"] = today * (target / today_per_hour) ** (1.0 / power)
+                row["method"] = f"scaled from today's simulation (risk ∝ {'rate²' if power == 2 else 'lifetime'})"
+            elif row["value"] is None and row["method"] is None:
+                row["method"] = "unknown: no collision seen today, and no closed form"
+            rows.append(row)
+    return rows
+
+
+def _confirm_scenario(s: Scenario, row: dict) -> Scenario:
+    s2 = s.replace({row["key"]: row["value"]})
+    rate, mean = s2.traffic.rate, s2.traffic.duration.mean
+    horizon = min(max(CONFIRM_ARRIVALS / rate, 20 * mean), 10 * CONFIRM_ARRIVALS / rate)
+    return s2.replace({"traffic.horizon": horizon})
+
+
+# -- time to first reset -------------------------------------------------------------------------------
+def _bootstrap_quantile(times, q, seed, n_boot=300) -> list[float | None]:
+    rng = np.random.default_rng(seed)
+    arr = np.array([np.nan if t is None else t for t in times], dtype=float)
+    vals = []
+    for _ in range(n_boot):
+        sample = arr[rng.integers(0, arr.size, arr.size)]
+        v = kaplan_meier_quantile([None if math.isnan(t) else float(t) for t in sample], q)
+        vals.append(math.inf if v is None else v)
+    vals.sort()
+    lo, hi = vals[int(0.025 * (n_boot - 1))], vals[int(math.ceil(0.975 * (n_boot - 1)))]
+    return [None if not math.isfinite(lo) else float(lo), None if not math.isfinite(hi) else float(hi)]
+
+
+def _first_reset_section(fr: dict | None, s: Scenario, per_hour: float, seed: int) -> dict:
+    a = analytic(s)
+    mean_cf = a.mean_first_collision_s if a else None
+    out = {"replicates": 0, "censored": 0, "horizon_s": None, "start": None, "seed": None,
+           "median_s": None, "median_s_ci": [None, None], "p95_s": None, "p95_s_ci": [None, None],
+           "closed_form_median_s": mean_cf * math.log(2) if mean_cf else None,
+           "closed_form_p95_s": mean_cf * math.log(20) if mean_cf else None,
+           "closed_form_mean_s": mean_cf, "from_rate_median_s": None, "from_rate_p95_s": None,
+           "survival_t": [], "survival_s": []}
+    if per_hour > 0:
+        out["from_rate_median_s"] = math.log(2) / per_hour * HOUR
+        out["from_rate_p95_s"] = math.log(20) / per_hour * HOUR
+    if fr is None:
+        return out
+    times = fr["times"]
+    out.update(replicates=fr["replicates"], censored=fr["censored"], horizon_s=fr["horizon_s"],
+               start=fr["start"], seed=fr["seed"], median_s=fr["median_s"], p95_s=fr["p95_s"],
+               mean_s=fr["mean_s"])
+    out["median_s_ci"] = _bootstrap_quantile(times, 0.5, seed)
+    out["p95_s_ci"] = _bootstrap_quantile(times, 0.95, seed + 1)
+    ts, ss = kaplan_meier(times)
+    out["survival_t"] = [float(x) for x in ts]
+    out["survival_s"] = [float(x) for x in ss]
+    return out
+
+
+# -- the report ----------------------------------------------------------------------------------------
+def _describe_source(s: Scenario) -> str | None:
+    """The built-in name if the scenario is exactly one, else None."""
+    for name in builtin_names():
+        if Scenario.builtin(name) == s:
+            return name
+    return None
+
+
+def _mitigation_plan(s: Scenario) -> list[dict]:
+    lb = s.load_balancer
+    plans = [
+        ("cross-zone off", {"load_balancer.cross_zone": False},
+         "Each node sends only to its own zone's targets: load is uneven across zones when clients "
+         "favour one zone's node or zones hold different target counts; a zone losing targets is not "
+         "backed up by the others."),
+        ("client IP preservation off", {"load_balancer.client_ip_preservation": False},
+         "Targets see the node's address, not the client's (use proxy protocol v2 to recover it); "
+         "each node may hold at most 55,000 live connections per target."),
+    ]
+    for k in NAT_IP_COUNTS:
+        for choice in ("per-connection", "per-client"):
+            note = ("Extra NAT Gateway IPs (secondary addresses, about the price of an Elastic IP "
+                    "each); " + ("helps: the NAT spreads each client's connections over all IPs."
+                                 if choice == "per-connection" else
+                                 "a NAT that pins each client to one IP only helps when there are "
+                                 f"many clients (this scenario: {s.traffic.clients:,}); one busy "
+                                 "client gains nothing."))
+            plans.append((f"{k} NAT IPs, {choice}", {"nat.ips": k, "nat.ip_choice": choice}, note))
+    plans += [
+        ("twice the targets", {"load_balancer.targets": _scaled_targets(s, 2)},
+         f"{lb.total_targets} more targets to run and pay for."),
+        ("half the connection lifetime", {"traffic.duration.mean": s.traffic.duration.mean / 2},
+         "Shorter keep-alive / idle timeouts: more handshakes (and TLS set-ups) for the same work."),
+        ("sticky DNS on the clients", {"load_balancer.node_choice": "sticky"},
+         f"Clients cache one NLB address for {lb.dns_ttl:g} s: each client's load lands on one zone "
+         "at a time, uneven across zones."),
+    ]
+    return [{"name": n, "changes": c, "cost": note} for n, c, note in plans]
+
+
+def build_report(scenario, seed: int = 1, window: float = 600.0, backend: str = "cython",
+                 workers: int = 2, replicates: int = FIRST_RESET_REPLICATES,
+                 progress: Callable[[float], None] | None = None,
+                 source: str | None = None, command: str | None = None) -> dict:
+    """Run everything the report shows and return it as one JSON-ready dict."""
+    t_start = time.perf_counter()
+    s = Scenario.load(scenario)
+    if window <= 0:
+        raise ValueError(f"--window {window}: must be > 0 seconds")
+    seed = int(seed)
+    idx = iter(range(1, 10_000))
+    tasks: dict[str, tuple] = {"today": ("simulate", s, seed, backend)}
+    mitigations = _mitigation_plan(s)
+    for m in mitigations:
+        m["scenario"] = _capped(s.replace(m["changes"]))
+        m["seed"] = child_seed(seed, next(idx))
+        tasks["mit:" + m["name"]] = ("simulate", m["scenario"], m["seed"], backend)
+    alloc = []
+    for name in ALLOCATORS:
+        sa = _capped(s.replace({"nat.allocator": name}))
+        sd = child_seed(seed, next(idx))
+        alloc.append({"allocator": name, "scenario": sa, "seed": sd})
+        tasks["alloc:" + name] = ("simulate", sa, sd, backend)
+    sens = {}
+    for key in ("traffic.rate", "traffic.duration.mean"):
+        base = s.traffic.rate if key == "traffic.rate" else s.traffic.duration.mean
+        pts = []
+        for f in SENSITIVITY_FACTORS:
+            sp = _capped(s.replace({key: base * f}))
+            sd = child_seed(seed, next(idx))
+            pts.append({"factor": f, "x": base * f, "scenario": sp, "seed": sd})
+            tasks[f"sens:{key}:{f}"] = ("simulate", sp, sd, backend)
+        sens[key] = pts
+    fr_seed = child_seed(seed, next(idx))
+    start = "steady" if s.traffic.warmup == "auto" else "cold"
+
+    results: dict[str, dict] = {}
+    done = [0]
+    # the first-reset horizon depends on today's rate: run today first, then everything else
+    results["today"] = _run_task(tasks.pop("today"))
+    today = rate_estimate(results["today"], s)
+    per_hour = today["collisions_per_hour"]
+    fr_task = None
+    if per_hour > 0 and not is_zero(s):
+        mean_first = HOUR / per_hour
+        fr_h = max(s.traffic.horizon, 8.0 * mean_first)
+        fr_h = min(fr_h, max(s.traffic.horizon, FIRST_RESET_ARRIVALS / s.traffic.rate))
+        fr_s = s.replace({"traffic.horizon": fr_h})
+        fr_task = ("first_reset", fr_s, fr_seed, backend, replicates, start)
+        tasks["first_reset"] = fr_task
+    headroom = _headroom_plan(s, per_hour)
+    for i, row in enumerate(headroom):
+        if row["value"] is not None:
+            row["confirm_scenario"] = _confirm_scenario(s, row)
+            row["confirm_seed"] = child_seed(seed, 1000 + i)
+            tasks[f"head:{i}"] = ("simulate", row["confirm_scenario"], row["confirm_seed"], backend)
+    total = len(tasks) + 1
+    done[0] = 1
+    if progress:
+        progress(done[0] / total)
+    # the long first-reset task first, so it overlaps the many short ones
+    order = sorted(tasks, key=lambda k: k != "first_reset")
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            futs = {pool.submit(_run_task, tasks[k]): k for k in order}
+            from concurrent.futures import as_completed
+            for fut in as_completed(futs):
+                results[futs[fut]] = fut.result()
+                done[0] += 1
+                if progress:
+                    progress(done[0] / total)
+    else:
+        for k in order:
+            results[k] = _run_task(tasks[k])
+            done[0] += 1
+            if progress:
+                progress(done[0] / total)
+
+    # -- assemble -----------------------------------------------------------------------------------
+    a = analytic(s)
+    lo_h, hi_h = today["collisions_per_hour_ci"]
+    cf_h = today["closed_form_collisions_per_hour"]
+
+    def p_row(seconds):
+        return {"seconds": seconds, "value": _p_at_least_one(per_hour, seconds),
+                "ci": [_p_at_least_one(lo_h, seconds), _p_at_least_one(hi_h, seconds)],
+                "closed_form": _p_at_least_one(cf_h, seconds) if cf_h is not None else None}
+
+    verdict = {
+        "level": verdict_of(per_hour),
+        "level_at_ci_high": verdict_of(hi_h),
+        "thresholds": {"low_below_per_hour": LOW_PER_HOUR, "high_from_per_hour": HIGH_PER_HOUR,
+                       "text": "low: under 1 expected reset per day; elevated: 1 per day to 1 per "
+                               "hour; high: 1 or more per hour"},
+        "collisions_per_hour": per_hour, "collisions_per_hour_ci": [lo_h, hi_h],
+        "closed_form_collisions_per_hour": cf_h,
+        "collisions_per_day": per_hour * 24, "collisions_per_day_ci": [lo_h * 24, hi_h * 24],
+        "closed_form_collisions_per_day": cf_h * 24 if cf_h is not None else None,
+        "collision_probability": today["collision_probability"],
+        "collision_probability_ci": today["collision_probability_ci"],
+        "closed_form_collision_probability": today["closed_form_collision_probability"],
+        "closed_form": today["closed_form"],
+        "closed_form_missing_reason": today["closed_form_missing_reason"],
+        "method": today["method"],
+        "counted_collisions": today["counted_collisions"], "connections": today["connections"],
+        "horizon_s": today["horizon_s"],
+        "p_reset_hour": p_row(HOUR), "p_reset_day": p_row(DAY), "p_reset_window": p_row(window),
+        "window_s": window,
+    }
+    first = _first_reset_section(results.get("first_reset"), s, per_hour, fr_seed)
+
+    for row in headroom:
+        key = None
+        for i, r in enumerate(headroom):
+            if r is row:
+                key = f"head:{i}"
+        if key in results:
+            cs = row.pop("confirm_scenario")
+            est = rate_estimate(results[key], cs)
+            row["confirm"] = {"collisions_per_hour": est["collisions_per_hour"],
+                              "collisions_per_hour_ci": est["collisions_per_hour_ci"],
+                              "method": est["method"], "seed": row.pop("confirm_seed"),
+                              "horizon_s": cs.traffic.horizon,
+                              "closed_form_collisions_per_hour":
+                                  est["closed_form_collisions_per_hour"]}
+            lo, hi = est["collisions_per_hour_ci"]
+            t = row["target_per_hour"]
+            # confirmed: the target lies in the interval, or within 10 % of the estimate
+            row["confirmed"] = bool(lo <= t <= hi or abs(est["collisions_per_hour"] - t) <= 0.1 * t)
+        row.pop("confirm_scenario", None)
+        row.pop("confirm_seed", None)
+
+    mit_rows = []
+    for m in mitigations:
+        est = rate_estimate(results["mit:" + m["name"]], m["scenario"])
+        mit_rows.append({"name": m["name"], "changes": m["changes"], "cost": m["cost"],
+                         "change_vs_today": (est["collisions_per_hour"] / per_hour - 1)
+                         if per_hour > 0 else None, **est})
+    alloc_rows = []
+    for row in alloc:
+        est = rate_estimate(results["alloc:" + row["allocator"]], row["scenario"])
+        alloc_rows.append({"allocator": row["allocator"], **est})
+    sens_out = {}
+    for key, pts in sens.items():
+        rows = []
+        for p in pts:
+            est = rate_estimate(results[f"sens:{key}:{p['factor']}"], p["scenario"])
+            rows.append({"x": p["x"], "factor": p["factor"], **est})
+        base = s.traffic.rate if key == "traffic.rate" else s.traffic.duration.mean
+        grid = list(np.geomspace(base * SENSITIVITY_FACTORS[0], base * SENSITIVITY_FACTORS[-1], 60))
+        line = []
+        for x in grid:
+            aa = analytic(s.replace({key: float(x)}))
+            line.append(aa.collisions_per_hour if aa else None)
+        sens_out[key] = {"key": key, "today": base, "points": rows,
+                         "closed_form_x": [float(x) for x in grid], "closed_form_y": line}
+
+    nat, lb, tr, tg = s.nat, s.load_balancer, s.traffic, s.target
+    peak = results["today"]["peak_live_per_destination"]
+    ports = {"peak_live_per_destination": peak, "limit": nat.capacity,
+             "per_destination_limit": nat.per_destination_limit, "port_range": nat.ports,
+             "fraction_of_limit": peak / nat.capacity if nat.capacity else None,
+             "allocation_failures": results["today"]["allocation_failures"],
+             "allocation_failure_fraction": results["today"]["allocation_failures"] /
+             max(1, results["today"]["connections"]),
+             "mean_live_per_destination": s.mean_live / s.destinations,
+             "node_limit_per_target": 55000}
+
+    d = tr.duration
+    source = source or _describe_source(s)
+    if command is None:
+        where = f"--scenario {source}" if source else "--config OUT/scenario.toml"
+        command = (f"collide report {where} --out OUT --window {window:g} --seed {seed} "
+                   f"--backend {backend}")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "title": f"collide risk report: {source or 'custom scenario'}",
+        "verdict": verdict,
+        "first_reset": first,
+        "headroom": headroom,
+        "scenario_summary": {
+            "clients": tr.clients, "rate": tr.rate, "lifetime": d.to_dict(),
+            "nat_ips": nat.ips, "ip_choice": nat.ip_choice, "allocator": nat.allocator,
+            "port_range": [nat.port_min, nat.port_max],
+            "per_destination_limit": nat.per_destination_limit, "nodes": lb.nodes,
+            "node_choice": lb.node_choice, "dns_ttl": lb.dns_ttl,
+            "zone_targets": list(lb.zone_targets), "total_targets": lb.total_targets,
+            "cross_zone": lb.cross_zone, "client_ip_preservation": lb.client_ip_preservation,
+            "on_collision": tg.on_collision, "time_wait": tg.time_wait,
+            "server_close_fraction": tg.server_close_fraction, "warmup": tr.warmup,
+            "horizon": tr.horizon, "mean_live": s.mean_live,
+        },
+        "scenario": s.to_dict(),
+        "mitigations": mit_rows,
+        "allocators": alloc_rows,
+        "sensitivity": sens_out,
+        "ports": ports,
+        "computed": {
+            "engine": "collide", "version": __version__, "backend": backend, "seed": seed,
+            "window_s": window, "command": command, "source": source,
+            "closed_form_applies": a is not None,
+            "elapsed_s": time.perf_counter() - t_start,
+            "replicates_first_reset": replicates, "arrival_budget_per_run": ARRIVAL_BUDGET,
+            "assumptions": [
+                "Poisson arrivals; each connection draws its NAT IP, NLB node, NAT port and target "
+                "independently (DESIGN §2.1); the NLB flow hash includes the TCP sequence number, "
+                "so every connection is a fresh target draw.",
+                "The NAT's port allocator is not documented by AWS; 'random' (uniform over free "
+                "ports per destination) is the best public guess, hence the allocator range.",
+                "A collision resets the older connection (Linux RFC 5961 challenge ACK answered "
+                "by an RST) unless on_collision says otherwise; TIME_WAIT hits are counted "
+                "separately and are not resets.",
+                "Rates are steady-state (or the scenario's warm-up) expectations; the probability "
+                "of at least one reset in a window T is 1 − exp(−rate·T), which assumes the steady "
+                "rate holds through T (a load test that starts cold sees fewer in its first "
+                "minutes).",
+                "Closed forms (DESIGN §3) are exact for the random allocator in 'count' mode and "
+                "upper bounds, tight at small probabilities, under reset-existing; none applies to "
+                "sticky DNS, sequential or linux allocators, or near port exhaustion.",
+                f"Secondary runs (mitigations, allocators, sensitivity) that start from the "
+                f"steady state are capped at {ARRIVAL_BUDGET:,} arrivals each, so their horizons "
+                "may be shorter than today's; each row lists its own seed and horizon_s in "
+                "summary.json. The linux allocator has no conditional estimate: its rates are "
+                "counted, with exact Poisson (Garwood) intervals.",
+            ],
+        },
+    }
