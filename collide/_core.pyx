@@ -87,12 +87,32 @@ cdef class Engine:
     cdef int32_t[::1] c_dest, c_port, c_tgt, c_close, ids, heap, ntl
     cdef double[::1] c_end, cl_exp, tw_exp, twq_exp, cq_at, batches
     cdef int64_t[::1] c_serial, c_hpos, cl_node, tw_key, twq_key, cq_dp
+    cdef int32_t[::1] stgt
+    cdef double[::1] hkey
+    # parameters cached in C fields at init (no memoryview indexing in the hot loop)
+    cdef int64_t n, Pn, k, nb_targets, alloc, dist, limit, clients, nbatch, node_limit
+    cdef bint need_client, ip_per_client, sticky, cross, cip, weighted, estimate, tw_on, cool_on
+    cdef bint track
+    cdef double rate, mean, mu, sigma, xm, alpha, dns_ttl, tw, scf, reuse, t_measure, t_end
+    cdef int tw_shift
 
     def __init__(self, pi, pf, zs, zc, wcum, bit_generator, state):
         self.bit_generator = bit_generator
         capsule = bit_generator.capsule
         self.rng = <bitgen_t *> PyCapsule_GetPointer(capsule, "BitGenerator")
         self.pi, self.pf, self.zs, self.zc, self.wcum = pi, pf, zs, zc, wcum
+        self.n, self.Pn, self.k, self.nb_targets = pi[N], pi[P], pi[K], pi[B]
+        self.alloc, self.dist, self.limit, self.clients = pi[ALLOC], pi[DIST], pi[LIMIT], pi[CLIENTS]
+        self.nbatch, self.node_limit = pi[NBATCH], pi[NODE_LIMIT]
+        self.need_client, self.ip_per_client, self.sticky = pi[NEED_CLIENT] != 0, \
+            pi[IP_PER_CLIENT] != 0, pi[STICKY] != 0
+        self.cross, self.cip, self.weighted = pi[CROSS] != 0, pi[CIP] != 0, pi[WEIGHTED] != 0
+        self.estimate, self.tw_on, self.cool_on = pi[ESTIMATE] != 0, pi[TW_ON] != 0, pi[COOL_ON] != 0
+        self.track = self.estimate and self.alloc == 0 and self.cross and self.cip and self.n > 1
+        self.rate, self.mean, self.mu, self.sigma = pf[RATE], pf[MEAN], pf[MU], pf[SIGMA]
+        self.xm, self.alpha, self.dns_ttl, self.tw = pf[XM], pf[ALPHA], pf[DNS_TTL], pf[TW]
+        self.scf, self.reuse, self.t_measure, self.t_end = pf[SCF], pf[REUSE], pf[T_MEASURE], \
+            pf[T_END]
         self.bind(state)
 
     def bind(self, s):
@@ -110,6 +130,8 @@ cdef class Engine:
         self.twq_key, self.twq_exp, self.cq_at, self.cq_dp = s["twq_key"], s["twq_exp"], \
             s["cq_at"], s["cq_dp"]
         self.batches = s["batches"]
+        self.stgt, self.hkey = s["stgt"], s["hkey"]
+        self.tw_shift = T.tw_shift(s["tw_key"].size)
 
     # -- public entry points (thin: hand over to nogil kernels) ------------------------------------
     def draw_stationary(self):
@@ -135,7 +157,7 @@ cdef class Engine:
         cdef Py_ssize_t i
         with self.bit_generator.lock, nogil:
             for i in range(order.shape[0]):
-                self.arrival(0.0, residuals[order[i]], False, 2)
+                self.arrival(0.0, residuals[order[i]], False, self.pi[OUTCOME])
 
     def schedule_first_arrival(self):
         with self.bit_generator.lock, nogil:
@@ -176,94 +198,99 @@ cdef class Engine:
         cdef double u = self.uniform()
         return sqrt(2.0 * e) * cos(2.0 * M_PI * u)
 
-    cdef double lifetime(self) noexcept nogil:
-        cdef int64_t dist = self.pi[DIST]
+    cdef inline double lifetime(self) noexcept nogil:
+        cdef int64_t dist = self.dist
         if dist == 0:
-            return self.pf[MEAN] * self.exponential()
+            return self.mean * self.exponential()
         if dist == 1:
-            return self.pf[MEAN]
+            return self.mean
         if dist == 2:
-            return exp(self.pf[MU] + self.pf[SIGMA] * self.normal())
-        return self.pf[XM] * exp(self.exponential() / self.pf[ALPHA])
+            return exp(self.mu + self.sigma * self.normal())
+        return self.xm * exp(self.exponential() / self.alpha)
 
     cdef double biased_lifetime(self) noexcept nogil:
-        cdef int64_t dist = self.pi[DIST]
+        cdef int64_t dist = self.dist
         cdef double e1
         if dist == 0:
             e1 = self.exponential()
-            return self.pf[MEAN] * (e1 + self.exponential())
+            return self.mean * (e1 + self.exponential())
         if dist == 1:
-            return self.pf[MEAN]
+            return self.mean
         if dist == 2:
-            return exp(self.pf[MU] + self.pf[SIGMA] * self.pf[SIGMA] + self.pf[SIGMA] * self.normal())
-        return self.pf[XM] * exp(self.exponential() / (self.pf[ALPHA] - 1.0))
+            return exp(self.mu + self.sigma * self.sigma + self.sigma * self.normal())
+        return self.xm * exp(self.exponential() / (self.alpha - 1.0))
 
-    # -- end-time heap keyed by (end, serial) ------------------------------------------------------
-    cdef inline bint before(self, int32_t a, int32_t b) noexcept nogil:
-        cdef double ea = self.c_end[a], eb = self.c_end[b]
-        return ea < eb or (ea == eb and self.c_serial[a] < self.c_serial[b])
+    # -- end-time queue: a 4-ary heap keyed by (end, serial), the end stored inline ------------------
+    # Any exact priority queue pops in the same (end, serial) order as the reference's heapq; the
+    # 4-ary layout with keys beside the ids halves the depth and keeps siblings in one cache line.
+    cdef inline bint before(self, double ka, int32_t a, double kb, int32_t b) noexcept nogil:
+        return ka < kb or (ka == kb and self.c_serial[a] < self.c_serial[b])
 
-    cdef void sift_up(self, int64_t i) noexcept nogil:
-        cdef int32_t c = self.heap[i], q
+    cdef void sift_up(self, int64_t i, int32_t c, double kc) noexcept nogil:
         cdef int64_t parent
+        cdef int32_t q
         while i > 0:
-            parent = (i - 1) >> 1
+            parent = (i - 1) >> 2
             q = self.heap[parent]
-            if not self.before(c, q):
+            if not self.before(kc, c, self.hkey[parent], q):
                 break
             self.heap[i] = q
+            self.hkey[i] = self.hkey[parent]
             self.c_hpos[q] = i
             i = parent
         self.heap[i] = c
+        self.hkey[i] = kc
         self.c_hpos[c] = i
 
-    cdef void sift_down(self, int64_t i) noexcept nogil:
-        cdef int64_t n = self.si[S_HEAP_N], child
-        cdef int32_t c = self.heap[i]
+    cdef void sift_down(self, int64_t i, int32_t c, double kc) noexcept nogil:
+        cdef int64_t n = self.si[S_HEAP_N], first, last, best, ch
+        cdef double kb
         while True:
-            child = 2 * i + 1
-            if child >= n:
+            first = 4 * i + 1
+            if first >= n:
                 break
-            if child + 1 < n and self.before(self.heap[child + 1], self.heap[child]):
-                child += 1
-            if not self.before(self.heap[child], c):
+            last = first + 4 if first + 4 <= n else n
+            best = first
+            kb = self.hkey[first]
+            for ch in range(first + 1, last):
+                if self.before(self.hkey[ch], self.heap[ch], kb, self.heap[best]):
+                    best = ch
+                    kb = self.hkey[ch]
+            if not self.before(kb, self.heap[best], kc, c):
                 break
-            self.heap[i] = self.heap[child]
+            self.heap[i] = self.heap[best]
+            self.hkey[i] = kb
             self.c_hpos[self.heap[i]] = i
-            i = child
+            i = best
         self.heap[i] = c
+        self.hkey[i] = kc
         self.c_hpos[c] = i
 
-    cdef void heap_push(self, int32_t c) noexcept nogil:
+    cdef inline void heap_push(self, int32_t c) noexcept nogil:
         cdef int64_t i = self.si[S_HEAP_N]
         self.si[S_HEAP_N] = i + 1
-        self.heap[i] = c
-        self.sift_up(i)
+        self.sift_up(i, c, self.c_end[c])
 
     cdef void heap_remove(self, int32_t c) noexcept nogil:
         cdef int64_t i = self.c_hpos[c]
         cdef int64_t n = self.si[S_HEAP_N] - 1
         cdef int32_t last
+        cdef double kl
         self.si[S_HEAP_N] = n
         self.c_hpos[c] = -1
         if i == n:
             return
         last = self.heap[n]
-        self.heap[i] = last
-        self.c_hpos[last] = i
-        if i > 0 and self.before(last, self.heap[(i - 1) >> 1]):
-            self.sift_up(i)
+        kl = self.hkey[n]
+        if i > 0 and self.before(kl, last, self.hkey[(i - 1) >> 2], self.heap[(i - 1) >> 2]):
+            self.sift_up(i, last, kl)
         else:
-            self.sift_down(i)
+            self.sift_down(i, last, kl)
 
     # -- TIME_WAIT table -------------------------------------------------------------------------
     cdef inline int64_t tw_home(self, int64_t key) noexcept nogil:
-        cdef int64_t cap = self.tw_key.shape[0]
-        cdef int bits = 0
-        while (<int64_t>1 << bits) < cap:
-            bits += 1
         cdef uint64_t h = (<uint64_t>key) * 0x9E3779B97F4A7C15ULL
-        return (<int64_t>(h >> (64 - bits))) & (cap - 1)
+        return (<int64_t>(h >> self.tw_shift)) & (self.tw_key.shape[0] - 1)
 
     cdef int64_t tw_find(self, int64_t key) noexcept nogil:
         cdef int64_t cap = self.tw_key.shape[0]
@@ -307,14 +334,17 @@ cdef class Engine:
         self.si[S_TW_N] -= 1
 
     # -- free ports and the estimate's sums ------------------------------------------------------
+    # The slot tables are port-major: entry (ip, p, j) at (ip * P + p) * n + j, so the N holders of
+    # one port from one IP share a cache line; `stgt` holds the holder's target (-1: none), `slot`
+    # its connection id.
     cdef inline int64_t pool_of(self, int64_t d) noexcept nogil:
-        return d // self.pi[N] if self.pi[ALLOC] == 3 else d
+        return d // self.n if self.alloc == 3 else d
 
     cdef inline bint is_free(self, int64_t pool, int64_t p) noexcept nogil:
-        return self.fpos[pool * self.pi[P] + p] >= 0
+        return self.fpos[pool * self.Pn + p] >= 0
 
     cdef inline void take_free(self, int64_t pool, int64_t p) noexcept nogil:
-        cdef int64_t Pn = self.pi[P]
+        cdef int64_t Pn = self.Pn
         cdef int64_t i = self.fpos[pool * Pn + p]
         cdef int64_t n = self.free_n[pool] - 1
         cdef int32_t last = self.free[pool * Pn + n]
@@ -324,34 +354,28 @@ cdef class Engine:
         self.fpos[pool * Pn + p] = -1
 
     cdef inline void put_free(self, int64_t pool, int64_t p) noexcept nogil:
-        cdef int64_t Pn = self.pi[P]
+        cdef int64_t Pn = self.Pn
         cdef int64_t n = self.free_n[pool]
         self.free[pool * Pn + n] = <int32_t>p
         self.fpos[pool * Pn + p] = <int32_t>n
         self.free_n[pool] = n + 1
 
-    cdef inline bint tracking(self) noexcept nogil:
-        return self.pi[ESTIMATE] != 0 and self.pi[ALLOC] == 0 and self.pi[CROSS] != 0 and \
-            self.pi[CIP] != 0 and self.pi[N] > 1
-
     cdef int64_t distinct_targets(self, int64_t ip, int64_t p, int64_t skip1,
                                   int64_t skip2) noexcept nogil:
-        cdef int64_t n = self.pi[N], Pn = self.pi[P], j, jj, count = 0
-        cdef int32_t h, h2, t
+        cdef int64_t n = self.n, base = (ip * self.Pn + p) * n, j, jj, count = 0
+        cdef int32_t t
         cdef bint dup
         for j in range(n):
             if j == skip1 or j == skip2:
                 continue
-            h = self.slot[(ip * n + j) * Pn + p]
-            if h < 0:
+            t = self.stgt[base + j]
+            if t < 0:
                 continue
-            t = self.c_tgt[h]
             dup = False
             for jj in range(j):
                 if jj == skip1 or jj == skip2:
                     continue
-                h2 = self.slot[(ip * n + jj) * Pn + p]
-                if h2 >= 0 and self.c_tgt[h2] == t:
+                if self.stgt[base + jj] == t:
                     dup = True
                     break
             if not dup:
@@ -360,10 +384,9 @@ cdef class Engine:
 
     cdef void holder_changed(self, int64_t d0, int64_t p, int64_t target,
                              int64_t delta) noexcept nogil:
-        cdef int64_t n = self.pi[N], Pn = self.pi[P]
+        cdef int64_t n = self.n
         cdef int64_t ip = d0 // n
-        cdef int64_t j0 = d0 - ip * n, j, jj, d
-        cdef int32_t h
+        cdef int64_t j0 = d0 - ip * n, j, jj, d, base = (ip * self.Pn + p) * n
         cdef bint found
         for j in range(n):
             if j == j0:
@@ -375,48 +398,50 @@ cdef class Engine:
             for jj in range(n):
                 if jj == j or jj == j0:
                     continue
-                h = self.slot[(ip * n + jj) * Pn + p]
-                if h >= 0 and self.c_tgt[h] == target:
+                if self.stgt[base + jj] == target:
                     found = True
                     break
             if not found:
                 self.est_sum[d] += delta
 
-    cdef void port_freed(self, int64_t d, int64_t p) noexcept nogil:
+    cdef inline void port_freed(self, int64_t d, int64_t p) noexcept nogil:
         self.put_free(self.pool_of(d), p)
-        if self.tracking():
-            self.est_sum[d] += self.distinct_targets(d // self.pi[N], p, d % self.pi[N], -1)
+        if self.track:
+            self.est_sum[d] += self.distinct_targets(d // self.n, p, d % self.n, -1)
 
-    cdef void port_taken(self, int64_t d, int64_t p) noexcept nogil:
+    cdef inline void port_taken(self, int64_t d, int64_t p) noexcept nogil:
         self.take_free(self.pool_of(d), p)
-        if self.tracking():
-            self.est_sum[d] -= self.distinct_targets(d // self.pi[N], p, d % self.pi[N], -1)
+        if self.track:
+            self.est_sum[d] -= self.distinct_targets(d // self.n, p, d % self.n, -1)
 
-    cdef void release_port(self, int64_t d, int64_t p, double t) noexcept nogil:
+    cdef inline void release_port(self, int64_t d, int64_t p, double t) noexcept nogil:
         cdef int64_t cap, i
-        if self.pi[COOL_ON]:
+        if self.cool_on:
             cap = self.cq_at.shape[0]
             i = (self.si[S_CQ_HEAD] + self.si[S_CQ_N]) % cap
-            self.cq_at[i] = t + self.pf[REUSE]
-            self.cq_dp[i] = d * self.pi[P] + p
+            self.cq_at[i] = t + self.reuse
+            self.cq_dp[i] = d * self.Pn + p
             self.si[S_CQ_N] += 1
         else:
             self.port_freed(d, p)
 
     cdef void end_connection(self, int32_t h, double t, bint by_reset) noexcept nogil:
-        cdef int64_t n = self.pi[N], Pn = self.pi[P]
+        cdef int64_t n = self.n
         cdef int64_t d = self.c_dest[h], p = self.c_port[h], target = self.c_tgt[h]
+        cdef int64_t ip = d // n
+        cdef int64_t s = (ip * self.Pn + p) * n + (d - ip * n)
         cdef int64_t key, cap, i
         cdef double expiry
-        self.slot[d * Pn + p] = -1
+        self.slot[s] = -1
+        self.stgt[s] = -1
         self.live[d] -= 1
-        if self.tracking():
+        if self.track:
             self.holder_changed(d, p, target, -1)
-        if self.pi[CIP] == 0:
-            self.ntl[(d % n) * self.pi[B] + target] -= 1
-        if self.c_close[h] != 0 and not by_reset and self.pi[TW_ON] != 0:
-            key = ((d // n) * 65536 + p) * self.pi[B] + target
-            expiry = t + self.pf[TW]
+        if not self.cip:
+            self.ntl[(d - ip * n) * self.nb_targets + target] -= 1
+        if self.c_close[h] != 0 and not by_reset and self.tw_on:
+            key = (ip * 65536 + p) * self.nb_targets + target
+            expiry = t + self.tw
             self.tw_set(key, expiry)
             cap = self.twq_key.shape[0]
             i = (self.si[S_TWQ_HEAD] + self.si[S_TWQ_N]) % cap
@@ -430,7 +455,7 @@ cdef class Engine:
 
     # -- allocators --------------------------------------------------------------------------------
     cdef int64_t linux_scan(self, int64_t pool, int64_t offset) noexcept nogil:
-        cdef int64_t Pn = self.pi[P], p, i
+        cdef int64_t Pn = self.Pn, p, i
         offset &= ~(<int64_t>1)
         while True:
             p = offset
@@ -447,11 +472,11 @@ cdef class Engine:
             if (offset & 1) == 0 or Pn <= 1:
                 return -1
 
-    cdef int64_t allocate(self, int64_t ip, int64_t j, double t) noexcept nogil:
-        cdef int64_t n = self.pi[N], Pn = self.pi[P]
+    cdef inline int64_t allocate(self, int64_t ip, int64_t j, double t) noexcept nogil:
+        cdef int64_t n = self.n, Pn = self.Pn
         cdef int64_t d = ip * n + j
         cdef int64_t pool = self.pool_of(d)
-        cdef int64_t nfree = self.free_n[pool], alloc = self.pi[ALLOC], p, epoch, skipped, u
+        cdef int64_t nfree = self.free_n[pool], alloc = self.alloc, p, epoch, skipped, u
         if nfree == 0:
             return -1
         if alloc == 0 or alloc == 3:
@@ -475,37 +500,37 @@ cdef class Engine:
         self.port_taken(d, p)
         return p
 
-    cdef int64_t draw_node(self) noexcept nogil:
+    cdef inline int64_t draw_node(self) noexcept nogil:
         cdef double u
         cdef int64_t j = 0
-        if self.pi[WEIGHTED]:
+        if self.weighted:
             u = self.uniform()
             while u >= self.wcum[j]:
                 j += 1
             return j
-        return self.randint(self.pi[N])
+        return self.randint(self.n)
 
     cdef void add_estimate(self, double t, int64_t ip, int64_t j, int64_t d) noexcept nogil:
-        cdef int64_t n = self.pi[N], Pn = self.pi[P], pool, nfree, size_t, p, i, total, b, nb
+        cdef int64_t n = self.n, Pn = self.Pn, pool, nfree, size_t, p, i, total, b, nb
         cdef double e = 0.0
-        if self.pi[CROSS] and self.pi[CIP] and n > 1 and self.live[d] < self.pi[LIMIT]:
+        if self.cross and self.cip and n > 1 and self.live[d] < self.limit:
             pool = self.pool_of(d)
             nfree = self.free_n[pool]
-            size_t = self.pi[B]
-            if self.pi[ALLOC] == 0 and nfree > 0:
+            size_t = self.nb_targets
+            if self.alloc == 0 and nfree > 0:
                 e = <double>self.est_sum[d] / <double>(nfree * size_t)
-            elif self.pi[ALLOC] == 1 and nfree > 0 and self.cursor[d] >= 0:
+            elif self.alloc == 1 and nfree > 0 and self.cursor[d] >= 0:
                 p = self.cursor[d]
                 while not self.is_free(pool, p):
                     p = p + 1 if p + 1 < Pn else 0
                 e = <double>self.distinct_targets(ip, p, j, -1) / <double>size_t
-            elif self.pi[ALLOC] == 1 and nfree > 0:
+            elif self.alloc == 1 and nfree > 0:
                 total = 0
                 for i in range(nfree):
                     total += self.distinct_targets(ip, self.free[pool * Pn + i], j, -1)
                 e = <double>total / <double>(nfree * size_t)
-        nb = self.pi[NBATCH]
-        b = <int64_t>((t - self.pf[T_MEASURE]) / (self.pf[T_END] - self.pf[T_MEASURE]) * nb)
+        nb = self.nbatch
+        b = <int64_t>((t - self.t_measure) / (self.t_end - self.t_measure) * nb)
         if b < 0:
             b = 0
         if b > nb - 1:
@@ -514,30 +539,30 @@ cdef class Engine:
 
     # -- one arrival (DESIGN §2.1, §2.2) ------------------------------------------------------------
     cdef void arrival(self, double t, double given_life, bint measure, int64_t outcome) noexcept nogil:
-        cdef int64_t n = self.pi[N], Pn = self.pi[P], k = self.pi[K]
-        cdef int64_t client = 0, ip, j, d, p, target, nholders = 0, jj, i
+        cdef int64_t n = self.n, Pn = self.Pn, k = self.k
+        cdef int64_t client = 0, ip, j, d, p, target, nholders = 0, jj, i, base
         cdef int32_t h, c
         cdef double life, scf
         cdef bint close
         if measure:
             self.si[S_CONN] += 1
-        if self.pi[NEED_CLIENT]:
-            client = self.randint(self.pi[CLIENTS])
-        if self.pi[IP_PER_CLIENT]:
+        if self.need_client:
+            client = self.randint(self.clients)
+        if self.ip_per_client:
             ip = client % k
         else:
             ip = self.randint(k)
-        if self.pi[STICKY]:
+        if self.sticky:
             if t >= self.cl_exp[client]:
                 self.cl_node[client] = self.draw_node()
-                self.cl_exp[client] = t + self.pf[DNS_TTL]
+                self.cl_exp[client] = t + self.dns_ttl
             j = self.cl_node[client]
         else:
             j = self.draw_node()
         d = ip * n + j
-        if measure and self.pi[ESTIMATE]:
+        if measure and self.estimate:
             self.add_estimate(t, ip, j, d)
-        if self.live[d] >= self.pi[LIMIT]:
+        if self.live[d] >= self.limit:
             p = -1
         else:
             p = self.allocate(ip, j, t)
@@ -545,30 +570,29 @@ cdef class Engine:
             if measure:
                 self.si[S_AFAIL] += 1
             return
-        if self.pi[CROSS]:
-            target = self.randint(self.pi[B])
+        if self.cross:
+            target = self.randint(self.nb_targets)
         else:
             target = self.zs[j] + self.randint(self.zc[j])
-        if self.pi[CIP]:
+        base = (ip * Pn + p) * n
+        if self.cip:
             for jj in range(n):
-                if jj != j:
-                    h = self.slot[(ip * n + jj) * Pn + p]
-                    if h >= 0 and self.c_tgt[h] == target:
-                        nholders += 1
-        elif self.ntl[j * self.pi[B] + target] >= self.pi[NODE_LIMIT]:
+                if jj != j and self.stgt[base + jj] == target:
+                    nholders += 1
+        elif self.ntl[j * self.nb_targets + target] >= self.node_limit:
             self.port_freed(d, p)
             if measure:
                 self.si[S_AFAIL] += 1
             return
         life = self.lifetime() if given_life < 0 else given_life
-        scf = self.pf[SCF]
+        scf = self.scf
         close = scf >= 1.0 or (scf > 0.0 and self.uniform() < scf)
         if nholders > 0:
             if measure:
                 self.si[S_COLL] += 1
                 self.si[S_PAIRS] += nholders
                 if self.sf[F_FIRST] < 0:
-                    self.sf[F_FIRST] = t - self.pf[T_MEASURE]
+                    self.sf[F_FIRST] = t - self.t_measure
             if outcome == 1:
                 if measure:
                     self.si[S_FAILED] += 1
@@ -576,14 +600,12 @@ cdef class Engine:
                 return
             if outcome == 0:
                 for jj in range(n):
-                    if jj != j:
-                        h = self.slot[(ip * n + jj) * Pn + p]
-                        if h >= 0 and self.c_tgt[h] == target:
-                            self.end_connection(h, t, True)
-                            if measure:
-                                self.si[S_RESETS] += 1
-        elif self.pi[TW_ON]:
-            i = self.tw_find((ip * 65536 + p) * self.pi[B] + target)
+                    if jj != j and self.stgt[base + jj] == target:
+                        self.end_connection(self.slot[base + jj], t, True)
+                        if measure:
+                            self.si[S_RESETS] += 1
+        elif self.tw_on:
+            i = self.tw_find((ip * 65536 + p) * self.nb_targets + target)
             if i >= 0:
                 self.tw_delete(i)
                 if measure:
@@ -599,30 +621,35 @@ cdef class Engine:
         self.c_close[c] = 1 if close else 0
         self.c_end[c] = t + life
         self.c_serial[c] = self.si[S_SERIAL]
-        if self.tracking():
+        if self.track:
             self.holder_changed(d, p, target, 1)
-        self.slot[d * Pn + p] = c
+        self.slot[base + j] = c
+        self.stgt[base + j] = <int32_t>target
         self.live[d] += 1
-        if self.pi[CIP] == 0:
-            self.ntl[j * self.pi[B] + target] += 1
+        if not self.cip:
+            self.ntl[j * self.nb_targets + target] += 1
         if measure and self.live[d] > self.si[S_PEAK]:
             self.si[S_PEAK] = self.live[d]
         self.heap_push(c)
 
     # -- the event loop --------------------------------------------------------------------------
     cdef int _advance(self, double t_stop) noexcept nogil:
-        cdef bint tw_on = self.pi[TW_ON] != 0, measure
-        cdef double t_end, t_cool, t_tw, t_ev, t, expiry
-        cdef int64_t cap, dp, d, key, i
+        cdef bint tw_on = self.tw_on, measure
+        cdef double t_end, t_cool, t_tw, t_ev, t, expiry, t_next
+        cdef int64_t cap, dp, d, key, i, outcome = self.pi[OUTCOME]
+        t_next = self.sf[F_NEXT_ARR]
         while True:
             if self.si[S_FREE_TOP] == 0:
+                self.sf[F_NEXT_ARR] = t_next
                 return 1
             if tw_on:
                 if 10 * (self.si[S_TW_N] + 1) > 7 * self.tw_key.shape[0]:
+                    self.sf[F_NEXT_ARR] = t_next
                     return 2
                 if self.si[S_TWQ_N] == self.twq_key.shape[0]:
+                    self.sf[F_NEXT_ARR] = t_next
                     return 3
-            t_end = self.c_end[self.heap[0]] if self.si[S_HEAP_N] > 0 else INFINITY
+            t_end = self.hkey[0] if self.si[S_HEAP_N] > 0 else INFINITY
             t_cool = self.cq_at[self.si[S_CQ_HEAD]] if self.si[S_CQ_N] > 0 else INFINITY
             t_tw = self.twq_exp[self.si[S_TWQ_HEAD]] if self.si[S_TWQ_N] > 0 else INFINITY
             t_ev = t_end
@@ -630,8 +657,9 @@ cdef class Engine:
                 t_ev = t_cool
             if t_tw < t_ev:
                 t_ev = t_tw
-            if t_ev <= self.sf[F_NEXT_ARR]:
+            if t_ev <= t_next:
                 if t_ev >= t_stop:
+                    self.sf[F_NEXT_ARR] = t_next
                     return 0
                 if t_end == t_ev:
                     self.end_connection(self.heap[0], t_end, False)
@@ -640,8 +668,8 @@ cdef class Engine:
                     dp = self.cq_dp[self.si[S_CQ_HEAD]]
                     self.si[S_CQ_HEAD] = (self.si[S_CQ_HEAD] + 1) % cap
                     self.si[S_CQ_N] -= 1
-                    d = dp // self.pi[P]
-                    self.port_freed(d, dp - d * self.pi[P])
+                    d = dp // self.Pn
+                    self.port_freed(d, dp - d * self.Pn)
                 else:
                     cap = self.twq_key.shape[0]
                     key = self.twq_key[self.si[S_TWQ_HEAD]]
@@ -652,9 +680,10 @@ cdef class Engine:
                     if i >= 0 and self.tw_exp[i] == expiry:
                         self.tw_delete(i)
             else:
-                t = self.sf[F_NEXT_ARR]
+                t = t_next
                 if t >= t_stop:
+                    self.sf[F_NEXT_ARR] = t_next
                     return 0
-                measure = self.pf[T_MEASURE] <= t and t < self.pf[T_END]
-                self.arrival(t, -1.0, measure, self.pi[OUTCOME])
-                self.sf[F_NEXT_ARR] = t + self.exponential() / self.pf[RATE]
+                measure = self.t_measure <= t and t < self.t_end
+                self.arrival(t, -1.0, measure, outcome)
+                t_next = t + self.exponential() / self.rate

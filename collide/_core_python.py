@@ -399,10 +399,11 @@ class Simulation:
         return residual, age
 
     def place_stationary(self, residuals, order) -> None:
-        """Allocate the stationary connections at t = 0 in order of start (oldest first),
-        as the collision-free system holds them: no collision ends anyone, nothing is counted."""
+        """Allocate the stationary connections at t = 0 in order of start (oldest first), nothing
+        counted. A placed connection that meets a live holder of its 4-tuple meets the scenario's
+        outcome (the older is reset, or the newer fails), so the start holds no double holders."""
         for i in order:
-            self.arrival(0.0, float(residuals[i]), measure=False, outcome=2)
+            self.arrival(0.0, float(residuals[i]), measure=False, outcome=self.pi[C.OUTCOME])
 
     def schedule_first_arrival(self) -> None:
         self.next_arrival = self.rng.exponential() / self.pf[C.RATE]

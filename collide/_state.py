@@ -1,7 +1,7 @@
 """Flat engine state for the compiled backends (Cython and numba share this layout).
 
-Memory is per destination port (slot table, free list: 12 bytes per port per destination), per live
-connection (about 40 bytes) and per TIME_WAIT entry; never per target. Arrays that can outgrow their
+Memory is per destination port (slot and target tables, free list: 16 bytes per port per
+destination), per live connection (about 50 bytes) and per TIME_WAIT entry; never per target. Arrays that can outgrow their
 first size (connections, TIME_WAIT) make the kernel return a GROW code before it touches them;
 `grow` copies them into bigger arrays and the kernel resumes where it stopped.
 """
@@ -13,8 +13,8 @@ from . import _params as C
 
 # scalar slots in si (int64)
 CONN, EST, AFAIL, FAILED, COLL, RESETS, TWHITS, PAIRS, PEAK, SERIAL, HEAP_N, FREE_TOP, TW_N, \
-    TWQ_HEAD, TWQ_N, CQ_HEAD, CQ_N, SKIPPED = range(18)
-N_SI = 18
+    TWQ_HEAD, TWQ_N, CQ_HEAD, CQ_N, SKIPPED, TW_SHIFT = range(19)
+N_SI = 19
 # scalar slots in sf (float64)
 NEXT_ARR, FIRST = range(2)
 N_SF = 2
@@ -25,7 +25,7 @@ DONE, GROW_CONN, GROW_TW, GROW_TWQ = 0, 1, 2, 3
 FIELDS = ("si", "sf", "live", "cursor", "lin_epoch", "lin_off", "lin_pert", "est_sum", "free_n",
           "slot", "free", "fpos", "c_dest", "c_port", "c_tgt", "c_close", "c_end", "c_serial",
           "c_hpos", "ids", "heap", "cl_node", "cl_exp", "ntl", "tw_key", "tw_exp", "twq_key",
-          "twq_exp", "cq_at", "cq_dp", "batches")
+          "twq_exp", "cq_at", "cq_dp", "batches", "stgt", "hkey")
 
 
 def _pow2(n: int) -> int:
@@ -48,7 +48,10 @@ def new_state(pi: np.ndarray, pf: np.ndarray, conn_cap: int) -> dict:
     s["lin_pert"] = np.zeros(dests, np.int64)
     s["est_sum"] = np.zeros(dests, np.int64)
     s["free_n"] = np.full(pools, ports, np.int64)
+    # slot tables, port-major: entry (ip, port, node j) at (ip * ports + port) * n + j, so one
+    # port's holders towards all nodes share a cache line. slot: connection id; stgt: its target.
     s["slot"] = np.full(dests * ports, -1, np.int32)
+    s["stgt"] = np.full(dests * ports, -1, np.int32)
     s["free"] = np.tile(np.arange(ports, dtype=np.int32), pools)
     s["fpos"] = np.tile(np.arange(ports, dtype=np.int32), pools)
     conn_cap = max(int(conn_cap), 16)
@@ -61,7 +64,8 @@ def new_state(pi: np.ndarray, pf: np.ndarray, conn_cap: int) -> dict:
     s["c_hpos"] = np.full(conn_cap, -1, np.int64)
     s["ids"] = np.arange(conn_cap - 1, -1, -1, dtype=np.int32)   # stack: id 0 on top
     s["si"][FREE_TOP] = conn_cap
-    s["heap"] = np.zeros(conn_cap, np.int32)
+    s["heap"] = np.zeros(conn_cap, np.int32)       # 4-ary heap of ids by (end, serial) ...
+    s["hkey"] = np.zeros(conn_cap, np.float64)     # ... with each entry's end beside it
     clients = int(pi[C.CLIENTS]) if pi[C.NEED_CLIENT] else 1
     s["cl_node"] = np.zeros(clients, np.int64)
     s["cl_exp"] = np.full(clients, -np.inf, np.float64)
@@ -69,6 +73,7 @@ def new_state(pi: np.ndarray, pf: np.ndarray, conn_cap: int) -> dict:
     tw_guess = int(pf[C.RATE] * pf[C.TW] * pf[C.SCF] * 1.5) + 64 if pi[C.TW_ON] else 8
     s["tw_key"] = np.full(_pow2(2 * tw_guess), -1, np.int64)
     s["tw_exp"] = np.zeros(_pow2(2 * tw_guess), np.float64)
+    s["si"][TW_SHIFT] = tw_shift(s["tw_key"].size)
     s["twq_key"] = np.zeros(_pow2(tw_guess), np.int64)
     s["twq_exp"] = np.zeros(_pow2(tw_guess), np.float64)
     cq = dests * ports if pi[C.COOL_ON] else 1
@@ -82,9 +87,15 @@ def as_tuple(s: dict) -> tuple:
     return tuple(s[f] for f in FIELDS)
 
 
+def tw_shift(cap: int) -> int:
+    """Right shift of the TIME_WAIT hash for a table of `cap` (a power of two) slots: the kernels
+    cache it when the table is (re)bound instead of recomputing it per lookup."""
+    return 64 - (cap.bit_length() - 1)
+
+
 def _hash(keys: np.ndarray, mask: int) -> np.ndarray:
     h = keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    shift = np.uint64(64 - (mask + 1).bit_length() + 1)
+    shift = np.uint64(tw_shift(mask + 1))
     return (h >> shift).astype(np.int64) & mask
 
 
@@ -99,7 +110,7 @@ def grow(s: dict, code: int) -> None:
     if code == GROW_CONN:
         old = s["c_dest"].size
         new = old * 2
-        for f in ("c_dest", "c_port", "c_tgt", "c_close", "c_end", "c_serial", "heap"):
+        for f in ("c_dest", "c_port", "c_tgt", "c_close", "c_end", "c_serial", "heap", "hkey"):
             a = np.zeros(new, s[f].dtype)
             a[:old] = s[f]
             s[f] = a
@@ -128,6 +139,7 @@ def grow(s: dict, code: int) -> None:
             nk[h] = key
             ne[h] = e
         s["tw_key"], s["tw_exp"] = nk, ne
+        si[TW_SHIFT] = tw_shift(new)
     elif code == GROW_TWQ:
         head, n = int(si[TWQ_HEAD]), int(si[TWQ_N])
         cap = s["twq_key"].size
