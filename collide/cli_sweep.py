@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import bad_input
+from .options import bad_input, parse_assignments
 
 
 def _progress(total_label: str = "points"):
@@ -124,17 +124,11 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, rel_error, max_co
 @click.option("--out", "out", required=True, metavar="FILE", help="Figure: .png or .svg.")
 def plot_command(results, x, y, hue, where, title, out):
     """Plot a sweep's RESULTS (.csv, .jsonl, .parquet): METRIC against KEY, bands and the closed form."""
-    from .options import _parse_value
     from .plot import PlotError, plot_sweep
     from .sweep import SweepError
     if not Path(results).exists():
         bad_input(f"RESULTS {results}: no such file")
-    filt = {}
-    for item in where:
-        if "=" not in item:
-            bad_input(f"--where {item!r}: must be KEY=VALUE, e.g. --where nat.ips=1")
-        k, _, v = item.partition("=")
-        filt[k.strip()] = _parse_value(k, v.strip())
+    filt = parse_assignments(where, "--where", "nat.ips=1")
     try:
         path = plot_sweep(results, x=x, y=y, hue=hue, out=out, where=filt or None, title=title)
     except (PlotError, SweepError) as exc:

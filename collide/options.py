@@ -37,6 +37,17 @@ def _parse_value(key: str, text: str):
         return text
 
 
+def parse_assignments(items, flag: str, example: str) -> dict:
+    """KEY=VALUE items of a repeatable flag (--set, --where) into a dict; values read as TOML."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            bad_input(f"{flag} {item!r}: must be KEY=VALUE, e.g. {flag} {example}")
+        key, _, text = item.partition("=")
+        out[key.strip()] = _parse_value(key, text.strip())
+    return out
+
+
 def scenario_options(f):
     """--scenario/--config plus the override flags."""
     opts = [
@@ -81,12 +92,7 @@ def resolve_scenario(scenario_name=None, config_path=None, sets=(), rate=None, d
             s = Scenario.builtin(default)
         else:
             bad_input("give --scenario NAME or --config FILE")
-        changes = {}
-        for item in sets:
-            if "=" not in item:
-                bad_input(f"--set {item!r}: must be KEY=VALUE, e.g. --set nat.ips=2")
-            key, _, text = item.partition("=")
-            changes[key.strip()] = _parse_value(key, text.strip())
+        changes = parse_assignments(sets, "--set", "nat.ips=2")
         flags = {"traffic.rate": rate, "traffic.duration.mean": duration,
                  "traffic.horizon": horizon, "load_balancer.nodes": nodes,
                  "load_balancer.targets": targets, "nat.ips": nat_ips, "nat.allocator": allocator,
