@@ -5,11 +5,11 @@
     >>> r.collisions_per_hour, r.analytic.collisions_per_hour
 """
 from .analytic import analytic
-from .api import FirstReset, Result, first_reset, simulate
+from .api import AllocatorRange, FirstReset, Result, first_reset, simulate, simulate_allocators
 from .scenario import Scenario, ScenarioError
 from . import sweep  # a callable module: collide.sweep(...) and collide.sweep.load_sweep(...)
 
 __version__ = "0.1.0"
 __all__ = ["Scenario", "ScenarioError", "simulate", "first_reset", "analytic", "sweep", "Result",
-           "FirstReset", "__version__"]
+           "FirstReset", "simulate_allocators", "AllocatorRange", "__version__"]
 

@@ -37,6 +37,8 @@ DEF TW_ON = 16
 DEF COOL_ON = 17
 DEF NODE_LIMIT = 18
 DEF NEED_CLIENT = 19
+DEF EMP_N = 20
+DEF SCHED_N = 21
 DEF RATE = 0
 DEF MEAN = 1
 DEF MU = 2
@@ -73,6 +75,7 @@ DEF F_FIRST = 1
 DEF LINUX_EPOCH_S = 10.0
 
 assert (C.NEED_CLIENT, C.T_END, T.SKIPPED, T.FIRST) == (NEED_CLIENT, T_END, S_SKIPPED, F_FIRST)
+assert (C.EMP_N, C.SCHED_N) == (EMP_N, SCHED_N)
 
 
 cdef class Engine:
@@ -80,7 +83,8 @@ cdef class Engine:
     cdef bitgen_t *rng
     cdef object bit_generator
     cdef int64_t[::1] pi, zs, zc
-    cdef double[::1] pf, wcum
+    cdef double[::1] pf, wcum, xa
+    cdef int64_t emp_n, sched_n
     cdef int64_t[::1] si, live, cursor, lin_epoch, lin_off, lin_pert, est_sum, free_n
     cdef double[::1] sf
     cdef int32_t[::1] slot, free, fpos
@@ -96,11 +100,14 @@ cdef class Engine:
     cdef double rate, mean, mu, sigma, xm, alpha, dns_ttl, tw, scf, reuse, t_measure, t_end
     cdef int tw_shift
 
-    def __init__(self, pi, pf, zs, zc, wcum, bit_generator, state):
+    def __init__(self, pi, pf, zs, zc, wcum, xa, bit_generator, state):
         self.bit_generator = bit_generator
         capsule = bit_generator.capsule
         self.rng = <bitgen_t *> PyCapsule_GetPointer(capsule, "BitGenerator")
         self.pi, self.pf, self.zs, self.zc, self.wcum = pi, pf, zs, zc, wcum
+        # variable-length parameters (layout in _params.extra_array); never empty as a buffer
+        self.xa = xa if xa.size else np.zeros(1, np.float64)
+        self.emp_n, self.sched_n = pi[EMP_N], pi[SCHED_N]
         self.n, self.Pn, self.k, self.nb_targets = pi[N], pi[P], pi[K], pi[B]
         self.alloc, self.dist, self.limit, self.clients = pi[ALLOC], pi[DIST], pi[LIMIT], pi[CLIENTS]
         self.nbatch, self.node_limit = pi[NBATCH], pi[NODE_LIMIT]
@@ -161,7 +168,7 @@ cdef class Engine:
 
     def schedule_first_arrival(self):
         with self.bit_generator.lock, nogil:
-            self.sf[F_NEXT_ARR] = self.exponential() / self.pf[RATE]
+            self.sf[F_NEXT_ARR] = self.next_arrival_after(0.0, self.exponential())
 
     def advance(self, double t_stop):
         cdef int code
@@ -206,7 +213,39 @@ cdef class Engine:
             return self.mean
         if dist == 2:
             return exp(self.mu + self.sigma * self.normal())
+        if dist == 4:
+            return self.xa[self.randint(self.emp_n)]
         return self.xm * exp(self.exponential() / self.alpha)
+
+    cdef inline double next_arrival_after(self, double t, double e) noexcept nogil:
+        """The next arrival after t for one exponential draw e (see _core_python)."""
+        cdef int64_t ms = self.sched_n, off, lo, hi, mid, i
+        cdef double r, seg_end, t_next
+        if ms == 0:
+            return t + e / self.rate
+        off = 2 * self.emp_n
+        lo = 0
+        hi = ms
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.xa[off + mid] <= t:
+                lo = mid
+            else:
+                hi = mid
+        i = lo
+        while True:
+            r = self.xa[off + ms + i]
+            if i + 1 >= ms:
+                return t + e / r
+            seg_end = self.xa[off + i + 1]
+            t_next = t + e / r
+            if t_next < seg_end:
+                return t_next
+            e -= (seg_end - t) * r
+            if e < 0.0:
+                e = 0.0
+            t = seg_end
+            i += 1
 
     cdef double biased_lifetime(self) noexcept nogil:
         cdef int64_t dist = self.dist
@@ -218,7 +257,21 @@ cdef class Engine:
             return self.mean
         if dist == 2:
             return exp(self.mu + self.sigma * self.sigma + self.sigma * self.normal())
+        if dist == 4:
+            return self.biased_empirical()
         return self.xm * exp(self.exponential() / (self.alpha - 1.0))
+
+    cdef double biased_empirical(self) noexcept nogil:
+        cdef int64_t ne = self.emp_n, lo = 0, hi, mid
+        cdef double x = self.uniform() * self.xa[2 * ne - 1]
+        hi = ne - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.xa[ne + mid] > x:
+                hi = mid
+            else:
+                lo = mid + 1
+        return self.xa[lo]
 
     # -- end-time queue: a 4-ary heap keyed by (end, serial), the end stored inline ------------------
     # Any exact priority queue pops in the same (end, serial) order as the reference's heapq; the
@@ -686,4 +739,4 @@ cdef class Engine:
                     return 0
                 measure = self.t_measure <= t and t < self.t_end
                 self.arrival(t, -1.0, measure, outcome)
-                t_next = t + self.exponential() / self.rate
+                t_next = self.next_arrival_after(t, self.exponential())

@@ -67,7 +67,7 @@ def normal(st):
 
 
 @jit
-def lifetime(pi, pf, st):
+def lifetime(pi, pf, xa, st):
     dist = pi[C.DIST]
     if dist == 0:
         return pf[C.MEAN] * exponential(st)
@@ -75,11 +75,13 @@ def lifetime(pi, pf, st):
         return pf[C.MEAN]
     if dist == 2:
         return math.exp(pf[C.MU] + pf[C.SIGMA] * normal(st))
+    if dist == 4:
+        return xa[randint(st, pi[C.EMP_N])]
     return pf[C.XM] * math.exp(exponential(st) / pf[C.ALPHA])
 
 
 @jit
-def biased_lifetime(pi, pf, st):
+def biased_lifetime(pi, pf, xa, st):
     dist = pi[C.DIST]
     if dist == 0:
         e1 = exponential(st)
@@ -88,6 +90,18 @@ def biased_lifetime(pi, pf, st):
         return pf[C.MEAN]
     if dist == 2:
         return math.exp(pf[C.MU] + pf[C.SIGMA] * pf[C.SIGMA] + pf[C.SIGMA] * normal(st))
+    if dist == 4:
+        ne = pi[C.EMP_N]
+        x = uniform(st) * xa[2 * ne - 1]
+        lo = 0
+        hi = ne - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if xa[ne + mid] > x:
+                hi = mid
+            else:
+                lo = mid + 1
+        return xa[lo]
     return pf[C.XM] * math.exp(exponential(st) / (pf[C.ALPHA] - 1.0))
 
 
@@ -464,7 +478,7 @@ def add_estimate(S, pi, pf, t, ip, j, d):
 
 # -- one arrival -------------------------------------------------------------------------------------
 @jit
-def arrival(S, pi, pf, zs, zc, wcum, st, t, given_life, measure, outcome):
+def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
     si = S[SI]
     n, P, k = pi[C.N], pi[C.P], pi[C.K]
     if measure:
@@ -506,7 +520,7 @@ def arrival(S, pi, pf, zs, zc, wcum, st, t, given_life, measure, outcome):
             if measure:
                 si[T.AFAIL] += 1
             return
-    life = lifetime(pi, pf, st) if given_life < 0 else given_life
+    life = lifetime(pi, pf, xa, st) if given_life < 0 else given_life
     scf = pf[C.SCF]
     close = scf >= 1.0 or (scf > 0.0 and uniform(st) < scf)
     if nholders > 0:
@@ -557,7 +571,7 @@ def arrival(S, pi, pf, zs, zc, wcum, st, t, given_life, measure, outcome):
 
 # -- the run -------------------------------------------------------------------------------------------
 @jit_alloc
-def draw_stationary(pi, pf, st):
+def draw_stationary(pi, pf, xa, st):
     mean_live = pf[C.RATE] * pf[C.MEAN]
     n = 0
     s = exponential(st)
@@ -567,7 +581,7 @@ def draw_stationary(pi, pf, st):
     residual = np.empty(n, np.float64)
     age = np.empty(n, np.float64)
     for i in range(n):
-        big = biased_lifetime(pi, pf, st)
+        big = biased_lifetime(pi, pf, xa, st)
         u = uniform(st)
         residual[i] = u * big
         age[i] = big - u * big
@@ -575,18 +589,48 @@ def draw_stationary(pi, pf, st):
 
 
 @jit
-def place_stationary(S, pi, pf, zs, zc, wcum, st, residuals, order):
+def place_stationary(S, pi, pf, zs, zc, wcum, xa, st, residuals, order):
     for i in order:
-        arrival(S, pi, pf, zs, zc, wcum, st, 0.0, residuals[i], False, pi[C.OUTCOME])
+        arrival(S, pi, pf, zs, zc, wcum, xa, st, 0.0, residuals[i], False, pi[C.OUTCOME])
 
 
 @jit
-def schedule_first_arrival(S, pf, st):
-    S[SF][T.NEXT_ARR] = exponential(st) / pf[C.RATE]
+def next_arrival_after(pi, pf, xa, t, e):
+    ms = pi[C.SCHED_N]
+    if ms == 0:
+        return t + e / pf[C.RATE]
+    off = 2 * pi[C.EMP_N]
+    lo = 0
+    hi = ms
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if xa[off + mid] <= t:
+            lo = mid
+        else:
+            hi = mid
+    i = lo
+    while True:
+        r = xa[off + ms + i]
+        if i + 1 >= ms:
+            return t + e / r
+        seg_end = xa[off + i + 1]
+        t_next = t + e / r
+        if t_next < seg_end:
+            return t_next
+        e -= (seg_end - t) * r
+        if e < 0.0:
+            e = 0.0
+        t = seg_end
+        i += 1
 
 
 @jit
-def advance(S, pi, pf, zs, zc, wcum, st, t_stop):
+def schedule_first_arrival(S, pi, pf, xa, st):
+    S[SF][T.NEXT_ARR] = next_arrival_after(pi, pf, xa, 0.0, exponential(st))
+
+
+@jit
+def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
     si, sf = S[SI], S[SF]
     tw_on = pi[C.TW_ON] != 0
     while True:
@@ -627,5 +671,5 @@ def advance(S, pi, pf, zs, zc, wcum, st, t_stop):
             if t >= t_stop:
                 return T.DONE
             measure = pf[C.T_MEASURE] <= t < pf[C.T_END]
-            arrival(S, pi, pf, zs, zc, wcum, st, t, -1.0, measure, pi[C.OUTCOME])
-            sf[T.NEXT_ARR] = t + exponential(st) / pf[C.RATE]
+            arrival(S, pi, pf, zs, zc, wcum, xa, st, t, -1.0, measure, pi[C.OUTCOME])
+            sf[T.NEXT_ARR] = next_arrival_after(pi, pf, xa, t, exponential(st))

@@ -9,6 +9,11 @@ Random draws (DESIGN §2.4), all from raw words w = next_uint64():
   exponential   -log(((w >> 11) + 1) * 2**-53)           in (0, 37]
   normal        sqrt(2 E) cos(2 pi u), E exponential then u uniform (Box-Muller)
 
+Lifetimes from a file (`empirical`): values[randint(n)]; the stationary start's length-biased draw
+takes u = uniform() and the first i with cumulative[i] > u * total (one word). Arrival times: one
+exponential word per arrival, turned into a time by inverting the cumulative rate of
+`traffic.schedule` (`next_arrival_after`; without a schedule t + E / rate as always).
+
 One arrival, in order: client (only if a per-client choice needs it), NAT IP, node, port, target,
 lifetime, server-close flag. An allocation failure stops after the port step.
 """
@@ -69,9 +74,14 @@ class Connection:
 class Simulation:
     """State of one run. `place_stationary`, then `advance(t)` in chunks; `counters()` at the end."""
 
-    def __init__(self, pi, pf, zone_start, zone_count, wcum, bitgen):
+    def __init__(self, pi, pf, zone_start, zone_count, wcum, xa, bitgen):
         self.rng = Words(bitgen)
         self.pi, self.pf = [int(x) for x in pi], [float(x) for x in pf]
+        # variable-length parameters (layout in _params.extra_array)
+        ne, ms = int(pi[C.EMP_N]), int(pi[C.SCHED_N])
+        xa = [float(x) for x in xa]
+        self.emp, self.emp_cum = xa[:ne], xa[ne:2 * ne]
+        self.sched_start, self.sched_rate = xa[2 * ne:2 * ne + ms], xa[2 * ne + ms:2 * ne + 2 * ms]
         self.zone_start, self.zone_count = [int(x) for x in zone_start], [int(x) for x in zone_count]
         self.wcum = [float(x) for x in wcum]
         pi = self.pi
@@ -199,6 +209,8 @@ class Simulation:
             return pf[C.MEAN]
         if dist == 2:
             return math.exp(pf[C.MU] + pf[C.SIGMA] * rng.normal())
+        if dist == 4:       # empirical: resample the file's lifetimes with replacement
+            return self.emp[rng.randint(len(self.emp))]
         return pf[C.XM] * math.exp(rng.exponential() / pf[C.ALPHA])
 
     def biased_lifetime(self) -> float:
@@ -212,6 +224,17 @@ class Simulation:
             return pf[C.MEAN]
         if dist == 2:       # lognormal with mu + sigma^2
             return math.exp(pf[C.MU] + pf[C.SIGMA] * pf[C.SIGMA] + pf[C.SIGMA] * rng.normal())
+        if dist == 4:       # empirical: index i with probability values[i] / total
+            cum = self.emp_cum
+            x = rng.uniform() * cum[-1]
+            lo, hi = 0, len(cum) - 1        # first i with cum[i] > x (the last if none)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if cum[mid] > x:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            return self.emp[lo]
         return pf[C.XM] * math.exp(rng.exponential() / (pf[C.ALPHA] - 1.0))   # Pareto(xm, a - 1)
 
     # -- port allocators (DESIGN §2.3) -----------------------------------------------------------
@@ -405,8 +428,40 @@ class Simulation:
         for i in order:
             self.arrival(0.0, float(residuals[i]), measure=False, outcome=self.pi[C.OUTCOME])
 
+    def next_arrival_after(self, t: float, e: float) -> float:
+        """The next arrival after t for one exponential draw e: invert the cumulative rate.
+
+        Without a schedule: t + e / rate. With one, start in the segment holding t (segment 0 also
+        covers everything before the window) and spend e: if t + e / rate stays inside the
+        segment that is the arrival, else e loses (end - t) * rate and the walk moves on."""
+        ms = len(self.sched_start)
+        if ms == 0:
+            return t + e / self.pf[C.RATE]
+        starts, rates = self.sched_start, self.sched_rate
+        lo, hi = 0, ms                      # last i with starts[i] <= t (0 if none)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if starts[mid] <= t:
+                lo = mid
+            else:
+                hi = mid
+        i = lo
+        while True:
+            r = rates[i]
+            if i + 1 >= ms:
+                return t + e / r
+            seg_end = starts[i + 1]
+            t_next = t + e / r
+            if t_next < seg_end:
+                return t_next
+            e -= (seg_end - t) * r
+            if e < 0.0:
+                e = 0.0
+            t = seg_end
+            i += 1
+
     def schedule_first_arrival(self) -> None:
-        self.next_arrival = self.rng.exponential() / self.pf[C.RATE]
+        self.next_arrival = self.next_arrival_after(0.0, self.rng.exponential())
 
     def advance(self, t_stop: float) -> int:
         """Process every event before t_stop in time order (ties: ends, reuse, TIME_WAIT, arrival)."""
@@ -440,7 +495,7 @@ class Simulation:
                     return 0
                 measure = pf[C.T_MEASURE] <= t < pf[C.T_END]
                 self.arrival(t, -1.0, measure, pi[C.OUTCOME])
-                self.next_arrival = t + self.rng.exponential() / pf[C.RATE]
+                self.next_arrival = self.next_arrival_after(t, self.rng.exponential())
 
     def counters(self) -> dict:
         out = dict(self.c)

@@ -13,14 +13,14 @@ from .scenario import NODE_PORTS_PER_TARGET, Scenario
 
 # integer parameters (pi)
 K, N, B, P, LIMIT, CLIENTS, IP_PER_CLIENT, STICKY, ALLOC, DIST, OUTCOME, CROSS, CIP, WEIGHTED, \
-    ESTIMATE, NBATCH, TW_ON, COOL_ON, NODE_LIMIT, NEED_CLIENT = range(20)
-N_PI = 20
+    ESTIMATE, NBATCH, TW_ON, COOL_ON, NODE_LIMIT, NEED_CLIENT, EMP_N, SCHED_N = range(22)
+N_PI = 22
 # float parameters (pf)
 RATE, MEAN, MU, SIGMA, XM, ALPHA, DNS_TTL, TW, SCF, REUSE, T_MEASURE, T_END = range(12)
 N_PF = 12
 
 ALLOC_CODES = {"random": 0, "sequential": 1, "linux": 2, "eim": 3}
-DIST_CODES = {"exponential": 0, "fixed": 1, "lognormal": 2, "pareto": 3}
+DIST_CODES = {"exponential": 0, "fixed": 1, "lognormal": 2, "pareto": 3, "empirical": 4}
 OUTCOME_CODES = {"reset-existing": 0, "fail-new": 1, "count": 2}
 NBATCHES = 32          # batches for the conditional estimate's standard error
 LINUX_EPOCH_S = 10.0   # Linux redraws the per-destination port offset every 10 s
@@ -49,9 +49,27 @@ def time_line(s: Scenario) -> tuple[float, float]:
     return start, start + t.horizon
 
 
+def extra_array(s: Scenario, t_measure: float) -> np.ndarray:
+    """The variable-length parameters, packed in one float64 array `xa` (n = pi[EMP_N] empirical
+    lifetimes, m = pi[SCHED_N] schedule segments):
+
+        xa[0:n]            the lifetimes, in file order (lifetime = xa[randint(n)])
+        xa[n:2n]           their cumulative sums (np.cumsum, left to right): the length-biased draw
+                           picks the first i with cum[i] > u * cum[n-1]
+        xa[2n:2n+m]        absolute segment starts: t_measure + start_s
+        xa[2n+m:2n+2m]     segment rates
+    """
+    values = np.array(s.traffic.duration.values, np.float64) if \
+        s.traffic.duration.dist == "empirical" else np.zeros(0, np.float64)
+    sched = s.traffic.schedule
+    starts = np.array([t_measure + a for a, _ in sched], np.float64)
+    rates = np.array([r for _, r in sched], np.float64)
+    return np.concatenate([values, np.cumsum(values), starts, rates]).astype(np.float64)
+
+
 def build(s: Scenario, estimate: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                 np.ndarray]:
-    """(pi, pf, zone_start, zone_count, cumulative weights)."""
+                                                 np.ndarray, np.ndarray]:
+    """(pi, pf, zone_start, zone_count, cumulative weights, extra array `xa`)."""
     lb, nat, tr, tg = s.load_balancer, s.nat, s.traffic, s.target
     pi = np.zeros(N_PI, np.int64)
     pf = np.zeros(N_PF, np.float64)
@@ -74,7 +92,8 @@ def build(s: Scenario, estimate: bool) -> tuple[np.ndarray, np.ndarray, np.ndarr
     pi[COOL_ON] = nat.reuse_delay > 0
     pi[NODE_LIMIT] = NODE_PORTS_PER_TARGET
     d = tr.duration
-    pf[RATE], pf[MEAN] = tr.rate, d.mean
+    # with a schedule, warm-up and the stationary start run at the first segment's rate
+    pf[RATE], pf[MEAN] = tr.rate_before, d.mean
     pf[SIGMA], pf[ALPHA] = d.sigma, d.alpha
     pf[MU] = math.log(d.mean) - d.sigma * d.sigma / 2.0
     pf[XM] = d.mean * (d.alpha - 1.0) / d.alpha
@@ -85,4 +104,7 @@ def build(s: Scenario, estimate: bool) -> tuple[np.ndarray, np.ndarray, np.ndarr
     zs = np.concatenate([[0], np.cumsum(zc)[:-1]]).astype(np.int64)
     w = np.cumsum(np.array(lb.weights, np.float64))
     w[-1] = np.inf          # the last node takes whatever rounding leaves
-    return pi, pf, zs, zc, w
+    pi[EMP_N] = len(d.values) if d.dist == "empirical" else 0
+    pi[SCHED_N] = len(tr.schedule)
+    xa = extra_array(s, float(pf[T_MEASURE]))
+    return pi, pf, zs, zc, w, xa

@@ -8,6 +8,9 @@ for small probabilities (DESIGN §3).
 """
 from __future__ import annotations
 
+import bisect
+import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -24,6 +27,7 @@ class Analytic:
     form: str                      # "steady" or "cold"
     expected_collisions: float     # over the scenario's measured horizon
     pairs_per_second: float        # mean over the horizon
+    constant_load: bool = True     # False under traffic.schedule: rates are window averages
 
     @property
     def collision_rate(self) -> float:
@@ -33,7 +37,7 @@ class Analytic:
     @property
     def mean_first_collision_s(self) -> float | None:
         """Steady state: time to the first collision is exponential with mean 1/r."""
-        if self.form != "steady" or self.collision_rate <= 0:
+        if self.form != "steady" or not self.constant_load or self.collision_rate <= 0:
             return None
         return 1.0 / self.collision_rate
 
@@ -58,9 +62,12 @@ def applies(s: Scenario) -> str | None:
     if s.load_balancer.node_choice != "per-connection":
         return "sticky node choice"
     lb, nat = s.load_balancer, s.nat
+    peak = 1.0
+    if s.traffic.schedule:      # occupancy never exceeds the highest rate's steady state
+        peak = max(r for _, r in s.traffic.schedule) / s.traffic.rate
     for rate_ip in _ip_rates(s):
         for w in lb.weights:
-            if rate_ip * w * s.traffic.duration.mean > 0.8 * nat.capacity:
+            if rate_ip * peak * w * s.traffic.duration.mean > 0.8 * nat.capacity:
                 return "destinations near exhaustion"
     return None
 
@@ -80,11 +87,22 @@ def _phi(z: float) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
+@functools.lru_cache(maxsize=8)
+def _sorted_sample(d: Duration) -> tuple[list[float], list[float]]:
+    """An empirical law's lifetimes sorted, and their prefix sums (prefix[i] = sum of the i smallest)."""
+    v = sorted(d.values)
+    return v, [0.0] + list(itertools.accumulate(v))
+
+
 def mean_live_fraction(d: Duration, t: float) -> float:
     """E[min(L, t)]: the cold-start occupancy at time t per unit arrival rate."""
     if t <= 0:
         return 0.0
     m = d.mean
+    if d.dist == "empirical":     # the sample's E[min(L, t)]
+        v, prefix = _sorted_sample(d)
+        i = bisect.bisect_right(v, t)
+        return (prefix[i] + t * (len(v) - i)) / len(v)
     if d.dist == "exponential":
         return m * -math.expm1(-t / m)
     if d.dist == "fixed":
@@ -131,7 +149,9 @@ def analytic(s: Scenario) -> Analytic | None:
     T, lam = s.traffic.horizon, s.traffic.rate
     if is_zero(s):
         form = "steady" if s.traffic.warmup == "auto" else "cold"
-        return Analytic(0.0, 0.0, form, 0.0, 0.0)
+        return Analytic(0.0, 0.0, form, 0.0, 0.0, not s.traffic.schedule)
+    if s.traffic.schedule:
+        return _scheduled(s)
     if s.traffic.warmup == "auto":
         p, pairs = _collide_prob(s, s.traffic.duration.mean)
         return Analytic(p, lam * p * 3600.0, "steady", lam * p * T, lam * pairs)
@@ -148,6 +168,55 @@ def analytic(s: Scenario) -> Analytic | None:
     exp_coll = lam * tot_p * h / 3
     exp_pairs = lam * tot_pairs * h / 3
     return Analytic(exp_coll / (lam * T), exp_coll / T * 3600.0, "cold", exp_coll, exp_pairs / T)
+
+
+def scheduled_occupancy(s: Scenario, t: float) -> float:
+    """Mean live connections (all destinations, collision-free) at window time t under
+    traffic.schedule: the rate history convolved with the survival function,
+    m(t) = sum_i r_i (G(t - a_i) - G(t - b_i)), G(x) = E[min(L, x)], segment i = [a_i, b_i) cut at t.
+
+    Before the window the first segment's rate holds: from -infinity for warmup = "auto" (the
+    stationary start), from -W for a warm-up of W seconds (0: cold start)."""
+    d, sched = s.traffic.duration, s.traffic.schedule
+    steady = s.traffic.warmup == "auto"
+    total = 0.0
+    for i, (a, r) in enumerate(sched):
+        if a > t:
+            break
+        hi = min(sched[i + 1][0], t) if i + 1 < len(sched) else t
+        if i == 0:
+            g_lo = d.mean if steady else mean_live_fraction(d, t + float(s.traffic.warmup))
+        else:
+            g_lo = mean_live_fraction(d, t - a)
+        total += r * (g_lo - mean_live_fraction(d, t - hi))
+    return total
+
+
+def _scheduled(s: Scenario) -> Analytic:
+    """The event form integrated over a piecewise-constant load: at window time t an arrival
+    (rate r(t)) meets the occupancy m(t) of `scheduled_occupancy`; Simpson's rule on each segment
+    (the integrand jumps at segment starts). Rates per hour and per connection are window averages,
+    so the time to a first collision is not exponential and no mean is given for it."""
+    T, lam, sched = s.traffic.horizon, s.traffic.rate, s.traffic.schedule
+    exp_coll = exp_pairs = arrivals = 0.0
+    for i, (a, r) in enumerate(sched):
+        if a >= T:
+            break
+        b = min(sched[i + 1][0], T) if i + 1 < len(sched) else T
+        n = 400
+        h = (b - a) / n
+        tot_p = tot_pairs = 0.0
+        for j in range(n + 1):
+            c = 1 if j in (0, n) else (4 if j % 2 else 2)
+            p, pairs = _collide_prob(s, scheduled_occupancy(s, a + j * h) / lam)
+            tot_p += c * p
+            tot_pairs += c * pairs
+        exp_coll += r * tot_p * h / 3
+        exp_pairs += r * tot_pairs * h / 3
+        arrivals += r * (b - a)
+    form = "steady" if s.traffic.warmup == "auto" else "cold"
+    return Analytic(exp_coll / arrivals, exp_coll / T * 3600.0, form, exp_coll, exp_pairs / T,
+                    constant_load=False)
 
 
 def cold_pairs_exact(s: Scenario) -> float:

@@ -11,7 +11,7 @@ import numpy as np
 from . import engine
 from ._params import estimate_defined
 from .analytic import analytic as _analytic
-from .scenario import Scenario
+from .scenario import ALLOCATORS, Scenario
 from .stats import kaplan_meier_quantile, wilson
 
 SCHEMA_VERSION = 1
@@ -109,6 +109,45 @@ def simulate(scenario, seed: int | None = None, backend: str = "cython", estimat
     seed = fresh_seed() if seed is None else int(seed)
     raw = engine.run(scenario, engine.bit_generator(seed), backend, estimate, progress)
     return _result(scenario, seed, backend, estimate, raw)
+
+
+@dataclass(frozen=True)
+class AllocatorRange:
+    """One scenario under every NAT port allocator with one seed (issue 7 item 6: providers do not
+    document their allocator, so the answer is a range)."""
+    results: dict          # allocator name -> Result
+
+    @property
+    def collisions_per_hour_range(self) -> tuple[float, float]:
+        rates = [r.collisions_per_hour for r in self.results.values()]
+        return min(rates), max(rates)
+
+    @property
+    def finished(self) -> bool:
+        return all(r.finished for r in self.results.values())
+
+    def to_dict(self) -> dict:
+        lo, hi = self.collisions_per_hour_range
+        return {"schema_version": SCHEMA_VERSION,
+                "allocators": {name: r.to_dict() for name, r in self.results.items()},
+                "range": {"collisions_per_hour": [lo, hi]}}
+
+
+def simulate_allocators(scenario, seed: int | None = None, backend: str = "cython",
+                        estimate: bool = True, progress: Callable[[float], None] | None = None,
+                        allocators: tuple[str, ...] = ALLOCATORS) -> AllocatorRange:
+    """`simulate` under each allocator (random, sequential, linux, eim), all with the same seed."""
+    scenario = Scenario.load(scenario)
+    seed = fresh_seed() if seed is None else int(seed)
+    results = {}
+    for i, name in enumerate(allocators):
+        sub = None if progress is None else (lambda f, i=i: progress((i + f) / len(allocators)))
+        r = simulate(scenario.replace({"nat.allocator": name}), seed=seed, backend=backend,
+                     estimate=estimate, progress=sub)
+        results[name] = r
+        if not r.finished:
+            break
+    return AllocatorRange(results)
 
 
 def _result(scenario, seed, backend, estimate, raw: engine.RawRun) -> Result:

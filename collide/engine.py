@@ -48,7 +48,7 @@ class _Compiled:
     """Cython or numba: flat state arrays, kernels that return GROW codes when they run out."""
 
     def __init__(self, backend, arrays, bitgen, conn_cap):
-        pi, pf, zs, zc, w = arrays
+        pi, pf, zs, zc, w, xa = arrays
         self.arrays = arrays
         self.state = T.new_state(pi, pf, conn_cap)
         self.bitgen = bitgen
@@ -60,7 +60,7 @@ class _Compiled:
                 raise BackendUnavailable(
                     f"--backend cython: the compiled core is not built ({exc}); "
                     "run `pip install .` or choose --backend numba|python") from None
-            self.engine = _core.Engine(pi, pf, zs, zc, w, bitgen, self.state)
+            self.engine = _core.Engine(pi, pf, zs, zc, w, xa, bitgen, self.state)
         else:
             from . import _core_numba as nbk
             self.nbk = nbk
@@ -69,15 +69,15 @@ class _Compiled:
     def _call(self, name, *args):
         if self.backend == "cython":
             return getattr(self.engine, name)(*args)
-        pi, pf, zs, zc, w = self.arrays
+        pi, pf, zs, zc, w, xa = self.arrays
         nbk, S, st = self.nbk, T.as_tuple(self.state), self.st
         if name == "draw_stationary":
-            return nbk.draw_stationary(pi, pf, st)
+            return nbk.draw_stationary(pi, pf, xa, st)
         if name == "place_stationary":
-            return nbk.place_stationary(S, pi, pf, zs, zc, w, st, *args)
+            return nbk.place_stationary(S, pi, pf, zs, zc, w, xa, st, *args)
         if name == "schedule_first_arrival":
-            return nbk.schedule_first_arrival(S, pf, st)
-        return nbk.advance(S, pi, pf, zs, zc, w, st, *args)
+            return nbk.schedule_first_arrival(S, pi, pf, xa, st)
+        return nbk.advance(S, pi, pf, zs, zc, w, xa, st, *args)
 
     def draw_stationary(self):
         return self._call("draw_stationary")
@@ -164,7 +164,7 @@ def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", es
         sim.place_stationary(residuals, order)
     sim.schedule_first_arrival()
     if chunks is None:
-        expected = scenario.traffic.rate * t_end
+        expected = max(scenario.traffic.rate, scenario.traffic.mean_rate) * t_end
         chunks = int(min(400, max(1, expected // 2_000_000)))
         if until_first:
             chunks = max(chunks, 64)

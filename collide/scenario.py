@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ __all__ = ["Scenario", "Traffic", "Duration", "Nat", "LoadBalancer", "Target", "
 NODE_PORTS_PER_TARGET = 55_000
 
 DISTRIBUTIONS = {"exponential": ("mean",), "fixed": ("mean",), "lognormal": ("mean", "sigma"),
-                 "pareto": ("mean", "alpha")}
+                 "pareto": ("mean", "alpha"), "empirical": ("file", "column")}
 ALLOCATORS = ("random", "sequential", "linux", "eim")
 IP_CHOICES = ("per-connection", "per-client")
 NODE_CHOICES = ("per-connection", "sticky")
@@ -88,8 +89,18 @@ class Duration:
     mean: float = 30.0
     sigma: float = 1.0
     alpha: float = 2.5
+    #: empirical: the lifetimes file (resolved, absolute), its CSV column (None: one value a line),
+    #: and the loaded lifetimes in file order; `mean` is their sample mean.
+    file: str | None = None
+    column: str | None = None
+    values: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict:
+        if self.dist == "empirical":
+            d = {"dist": self.dist, "file": self.file}
+            if self.column is not None:
+                d["column"] = self.column
+            return d
         d = {"dist": self.dist, "mean": self.mean}
         if self.dist == "lognormal":
             d["sigma"] = self.sigma
@@ -101,6 +112,8 @@ class Duration:
     def second_moment(self) -> float:
         """E[L^2], for the length-biased (equilibrium) law."""
         m = self.mean
+        if self.dist == "empirical":
+            return math.fsum(v * v for v in self.values) / len(self.values)
         if self.dist == "exponential":
             return 2 * m * m
         if self.dist == "fixed":
@@ -118,6 +131,27 @@ class Traffic:
     horizon: float = 3600.0
     warmup: str | float = "auto"
     clients: int = 1000
+    #: piecewise-constant load: ((start_s, rate), ...) from the start of the measured window;
+    #: empty: the constant `rate`.
+    schedule: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def rate_before(self) -> float:
+        """The rate before and at the start of the measured window (warm-up, stationary start)."""
+        return self.schedule[0][1] if self.schedule else self.rate
+
+    @property
+    def mean_rate(self) -> float:
+        """Arrivals per second averaged over the measured window."""
+        if not self.schedule:
+            return self.rate
+        total = 0.0
+        for i, (start, rate) in enumerate(self.schedule):
+            if start >= self.horizon:
+                break
+            end = self.schedule[i + 1][0] if i + 1 < len(self.schedule) else self.horizon
+            total += rate * (min(end, self.horizon) - start)
+        return total / self.horizon
 
 
 @dataclass(frozen=True)
@@ -200,13 +234,83 @@ def _check_keys(prefix: str, given: Mapping, allowed) -> None:
                                 f"allowed: {', '.join(allowed)}")
 
 
-def _duration(value: Any) -> Duration:
+def _read_lifetimes(path: Path, column: str | None) -> tuple[float, ...]:
+    """Lifetimes in seconds from a file: one a line, or a CSV column named in a header line."""
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise ScenarioError(f"traffic.duration.file = {str(path)!r}: cannot read "
+                            f"({exc.strerror})") from None
+    return _read_lifetimes_cached(str(path), column, stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_lifetimes_cached(path: str, column: str | None, _stamp: int) -> tuple[float, ...]:
+    import csv
+
+    def bad(line: int, problem: str):
+        raise ScenarioError(f"traffic.duration.file {path}, line {line}: {problem}")
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"traffic.duration.file = {path!r}: cannot read "
+                            f"({getattr(exc, 'strerror', None) or exc})") from None
+    rows = list(csv.reader(text.splitlines()))
+    col = 0
+    first = 0
+    if column is not None:
+        if not rows:
+            bad(1, f"empty file, expected a header naming column {column!r}")
+        header = [h.strip() for h in rows[0]]
+        if column not in header:
+            bad(1, f"no column {column!r} in the header (columns: {', '.join(header)})")
+        col, first = header.index(column), 1
+    values = []
+    for i in range(first, len(rows)):
+        row = rows[i]
+        if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
+            continue
+        if column is None and len(row) != 1:
+            bad(i + 1, f"{len(row)} fields, expected one lifetime a line "
+                       "(or set traffic.duration.column for a CSV)")
+        if col >= len(row):
+            bad(i + 1, f"no field for column {column!r}")
+        cell = row[col].strip()
+        try:
+            v = float(cell)
+        except ValueError:
+            bad(i + 1, f"{cell!r} is not a number of seconds")
+        if not math.isfinite(v) or v <= 0:
+            bad(i + 1, f"lifetime {cell} must be a finite number of seconds > 0")
+        values.append(v)
+    if not values:
+        bad(len(rows), "no lifetimes in the file")
+    return tuple(values)
+
+
+def _duration(value: Any, base: Path | None = None) -> Duration:
     key = "traffic.duration"
     if not isinstance(value, Mapping):
         _fail(key, value, 'must be a table such as { dist = "exponential", mean = 30.0 }')
     dist = value.get("dist", "exponential")
     dist = _choice(f"{key}.dist", dist, tuple(DISTRIBUTIONS))
     _check_keys(f"{key}.", value, ("dist",) + DISTRIBUTIONS[dist])
+    if dist == "empirical":
+        f = value.get("file")
+        if not isinstance(f, str) or not f:
+            _fail(f"{key}.file", f, "must be the path of a lifetimes file (one lifetime in "
+                                    "seconds a line, or a CSV with a header and `column`)")
+        column = value.get("column")
+        if column is not None and (not isinstance(column, str) or not column):
+            _fail(f"{key}.column", column, "must be the name of a column in the file's header")
+        path = Path(f).expanduser()
+        if not path.is_absolute():
+            path = (base if base is not None else Path.cwd()) / path
+        path = path.resolve()
+        values = _read_lifetimes(path, column)
+        mean = math.fsum(values) / len(values)
+        return Duration(dist, mean, 1.0, 2.5, str(path), column, values)
     mean = _number(f"{key}.mean", value.get("mean", 30.0), gt=0)
     sigma = _number(f"{key}.sigma", value.get("sigma", 1.0), ge=0)
     if sigma > 20:
@@ -215,7 +319,32 @@ def _duration(value: Any) -> Duration:
     return Duration(dist, mean, sigma, alpha)
 
 
-def _traffic(d: Mapping) -> Traffic:
+def _schedule(value: Any) -> tuple[tuple[float, float], ...]:
+    key = "traffic.schedule"
+    allowed = ("must be a list of [start_s, rate] pairs: first start 0, starts strictly "
+               "increasing, rates > 0")
+    if not isinstance(value, (list, tuple)):
+        _fail(key, value, allowed)
+    out = []
+    for i, pair in enumerate(value):
+        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                or any(isinstance(x, bool) or not isinstance(x, (int, float))
+                       or not math.isfinite(x) for x in pair)):
+            _fail(f"{key}[{i}]", list(pair) if isinstance(pair, tuple) else pair, allowed)
+        start, rate = float(pair[0]), float(pair[1])
+        if i == 0 and start != 0:
+            _fail(f"{key}[0]", [start, rate], "the first start must be 0 (the start of the "
+                                              "measured window)")
+        if i > 0 and not start > out[-1][0]:
+            _fail(f"{key}[{i}]", [start, rate], f"starts must increase strictly (previous "
+                                                f"{out[-1][0]:g})")
+        if not rate > 0:
+            _fail(f"{key}[{i}]", [start, rate], "rates must be > 0")
+        out.append((start, rate))
+    return tuple(out)
+
+
+def _traffic(d: Mapping, base: Path | None = None) -> Traffic:
     _check_keys("traffic.", d, [f.name for f in dataclasses.fields(Traffic)])
     warmup = d.get("warmup", "auto")
     if isinstance(warmup, str):
@@ -224,10 +353,11 @@ def _traffic(d: Mapping) -> Traffic:
     else:
         warmup = _number("traffic.warmup", warmup, ge=0)
     return Traffic(rate=_number("traffic.rate", d.get("rate", 500.0), gt=0),
-                   duration=_duration(d.get("duration", {})),
+                   duration=_duration(d.get("duration", {}), base),
                    horizon=_number("traffic.horizon", d.get("horizon", 3600.0), gt=0),
                    warmup=warmup,
-                   clients=_integer("traffic.clients", d.get("clients", 1000), ge=1, le=10_000_000))
+                   clients=_integer("traffic.clients", d.get("clients", 1000), ge=1, le=10_000_000),
+                   schedule=_schedule(d.get("schedule", [])))
 
 
 def _nat(d: Mapping) -> Nat:
@@ -299,11 +429,14 @@ class Scenario:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, d: Mapping | None = None, **keywords) -> "Scenario":
-        """Build from nested tables as in a TOML file; keywords are dotted or short overrides."""
+    def from_dict(cls, d: Mapping | None = None, *, base_dir: str | Path | None = None,
+                  **keywords) -> "Scenario":
+        """Build from nested tables as in a TOML file; keywords are dotted or short overrides.
+        `base_dir`: where relative file paths (empirical lifetimes) resolve; default the cwd."""
         d = {} if d is None else d
         _check_keys("", d, _SECTIONS)
-        scenario = cls(traffic=_traffic(d.get("traffic", {})), nat=_nat(d.get("nat", {})),
+        base = Path(base_dir) if base_dir is not None else None
+        scenario = cls(traffic=_traffic(d.get("traffic", {}), base), nat=_nat(d.get("nat", {})),
                        load_balancer=_load_balancer(d.get("load_balancer", {})),
                        target=_target(d.get("target", {})))
         return scenario.replace(**keywords) if keywords else scenario
@@ -319,7 +452,7 @@ class Scenario:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ScenarioError(f"--config {path}: not valid TOML ({exc})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(data, base_dir=path.resolve().parent)
 
     @classmethod
     def builtin(cls, name: str) -> "Scenario":
@@ -328,8 +461,9 @@ class Scenario:
         if name not in names:
             raise ScenarioError(f"--scenario {name!r}: unknown built-in{_did_you_mean(name, names)}; "
                                 f"allowed: {', '.join(names)}")
-        text = resources.files("collide.scenarios").joinpath(f"{name}.toml").read_text("utf-8")
-        return cls.from_dict(tomllib.loads(text))
+        folder = resources.files("collide.scenarios")
+        text = folder.joinpath(f"{name}.toml").read_text("utf-8")
+        return cls.from_dict(tomllib.loads(text), base_dir=Path(str(folder)))
 
     @classmethod
     def load(cls, spec: "str | Path | Mapping | Scenario") -> "Scenario":
@@ -371,9 +505,12 @@ class Scenario:
     def to_dict(self) -> dict:
         """The resolved scenario as nested tables, every key present (DESIGN §4.1 names)."""
         t, n, lb, tg = self.traffic, self.nat, self.load_balancer, self.target
+        traffic = {"rate": t.rate, "duration": t.duration.to_dict(), "horizon": t.horizon,
+                   "warmup": t.warmup, "clients": t.clients}
+        if t.schedule:          # optional key: absent means the constant `rate`
+            traffic["schedule"] = [list(x) for x in t.schedule]
         return {
-            "traffic": {"rate": t.rate, "duration": t.duration.to_dict(), "horizon": t.horizon,
-                        "warmup": t.warmup, "clients": t.clients},
+            "traffic": traffic,
             "nat": dataclasses.asdict(n),
             "load_balancer": {"nodes": lb.nodes, "node_weights": list(lb.node_weights),
                               "node_choice": lb.node_choice, "dns_ttl": lb.dns_ttl,
@@ -417,14 +554,18 @@ class Scenario:
 
     @property
     def mean_live(self) -> float:
-        """Mean live connections in the collision-free steady state (Little's law)."""
-        return self.traffic.rate * self.traffic.duration.mean
+        """Mean live connections in the collision-free steady state (Little's law); with a
+        schedule, at its highest rate."""
+        t = self.traffic
+        rate = max([t.rate] + [r for _, r in t.schedule]) if t.schedule else t.rate
+        return rate * t.duration.mean
 
 
 def all_keys() -> list[str]:
     return [f"{s}.{k}" for s, table in Scenario().to_dict().items() for k in table] + \
         ["traffic.duration.mean", "traffic.duration.dist", "traffic.duration.sigma",
-         "traffic.duration.alpha"]
+         "traffic.duration.alpha", "traffic.duration.file", "traffic.duration.column",
+         "traffic.schedule"]
 
 
 def builtin_names() -> list[str]:

@@ -1,6 +1,10 @@
 """The three backends implement one algorithm and read the same words: identical counts (DESIGN §2.4)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+import collide
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from collide import engine
@@ -8,6 +12,8 @@ from collide.api import simulate
 from collide.scenario import Scenario
 
 from .conftest import small
+
+EXAMPLE_CSV = str(Path(collide.__file__).parent / "scenarios" / "lifetimes-example.csv")
 
 CASES = {
     "default-random": {},
@@ -41,6 +47,16 @@ CASES = {
                    "load_balancer.node_choice": "sticky",
                    "traffic.duration": {"dist": "lognormal", "mean": 8.0, "sigma": 1.0},
                    "nat.reuse_delay": 1.0},
+    # issue 7: changing load (item 3) and real lifetimes (item 4)
+    "schedule": {"traffic.schedule": [[0, 20.0], [15.0, 60.0], [30.0, 35.5], [45.0, 80.0]]},
+    "schedule-cold-fixed": {"traffic.schedule": [[0, 70.0], [10.0, 25.0]], "traffic.warmup": 3.0,
+                            "traffic.duration": {"dist": "fixed", "mean": 4.0}},
+    "empirical": {"traffic.duration": {"dist": "empirical", "file": EXAMPLE_CSV,
+                                       "column": "duration_s"}},
+    "empirical-schedule-fail-new": {
+        "traffic.duration": {"dist": "empirical", "file": EXAMPLE_CSV, "column": "duration_s"},
+        "traffic.schedule": [[0, 30.0], [20.0, 90.0]], "target.on_collision": "fail-new",
+        "target.server_close_fraction": 0.5, "nat.allocator": "sequential"},
 }
 
 
