@@ -39,6 +39,8 @@ DEF NODE_LIMIT = 18
 DEF NEED_CLIENT = 19
 DEF EMP_N = 20
 DEF SCHED_N = 21
+DEF SYN_N = 22
+DEF CA_LIMIT = 23
 DEF RATE = 0
 DEF MEAN = 1
 DEF MU = 2
@@ -70,12 +72,18 @@ DEF S_TWQ_N = 14
 DEF S_CQ_HEAD = 15
 DEF S_CQ_N = 16
 DEF S_SKIPPED = 17
+DEF S_DELAYED = 19
+DEF S_PENDING = 20
+DEF S_CA_SEC = 21
+DEF S_CA_USED = 22
 DEF F_NEXT_ARR = 0
 DEF F_FIRST = 1
 DEF LINUX_EPOCH_S = 10.0
 
 assert (C.NEED_CLIENT, C.T_END, T.SKIPPED, T.FIRST) == (NEED_CLIENT, T_END, S_SKIPPED, F_FIRST)
 assert (C.EMP_N, C.SCHED_N) == (EMP_N, SCHED_N)
+assert (C.SYN_N, C.CA_LIMIT, T.DELAYED, T.PENDING, T.CA_SEC, T.CA_USED) == \
+    (SYN_N, CA_LIMIT, S_DELAYED, S_PENDING, S_CA_SEC, S_CA_USED)
 
 
 cdef class Engine:
@@ -93,6 +101,10 @@ cdef class Engine:
     cdef int64_t[::1] c_serial, c_hpos, cl_node, tw_key, twq_key, cq_dp
     cdef int32_t[::1] stgt
     cdef double[::1] hkey
+    cdef double[::1] c_t0, c_life
+    cdef int32_t[::1] c_retry, c_meas
+    cdef int64_t[::1] dhist
+    cdef int64_t syn_n, syn_off, ca_limit
     # parameters cached in C fields at init (no memoryview indexing in the hot loop)
     cdef int64_t n, Pn, k, nb_targets, alloc, dist, limit, clients, nbatch, node_limit
     cdef bint need_client, ip_per_client, sticky, cross, cip, weighted, estimate, tw_on, cool_on
@@ -108,6 +120,8 @@ cdef class Engine:
         # variable-length parameters (layout in _params.extra_array); never empty as a buffer
         self.xa = xa if xa.size else np.zeros(1, np.float64)
         self.emp_n, self.sched_n = pi[EMP_N], pi[SCHED_N]
+        self.syn_n, self.ca_limit = pi[SYN_N], pi[CA_LIMIT]
+        self.syn_off = 2 * pi[EMP_N] + 2 * pi[SCHED_N]
         self.n, self.Pn, self.k, self.nb_targets = pi[N], pi[P], pi[K], pi[B]
         self.alloc, self.dist, self.limit, self.clients = pi[ALLOC], pi[DIST], pi[LIMIT], pi[CLIENTS]
         self.nbatch, self.node_limit = pi[NBATCH], pi[NODE_LIMIT]
@@ -138,6 +152,9 @@ cdef class Engine:
             s["cq_at"], s["cq_dp"]
         self.batches = s["batches"]
         self.stgt, self.hkey = s["stgt"], s["hkey"]
+        self.c_t0, self.c_life, self.c_retry, self.c_meas = s["c_t0"], s["c_life"], \
+            s["c_retry"], s["c_meas"]
+        self.dhist = s["dhist"]
         self.tw_shift = T.tw_shift(s["tw_key"].size)
 
     # -- public entry points (thin: hand over to nogil kernels) ------------------------------------
@@ -646,17 +663,22 @@ cdef class Engine:
                 self.si[S_PAIRS] += nholders
                 if self.sf[F_FIRST] < 0:
                     self.sf[F_FIRST] = t - self.t_measure
+            if outcome <= 2 and self.ca_limit > 0 and given_life < 0 and not self.challenge_ack(t):
+                outcome = 3
             if outcome == 1:
                 if measure:
                     self.si[S_FAILED] += 1
                 self.release_port(d, p, t)
                 return
-            if outcome == 0:
+            if outcome == 0 or outcome == 4:
                 for jj in range(n):
                     if jj != j and self.stgt[base + jj] == target:
                         self.end_connection(self.slot[base + jj], t, True)
                         if measure:
                             self.si[S_RESETS] += 1
+            if outcome >= 3:
+                self.start_pending(d, p, target, close, t, life, measure)
+                return
         elif self.tw_on:
             i = self.tw_find((ip * 65536 + p) * self.nb_targets + target)
             if i >= 0:
@@ -684,6 +706,87 @@ cdef class Engine:
         if measure and self.live[d] > self.si[S_PEAK]:
             self.si[S_PEAK] = self.live[d]
         self.heap_push(c)
+
+    # -- delayed connects -------------------------------------------------------------------------
+    cdef bint challenge_ack(self, double t) noexcept nogil:
+        cdef int64_t sec = <int64_t>floor(t)
+        if sec != self.si[S_CA_SEC]:
+            self.si[S_CA_SEC] = sec
+            self.si[S_CA_USED] = 0
+        if self.si[S_CA_USED] < self.ca_limit:
+            self.si[S_CA_USED] += 1
+            return True
+        return False
+
+    cdef void start_pending(self, int64_t d, int64_t p, int64_t target, bint close, double t,
+                            double life, bint measure) noexcept nogil:
+        cdef int32_t c
+        if measure:
+            self.si[S_PENDING] += 1
+        self.si[S_SERIAL] += 1
+        self.si[S_FREE_TOP] -= 1
+        c = self.ids[self.si[S_FREE_TOP]]
+        self.c_dest[c] = <int32_t>d
+        self.c_port[c] = <int32_t>p
+        self.c_tgt[c] = <int32_t>target
+        self.c_close[c] = 1 if close else 0
+        self.c_end[c] = t + self.xa[self.syn_off]
+        self.c_serial[c] = self.si[S_SERIAL]
+        self.c_t0[c] = t
+        self.c_life[c] = life
+        self.c_retry[c] = 0
+        self.c_meas[c] = 1 if measure else 0
+        self.live[d] += 1
+        if measure and self.live[d] > self.si[S_PEAK]:
+            self.si[S_PEAK] = self.live[d]
+        self.heap_push(c)
+
+    cdef void retry(self, int32_t h, double t) noexcept nogil:
+        cdef int64_t n = self.n
+        cdef int64_t d = self.c_dest[h], p = self.c_port[h], target = self.c_tgt[h]
+        cdef int64_t ip = d // n
+        cdef int64_t j = d - ip * n, jj, i, r
+        cdef int64_t base = (ip * self.Pn + p) * n
+        cdef bint meas = self.c_meas[h] != 0, busy = False
+        self.heap_remove(h)
+        for jj in range(n):
+            if jj != j and self.stgt[base + jj] == target:
+                busy = True
+        if not busy:
+            if self.tw_on:
+                i = self.tw_find((ip * 65536 + p) * self.nb_targets + target)
+                if i >= 0:
+                    self.tw_delete(i)
+                    if meas:
+                        self.si[S_TWHITS] += 1
+            r = self.c_retry[h]
+            self.c_retry[h] = -1
+            self.c_end[h] = t + self.c_life[h]
+            if self.track:
+                self.holder_changed(d, p, target, 1)
+            self.slot[base + j] = h
+            self.stgt[base + j] = <int32_t>target
+            if meas:
+                self.si[S_EST] += 1
+                self.si[S_DELAYED] += 1
+                self.si[S_PENDING] -= 1
+                self.dhist[r] += 1
+            self.heap_push(h)
+            return
+        r = self.c_retry[h] + 1
+        self.c_retry[h] = <int32_t>r
+        if r < self.syn_n:
+            self.c_end[h] = self.c_t0[h] + self.xa[self.syn_off + r]
+            self.heap_push(h)
+            return
+        self.c_retry[h] = -1
+        self.live[d] -= 1
+        if meas:
+            self.si[S_FAILED] += 1
+            self.si[S_PENDING] -= 1
+        self.ids[self.si[S_FREE_TOP]] = h
+        self.si[S_FREE_TOP] += 1
+        self.release_port(d, p, t)
 
     # -- the event loop --------------------------------------------------------------------------
     cdef int _advance(self, double t_stop) noexcept nogil:
@@ -715,7 +818,10 @@ cdef class Engine:
                     self.sf[F_NEXT_ARR] = t_next
                     return 0
                 if t_end == t_ev:
-                    self.end_connection(self.heap[0], t_end, False)
+                    if self.c_retry[self.heap[0]] >= 0:
+                        self.retry(self.heap[0], t_end)
+                    else:
+                        self.end_connection(self.heap[0], t_end, False)
                 elif t_cool == t_ev:
                     cap = self.cq_at.shape[0]
                     dp = self.cq_dp[self.si[S_CQ_HEAD]]

@@ -23,7 +23,8 @@ jit_alloc = nb.njit(cache=True, fastmath=False, nogil=True, boundscheck=False)  
 # state tuple indices (order of _state.FIELDS)
 (SI, SF, LIVE, CURSOR, LIN_EPOCH, LIN_OFF, LIN_PERT, EST_SUM, FREE_N, SLOT, FREE, FPOS, C_DEST,
  C_PORT, C_TGT, C_CLOSE, C_END, C_SERIAL, C_HPOS, IDS, HEAP, CL_NODE, CL_EXP, NTL, TW_KEY, TW_EXP,
- TWQ_KEY, TWQ_EXP, CQ_AT, CQ_DP, BATCHES, STGT, HKEY) = range(33)
+ TWQ_KEY, TWQ_EXP, CQ_AT, CQ_DP, BATCHES, STGT, HKEY, C_T0, C_LIFE, C_RETRY, C_MEAS,
+ DHIST) = range(38)
 
 
 # -- random words ----------------------------------------------------------------------------------
@@ -529,17 +530,22 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
             si[T.PAIRS] += nholders
             if S[SF][T.FIRST] < 0:
                 S[SF][T.FIRST] = t - pf[C.T_MEASURE]
+        if outcome <= 2 and pi[C.CA_LIMIT] > 0 and given_life < 0 and not challenge_ack(S, pi, t):
+            outcome = 3
         if outcome == 1:
             if measure:
                 si[T.FAILED] += 1
             release_port(S, pi, pf, d, p, t)
             return
-        if outcome == 0:
+        if outcome == 0 or outcome == 4:
             for jj in range(n):
                 if jj != j and stgt[base + jj] == target:
                     end_connection(S, pi, pf, slot[base + jj], t, True)
                     if measure:
                         si[T.RESETS] += 1
+        if outcome >= 3:
+            start_pending(S, pi, xa, d, p, target, close, t, life, measure)
+            return
     elif pi[C.TW_ON]:
         i = tw_find(S, (ip * 65536 + p) * pi[C.B] + target)
         if i >= 0:
@@ -567,6 +573,103 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
     if measure and S[LIVE][d] > si[T.PEAK]:
         si[T.PEAK] = S[LIVE][d]
     heap_push(S, c)
+
+
+# -- delayed connects ----------------------------------------------------------------------------------
+@jit
+def challenge_ack(S, pi, t):
+    si = S[SI]
+    sec = np.int64(math.floor(t))
+    if sec != si[T.CA_SEC]:
+        si[T.CA_SEC] = sec
+        si[T.CA_USED] = 0
+    if si[T.CA_USED] < pi[C.CA_LIMIT]:
+        si[T.CA_USED] += 1
+        return True
+    return False
+
+
+@jit
+def syn_at(pi, xa, i):
+    return xa[2 * pi[C.EMP_N] + 2 * pi[C.SCHED_N] + i]
+
+
+@jit
+def start_pending(S, pi, xa, d, p, target, close, t, life, measure):
+    si = S[SI]
+    if measure:
+        si[T.PENDING] += 1
+    si[T.SERIAL] += 1
+    si[T.FREE_TOP] -= 1
+    c = S[IDS][si[T.FREE_TOP]]
+    S[C_DEST][c] = d
+    S[C_PORT][c] = p
+    S[C_TGT][c] = target
+    S[C_CLOSE][c] = 1 if close else 0
+    S[C_END][c] = t + syn_at(pi, xa, 0)
+    S[C_SERIAL][c] = si[T.SERIAL]
+    S[C_T0][c] = t
+    S[C_LIFE][c] = life
+    S[C_RETRY][c] = 0
+    S[C_MEAS][c] = 1 if measure else 0
+    S[LIVE][d] += 1
+    if measure and S[LIVE][d] > si[T.PEAK]:
+        si[T.PEAK] = S[LIVE][d]
+    heap_push(S, c)
+
+
+@jit
+def retry(S, pi, pf, xa, h, t):
+    si = S[SI]
+    n, P = pi[C.N], pi[C.P]
+    d = S[C_DEST][h]
+    p = S[C_PORT][h]
+    target = S[C_TGT][h]
+    ip = d // n
+    j = d - ip * n
+    base = (ip * P + p) * n
+    stgt = S[STGT]
+    meas = S[C_MEAS][h] != 0
+    heap_remove(S, h)
+    busy = False
+    for jj in range(n):
+        if jj != j and stgt[base + jj] == target:
+            busy = True
+    if not busy:
+        if pi[C.TW_ON]:
+            i = tw_find(S, (ip * 65536 + p) * pi[C.B] + target)
+            if i >= 0:
+                tw_delete(S, i)
+                if meas:
+                    si[T.TWHITS] += 1
+        r = S[C_RETRY][h]
+        S[C_RETRY][h] = -1
+        S[C_END][h] = t + S[C_LIFE][h]
+        if tracking(pi):
+            holder_changed(S, pi, d, p, target, 1)
+        S[SLOT][base + j] = h
+        stgt[base + j] = target
+        if meas:
+            si[T.EST] += 1
+            si[T.DELAYED] += 1
+            si[T.PENDING] -= 1
+            S[DHIST][r] += 1
+        heap_push(S, h)
+        return
+    r = S[C_RETRY][h] + 1
+    S[C_RETRY][h] = r
+    if r < pi[C.SYN_N]:
+        S[C_END][h] = S[C_T0][h] + syn_at(pi, xa, r)
+        heap_push(S, h)
+        return
+    S[C_RETRY][h] = -1
+    S[LIVE][d] -= 1
+    if meas:
+        si[T.FAILED] += 1
+        si[T.PENDING] -= 1
+    S[IDS][si[T.FREE_TOP]] = h
+    si[T.FREE_TOP] += 1
+    release_port(S, pi, pf, d, p, t)
 
 
 # -- the run -------------------------------------------------------------------------------------------
@@ -649,7 +752,11 @@ def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
             if t_ev >= t_stop:
                 return T.DONE
             if t_end == t_ev:
-                end_connection(S, pi, pf, S[HEAP][0], t_end, False)
+                h = S[HEAP][0]
+                if S[C_RETRY][h] >= 0:
+                    retry(S, pi, pf, xa, h, t_end)
+                else:
+                    end_connection(S, pi, pf, h, t_end, False)
             elif t_cool == t_ev:
                 cap = S[CQ_AT].shape[0]
                 dp = S[CQ_DP][si[T.CQ_HEAD]]

@@ -16,6 +16,15 @@ exponential word per arrival, turned into a time by inverting the cumulative rat
 
 One arrival, in order: client (only if a per-client choice needs it), NAT IP, node, port, target,
 lifetime, server-close flag. An allocation failure stops after the port step.
+
+Delayed connects (outcome 3 = delay-new or a kernel that drops the SYN, 4 = pre-3.6: the holders
+are reset and the SYN dropped; over the challenge-ACK limit any outcome becomes 3): the new
+connection holds its NAT port (it counts in `live`) but is not in the slot table, so it is no
+holder; it sits in the end-time heap keyed by its next retry time t0 + syn_retries[i]. At a retry
+the 4-tuple is looked up again: free (no live holder through another node) → it lives L from now
+(a TIME_WAIT entry is taken over as at an arrival); held → the next retry, or a failed connect
+when the schedule is spent. Retries draw nothing. Counters of a delayed connection go to the
+window of its first SYN.
 """
 from __future__ import annotations
 
@@ -64,11 +73,14 @@ class Words:
 
 
 class Connection:
-    __slots__ = ("dest", "port", "target", "close", "end", "serial", "alive")
+    __slots__ = ("dest", "port", "target", "close", "end", "serial", "alive", "retry", "t0", "life",
+                 "meas")
 
     def __init__(self, dest, port, target, close, end, serial):
         self.dest, self.port, self.target, self.close = dest, port, target, close
         self.end, self.serial, self.alive = end, serial, True
+        self.retry = -1          # pending: index of the next SYN retry; -1 once live
+        self.t0, self.life, self.meas = 0.0, 0.0, False
 
 
 class Simulation:
@@ -82,6 +94,7 @@ class Simulation:
         xa = [float(x) for x in xa]
         self.emp, self.emp_cum = xa[:ne], xa[ne:2 * ne]
         self.sched_start, self.sched_rate = xa[2 * ne:2 * ne + ms], xa[2 * ne + ms:2 * ne + 2 * ms]
+        self.syn = xa[2 * ne + 2 * ms:2 * ne + 2 * ms + int(pi[C.SYN_N])]
         self.zone_start, self.zone_count = [int(x) for x in zone_start], [int(x) for x in zone_count]
         self.wcum = [float(x) for x in wcum]
         pi = self.pi
@@ -111,8 +124,10 @@ class Simulation:
         self.batches = [0.0] * pi[C.NBATCH]
         self.c = dict(connections=0, established=0, allocation_failures=0, failed_connects=0,
                       collisions=0, reset_victims=0, time_wait_hits=0, pairs=0,
-                      peak_live_per_destination=0)
+                      peak_live_per_destination=0, delayed_connects=0, pending_connects=0)
         self.first_collision = -1.0
+        self.delay_hist = [0] * max(1, len(self.syn))      # successes by retry index
+        self.ca_sec, self.ca_used = -1, 0                  # challenge-ACK budget of one second
 
     # -- helpers ------------------------------------------------------------------------------
     def pool_of(self, d: int) -> int:
@@ -342,16 +357,22 @@ class Simulation:
                 c["pairs"] += len(holders)
                 if self.first_collision < 0:
                     self.first_collision = t - pf[C.T_MEASURE]
+            if outcome <= 2 and pi[C.CA_LIMIT] > 0 and given_life < 0 \
+                    and not self.challenge_ack(t):
+                outcome = 3                      # over the limit: the SYN is silently dropped
             if outcome == 1:                     # fail-new: the new SYN gets nowhere
                 if measure:
                     c["failed_connects"] += 1
                 self.release_port(d, p, t)
                 return
-            if outcome == 0:                     # reset-existing: the RST kills the older one(s)
+            if outcome == 0 or outcome == 4:     # reset-existing / pre-3.6: the older one(s) die
                 for h in holders:
                     self.end_connection(h, t, by_reset=True)
                     if measure:
                         c["reset_victims"] += 1
+            if outcome >= 3:                     # the new connection retries on the SYN schedule
+                self.start_pending(d, p, target, close, t, life, measure)
+                return
         elif pi[C.TW_ON]:
             key = (ip, p, target)
             if key in self.time_wait:            # expired entries are gone before this arrival
@@ -372,6 +393,71 @@ class Simulation:
         if measure and self.live[d] > c["peak_live_per_destination"]:
             c["peak_live_per_destination"] = self.live[d]
         heapq.heappush(self.ends, (conn.end, conn.serial, conn))
+
+    def challenge_ack(self, t: float) -> bool:
+        """One challenge ACK from the global budget of the current whole second, if any is left."""
+        sec = math.floor(t)
+        if sec != self.ca_sec:
+            self.ca_sec, self.ca_used = sec, 0
+        if self.ca_used < self.pi[C.CA_LIMIT]:
+            self.ca_used += 1
+            return True
+        return False
+
+    def start_pending(self, d, p, target, close, t, life, measure) -> None:
+        """The new SYN was dropped or answered elsewhere: hold the port, retry at t + syn[0]."""
+        c = self.c
+        if measure:
+            c["pending_connects"] += 1
+        self.serial += 1
+        conn = Connection(d, p, target, close, t + self.syn[0], self.serial)
+        conn.retry, conn.t0, conn.life, conn.meas = 0, t, life, measure
+        self.live[d] += 1
+        if measure and self.live[d] > c["peak_live_per_destination"]:
+            c["peak_live_per_destination"] = self.live[d]
+        heapq.heappush(self.ends, (conn.end, conn.serial, conn))
+
+    def retry(self, h: Connection, t: float) -> None:
+        """A pending connection's SYN retry at t (its heap entry is already popped)."""
+        c, n = self.c, self.n
+        d, p, target = h.dest, h.port, h.target
+        ip, j = divmod(d, n)
+        busy = False
+        for jj in range(n):
+            o = self.slot[ip * n + jj][p]
+            if jj != j and o is not None and o.target == target:
+                busy = True
+        if not busy:
+            if self.pi[C.TW_ON]:
+                key = (ip, p, target)
+                if key in self.time_wait:
+                    del self.time_wait[key]
+                    if h.meas:
+                        c["time_wait_hits"] += 1
+            i = h.retry
+            h.retry = -1
+            h.end = t + h.life
+            if self.tracking():
+                self.holder_changed(d, p, target, +1)
+            self.slot[d][p] = h
+            if h.meas:
+                c["established"] += 1
+                c["delayed_connects"] += 1
+                c["pending_connects"] -= 1
+                self.delay_hist[i] += 1
+            heapq.heappush(self.ends, (h.end, h.serial, h))
+            return
+        h.retry += 1
+        if h.retry < len(self.syn):
+            h.end = h.t0 + self.syn[h.retry]
+            heapq.heappush(self.ends, (h.end, h.serial, h))
+            return
+        h.alive = False                          # the schedule is spent: the connect fails
+        self.live[d] -= 1
+        if h.meas:
+            c["failed_connects"] += 1
+            c["pending_connects"] -= 1
+        self.release_port(d, p, t)
 
     def draw_node(self) -> int:
         if self.pi[C.WEIGHTED]:
@@ -479,7 +565,10 @@ class Simulation:
                     return 0
                 if t_end == t_ev:
                     _, _, h = heapq.heappop(self.ends)
-                    self.end_connection(h, t_end, by_reset=False)
+                    if h.retry >= 0:
+                        self.retry(h, t_end)
+                    else:
+                        self.end_connection(h, t_end, by_reset=False)
                 elif t_cool == t_ev:
                     _, d, p = self.cool_queue[self.cool_head]
                     self.cool_head += 1
@@ -501,4 +590,5 @@ class Simulation:
         out = dict(self.c)
         out["first_collision_s"] = self.first_collision
         out["batches"] = list(self.batches)
+        out["delay_hist"] = list(self.delay_hist)
         return out

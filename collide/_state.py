@@ -14,7 +14,9 @@ from . import _params as C
 # scalar slots in si (int64)
 CONN, EST, AFAIL, FAILED, COLL, RESETS, TWHITS, PAIRS, PEAK, SERIAL, HEAP_N, FREE_TOP, TW_N, \
     TWQ_HEAD, TWQ_N, CQ_HEAD, CQ_N, SKIPPED, TW_SHIFT = range(19)
-N_SI = 19
+# delayed connects: succeeded after retries, measured ones still pending, challenge-ACK budget
+DELAYED, PENDING, CA_SEC, CA_USED = range(19, 23)
+N_SI = 23
 # scalar slots in sf (float64)
 NEXT_ARR, FIRST = range(2)
 N_SF = 2
@@ -25,7 +27,10 @@ DONE, GROW_CONN, GROW_TW, GROW_TWQ = 0, 1, 2, 3
 FIELDS = ("si", "sf", "live", "cursor", "lin_epoch", "lin_off", "lin_pert", "est_sum", "free_n",
           "slot", "free", "fpos", "c_dest", "c_port", "c_tgt", "c_close", "c_end", "c_serial",
           "c_hpos", "ids", "heap", "cl_node", "cl_exp", "ntl", "tw_key", "tw_exp", "twq_key",
-          "twq_exp", "cq_at", "cq_dp", "batches", "stgt", "hkey")
+          "twq_exp", "cq_at", "cq_dp", "batches", "stgt", "hkey",
+          # a pending (retrying) connection: first SYN time, lifetime, next retry index (-1 once
+          # live), whether its first SYN was measured; histogram of successes by retry index
+          "c_t0", "c_life", "c_retry", "c_meas", "dhist")
 
 
 def _pow2(n: int) -> int:
@@ -66,6 +71,12 @@ def new_state(pi: np.ndarray, pf: np.ndarray, conn_cap: int) -> dict:
     s["si"][FREE_TOP] = conn_cap
     s["heap"] = np.zeros(conn_cap, np.int32)       # 4-ary heap of ids by (end, serial) ...
     s["hkey"] = np.zeros(conn_cap, np.float64)     # ... with each entry's end beside it
+    s["c_t0"] = np.zeros(conn_cap, np.float64)
+    s["c_life"] = np.zeros(conn_cap, np.float64)
+    s["c_retry"] = np.full(conn_cap, -1, np.int32)
+    s["c_meas"] = np.zeros(conn_cap, np.int32)
+    s["dhist"] = np.zeros(max(1, int(pi[C.SYN_N])), np.int64)
+    s["si"][CA_SEC] = -1
     clients = int(pi[C.CLIENTS]) if pi[C.NEED_CLIENT] else 1
     s["cl_node"] = np.zeros(clients, np.int64)
     s["cl_exp"] = np.full(clients, -np.inf, np.float64)
@@ -110,8 +121,9 @@ def grow(s: dict, code: int) -> None:
     if code == GROW_CONN:
         old = s["c_dest"].size
         new = old * 2
-        for f in ("c_dest", "c_port", "c_tgt", "c_close", "c_end", "c_serial", "heap", "hkey"):
-            a = np.zeros(new, s[f].dtype)
+        for f in ("c_dest", "c_port", "c_tgt", "c_close", "c_end", "c_serial", "heap", "hkey",
+                  "c_t0", "c_life", "c_retry", "c_meas"):
+            a = np.zeros(new, s[f].dtype) if f != "c_retry" else np.full(new, -1, s[f].dtype)
             a[:old] = s[f]
             s[f] = a
         a = np.full(new, -1, np.int64)

@@ -49,8 +49,9 @@ class Analytic:
 def is_zero(s: Scenario) -> bool:
     """Settings under which the model allows no collision at all."""
     lb = s.load_balancer
-    return (not lb.cross_zone or lb.nodes == 1 or not lb.client_ip_preservation
-            or s.nat.allocator == "eim")
+    # several balancers' nodes in one zone share that zone's targets even with cross-zone off
+    return ((not lb.cross_zone and lb.balancers == 1) or lb.total_nodes == 1
+            or not lb.client_ip_preservation or s.nat.allocator == "eim")
 
 
 def applies(s: Scenario) -> str | None:
@@ -66,7 +67,7 @@ def applies(s: Scenario) -> str | None:
     if s.traffic.schedule:      # occupancy never exceeds the highest rate's steady state
         peak = max(r for _, r in s.traffic.schedule) / s.traffic.rate
     for rate_ip in _ip_rates(s):
-        for w in lb.weights:
+        for w in lb.all_weights:
             if rate_ip * peak * w * s.traffic.duration.mean > 0.8 * nat.capacity:
                 return "destinations near exhaustion"
     return None
@@ -123,19 +124,31 @@ def mean_live_fraction(d: Duration, t: float) -> float:
 
 
 def _collide_prob(s: Scenario, occupancy: float) -> tuple[float, float]:
-    """(collisions, pairs) per arrival, given E[min(L, t)] (steady state: the mean lifetime)."""
+    """(collisions, pairs) per arrival, given E[min(L, t)] (steady state: the mean lifetime).
+
+    Node i holds a given (port, target t) with probability m_i / (P |T_i|) when t is one of its
+    targets T_i (all targets with cross-zone on, its zone's otherwise), m_i its mean live
+    connections; an arrival through node j meets node i only on a target both can reach.
+    With several balancers, node e is node e % nodes (its zone) of balancer e // nodes.
+    """
     lb, nat = s.load_balancer, s.nat
-    B, P = lb.total_targets, nat.ports
-    lam = s.traffic.rate
-    w = lb.weights
+    P, lam, n = nat.ports, s.traffic.rate, lb.nodes
+    zones = lb.zone_targets
+    w = lb.all_weights
+    reach = [lb.total_targets if lb.cross_zone else zones[e % n] for e in range(len(w))]
+
+    def shares(i, j):       # can node i's connections use node j's targets?
+        return lb.cross_zone or i % n == j % n
     prob = pairs = 0.0
     for rate_ip in _ip_rates(s):
         share = rate_ip / lam
-        q = [rate_ip * wi * occupancy / (B * P) for wi in w]   # P(a given node holds (p, t))
+        q = [rate_ip * wi * occupancy / (P * reach[i]) for i, wi in enumerate(w)]
         for j, wj in enumerate(w):
+            if wj == 0:
+                continue
             miss = 1.0
             for i, qi in enumerate(q):
-                if i != j:
+                if i != j and shares(i, j):
                     miss *= 1.0 - qi
                     pairs += share * wj * qi
             prob += share * wj * (1.0 - miss)

@@ -44,6 +44,32 @@ class Result:
     state_bytes: int = 0
     finished: bool = True
     horizon_s: float = field(default=0.0)
+    # delayed connects (issue 7 items 1, 5; docs/model-fidelity.md)
+    delayed_connects: int = 0
+    pending_connects: int = 0          # measured connections still retrying at the window's end
+    connect_delay_histogram: tuple = ()    # ((delay_s, count), ...) over the SYN schedule
+
+    def _delay_quantile(self, num: int, den: int) -> float | None:
+        """Nearest-rank quantile num/den of the connect delays (exact: delays take only the
+        schedule's values); None when no connection was delayed."""
+        total = sum(x for _, x in self.connect_delay_histogram)
+        if total == 0:
+            return None
+        rank = max(1, -(-total * num // den))
+        seen = 0
+        for delay, x in self.connect_delay_histogram:
+            seen += x
+            if seen >= rank:
+                return delay
+        return self.connect_delay_histogram[-1][0]
+
+    @property
+    def connect_delay_p50_s(self) -> float | None:
+        return self._delay_quantile(50, 100)
+
+    @property
+    def connect_delay_p99_s(self) -> float | None:
+        return self._delay_quantile(99, 100)
 
     @property
     def collision_probability(self) -> float:
@@ -86,6 +112,11 @@ class Result:
             "analytic": a.to_dict() if a is not None else None,
             "seed": self.seed, "backend": self.backend, "elapsed_s": self.elapsed_s,
             "scenario": self.scenario.to_dict(),
+            "delayed_connects": self.delayed_connects,
+            "pending_connects": self.pending_connects,
+            "connect_delay_p50_s": self.connect_delay_p50_s,
+            "connect_delay_p99_s": self.connect_delay_p99_s,
+            "connect_delay_histogram": [list(x) for x in self.connect_delay_histogram],
         }
 
 

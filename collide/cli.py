@@ -54,7 +54,10 @@ def _describe(s) -> str:
     return (f"{load}, {life}; NAT {nat.ips} IP(s) {nat.allocator} "
             f"ports {nat.port_min}-{nat.port_max}; {lb.nodes} nodes, {lb.total_targets} targets, "
             f"cross-zone {'on' if lb.cross_zone else 'off'}, client IP preservation "
-            f"{'on' if lb.client_ip_preservation else 'off'}; {s.target.on_collision}")
+            f"{'on' if lb.client_ip_preservation else 'off'}; {s.target.on_collision}"
+            + (f", kernel {s.target.kernel}" if s.target.kernel != "modern" else "")
+            + (f", challenge ACKs <= {s.target.challenge_ack_limit}/s"
+               if s.target.challenge_ack_limit else ""))
 
 
 def _table(rows):
@@ -89,6 +92,14 @@ def _simulate_table(r) -> str:
         ("allocation failures", f"{r.allocation_failures:,}  (peak {r.peak_live_per_destination:,} live "
                                 f"per destination of {r.scenario.nat.capacity:,})"),
         ("TIME_WAIT hits", f"{r.time_wait_hits:,}"),
+    ]
+    if r.delayed_connects or r.pending_connects:     # issue 7 items 1, 5: retried SYNs
+        rows.append(("delayed connects", f"{r.delayed_connects:,}  (succeeded after SYN retries; "
+                                         f"{r.pending_connects:,} still retrying at the end)"))
+    if r.connect_delay_p50_s is not None:
+        rows.append(("connect delay p50/p99", f"{r.connect_delay_p50_s:g} s / "
+                                              f"{r.connect_delay_p99_s:g} s"))
+    rows += [
         ("run", f"seed {r.seed}, backend {r.backend}, {r.elapsed_s:.3g} s"),
     ]
     return _table(rows)

@@ -18,7 +18,7 @@ from .scenario import Scenario
 BACKENDS = ("cython", "numba", "python")
 COUNTER_NAMES = ("connections", "established", "allocation_failures", "failed_connects",
                  "collisions", "reset_victims", "time_wait_hits", "pairs",
-                 "peak_live_per_destination")
+                 "peak_live_per_destination", "delayed_connects", "pending_connects")
 
 
 class BackendUnavailable(RuntimeError):
@@ -109,8 +109,10 @@ class _Compiled:
              "allocation_failures": si[T.AFAIL], "failed_connects": si[T.FAILED],
              "collisions": si[T.COLL], "reset_victims": si[T.RESETS],
              "time_wait_hits": si[T.TWHITS], "pairs": si[T.PAIRS],
-             "peak_live_per_destination": si[T.PEAK]}
+             "peak_live_per_destination": si[T.PEAK], "delayed_connects": si[T.DELAYED],
+             "pending_connects": si[T.PENDING]}
         c = {k: int(v) for k, v in c.items()}
+        c["delay_hist"] = [int(x) for x in self.state["dhist"]]
         return c, float(sf[T.FIRST]), self.state["batches"].copy(), T.state_bytes(self.state)
 
 
@@ -135,6 +137,7 @@ class _Reference:
     def counters(self):
         raw = self.sim.counters()
         c = {k: int(raw[k]) for k in COUNTER_NAMES}
+        c["delay_hist"] = [int(x) for x in raw["delay_hist"]]
         return c, float(raw["first_collision_s"]), np.array(raw["batches"]), 0
 
 
@@ -184,5 +187,9 @@ def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", es
     except KeyboardInterrupt:
         finished = False
     counters, first, batches, nbytes = sim.counters()
+    # successes after retries by delay (the schedule's values): [(delay_s, count), ...]
+    hist = counters.pop("delay_hist")
+    counters["connect_delay_histogram"] = tuple(
+        (float(dl), int(x)) for dl, x in zip(scenario.target.syn_retries, hist) if x)
     return RawRun(counters, None if first < 0 else first, batches, time.perf_counter() - t0,
                   nbytes, finished, covered)

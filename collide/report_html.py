@@ -107,6 +107,16 @@ def headline(data: dict) -> dict:
         "allocation-failures": (data["ports"]["allocation_failures"],
                                 fmt_num(data["ports"]["allocation_failures"])),
     }
+    ps = v.get("p_reset_schedule")
+    if ps:
+        items["p-reset-schedule"] = (ps["value"], fmt_pct(ps["value"]))
+        items["expected-resets-schedule"] = (ps["expected"], fmt_num(ps["expected"]))
+    dl = data.get("delays")
+    if dl:
+        items["delayed-connects-per-hour"] = (dl["delayed_connects_per_hour"],
+                                              fmt_num(dl["delayed_connects_per_hour"]))
+        items["connect-delay-p50"] = (dl["connect_delay_p50_s"], fmt_duration(dl["connect_delay_p50_s"]))
+        items["connect-delay-p99"] = (dl["connect_delay_p99_s"], fmt_duration(dl["connect_delay_p99_s"]))
     for i, m in enumerate(data["mitigations"]):
         items[f"mitigation-{i}-collisions-per-hour"] = (m["collisions_per_hour"],
                                                         fmt_num(m["collisions_per_hour"]))
@@ -202,6 +212,26 @@ def _fig_survival(plt, fr: dict):
     return fig
 
 
+def _fig_connect_delay(plt, dl: dict):
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    hist = dl.get("connect_delay_histogram") or []
+    xs = [h[0] for h in hist]
+    ys = [h[1] for h in hist]
+    if xs:
+        labels = [fmt_duration(x) for x in xs]
+        ax.bar(range(len(xs)), ys, color="C1", alpha=0.85)
+        ax.set_xticks(range(len(xs)))
+        ax.set_xticklabels(labels, fontsize=7, rotation=30 if len(xs) > 8 else 0)
+    else:
+        ax.text(0.5, 0.5, "no delayed connect in this run", transform=ax.transAxes, ha="center")
+    ax.set_xlabel("connect delay (s): time from the first SYN to the connection")
+    ax.set_ylabel("delayed connects")
+    ax.set_title(f"p50 {fmt_duration(dl.get('connect_delay_p50_s'))}, "
+                 f"p99 {fmt_duration(dl.get('connect_delay_p99_s'))}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def _fig_ports(plt, ports: dict, mean_live: float):
     fig, ax = plt.subplots(figsize=(6.4, 1.9))
     ax.barh([1], [ports["peak_live_per_destination"]], color="C0", label="peak live (simulated)")
@@ -222,7 +252,10 @@ def _fig_topology(plt, sc: dict):
     fig, ax = plt.subplots(figsize=(6.4, 3.2))
     ax.axis("off")
     ax.grid(False)
-    nodes = sc["nodes"]
+    zones = sc["nodes"]
+    balancers = sc.get("balancers", 1) or 1
+    total_nodes = sc.get("total_nodes", zones * balancers)
+    nodes = min(total_nodes, 12)           # nodes drawn
     zt = sc["zone_targets"]
     k = sc["nat_ips"]
     shown_k = min(k, 8)
@@ -242,12 +275,17 @@ def _fig_topology(plt, sc: dict):
     for j, y in enumerate(ny):
         for yi in ips:
             ax.plot([0.34, 0.52], [yi, y], color="#b0bec5", lw=0.5)
-        ax.text(0.55, y, f"NLB node z{j + 1}", ha="center", va="center", fontsize=7,
+        label = (f"LB{j // zones + 1} node z{j % zones + 1}" if balancers > 1
+                 else f"NLB node z{j + 1}")
+        ax.text(0.55, y, label, ha="center", va="center", fontsize=7,
                 bbox=dict(boxstyle="round", fc="#ede7f6"))
-    ax.text(0.55, 1.07, f"NLB: {nodes} node(s)\n{sc['node_choice']} node choice", ha="center",
+    head = (f"{balancers} LBs × {zones} node(s)" if balancers > 1 else f"NLB: {zones} node(s)")
+    if nodes < total_nodes:
+        head += f" ({nodes} drawn)"
+    ax.text(0.55, 1.07, f"{head}\n{sc['node_choice']} node choice", ha="center",
             va="center", fontsize=7)
     total = sum(zt)
-    shown = [min(t, max(1, 16 // max(1, nodes))) for t in zt]
+    shown = [min(t, max(1, 16 // max(1, zones))) for t in zt]
     ty = spread(sum(shown), 0.04, 0.96)
     pos, i = [], 0
     for z, n in enumerate(shown):
@@ -255,9 +293,9 @@ def _fig_topology(plt, sc: dict):
         i += n
     for j, y in enumerate(ny):
         for z, zone in enumerate(pos):
-            if sc["cross_zone"] or z == j:
+            if sc["cross_zone"] or z == j % zones:
                 for t in zone:
-                    ax.plot([0.60, 0.84], [y, t], color="#c62828" if z != j else "#546e7a",
+                    ax.plot([0.60, 0.84], [y, t], color="#c62828" if z != j % zones else "#546e7a",
                             lw=0.5, alpha=0.8)
     for z, zone in enumerate(pos):
         for t in zone:
@@ -265,9 +303,12 @@ def _fig_topology(plt, sc: dict):
                     bbox=dict(boxstyle="round", fc="#e8f5e9", pad=0.15))
     ax.text(0.90, 1.07, f"{total} target(s)" + (" (some not drawn)" if sum(shown) < total else "")
             + f"\ncross-zone {'ON' if sc['cross_zone'] else 'off'}", ha="center", va="center", fontsize=7)
-    ax.text(0.5, -0.02, "red: cross-zone paths (each lets one NAT ip:port meet another node's "
+    foot = ("red: cross-zone paths (each lets one NAT ip:port meet another node's "
             "connection at a target)" if sc["cross_zone"] else "cross-zone off: each node reaches "
-            "its own zone only", ha="center", fontsize=7, color="#555")
+            "its own zone only")
+    if balancers > 1 and not sc["cross_zone"]:
+        foot += "; nodes of different LBs in one zone share its targets (collisions remain)"
+    ax.text(0.5, -0.02, foot, ha="center", fontsize=7, color="#555")
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.05, 1.13)
     fig.tight_layout()
@@ -291,6 +332,8 @@ def make_figures(data: dict) -> dict:
         "survival": _fig_survival(plt, data["first_reset"]),
         "ports": _fig_ports(plt, data["ports"], data["ports"]["mean_live_per_destination"]),
     }
+    if data.get("delays"):
+        figs["connect_delay"] = _fig_connect_delay(plt, data["delays"])
     return figs
 
 
@@ -377,7 +420,59 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
         P.append(f"<tr><td>{e(label)}</td><td class='num'>{_span(page, key.replace('_', '-'))}</td>"
                  f"<td class='num'>{_ci(row['ci'], fmt_pct)}</td><td class='num'>{fmt_pct(row['closed_form'])}"
                  f"</td></tr>")
+    ps = v.get("p_reset_schedule")
+    if ps:
+        P.append(f"<tr><td>over the window as scheduled ({fmt_duration(ps['seconds'])}; expected "
+                 f"{_span(page, 'expected-resets-schedule')} resets, 95 % {_ci(ps['expected_ci'])}, "
+                 f"closed form {fmt_num(ps['closed_form_expected'])})</td>"
+                 f"<td class='num'>{_span(page, 'p-reset-schedule')}</td>"
+                 f"<td class='num'>{_ci(ps['ci'], fmt_pct)}</td>"
+                 f"<td class='num'>{fmt_pct(ps['closed_form'])}</td></tr>")
     P.append("</table>")
+    sched = data.get("schedule")
+    if sched:
+        P.append(f"<p class='small'>{e(sched['note'])} Load-test window: "
+                 f"{e(v['p_reset_window'].get('method', ''))}.</p>")
+        P.append("<h3 id='s-schedule'>Changing load: each segment of the schedule</h3>")
+        P.append("<table id='schedule-table'><tr><th>segment start</th><th>end</th><th>rate (conn/s)</th>"
+                 "<th>collisions / hour (closed form over the schedule)</th>"
+                 "<th>simulated at the segment's constant rate (95 %)</th><th>used</th></tr>")
+        for g in sched["segments"]:
+            P.append(f"<tr><td class='num'>{fmt_duration(g['start_s'])}</td>"
+                     f"<td class='num'>{fmt_duration(g['end_s'])}</td><td class='num'>{fmt_num(g['rate'])}</td>"
+                     f"<td class='num'>{fmt_num(g['closed_form_collisions_per_hour'])}</td>"
+                     f"<td class='num'>{fmt_num(g['simulated_collisions_per_hour'])} "
+                     f"({_ci(g['simulated_collisions_per_hour_ci'])})</td>"
+                     f"<td class='small'>{e(g['source'])}</td></tr>")
+        P.append(f"</table><p class='small'>Window mean rate {fmt_num(sched['mean_rate'])} conn/s, peak "
+                 f"{fmt_num(sched['peak_rate'])} conn/s. The closed-form column includes the live "
+                 "connections carried over from the previous segment; the simulated column is each "
+                 "rate at its steady state.</p>")
+    dl = data.get("delays")
+    if dl:
+        P.append("<h3 id='s-delays'>Delayed connects</h3><div class='cards'>")
+        P.append(f"<div class='card'><div class='small'>delayed connects per hour</div><div class='big'>"
+                 f"{_span(page, 'delayed-connects-per-hour')}</div><div class='small'>95 %: "
+                 f"{_ci(dl['delayed_connects_per_hour_ci'])}; {dl['delayed_connects']:,} counted "
+                 f"({fmt_pct(dl['delayed_fraction'])} of connections)</div></div>")
+        P.append(f"<div class='card'><div class='small'>connect delay, median</div><div class='big'>"
+                 f"{_span(page, 'connect-delay-p50')}</div></div>")
+        P.append(f"<div class='card'><div class='small'>connect delay, 99th percentile</div>"
+                 f"<div class='big'>{_span(page, 'connect-delay-p99')}</div></div></div>")
+        if "connect_delay" in pngs:
+            P.append(_img("connect_delay", pngs["connect_delay"],
+                          "Connect delays: the SYN retried until the 4-tuple was free"))
+        extra = []
+        if dl.get("failed_connects") is not None:
+            extra.append(f"failed connects (SYN schedule ran out): {fmt_num(dl['failed_connects'])}")
+        extra.append(f"on collision: {e(str(dl['on_collision']))}")
+        if dl.get("kernel"):
+            extra.append(f"target kernel {e(str(dl['kernel']))}")
+        if dl.get("challenge_ack_limit"):
+            extra.append(f"challenge-ACK limit {fmt_num(dl['challenge_ack_limit'])}/s")
+        if dl.get("syn_retries"):
+            extra.append("SYN retries at " + ", ".join(fmt_num(x) for x in dl["syn_retries"]) + " s")
+        P.append(f"<p class='small'>{'; '.join(extra)}. {e(dl['method'])}.</p>")
     P.append(f"<p class='small'>Measured: {v['counted_collisions']:,} collisions counted in "
              f"{v['connections']:,} connections over {fmt_duration(v['horizon_s'])}; rates from the "
              f"{e(v['method'])} (DESIGN §3). {cf_text}. Time to first reset from "
@@ -388,7 +483,9 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
     for h in data["headroom"]:
         conf = h["confirm"]
         ctext = (f"{fmt_num(conf['collisions_per_hour'])} per hour ({_ci(conf['collisions_per_hour_ci'])})"
-                 + (" ✓ confirmed" if h["confirmed"] else " ✗ not confirmed: the estimate is rough here")
+                 + (" ✓ confirmed" if h["confirmed"] else
+                    " ? inconclusive: too few collisions counted to check" if h["confirmed"] is None
+                    else " ✗ not confirmed: the estimate is rough here")
                  if conf else "–")
         P.append(f"<tr><td>{e(h['quantity'])}</td><td class='num'>{fmt_duration(h['today']) if h['unit'] == 's' else fmt_num(h['today']) + ' ' + e(h['unit'])}</td>"
                  f"<td>{e(h['risk'])}</td><td class='num'>{fmt_duration(h['value']) if h['unit'] == 's' else fmt_num(h['value']) + ' ' + e(h['unit'])}</td>"
@@ -396,35 +493,60 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
     P.append("</table>")
     # 2. scenario
     life = sc["lifetime"]
-    life_text = f"{life['dist']}, mean {fmt_duration(life['mean'])}" + (
+    if life["dist"] == "empirical":
+        life_text = (f"empirical: {fmt_num(life.get('samples'))} measured lifetimes from "
+                     f"<code>{e(str(life.get('file_name') or life.get('file')))}</code>"
+                     + (f" (column <code>{e(life['column'])}</code>)" if life.get("column") else "")
+                     + f", mean {fmt_duration(life['mean'])}, resampled; variants scale every value")
+    else:
+        life_text = ""
+    life_text = life_text or f"{life['dist']}, mean {fmt_duration(life['mean'])}" + (
         f", σ {life['sigma']:g}" if "sigma" in life else "") + (f", α {life['alpha']:g}" if "alpha" in life else "")
     P.append("<h2 id='s-scenario'>2. The scenario as understood</h2>")
     P.append(_img("topology", pngs["topology"], "Clients → NAT IPs → NLB nodes → targets"))
-    rows = [("clients", f"{sc['clients']:,} host(s), {fmt_num(sc['rate'])} new connections/s in all"),
+    sched_rows = sc.get("schedule") or []
+    balancers = sc.get("balancers", 1) or 1
+    rows = [("clients", f"{sc['clients']:,} host(s), {fmt_num(sc['rate'])} new connections/s in all"
+             + (" (mean over the window)" if sched_rows else "")),
+            *([("load schedule", "; ".join(f"from {fmt_duration(a)}: {fmt_num(r)}/s" for a, r in sched_rows[:24])
+                + (f"; … ({len(sched_rows)} segments)" if len(sched_rows) > 24 else ""))] if sched_rows else []),
             ("connection lifetime", life_text),
             ("live connections (mean)", fmt_num(sc["mean_live"])),
             ("NAT", f"{sc['nat_ips']} public IP(s), chosen {sc['ip_choice']}; allocator "
                     f"<b>{e(sc['allocator'])}</b>; ports {sc['port_range'][0]}–{sc['port_range'][1]}, "
                     f"≤ {sc['per_destination_limit']:,} per destination"),
-            ("load balancer", f"{sc['nodes']} node(s), {sc['node_choice']} node choice"
+            ("load balancer", (f"<b>{balancers} balancers × {sc['nodes']} node(s)</b> = "
+                               f"{sc.get('total_nodes')} nodes sharing the targets"
+                               + (f" (clients split {sc['balancer_weights']})" if sc.get("balancer_weights") else "")
+                               + f", {sc['node_choice']} node choice" if balancers > 1 else
+                               f"{sc['nodes']} node(s), {sc['node_choice']} node choice")
                               + (f" (DNS TTL {fmt_num(sc['dns_ttl'])} s)" if sc["node_choice"] == "sticky" else "")
                               + f"; targets per zone {sc['zone_targets']}"),
-            ("cross-zone", "<b>on</b>" if sc["cross_zone"] else "off"),
+            ("cross-zone", ("<b>on</b>" if sc["cross_zone"] else "off")
+             + (" (with several balancers, their nodes in one zone still share its targets)"
+                if balancers > 1 and not sc["cross_zone"] else "")),
             ("client IP preservation", "<b>on</b>" if sc["client_ip_preservation"] else "off"),
             ("at the target", f"on collision: {e(sc['on_collision'])}; TIME_WAIT {fmt_num(sc['time_wait'])} s, "
-                              f"server closes first {fmt_pct(sc['server_close_fraction'])}"),
+                              f"server closes first {fmt_pct(sc['server_close_fraction'])}"
+                              + (f"; kernel {e(str(sc['kernel']))}" if sc.get("kernel") not in (None, "modern") else "")
+                              + (f"; challenge ACKs limited to {fmt_num(sc['challenge_ack_limit'])}/s"
+                                 if sc.get("challenge_ack_limit") else "")),
             ("measured", f"{fmt_duration(sc['horizon'])}, warm-up {e(str(sc['warmup']))}")]
     P.append("<table>" + "".join(f"<tr><th>{e(k)}</th><td>{val}</td></tr>" for k, val in rows) + "</table>")
     # 3. mitigations
     P.append("<h2 id='s-mitigations'>3. Mitigations, each simulated</h2>")
     P.append(_img("mitigations", pngs["mitigations"], "Collisions per hour under each mitigation"))
+    show_delays = bool(data.get("delays"))
     P.append("<table id='mitigation-table'><tr><th>change</th><th>collisions / hour</th><th>95 %</th>"
-             "<th>closed form</th><th>vs today</th><th>cost</th></tr>")
+             "<th>closed form</th>" + ("<th>delayed connects / hour</th>" if show_delays else "")
+             + "<th>vs today</th><th>cost</th></tr>")
     for i, m in enumerate(data["mitigations"]):
         P.append(f"<tr><td>{e(m['name'])}</td><td class='num'>{_span(page, f'mitigation-{i}-collisions-per-hour')}"
                  f"</td><td class='num'>{_ci(m['collisions_per_hour_ci'])}</td>"
                  f"<td class='num'>{fmt_num(m['closed_form_collisions_per_hour'])}</td>"
-                 f"<td class='num'>{_change(m['change_vs_today'])}</td><td class='small'>{e(m['cost'])}"
+                 + (f"<td class='num'>{fmt_num(m.get('delayed_connects_per_hour'))}</td>"
+                    if show_delays else "")
+                 + f"<td class='num'>{_change(m['change_vs_today'])}</td><td class='small'>{e(m['cost'])}"
                  + (f" Allocation failures: {m['allocation_failures']:,}." if m["allocation_failures"] else "")
                  + "</td></tr>")
     P.append("</table><p class='small'>More NAT IPs help only if the NAT spreads one client's connections "
@@ -449,6 +571,10 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
                   "Collisions per hour against the connection rate (today marked)"))
     P.append(_img("sensitivity_lifetime", pngs["sensitivity_lifetime"],
                   "Collisions per hour against the mean connection lifetime (today marked)"))
+    for key in ("traffic.rate", "traffic.duration.mean"):
+        note = data["sensitivity"][key].get("note")
+        if note:
+            P.append(f"<p class='small'>{e(key)}: {e(note)}.</p>")
     P.append(_img("survival", pngs["survival"], "Survival curve: time to the first reset"))
     # 5. ports
     pt = data["ports"]
@@ -480,6 +606,11 @@ def _change(x) -> str:
     return ("+" if x > 0 else "−" if x < 0 else "") + f"{fmt_num(abs(x) * 100)} %"
 
 
+def _head_at(lines: list) -> int:
+    """Where the mitigation table's header starts (bullets go just before its blank line)."""
+    return lines.index("| change | collisions / hour | 95 % | closed form | vs today | cost |") - 1
+
+
 def render_md(data: dict, page: dict) -> str:
     v = data["verdict"]
     cf = v["closed_form_collisions_per_hour"]
@@ -500,6 +631,16 @@ def render_md(data: dict, page: dict) -> str:
         lines.append(f"| {m['name']} | {fmt_num(m['collisions_per_hour'])} | {_ci(m['collisions_per_hour_ci'])} | "
                      f"{fmt_num(m['closed_form_collisions_per_hour'])} | {_change(m['change_vs_today'])} | "
                      f"{m['cost']} |")
+    ps = v.get("p_reset_schedule")
+    if ps:
+        lines[_head_at(lines):_head_at(lines)] = [f"- Over the window as scheduled ({fmt_duration(ps['seconds'])}): expected "
+                        f"{page['expected-resets-schedule']['text']} resets, P(≥ 1) "
+                        f"{page['p-reset-schedule']['text']}"]
+    dl = data.get("delays")
+    if dl:
+        lines[_head_at(lines):_head_at(lines)] = [f"- Delayed connects: {page['delayed-connects-per-hour']['text']} per hour; "
+                        f"connect delay p50 {page['connect-delay-p50']['text']}, p99 "
+                        f"{page['connect-delay-p99']['text']}"]
     lines += ["", f"Reproduce: `{data['computed']['command']}`", ""]
     return "\n".join(lines)
 

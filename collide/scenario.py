@@ -26,7 +26,10 @@ DISTRIBUTIONS = {"exponential": ("mean",), "fixed": ("mean",), "lognormal": ("me
 ALLOCATORS = ("random", "sequential", "linux", "eim")
 IP_CHOICES = ("per-connection", "per-client")
 NODE_CHOICES = ("per-connection", "sticky")
-OUTCOMES = ("reset-existing", "fail-new", "count")
+OUTCOMES = ("reset-existing", "fail-new", "count", "delay-new")
+KERNELS = ("modern", "pre-6.4", "pre-3.6")
+#: Linux's SYN retransmission times after the first SYN (initial RTO 1 s, doubling; 6 retries).
+SYN_RETRIES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 
 class ScenarioError(ValueError):
@@ -183,6 +186,19 @@ class LoadBalancer:
     targets: int | tuple[int, ...] = 6
     cross_zone: bool = True
     client_ip_preservation: bool = True
+    balancers: int = 1                       # load balancers (entry points) sharing the targets
+    balancer_weights: tuple[float, ...] = ()  # share of connections per balancer; empty: uniform
+
+    @property
+    def total_nodes(self) -> int:
+        """Nodes of all balancers; node e is node e % nodes (its zone) of balancer e // nodes."""
+        return self.balancers * self.nodes
+
+    @property
+    def all_weights(self) -> tuple[float, ...]:
+        """Per-connection probability of each of the total_nodes nodes."""
+        bw = self.balancer_weights or tuple(1.0 / self.balancers for _ in range(self.balancers))
+        return tuple(b * w for b in bw for w in self.weights)
 
     @property
     def zone_targets(self) -> tuple[int, ...]:
@@ -206,6 +222,15 @@ class Target:
     time_wait: float = 60.0
     server_close_fraction: float = 0.0
     on_collision: str = "reset-existing"
+    kernel: str = "modern"
+    syn_retries: tuple[float, ...] = SYN_RETRIES
+    challenge_ack_limit: int = 0        # challenge ACKs per second; 0 = unlimited
+
+    @property
+    def delays(self) -> bool:
+        """Whether a collision can leave the new connection retrying (docs/model-fidelity.md)."""
+        return (self.on_collision == "delay-new" or self.kernel != "modern"
+                or self.challenge_ack_limit > 0)
 
 
 _SECTIONS = {"traffic": Traffic, "nat": Nat, "load_balancer": LoadBalancer, "target": Target}
@@ -400,7 +425,21 @@ def _load_balancer(d: Mapping) -> LoadBalancer:
         if not cross_zone and targets < nodes:
             _fail("load_balancer.targets", targets,
                   f"with cross_zone = false every zone needs a target: at least nodes ({nodes})")
+    balancers = _integer("load_balancer.balancers", d.get("balancers", 1), ge=1, le=64)
+    bweights = d.get("balancer_weights", [])
+    if not isinstance(bweights, (list, tuple)):
+        _fail("load_balancer.balancer_weights", bweights, "must be a list of numbers (empty: uniform)")
+    bweights = tuple(_number("load_balancer.balancer_weights", w, ge=0) for w in bweights)
+    if bweights:
+        if len(bweights) != balancers:
+            _fail("load_balancer.balancer_weights", list(bweights),
+                  f"must have one weight per balancer ({balancers}), or be empty for uniform")
+        if abs(sum(bweights) - 1.0) > 1e-9:
+            _fail("load_balancer.balancer_weights", list(bweights), "must sum to 1")
+    if balancers * nodes > 256:
+        _fail("load_balancer.balancers", balancers, f"balancers x nodes must be <= 256 (nodes = {nodes})")
     return LoadBalancer(
+        balancers=balancers, balancer_weights=bweights,
         nodes=nodes, node_weights=weights,
         node_choice=_choice("load_balancer.node_choice", d.get("node_choice", "per-connection"),
                             NODE_CHOICES),
@@ -416,7 +455,29 @@ def _target(d: Mapping) -> Target:
                   server_close_fraction=_number("target.server_close_fraction",
                                                 d.get("server_close_fraction", 0.0), ge=0, le=1),
                   on_collision=_choice("target.on_collision", d.get("on_collision", "reset-existing"),
-                                       OUTCOMES))
+                                       OUTCOMES),
+                  kernel=_choice("target.kernel", d.get("kernel", "modern"), KERNELS),
+                  syn_retries=_syn_retries(d.get("syn_retries", list(SYN_RETRIES))),
+                  challenge_ack_limit=_challenge_limit(d.get("challenge_ack_limit", 0)))
+
+
+def _syn_retries(value: Any) -> tuple[float, ...]:
+    key = "target.syn_retries"
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 16:
+        _fail(key, value, "must be a list of 1 to 16 retry times in seconds after the first SYN")
+    out = tuple(_number(key, v, gt=0) for v in value)
+    if any(b <= a for a, b in zip(out, out[1:])):
+        _fail(key, list(value), "must be strictly increasing")
+    return out
+
+
+def _challenge_limit(value: Any) -> int:
+    key = "target.challenge_ack_limit"
+    if value == "unlimited":
+        return 0
+    if isinstance(value, str):
+        _fail(key, value, 'must be a number of challenge ACKs per second, or "unlimited" (0)')
+    return _integer(key, value, ge=0, le=2_147_483_647)
 
 
 @dataclass(frozen=True)
@@ -517,8 +578,19 @@ class Scenario:
                               "targets": list(lb.targets) if isinstance(lb.targets, tuple)
                               else lb.targets,
                               "cross_zone": lb.cross_zone,
-                              "client_ip_preservation": lb.client_ip_preservation},
-            "target": dataclasses.asdict(tg),
+                              "client_ip_preservation": lb.client_ip_preservation,
+                              # shown only when used, so single-balancer files stay DESIGN §4.1
+                              **({"balancers": lb.balancers,
+                                  "balancer_weights": list(lb.balancer_weights)}
+                                 if lb.balancers > 1 or lb.balancer_weights else {})},
+            "target": {"time_wait": tg.time_wait, "server_close_fraction": tg.server_close_fraction,
+                       "on_collision": tg.on_collision,
+                       # shown only when used, so files without them stay DESIGN §4.1
+                       **({"kernel": tg.kernel} if tg.kernel != "modern" else {}),
+                       **({"syn_retries": list(tg.syn_retries)}
+                          if tg.syn_retries != SYN_RETRIES else {}),
+                       **({"challenge_ack_limit": tg.challenge_ack_limit}
+                          if tg.challenge_ack_limit else {})},
         }
 
     def to_toml(self) -> str:
@@ -541,16 +613,27 @@ class Scenario:
         return "\n".join(lines)
 
     def get(self, dotted: str) -> Any:
-        """The value of a dotted key, e.g. ``s.get("traffic.rate")``."""
+        """The value of a dotted key, e.g. ``s.get("traffic.rate")``; keys that `to_dict` leaves
+        out at their defaults (balancers, schedule, kernel settings) are read from the fields."""
+        parts = ALIASES.get(dotted, dotted).split(".")
         node: Any = self.to_dict()
-        for p in ALIASES.get(dotted, dotted).split("."):
-            node = node[p]
-        return node
+        try:
+            for p in parts:
+                node = node[p]
+            return node
+        except KeyError:
+            pass
+        obj: Any = self
+        for p in parts:
+            if not dataclasses.is_dataclass(obj) or p not in {f.name for f in dataclasses.fields(obj)}:
+                raise KeyError(dotted)
+            obj = getattr(obj, p)
+        return list(obj) if isinstance(obj, tuple) else obj
 
     # -- derived quantities used by the engine and the closed forms ------------------------------
     @property
     def destinations(self) -> int:
-        return self.nat.ips * self.load_balancer.nodes
+        return self.nat.ips * self.load_balancer.total_nodes
 
     @property
     def mean_live(self) -> float:
@@ -562,7 +645,7 @@ class Scenario:
 
 
 def all_keys() -> list[str]:
-    return [f"{s}.{k}" for s, table in Scenario().to_dict().items() for k in table] + \
+    return [f"{s}.{f.name}" for s, cls in _SECTIONS.items() for f in dataclasses.fields(cls)] + \
         ["traffic.duration.mean", "traffic.duration.dist", "traffic.duration.sigma",
          "traffic.duration.alpha", "traffic.duration.file", "traffic.duration.column",
          "traffic.schedule"]

@@ -40,6 +40,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import dataclasses
 import math
 import os
 import signal
@@ -65,7 +66,8 @@ METRIC_COLUMNS = (
     "collision_probability_ci_low", "collision_probability_ci_high", "collisions_per_hour",
     "expected_collisions", "expected_collisions_se", "first_collision_s",
     "peak_live_per_destination", "analytic_collision_probability", "analytic_collisions_per_hour",
-    "analytic_form",
+    "analytic_form", "delayed_connects", "pending_connects", "connect_delay_p50_s",
+    "connect_delay_p99_s",
 )
 #: After the metrics: pooled replicates, the point's seed, the horizon each replicate measured, the
 #: achieved relative error of the collision rate, wall time.
@@ -326,7 +328,14 @@ def _pool(scenario: Scenario, results: list) -> dict:
     R = len(results)
     total = {k: sum(getattr(x, k) for x in results)
              for k in ("connections", "established", "allocation_failures", "failed_connects",
-                       "collisions", "reset_victims", "time_wait_hits", "pairs")}
+                       "collisions", "reset_victims", "time_wait_hits", "pairs", "delayed_connects",
+                       "pending_connects")}
+    # connect delays take only the SYN schedule's values: pool the histograms, then the quantiles
+    hist: dict = {}
+    for x in results:
+        for delay, count in x.connect_delay_histogram:
+            hist[delay] = hist.get(delay, 0) + count
+    pooled = dataclasses.replace(results[0], connect_delay_histogram=tuple(sorted(hist.items())))
     ex = [x.expected_collisions for x in results]
     se = [x.expected_collisions_se for x in results]
     conn, coll = total["connections"], total["collisions"]
@@ -346,6 +355,8 @@ def _pool(scenario: Scenario, results: list) -> dict:
         "analytic_collision_probability": a.collision_probability if a else None,
         "analytic_collisions_per_hour": a.collisions_per_hour if a else None,
         "analytic_form": a.form if a else None,
+        "connect_delay_p50_s": pooled.connect_delay_p50_s,
+        "connect_delay_p99_s": pooled.connect_delay_p99_s,
         "replicates": R, "horizon_s": horizon,
     })
     return row

@@ -57,6 +57,20 @@ CASES = {
         "traffic.duration": {"dist": "empirical", "file": EXAMPLE_CSV, "column": "duration_s"},
         "traffic.schedule": [[0, 30.0], [20.0, 90.0]], "target.on_collision": "fail-new",
         "target.server_close_fraction": 0.5, "nat.allocator": "sequential"},
+    # issue 7: delayed connects (item 1) and target kernels (item 5)
+    "delay-new": {"target.on_collision": "delay-new"},
+    "delay-new-time-wait-fail": {"target.on_collision": "delay-new", "target.syn_retries": [0.5, 1.5],
+                                 "target.server_close_fraction": 0.6, "target.time_wait": 4.0,
+                                 "traffic.duration": {"dist": "lognormal", "mean": 6.0, "sigma": 1.2}},
+    "pre-3.6": {"target.kernel": "pre-3.6", "target.server_close_fraction": 0.5},
+    "pre-6.4": {"target.kernel": "pre-6.4", "nat.allocator": "sequential"},
+    "challenge-ack-limit": {"target.challenge_ack_limit": 1, "traffic.rate": 60.0,
+                            "target.on_collision": "fail-new", "nat.reuse_delay": 0.5},
+    "delays-schedule-empirical": {
+        "traffic.duration": {"dist": "empirical", "file": EXAMPLE_CSV, "column": "duration_s"},
+        "traffic.schedule": [[0, 30.0], [20.0, 90.0]], "target.on_collision": "delay-new",
+        "target.challenge_ack_limit": 2, "target.server_close_fraction": 0.5,
+        "target.syn_retries": [1, 2, 3, 4, 6, 10], "load_balancer.node_weights": [0.2, 0.5, 0.3]},
 }
 
 
@@ -64,7 +78,8 @@ def _counts(r):
     d = r.to_dict()
     keys = ("connections", "established", "allocation_failures", "failed_connects", "collisions",
             "reset_victims", "time_wait_hits", "pairs", "peak_live_per_destination",
-            "first_collision_s", "expected_collisions")
+            "first_collision_s", "expected_collisions", "delayed_connects", "pending_connects",
+            "connect_delay_histogram")
     return {k: d[k] for k in keys}
 
 
@@ -76,7 +91,8 @@ def test_three_backends_identical(name):
     assert results["python"] == results["numba"] == results["cython"], results
     c = results["cython"]
     assert c["connections"] > 500
-    assert c["connections"] == c["established"] + c["allocation_failures"] + c["failed_connects"]
+    assert c["connections"] == c["established"] + c["allocation_failures"] + c["failed_connects"] \
+        + c["pending_connects"]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2**63 - 1])
@@ -138,7 +154,9 @@ scenario_strategy = st.fixed_dictionaries({
     "load_balancer.client_ip_preservation": st.booleans(),
     "target.server_close_fraction": st.sampled_from([0.0, 0.5, 1.0]),
     "target.time_wait": st.floats(0.0, 5.0),
-    "target.on_collision": st.sampled_from(["reset-existing", "fail-new", "count"]),
+    "target.on_collision": st.sampled_from(["reset-existing", "fail-new", "count", "delay-new"]),
+    "target.kernel": st.sampled_from(["modern", "modern", "pre-6.4", "pre-3.6"]),
+    "target.challenge_ack_limit": st.sampled_from([0, 0, 1, 3]),
 })
 
 
@@ -150,7 +168,8 @@ def test_property_backends_agree(overrides, seed):
     b = _counts(simulate(s, seed=seed, backend="numba"))
     c = _counts(simulate(s, seed=seed, backend="cython"))
     assert a == b == c
-    assert c["connections"] == c["established"] + c["allocation_failures"] + c["failed_connects"]
+    assert c["connections"] == c["established"] + c["allocation_failures"] + c["failed_connects"] \
+        + c["pending_connects"]
 
 
 def test_chunking_does_not_change_counts():

@@ -89,7 +89,9 @@ def format_table(r: dict) -> str:
         f"  first SYNs on a TIME_WAIT 4-tuple at the target (server closed first) {r['time_wait_hits']}",
     ]
     if r["collision_connect_s_median"] is not None:
-        lines.append(f"  median connect time of colliding connects {r['collision_connect_s_median']:.2f} s")
+        lines.append(f"  median connect time of colliding connects {r['collision_connect_s_median']:.2f} s"
+                     + (f" (model, delay-new with Linux SYN retries: {r['model_connect_delay_p50_s']:g} s)"
+                        if r.get("model_connect_delay_p50_s") is not None else ""))
     for n in r["notes"]:
         lines.append(f"note: {n}")
     return "\n".join(lines)

@@ -84,11 +84,33 @@ def model_scenario(s, *, rate: float, seconds: float, port_min: int, port_max: i
     })
 
 
+#: The lab's clients retransmit an unanswered SYN after 1, 3, 7, 15, 31 and 63 s (Linux: initial RTO
+#: 1 s, doubling), which is what `target.syn_retries` means for these hosts.
+LINUX_SYN_RETRIES = [1.0, 3.0, 7.0, 15.0, 31.0, 63.0]
+
+
+def model_delay_p50(m, *, seeds: int = 4, seed: int = 1) -> float | None:
+    """The model's median connect delay of colliding connects under `delay-new` (the challenge ACK
+    goes to the older flow, as routed here), pooled over a few seeds."""
+    from .. import simulate
+    d = m.replace({"target.on_collision": "delay-new", "target.syn_retries": LINUX_SYN_RETRIES})
+    hist: dict[float, int] = {}
+    for r in range(seeds):
+        for delay, count in simulate(d, seed=seed * 1000 + r).connect_delay_histogram:
+            hist[delay] = hist.get(delay, 0) + count
+    total, acc = sum(hist.values()), 0
+    for delay in sorted(hist):
+        acc += hist[delay]
+        if 2 * acc >= total:
+            return delay
+    return None
+
+
 def predict(m, *, sim_seeds: int = 4, seed: int = 1) -> dict:
     """Analytic cold-start expectation, and the engine's mean over a few seeds where it exists."""
     from ..analytic import analytic
     out = {"analytic": None, "analytic_form": None, "simulated_mean": None, "simulated_expected": None,
-           "simulated_seeds": 0, "simulate_error": None}
+           "simulated_seeds": 0, "simulate_error": None, "delay_p50": None}
     a = analytic(m)
     if a is not None:
         out["analytic"] = a.expected_collisions
@@ -108,6 +130,7 @@ def predict(m, *, sim_seeds: int = 4, seed: int = 1) -> dict:
         out["simulated_mean"] = sum(cols) / len(cols)
         out["simulated_expected"] = sum(exps) / len(exps) if exps else None
         out["simulated_seeds"] = sim_seeds
+        out["delay_p50"] = model_delay_p50(m, seeds=sim_seeds, seed=seed)
     except Exception as exc:      # noqa: BLE001  (a prediction detail must not lose a lab run)
         out["simulate_error"] = f"{type(exc).__name__}: {exc}"
     return out
@@ -393,6 +416,7 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
         "collisions_by_client_outcome": c.collisions_by_outcome,
         "collision_connect_s_median": (sorted(c.collision_connect_s)[len(c.collision_connect_s) // 2]
                                        if c.collision_connect_s else None),
+        "model_connect_delay_p50_s": pred.get("delay_p50"),
         "examples": c.examples,
         "rate": s.traffic.rate,
         "rate_driven": round(achieved, 3),
