@@ -71,6 +71,13 @@ CASES = {
         "traffic.schedule": [[0, 30.0], [20.0, 90.0]], "target.on_collision": "delay-new",
         "target.challenge_ack_limit": 2, "target.server_close_fraction": 0.5,
         "target.syn_retries": [1, 2, 3, 4, 6, 10], "load_balancer.node_weights": [0.2, 0.5, 0.3]},
+    # issue 7, every item at once: shared targets (item 2) with the others
+    "every-fidelity-item": {
+        "traffic.duration": {"dist": "empirical", "file": EXAMPLE_CSV, "column": "duration_s"},
+        "traffic.schedule": [[0, 25.0], [20.0, 70.0]], "target.on_collision": "delay-new",
+        "target.challenge_ack_limit": 2, "target.server_close_fraction": 0.5,
+        "load_balancer.balancers": 2, "load_balancer.balancer_weights": [0.6, 0.4],
+        "load_balancer.cross_zone": False, "load_balancer.targets": [1, 2, 2], "nat.ips": 2},
 }
 
 
