@@ -400,19 +400,23 @@ def _nat(d: Mapping) -> Nat:
                reuse_delay=_number("nat.reuse_delay", d.get("reuse_delay", 0.0), ge=0))
 
 
+def _weights(key: str, value: Any, count: int, what: str) -> tuple[float, ...]:
+    """A list of `count` non-negative weights summing to 1, or empty for uniform."""
+    if not isinstance(value, (list, tuple)):
+        _fail(key, value, "must be a list of numbers (empty: uniform)")
+    weights = tuple(_number(key, w, ge=0) for w in value)
+    if weights:
+        if len(weights) != count:
+            _fail(key, list(weights), f"must have one weight per {what} ({count}), or be empty for uniform")
+        if abs(sum(weights) - 1.0) > 1e-9:
+            _fail(key, list(weights), "must sum to 1")
+    return weights
+
+
 def _load_balancer(d: Mapping) -> LoadBalancer:
     _check_keys("load_balancer.", d, [f.name for f in dataclasses.fields(LoadBalancer)])
     nodes = _integer("load_balancer.nodes", d.get("nodes", 3), ge=1, le=64)
-    weights = d.get("node_weights", [])
-    if not isinstance(weights, (list, tuple)):
-        _fail("load_balancer.node_weights", weights, "must be a list of numbers (empty: uniform)")
-    weights = tuple(_number("load_balancer.node_weights", w, ge=0) for w in weights)
-    if weights:
-        if len(weights) != nodes:
-            _fail("load_balancer.node_weights", list(weights),
-                  f"must have one weight per node ({nodes}), or be empty for uniform")
-        if abs(sum(weights) - 1.0) > 1e-9:
-            _fail("load_balancer.node_weights", list(weights), "must sum to 1")
+    weights = _weights("load_balancer.node_weights", d.get("node_weights", []), nodes, "node")
     cross_zone = _boolean("load_balancer.cross_zone", d.get("cross_zone", True))
     targets = d.get("targets", 6)
     if isinstance(targets, (list, tuple)):
@@ -426,16 +430,8 @@ def _load_balancer(d: Mapping) -> LoadBalancer:
             _fail("load_balancer.targets", targets,
                   f"with cross_zone = false every zone needs a target: at least nodes ({nodes})")
     balancers = _integer("load_balancer.balancers", d.get("balancers", 1), ge=1, le=64)
-    bweights = d.get("balancer_weights", [])
-    if not isinstance(bweights, (list, tuple)):
-        _fail("load_balancer.balancer_weights", bweights, "must be a list of numbers (empty: uniform)")
-    bweights = tuple(_number("load_balancer.balancer_weights", w, ge=0) for w in bweights)
-    if bweights:
-        if len(bweights) != balancers:
-            _fail("load_balancer.balancer_weights", list(bweights),
-                  f"must have one weight per balancer ({balancers}), or be empty for uniform")
-        if abs(sum(bweights) - 1.0) > 1e-9:
-            _fail("load_balancer.balancer_weights", list(bweights), "must sum to 1")
+    bweights = _weights("load_balancer.balancer_weights", d.get("balancer_weights", []), balancers,
+                        "balancer")
     if balancers * nodes > 256:
         _fail("load_balancer.balancers", balancers, f"balancers x nodes must be <= 256 (nodes = {nodes})")
     return LoadBalancer(
