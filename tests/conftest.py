@@ -27,6 +27,10 @@ def small_scenario():
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:                  # notebooks (nbmake) run with the slow set
+        if str(item.fspath).endswith(".ipynb"):
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.notebooks)
     if os.environ.get("COLLIDE_SKIP_NUMBA"):
         skip = pytest.mark.skip(reason="COLLIDE_SKIP_NUMBA set")
         for item in items:

@@ -16,6 +16,8 @@ from collide.scenario import Scenario
 
 from .test_report import _png_size, _Spans
 
+pytestmark = pytest.mark.slow   # full reports: ~20 s together
+
 LIFETIMES = Path(collide.__file__).parent / "scenarios" / "lifetimes-example.csv"
 
 
