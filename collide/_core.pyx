@@ -687,15 +687,7 @@ cdef class Engine:
                     self.si[S_TWHITS] += 1
         if measure:
             self.si[S_EST] += 1
-        self.si[S_SERIAL] += 1
-        self.si[S_FREE_TOP] -= 1
-        c = self.ids[self.si[S_FREE_TOP]]
-        self.c_dest[c] = <int32_t>d
-        self.c_port[c] = <int32_t>p
-        self.c_tgt[c] = <int32_t>target
-        self.c_close[c] = 1 if close else 0
-        self.c_end[c] = t + life
-        self.c_serial[c] = self.si[S_SERIAL]
+        c = self.new_record(d, p, target, close, t + life)
         if self.track:
             self.holder_changed(d, p, target, 1)
         self.slot[base + j] = c
@@ -708,6 +700,21 @@ cdef class Engine:
         self.heap_push(c)
 
     # -- delayed connects -------------------------------------------------------------------------
+    cdef inline int32_t new_record(self, int64_t d, int64_t p, int64_t target, bint close,
+                                   double end) noexcept nogil:
+        """A connection record from the free-id stack, with the next serial (heap tie-break)."""
+        cdef int32_t c
+        self.si[S_SERIAL] += 1
+        self.si[S_FREE_TOP] -= 1
+        c = self.ids[self.si[S_FREE_TOP]]
+        self.c_dest[c] = <int32_t>d
+        self.c_port[c] = <int32_t>p
+        self.c_tgt[c] = <int32_t>target
+        self.c_close[c] = 1 if close else 0
+        self.c_end[c] = end
+        self.c_serial[c] = self.si[S_SERIAL]
+        return c
+
     cdef bint challenge_ack(self, double t) noexcept nogil:
         cdef int64_t sec = <int64_t>floor(t)
         if sec != self.si[S_CA_SEC]:
@@ -723,15 +730,7 @@ cdef class Engine:
         cdef int32_t c
         if measure:
             self.si[S_PENDING] += 1
-        self.si[S_SERIAL] += 1
-        self.si[S_FREE_TOP] -= 1
-        c = self.ids[self.si[S_FREE_TOP]]
-        self.c_dest[c] = <int32_t>d
-        self.c_port[c] = <int32_t>p
-        self.c_tgt[c] = <int32_t>target
-        self.c_close[c] = 1 if close else 0
-        self.c_end[c] = t + self.xa[self.syn_off]
-        self.c_serial[c] = self.si[S_SERIAL]
+        c = self.new_record(d, p, target, close, t + self.xa[self.syn_off])
         self.c_t0[c] = t
         self.c_life[c] = life
         self.c_retry[c] = 0

@@ -554,15 +554,7 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
                 si[T.TWHITS] += 1
     if measure:
         si[T.EST] += 1
-    si[T.SERIAL] += 1
-    si[T.FREE_TOP] -= 1
-    c = S[IDS][si[T.FREE_TOP]]
-    S[C_DEST][c] = d
-    S[C_PORT][c] = p
-    S[C_TGT][c] = target
-    S[C_CLOSE][c] = 1 if close else 0
-    S[C_END][c] = t + life
-    S[C_SERIAL][c] = si[T.SERIAL]
+    c = new_record(S, d, p, target, close, t + life)
     if tracking(pi):
         holder_changed(S, pi, d, p, target, 1)
     slot[base + j] = c
@@ -576,6 +568,22 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
 
 
 # -- delayed connects ----------------------------------------------------------------------------------
+@jit
+def new_record(S, d, p, target, close, end):
+    """A connection record from the free-id stack, with the next serial (heap tie-break)."""
+    si = S[SI]
+    si[T.SERIAL] += 1
+    si[T.FREE_TOP] -= 1
+    c = S[IDS][si[T.FREE_TOP]]
+    S[C_DEST][c] = d
+    S[C_PORT][c] = p
+    S[C_TGT][c] = target
+    S[C_CLOSE][c] = 1 if close else 0
+    S[C_END][c] = end
+    S[C_SERIAL][c] = si[T.SERIAL]
+    return c
+
+
 @jit
 def challenge_ack(S, pi, t):
     si = S[SI]
@@ -599,15 +607,7 @@ def start_pending(S, pi, xa, d, p, target, close, t, life, measure):
     si = S[SI]
     if measure:
         si[T.PENDING] += 1
-    si[T.SERIAL] += 1
-    si[T.FREE_TOP] -= 1
-    c = S[IDS][si[T.FREE_TOP]]
-    S[C_DEST][c] = d
-    S[C_PORT][c] = p
-    S[C_TGT][c] = target
-    S[C_CLOSE][c] = 1 if close else 0
-    S[C_END][c] = t + syn_at(pi, xa, 0)
-    S[C_SERIAL][c] = si[T.SERIAL]
+    c = new_record(S, d, p, target, close, t + syn_at(pi, xa, 0))
     S[C_T0][c] = t
     S[C_LIFE][c] = life
     S[C_RETRY][c] = 0
