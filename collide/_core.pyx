@@ -6,7 +6,7 @@ Directives are set once in setup.py (COLLIDE_DEBUG=1 turns bounds checks on).
 """
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.math cimport log, exp, sqrt, cos, floor, INFINITY, M_PI
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t, uint16_t
 from numpy.random cimport bitgen_t
 
 import numpy as np
@@ -15,6 +15,52 @@ from . import _params as C
 from . import _state as T
 
 cdef double TWO53 = 1.0 / 9007199254740992.0
+
+# PCG64 inlined: the same 128-bit LCG step and XSL-RR output as NumPy's PCG64, so the words are the
+# ones `PCG64.random_raw()` gives. The state is read from the public `bit_generator.state` when a
+# kernel starts and written back when it returns; where the compiler has no 128-bit integers (or the
+# bit generator is not PCG64) the kernels call the `bitgen_t` function pointer instead.
+cdef extern from *:
+    """
+    #if defined(__SIZEOF_INT128__)
+    #define COLLIDE_PCG_INLINE 1
+    typedef struct { unsigned __int128 state, inc; } collide_pcg64;
+    static inline uint64_t collide_pcg64_next(collide_pcg64 *r) {
+        const unsigned __int128 mult =
+            ((unsigned __int128)0x2360ED051FC65DA4ULL << 64) | 0x4385DF649FCCF645ULL;
+        uint64_t x;
+        unsigned rot;
+        r->state = r->state * mult + r->inc;
+        x = (uint64_t)(r->state >> 64) ^ (uint64_t)r->state;
+        rot = (unsigned)(r->state >> 122);
+        return (x >> rot) | (x << ((-rot) & 63u));
+    }
+    static inline void collide_pcg64_set(collide_pcg64 *r, uint64_t shi, uint64_t slo,
+                                         uint64_t ihi, uint64_t ilo) {
+        r->state = ((unsigned __int128)shi << 64) | slo;
+        r->inc = ((unsigned __int128)ihi << 64) | ilo;
+    }
+    static inline uint64_t collide_pcg64_word(collide_pcg64 *r, int i) {
+        return i == 0 ? (uint64_t)(r->state >> 64) : (uint64_t)r->state;
+    }
+    #else
+    #define COLLIDE_PCG_INLINE 0
+    typedef struct { uint64_t unused; } collide_pcg64;
+    static inline uint64_t collide_pcg64_next(collide_pcg64 *r) { return 0; }
+    static inline void collide_pcg64_set(collide_pcg64 *r, uint64_t shi, uint64_t slo,
+                                         uint64_t ihi, uint64_t ilo) {}
+    static inline uint64_t collide_pcg64_word(collide_pcg64 *r, int i) { return 0; }
+    #endif
+    """
+    int COLLIDE_PCG_INLINE
+    ctypedef struct collide_pcg64:
+        pass
+    uint64_t collide_pcg64_next(collide_pcg64 *r) nogil
+    void collide_pcg64_set(collide_pcg64 *r, uint64_t shi, uint64_t slo, uint64_t ihi,
+                           uint64_t ilo) nogil
+    uint64_t collide_pcg64_word(collide_pcg64 *r, int i) nogil
+
+cdef object M64 = (1 << 64) - 1
 
 # parameter indices (mirrors _params.py; checked at import below)
 DEF K = 0
@@ -76,39 +122,59 @@ DEF S_DELAYED = 19
 DEF S_PENDING = 20
 DEF S_CA_SEC = 21
 DEF S_CA_USED = 22
+DEF S_LIVE_N = 23
 DEF F_NEXT_ARR = 0
 DEF F_FIRST = 1
+DEF F_END_E = 2
+DEF F_END_T0 = 3
+DEF HELD = -2
+# connection records: REC int32 per connection, one record in half a cache line
+DEF REC = 8
+DEF R_DEST = 0
+DEF R_PORT = 1
+DEF R_TGT = 2
+DEF R_CLOSE = 3
+DEF R_POS = 4
+DEF R_RETRY = 5
+DEF R_MEAS = 6
+DEF DEAD = -2          # R_POS of a reset connection whose heap entry is still queued
+DEF UNLISTED = 0xFFFF
 DEF LINUX_EPOCH_S = 10.0
 
 assert (C.NEED_CLIENT, C.T_END, T.SKIPPED, T.FIRST) == (NEED_CLIENT, T_END, S_SKIPPED, F_FIRST)
 assert (C.EMP_N, C.SCHED_N) == (EMP_N, SCHED_N)
 assert (C.SYN_N, C.CA_LIMIT, T.DELAYED, T.PENDING, T.CA_SEC, T.CA_USED) == \
     (SYN_N, CA_LIMIT, S_DELAYED, S_PENDING, S_CA_SEC, S_CA_USED)
+assert (T.LIVE_N, T.END_E, T.END_T0, T.HELD, T.UNLISTED) == \
+    (S_LIVE_N, F_END_E, F_END_T0, HELD, UNLISTED)
+assert (T.REC, T.R_DEST, T.R_PORT, T.R_TGT, T.R_CLOSE, T.R_POS, T.R_RETRY, T.R_MEAS, T.DEAD) == \
+    (REC, R_DEST, R_PORT, R_TGT, R_CLOSE, R_POS, R_RETRY, R_MEAS, DEAD)
 
 
 cdef class Engine:
     """One run's state and kernels. Built by `collide.engine` from `_state.new_state` arrays."""
     cdef bitgen_t *rng
     cdef object bit_generator
+    cdef collide_pcg64 pcg
+    cdef bint inline_rng
     cdef int64_t[::1] pi, zs, zc
     cdef double[::1] pf, wcum, xa
     cdef int64_t emp_n, sched_n
     cdef int64_t[::1] si, live, cursor, lin_epoch, lin_off, lin_pert, est_sum, free_n
     cdef double[::1] sf
-    cdef int32_t[::1] slot, free, fpos
-    cdef int32_t[::1] c_dest, c_port, c_tgt, c_close, ids, heap, ntl
+    cdef int32_t[::1] ptab, llist, dense
+    cdef uint16_t[::1] free, fpos
+    cdef int32_t[::1] crec, ids, heap, ntl
     cdef double[::1] c_end, cl_exp, tw_exp, twq_exp, cq_at, batches
-    cdef int64_t[::1] c_serial, c_hpos, cl_node, tw_key, twq_key, cq_dp
-    cdef int32_t[::1] stgt
+    cdef int64_t[::1] c_serial, cl_node, tw_key, twq_key, cq_dp
     cdef double[::1] hkey
     cdef double[::1] c_t0, c_life
-    cdef int32_t[::1] c_retry, c_meas
     cdef int64_t[::1] dhist
     cdef int64_t syn_n, syn_off, ca_limit
     # parameters cached in C fields at init (no memoryview indexing in the hot loop)
     cdef int64_t n, Pn, k, nb_targets, alloc, dist, limit, clients, nbatch, node_limit
     cdef bint need_client, ip_per_client, sticky, cross, cip, weighted, estimate, tw_on, cool_on
-    cdef bint track
+    cdef bint track, memoryless
     cdef double rate, mean, mu, sigma, xm, alpha, dns_ttl, tw, scf, reuse, t_measure, t_end
     cdef int tw_shift
 
@@ -116,6 +182,7 @@ cdef class Engine:
         self.bit_generator = bit_generator
         capsule = bit_generator.capsule
         self.rng = <bitgen_t *> PyCapsule_GetPointer(capsule, "BitGenerator")
+        self.inline_rng = COLLIDE_PCG_INLINE != 0 and type(bit_generator) is np.random.PCG64
         self.pi, self.pf, self.zs, self.zc, self.wcum = pi, pf, zs, zc, wcum
         # variable-length parameters (layout in _params.extra_array); never empty as a buffer
         self.xa = xa if xa.size else np.zeros(1, np.float64)
@@ -130,6 +197,7 @@ cdef class Engine:
         self.cross, self.cip, self.weighted = pi[CROSS] != 0, pi[CIP] != 0, pi[WEIGHTED] != 0
         self.estimate, self.tw_on, self.cool_on = pi[ESTIMATE] != 0, pi[TW_ON] != 0, pi[COOL_ON] != 0
         self.track = self.estimate and self.alloc == 0 and self.cross and self.cip and self.n > 1
+        self.memoryless = self.dist == 0
         self.rate, self.mean, self.mu, self.sigma = pf[RATE], pf[MEAN], pf[MU], pf[SIGMA]
         self.xm, self.alpha, self.dns_ttl, self.tw = pf[XM], pf[ALPHA], pf[DNS_TTL], pf[TW]
         self.scf, self.reuse, self.t_measure, self.t_end = pf[SCF], pf[REUSE], pf[T_MEASURE], \
@@ -140,61 +208,100 @@ cdef class Engine:
         """(Re)attach the state arrays, e.g. after `_state.grow` replaced some."""
         self.si, self.sf, self.live, self.cursor = s["si"], s["sf"], s["live"], s["cursor"]
         self.lin_epoch, self.lin_off, self.lin_pert = s["lin_epoch"], s["lin_off"], s["lin_pert"]
-        self.est_sum, self.free_n, self.slot = s["est_sum"], s["free_n"], s["slot"]
-        self.free, self.fpos = s["free"], s["fpos"]
-        self.c_dest, self.c_port, self.c_tgt, self.c_close = s["c_dest"], s["c_port"], \
-            s["c_tgt"], s["c_close"]
-        self.c_end, self.c_serial, self.c_hpos = s["c_end"], s["c_serial"], s["c_hpos"]
+        self.est_sum, self.free_n, self.ptab = s["est_sum"], s["free_n"], s["ptab"]
+        self.free, self.fpos, self.dense, self.llist = s["free"], s["fpos"], s["dense"], s["llist"]
+        self.crec = s["crec"]
+        self.c_end, self.c_serial = s["c_end"], s["c_serial"]
         self.ids, self.heap, self.cl_node, self.cl_exp = s["ids"], s["heap"], s["cl_node"], \
             s["cl_exp"]
         self.ntl, self.tw_key, self.tw_exp = s["ntl"], s["tw_key"], s["tw_exp"]
         self.twq_key, self.twq_exp, self.cq_at, self.cq_dp = s["twq_key"], s["twq_exp"], \
             s["cq_at"], s["cq_dp"]
         self.batches = s["batches"]
-        self.stgt, self.hkey = s["stgt"], s["hkey"]
-        self.c_t0, self.c_life, self.c_retry, self.c_meas = s["c_t0"], s["c_life"], \
-            s["c_retry"], s["c_meas"]
+        self.hkey = s["hkey"]
+        self.c_t0, self.c_life = s["c_t0"], s["c_life"]
         self.dhist = s["dhist"]
         self.tw_shift = T.tw_shift(s["tw_key"].size)
 
     # -- public entry points (thin: hand over to nogil kernels) ------------------------------------
+    cdef void load_rng(self):
+        """Copy the PCG64 state into the inlined generator (call with the bit generator's lock)."""
+        if not self.inline_rng:
+            return
+        st = self.bit_generator.state["state"]
+        collide_pcg64_set(&self.pcg, st["state"] >> 64, st["state"] & M64, st["inc"] >> 64,
+                          st["inc"] & M64)
+
+    cdef void store_rng(self):
+        """Write the inlined generator's state back: the bit generator continues from there."""
+        if not self.inline_rng:
+            return
+        full = self.bit_generator.state
+        full["state"]["state"] = (int(collide_pcg64_word(&self.pcg, 0)) << 64) | \
+            int(collide_pcg64_word(&self.pcg, 1))
+        self.bit_generator.state = full
+
     def draw_stationary(self):
         cdef int64_t n = 0, i
         cdef double s, mean_live = self.pf[RATE] * self.pf[MEAN], big, u
-        with self.bit_generator.lock, nogil:
-            s = self.exponential()
-            while s < mean_live:
-                n += 1
-                s += self.exponential()
+        with self.bit_generator.lock:
+            self.load_rng()
+            with nogil:
+                s = self.exponential()
+                while s < mean_live:
+                    n += 1
+                    s += self.exponential()
+            self.store_rng()
         residual = np.empty(n, np.float64)
         age = np.empty(n, np.float64)
         cdef double[::1] r = residual, a = age
-        with self.bit_generator.lock, nogil:
-            for i in range(n):
-                big = self.biased_lifetime()
-                u = self.uniform()
-                r[i] = u * big
-                a[i] = big - u * big
+        with self.bit_generator.lock:
+            self.load_rng()
+            with nogil:
+                for i in range(n):
+                    big = self.biased_lifetime()
+                    u = self.uniform()
+                    r[i] = u * big
+                    a[i] = big - u * big
+            self.store_rng()
         return residual, age
 
-    def place_stationary(self, double[::1] residuals, int64_t[::1] order):
-        cdef Py_ssize_t i
-        with self.bit_generator.lock, nogil:
-            for i in range(order.shape[0]):
-                self.arrival(0.0, residuals[order[i]], False, self.pi[OUTCOME])
+    def place_stationary(self, double[::1] residuals, int64_t[::1] order, Py_ssize_t start=0):
+        """Place order[start:]; returns where it stopped (order's length when done, earlier
+        when the connection records ran out: grow the state and call again from there)."""
+        cdef Py_ssize_t i = start, n = order.shape[0]
+        cdef int64_t outcome = self.pi[OUTCOME]
+        with self.bit_generator.lock:
+            self.load_rng()
+            with nogil:
+                while i < n and self.si[S_FREE_TOP] > 0:
+                    self.arrival(0.0, residuals[order[i]], False, outcome)
+                    i += 1
+            self.store_rng()
+        return i
 
     def schedule_first_arrival(self):
-        with self.bit_generator.lock, nogil:
-            self.sf[F_NEXT_ARR] = self.next_arrival_after(0.0, self.exponential())
+        with self.bit_generator.lock:
+            self.load_rng()
+            with nogil:
+                self.sf[F_NEXT_ARR] = self.next_arrival_after(0.0, self.exponential())
+                if self.memoryless:
+                    self.sf[F_END_E] = self.exponential()
+            self.store_rng()
 
     def advance(self, double t_stop):
         cdef int code
-        with self.bit_generator.lock, nogil:
-            code = self._advance(t_stop)
+        with self.bit_generator.lock:
+            self.load_rng()
+            with nogil:
+                code = self._advance(t_stop)
+            self.store_rng()
         return code
 
     # -- random words --------------------------------------------------------------------------
     cdef inline uint64_t next_u64(self) noexcept nogil:
+        if self.inline_rng:
+            return collide_pcg64_next(&self.pcg)
         return self.rng.next_uint64(self.rng.state)
 
     cdef inline double uniform(self) noexcept nogil:
@@ -293,6 +400,9 @@ cdef class Engine:
     # -- end-time queue: a 4-ary heap keyed by (end, serial), the end stored inline ------------------
     # Any exact priority queue pops in the same (end, serial) order as the reference's heapq; the
     # 4-ary layout with keys beside the ids halves the depth and keeps siblings in one cache line.
+    # Entries are never moved out of the middle: a reset victim is marked DEAD and keeps its id
+    # until its entry reaches the top (as the reference's lazy deletion), so sifting writes no
+    # positions into the connection records.
     cdef inline bint before(self, double ka, int32_t a, double kb, int32_t b) noexcept nogil:
         return ka < kb or (ka == kb and self.c_serial[a] < self.c_serial[b])
 
@@ -306,11 +416,9 @@ cdef class Engine:
                 break
             self.heap[i] = q
             self.hkey[i] = self.hkey[parent]
-            self.c_hpos[q] = i
             i = parent
         self.heap[i] = c
         self.hkey[i] = kc
-        self.c_hpos[c] = i
 
     cdef void sift_down(self, int64_t i, int32_t c, double kc) noexcept nogil:
         cdef int64_t n = self.si[S_HEAP_N], first, last, best, ch
@@ -330,32 +438,33 @@ cdef class Engine:
                 break
             self.heap[i] = self.heap[best]
             self.hkey[i] = kb
-            self.c_hpos[self.heap[i]] = i
             i = best
         self.heap[i] = c
         self.hkey[i] = kc
-        self.c_hpos[c] = i
 
     cdef inline void heap_push(self, int32_t c) noexcept nogil:
         cdef int64_t i = self.si[S_HEAP_N]
         self.si[S_HEAP_N] = i + 1
+        self.crec[REC * c + R_POS] = 0
         self.sift_up(i, c, self.c_end[c])
 
-    cdef void heap_remove(self, int32_t c) noexcept nogil:
-        cdef int64_t i = self.c_hpos[c]
+    cdef inline int32_t heap_pop(self) noexcept nogil:
+        """Remove and return the top."""
+        cdef int32_t top = self.heap[0]
         cdef int64_t n = self.si[S_HEAP_N] - 1
-        cdef int32_t last
-        cdef double kl
         self.si[S_HEAP_N] = n
-        self.c_hpos[c] = -1
-        if i == n:
-            return
-        last = self.heap[n]
-        kl = self.hkey[n]
-        if i > 0 and self.before(kl, last, self.hkey[(i - 1) >> 2], self.heap[(i - 1) >> 2]):
-            self.sift_up(i, last, kl)
-        else:
-            self.sift_down(i, last, kl)
+        if n > 0:
+            self.sift_down(0, self.heap[n], self.hkey[n])
+        self.crec[REC * top + R_POS] = -1
+        return top
+
+    cdef inline void drop_dead_tops(self) noexcept nogil:
+        """Pop the entries of reset connections off the top and give their ids back."""
+        cdef int32_t h
+        while self.si[S_HEAP_N] > 0 and self.crec[REC * self.heap[0] + R_POS] == DEAD:
+            h = self.heap_pop()
+            self.ids[self.si[S_FREE_TOP]] = h
+            self.si[S_FREE_TOP] += 1
 
     # -- TIME_WAIT table -------------------------------------------------------------------------
     cdef inline int64_t tw_home(self, int64_t key) noexcept nogil:
@@ -404,48 +513,75 @@ cdef class Engine:
         self.si[S_TW_N] -= 1
 
     # -- free ports and the estimate's sums ------------------------------------------------------
-    # The slot tables are port-major: entry (ip, p, j) at (ip * P + p) * n + j, so the N holders of
-    # one port from one IP share a cache line; `stgt` holds the holder's target (-1: none), `slot`
-    # its connection id.
+    # The port table is port-major: entry s = (ip * P + p) * n + j, so the N entries of one port
+    # from one IP share a cache line; ptab[2 s] is the slot (-1 free, HELD, or a connection id:
+    # live, or pending), ptab[2 s + 1] the live holder's target (-1: none).
     cdef inline int64_t pool_of(self, int64_t d) noexcept nogil:
         return d // self.n if self.alloc == 3 else d
 
-    cdef inline bint is_free(self, int64_t pool, int64_t p) noexcept nogil:
-        return self.fpos[pool * self.Pn + p] >= 0
+    cdef inline int64_t entry(self, int64_t d, int64_t p) noexcept nogil:
+        cdef int64_t ip = d // self.n
+        return (ip * self.Pn + p) * self.n + (d - ip * self.n)
+
+    cdef inline bint is_free(self, int64_t d, int64_t p) noexcept nogil:
+        """Port p is free towards d (eim: on d's NAT IP)."""
+        if self.alloc == 3:
+            return self.fpos[(d // self.n) * self.Pn + p] != UNLISTED
+        return self.ptab[2 * self.entry(d, p)] == -1
 
     cdef inline void take_free(self, int64_t pool, int64_t p) noexcept nogil:
         cdef int64_t Pn = self.Pn
-        cdef int64_t i = self.fpos[pool * Pn + p]
-        cdef int64_t n = self.free_n[pool] - 1
-        cdef int32_t last = self.free[pool * Pn + n]
-        self.free[pool * Pn + i] = last
-        self.fpos[pool * Pn + last] = <int32_t>i
+        cdef int64_t i, n = self.free_n[pool] - 1
+        cdef uint16_t last
         self.free_n[pool] = n
-        self.fpos[pool * Pn + p] = -1
+        if self.dense[pool] == 0:
+            return
+        i = self.fpos[pool * Pn + p]
+        last = self.free[pool * Pn + n]
+        self.free[pool * Pn + i] = last
+        self.fpos[pool * Pn + last] = <uint16_t>i
+        self.fpos[pool * Pn + p] = UNLISTED
 
     cdef inline void put_free(self, int64_t pool, int64_t p) noexcept nogil:
         cdef int64_t Pn = self.Pn
         cdef int64_t n = self.free_n[pool]
-        self.free[pool * Pn + n] = <int32_t>p
-        self.fpos[pool * Pn + p] = <int32_t>n
         self.free_n[pool] = n + 1
+        if self.dense[pool] == 0:
+            return
+        self.free[pool * Pn + n] = <uint16_t>p
+        self.fpos[pool * Pn + p] = <uint16_t>n
+
+    cdef void list_ports(self, int64_t d) noexcept nogil:
+        """Random allocator below half free: list d's free ports in port order."""
+        cdef int64_t Pn = self.Pn, p, i = 0
+        self.dense[d] = 1
+        for p in range(Pn):
+            if self.ptab[2 * self.entry(d, p)] == -1:
+                self.free[d * Pn + i] = <uint16_t>p
+                self.fpos[d * Pn + p] = <uint16_t>i
+                i += 1
+            else:
+                self.fpos[d * Pn + p] = UNLISTED
+
+    cdef inline void unlist_ports(self, int64_t d) noexcept nogil:
+        self.dense[d] = 0
 
     cdef int64_t distinct_targets(self, int64_t ip, int64_t p, int64_t skip1,
                                   int64_t skip2) noexcept nogil:
-        cdef int64_t n = self.n, base = (ip * self.Pn + p) * n, j, jj, count = 0
+        cdef int64_t n = self.n, base = 2 * (ip * self.Pn + p) * n + 1, j, jj, count = 0
         cdef int32_t t
         cdef bint dup
         for j in range(n):
             if j == skip1 or j == skip2:
                 continue
-            t = self.stgt[base + j]
+            t = self.ptab[base + 2 * j]
             if t < 0:
                 continue
             dup = False
             for jj in range(j):
                 if jj == skip1 or jj == skip2:
                     continue
-                if self.stgt[base + jj] == t:
+                if self.ptab[base + 2 * jj] == t:
                     dup = True
                     break
             if not dup:
@@ -456,30 +592,32 @@ cdef class Engine:
                              int64_t delta) noexcept nogil:
         cdef int64_t n = self.n
         cdef int64_t ip = d0 // n
-        cdef int64_t j0 = d0 - ip * n, j, jj, d, base = (ip * self.Pn + p) * n
+        cdef int64_t j0 = d0 - ip * n, j, jj, d, base = 2 * (ip * self.Pn + p) * n
         cdef bint found
         for j in range(n):
             if j == j0:
                 continue
             d = ip * n + j
-            if not self.is_free(d, p):
+            if self.ptab[base + 2 * j] != -1:
                 continue
             found = False
             for jj in range(n):
                 if jj == j or jj == j0:
                     continue
-                if self.stgt[base + jj] == target:
+                if self.ptab[base + 2 * jj + 1] == target:
                     found = True
                     break
             if not found:
                 self.est_sum[d] += delta
 
     cdef inline void port_freed(self, int64_t d, int64_t p) noexcept nogil:
+        self.ptab[2 * self.entry(d, p)] = -1
         self.put_free(self.pool_of(d), p)
         if self.track:
             self.est_sum[d] += self.distinct_targets(d // self.n, p, d % self.n, -1)
 
     cdef inline void port_taken(self, int64_t d, int64_t p) noexcept nogil:
+        self.ptab[2 * self.entry(d, p)] = HELD
         self.take_free(self.pool_of(d), p)
         if self.track:
             self.est_sum[d] -= self.distinct_targets(d // self.n, p, d % self.n, -1)
@@ -495,21 +633,67 @@ cdef class Engine:
         else:
             self.port_freed(d, p)
 
+    # -- the end clock of exponential lifetimes (see _core_python) -------------------------------
+    cdef inline void clock_sync(self, double t) noexcept nogil:
+        cdef double e = self.sf[F_END_E] - (t - self.sf[F_END_T0]) * <double>self.si[S_LIVE_N] \
+            / self.mean
+        self.sf[F_END_E] = e if e >= 0.0 else 0.0
+        self.sf[F_END_T0] = t
+
+    cdef inline double next_end(self) noexcept nogil:
+        cdef int64_t nl = self.si[S_LIVE_N]
+        if nl == 0:
+            return INFINITY
+        return self.sf[F_END_T0] + self.sf[F_END_E] * self.mean / <double>nl
+
+    cdef inline void live_add(self, int32_t c, double t) noexcept nogil:
+        cdef int64_t nl = self.si[S_LIVE_N]
+        self.clock_sync(t)
+        self.crec[REC * c + R_POS] = nl
+        self.llist[nl] = c
+        self.si[S_LIVE_N] = nl + 1
+
+    cdef inline void live_remove(self, int32_t c, double t) noexcept nogil:
+        cdef int64_t nl = self.si[S_LIVE_N] - 1, i = self.crec[REC * c + R_POS]
+        cdef int32_t last = self.llist[nl]
+        self.clock_sync(t)
+        self.si[S_LIVE_N] = nl
+        self.llist[i] = last
+        self.crec[REC * last + R_POS] = i
+        self.crec[REC * c + R_POS] = -1
+
+    cdef void end_by_clock(self, double t) noexcept nogil:
+        cdef int32_t h
+        self.sf[F_END_T0] = t
+        h = self.llist[self.randint(self.si[S_LIVE_N])]
+        self.end_connection(h, t, False)
+        self.sf[F_END_E] = self.exponential()
+
+    cdef inline void schedule_end(self, int32_t c, double t) noexcept nogil:
+        if self.memoryless:
+            self.live_add(c, t)
+        else:
+            self.heap_push(c)
+
     cdef void end_connection(self, int32_t h, double t, bint by_reset) noexcept nogil:
         cdef int64_t n = self.n
-        cdef int64_t d = self.c_dest[h], p = self.c_port[h], target = self.c_tgt[h]
+        cdef int64_t d = self.crec[REC * h + R_DEST], p = self.crec[REC * h + R_PORT], target = self.crec[REC * h + R_TGT]
         cdef int64_t ip = d // n
         cdef int64_t s = (ip * self.Pn + p) * n + (d - ip * n)
         cdef int64_t key, cap, i
         cdef double expiry
-        self.slot[s] = -1
-        self.stgt[s] = -1
+        self.ptab[2 * s] = HELD
+        self.ptab[2 * s + 1] = -1
         self.live[d] -= 1
+        if self.memoryless:
+            self.live_remove(h, t)
+        elif by_reset:
+            self.crec[REC * h + R_POS] = DEAD      # its heap entry goes when it reaches the top
         if self.track:
             self.holder_changed(d, p, target, -1)
         if not self.cip:
             self.ntl[(d - ip * n) * self.nb_targets + target] -= 1
-        if self.c_close[h] != 0 and not by_reset and self.tw_on:
+        if self.crec[REC * h + R_CLOSE] != 0 and not by_reset and self.tw_on:
             key = (ip * 65536 + p) * self.nb_targets + target
             expiry = t + self.tw
             self.tw_set(key, expiry)
@@ -518,13 +702,13 @@ cdef class Engine:
             self.twq_key[i] = key
             self.twq_exp[i] = expiry
             self.si[S_TWQ_N] += 1
-        self.heap_remove(h)
-        self.ids[self.si[S_FREE_TOP]] = h
-        self.si[S_FREE_TOP] += 1
+        if self.crec[REC * h + R_POS] != DEAD:
+            self.ids[self.si[S_FREE_TOP]] = h
+            self.si[S_FREE_TOP] += 1
         self.release_port(d, p, t)
 
     # -- allocators --------------------------------------------------------------------------------
-    cdef int64_t linux_scan(self, int64_t pool, int64_t offset) noexcept nogil:
+    cdef int64_t linux_scan(self, int64_t d, int64_t offset) noexcept nogil:
         cdef int64_t Pn = self.Pn, p, i
         offset &= ~(<int64_t>1)
         while True:
@@ -533,7 +717,7 @@ cdef class Engine:
             while i < Pn:
                 if p >= Pn:
                     p -= Pn
-                if self.is_free(pool, p):
+                if self.is_free(d, p):
                     self.si[S_SKIPPED] = i // 2
                     return p
                 p += 2
@@ -549,13 +733,24 @@ cdef class Engine:
         cdef int64_t nfree = self.free_n[pool], alloc = self.alloc, p, epoch, skipped, u
         if nfree == 0:
             return -1
-        if alloc == 0 or alloc == 3:
+        if alloc == 0:
+            if self.dense[d] != 0 and 4 * nfree > 3 * Pn:
+                self.unlist_ports(d)
+            elif self.dense[d] == 0 and 2 * nfree < Pn:
+                self.list_ports(d)
+            if self.dense[d] != 0:
+                p = self.free[d * Pn + self.randint(nfree)]
+            else:
+                p = self.randint(Pn)
+                while self.ptab[2 * ((ip * Pn + p) * n + j)] != -1:
+                    p = self.randint(Pn)
+        elif alloc == 3:
             p = self.free[pool * Pn + self.randint(nfree)]
         elif alloc == 1:
             if self.cursor[d] < 0:
                 self.cursor[d] = self.randint(Pn)
             p = self.cursor[d]
-            while not self.is_free(pool, p):
+            while not self.is_free(d, p):
                 p = p + 1 if p + 1 < Pn else 0
             self.cursor[d] = p + 1 if p + 1 < Pn else 0
         else:
@@ -563,7 +758,7 @@ cdef class Engine:
             if epoch != self.lin_epoch[d]:
                 self.lin_epoch[d] = epoch
                 self.lin_off[d] = self.randint(Pn)
-            p = self.linux_scan(pool, (self.lin_pert[d] + self.lin_off[d]) % Pn)
+            p = self.linux_scan(d, (self.lin_pert[d] + self.lin_off[d]) % Pn)
             skipped = self.si[S_SKIPPED]
             u = self.randint(8)
             self.lin_pert[d] = (self.lin_pert[d] + 2 * (skipped if skipped > u else u) + 2) % Pn
@@ -581,23 +776,23 @@ cdef class Engine:
         return self.randint(self.n)
 
     cdef void add_estimate(self, double t, int64_t ip, int64_t j, int64_t d) noexcept nogil:
-        cdef int64_t n = self.n, Pn = self.Pn, pool, nfree, size_t, p, i, total, b, nb
+        cdef int64_t n = self.n, Pn = self.Pn, nfree, size_t, p, i, total, b, nb
         cdef double e = 0.0
         if self.cross and self.cip and n > 1 and self.live[d] < self.limit:
-            pool = self.pool_of(d)
-            nfree = self.free_n[pool]
+            nfree = self.free_n[self.pool_of(d)]
             size_t = self.nb_targets
             if self.alloc == 0 and nfree > 0:
                 e = <double>self.est_sum[d] / <double>(nfree * size_t)
             elif self.alloc == 1 and nfree > 0 and self.cursor[d] >= 0:
                 p = self.cursor[d]
-                while not self.is_free(pool, p):
+                while not self.is_free(d, p):
                     p = p + 1 if p + 1 < Pn else 0
                 e = <double>self.distinct_targets(ip, p, j, -1) / <double>size_t
             elif self.alloc == 1 and nfree > 0:
                 total = 0
-                for i in range(nfree):
-                    total += self.distinct_targets(ip, self.free[pool * Pn + i], j, -1)
+                for i in range(Pn):
+                    if self.is_free(d, i):
+                        total += self.distinct_targets(ip, i, j, -1)
                 e = <double>total / <double>(nfree * size_t)
         nb = self.nbatch
         b = <int64_t>((t - self.t_measure) / (self.t_end - self.t_measure) * nb)
@@ -644,17 +839,20 @@ cdef class Engine:
             target = self.randint(self.nb_targets)
         else:
             target = self.zs[j] + self.randint(self.zc[j])
-        base = (ip * Pn + p) * n
+        base = 2 * (ip * Pn + p) * n
         if self.cip:
             for jj in range(n):
-                if jj != j and self.stgt[base + jj] == target:
+                if jj != j and self.ptab[base + 2 * jj + 1] == target:
                     nholders += 1
         elif self.ntl[j * self.nb_targets + target] >= self.node_limit:
             self.port_freed(d, p)
             if measure:
                 self.si[S_AFAIL] += 1
             return
-        life = self.lifetime() if given_life < 0 else given_life
+        if self.memoryless:
+            life = 0.0
+        else:
+            life = self.lifetime() if given_life < 0 else given_life
         scf = self.scf
         close = scf >= 1.0 or (scf > 0.0 and self.uniform() < scf)
         if nholders > 0:
@@ -672,8 +870,8 @@ cdef class Engine:
                 return
             if outcome == 0 or outcome == 4:
                 for jj in range(n):
-                    if jj != j and self.stgt[base + jj] == target:
-                        self.end_connection(self.slot[base + jj], t, True)
+                    if jj != j and self.ptab[base + 2 * jj + 1] == target:
+                        self.end_connection(self.ptab[base + 2 * jj], t, True)
                         if measure:
                             self.si[S_RESETS] += 1
             if outcome >= 3:
@@ -690,14 +888,14 @@ cdef class Engine:
         c = self.new_record(d, p, target, close, t + life)
         if self.track:
             self.holder_changed(d, p, target, 1)
-        self.slot[base + j] = c
-        self.stgt[base + j] = <int32_t>target
+        self.ptab[base + 2 * j] = c
+        self.ptab[base + 2 * j + 1] = <int32_t>target
         self.live[d] += 1
         if not self.cip:
             self.ntl[j * self.nb_targets + target] += 1
         if measure and self.live[d] > self.si[S_PEAK]:
             self.si[S_PEAK] = self.live[d]
-        self.heap_push(c)
+        self.schedule_end(c, t)
 
     # -- delayed connects -------------------------------------------------------------------------
     cdef inline int32_t new_record(self, int64_t d, int64_t p, int64_t target, bint close,
@@ -707,10 +905,10 @@ cdef class Engine:
         self.si[S_SERIAL] += 1
         self.si[S_FREE_TOP] -= 1
         c = self.ids[self.si[S_FREE_TOP]]
-        self.c_dest[c] = <int32_t>d
-        self.c_port[c] = <int32_t>p
-        self.c_tgt[c] = <int32_t>target
-        self.c_close[c] = 1 if close else 0
+        self.crec[REC * c + R_DEST] = <int32_t>d
+        self.crec[REC * c + R_PORT] = <int32_t>p
+        self.crec[REC * c + R_TGT] = <int32_t>target
+        self.crec[REC * c + R_CLOSE] = 1 if close else 0
         self.c_end[c] = end
         self.c_serial[c] = self.si[S_SERIAL]
         return c
@@ -733,8 +931,9 @@ cdef class Engine:
         c = self.new_record(d, p, target, close, t + self.xa[self.syn_off])
         self.c_t0[c] = t
         self.c_life[c] = life
-        self.c_retry[c] = 0
-        self.c_meas[c] = 1 if measure else 0
+        self.crec[REC * c + R_RETRY] = 0
+        self.crec[REC * c + R_MEAS] = 1 if measure else 0
+        self.ptab[2 * self.entry(d, p)] = c
         self.live[d] += 1
         if measure and self.live[d] > self.si[S_PEAK]:
             self.si[S_PEAK] = self.live[d]
@@ -742,14 +941,13 @@ cdef class Engine:
 
     cdef void retry(self, int32_t h, double t) noexcept nogil:
         cdef int64_t n = self.n
-        cdef int64_t d = self.c_dest[h], p = self.c_port[h], target = self.c_tgt[h]
+        cdef int64_t d = self.crec[REC * h + R_DEST], p = self.crec[REC * h + R_PORT], target = self.crec[REC * h + R_TGT]
         cdef int64_t ip = d // n
         cdef int64_t j = d - ip * n, jj, i, r
-        cdef int64_t base = (ip * self.Pn + p) * n
-        cdef bint meas = self.c_meas[h] != 0, busy = False
-        self.heap_remove(h)
+        cdef int64_t base = 2 * (ip * self.Pn + p) * n
+        cdef bint meas = self.crec[REC * h + R_MEAS] != 0, busy = False
         for jj in range(n):
-            if jj != j and self.stgt[base + jj] == target:
+            if jj != j and self.ptab[base + 2 * jj + 1] == target:
                 busy = True
         if not busy:
             if self.tw_on:
@@ -758,27 +956,27 @@ cdef class Engine:
                     self.tw_delete(i)
                     if meas:
                         self.si[S_TWHITS] += 1
-            r = self.c_retry[h]
-            self.c_retry[h] = -1
+            r = self.crec[REC * h + R_RETRY]
+            self.crec[REC * h + R_RETRY] = -1
             self.c_end[h] = t + self.c_life[h]
             if self.track:
                 self.holder_changed(d, p, target, 1)
-            self.slot[base + j] = h
-            self.stgt[base + j] = <int32_t>target
+            self.ptab[base + 2 * j + 1] = <int32_t>target
             if meas:
                 self.si[S_EST] += 1
                 self.si[S_DELAYED] += 1
                 self.si[S_PENDING] -= 1
                 self.dhist[r] += 1
-            self.heap_push(h)
+            self.schedule_end(h, t)
             return
-        r = self.c_retry[h] + 1
-        self.c_retry[h] = <int32_t>r
+        r = self.crec[REC * h + R_RETRY] + 1
+        self.crec[REC * h + R_RETRY] = <int32_t>r
         if r < self.syn_n:
             self.c_end[h] = self.c_t0[h] + self.xa[self.syn_off + r]
             self.heap_push(h)
             return
-        self.c_retry[h] = -1
+        self.crec[REC * h + R_RETRY] = -1
+        self.ptab[base + 2 * j] = HELD
         self.live[d] -= 1
         if meas:
             self.si[S_FAILED] += 1
@@ -790,10 +988,12 @@ cdef class Engine:
     # -- the event loop --------------------------------------------------------------------------
     cdef int _advance(self, double t_stop) noexcept nogil:
         cdef bint tw_on = self.tw_on, measure
-        cdef double t_end, t_cool, t_tw, t_ev, t, expiry, t_next
+        cdef double t_end, t_cool, t_tw, t_ev, t, expiry, t_next, t_clock
         cdef int64_t cap, dp, d, key, i, outcome = self.pi[OUTCOME]
+        cdef int32_t h
         t_next = self.sf[F_NEXT_ARR]
         while True:
+            self.drop_dead_tops()
             if self.si[S_FREE_TOP] == 0:
                 self.sf[F_NEXT_ARR] = t_next
                 return 1
@@ -805,6 +1005,9 @@ cdef class Engine:
                     self.sf[F_NEXT_ARR] = t_next
                     return 3
             t_end = self.hkey[0] if self.si[S_HEAP_N] > 0 else INFINITY
+            t_clock = self.next_end() if self.memoryless else INFINITY
+            if t_clock < t_end:
+                t_end = t_clock
             t_cool = self.cq_at[self.si[S_CQ_HEAD]] if self.si[S_CQ_N] > 0 else INFINITY
             t_tw = self.twq_exp[self.si[S_TWQ_HEAD]] if self.si[S_TWQ_N] > 0 else INFINITY
             t_ev = t_end
@@ -816,11 +1019,14 @@ cdef class Engine:
                 if t_ev >= t_stop:
                     self.sf[F_NEXT_ARR] = t_next
                     return 0
-                if t_end == t_ev:
-                    if self.c_retry[self.heap[0]] >= 0:
-                        self.retry(self.heap[0], t_end)
+                if t_clock == t_ev:
+                    self.end_by_clock(t_clock)
+                elif t_end == t_ev:
+                    h = self.heap_pop()
+                    if self.crec[REC * h + R_RETRY] >= 0:
+                        self.retry(h, t_end)
                     else:
-                        self.end_connection(self.heap[0], t_end, False)
+                        self.end_connection(h, t_end, False)
                 elif t_cool == t_ev:
                     cap = self.cq_at.shape[0]
                     dp = self.cq_dp[self.si[S_CQ_HEAD]]

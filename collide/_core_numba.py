@@ -1,7 +1,9 @@
 """The numba twin of `_core.pyx`: the reference algorithm of `_core_python.py` on flat arrays.
 
 Same procedure, same raw words in the same order (DESIGN §2.4). Compiled on first use and cached;
-no fastmath. The state layout lives in `_state.py`; `S` is `_state.as_tuple(state)`.
+no fastmath. The state layout lives in `_state.py`; `S` is `_state.as_tuple(state)`: the port table
+`ptab` (slot, live holder's target), connection records `crec` (REC int32 each), the live list and
+end clock of exponential lifetimes, the end-time heap for other lifetimes and pending connects.
 """
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import numpy as np
 from . import _params as C
 from . import _state as T
 
-from numba.np.random.generator_core import next_uint64 as _next_uint64
 TWO53 = 2.0 ** -53
 # No NRT in the kernels: they allocate nothing, and every call that passes the state tuple S
 # (33 arrays) would otherwise incref and decref each array atomically (about 2/3 of the run time).
@@ -21,18 +22,47 @@ jit = nb.njit(cache=True, fastmath=False, nogil=True, boundscheck=False, _nrt=Fa
 jit_alloc = nb.njit(cache=True, fastmath=False, nogil=True, boundscheck=False)  # allocates arrays
 
 # state tuple indices (order of _state.FIELDS)
-(SI, SF, LIVE, CURSOR, LIN_EPOCH, LIN_OFF, LIN_PERT, EST_SUM, FREE_N, SLOT, FREE, FPOS, C_DEST,
- C_PORT, C_TGT, C_CLOSE, C_END, C_SERIAL, C_HPOS, IDS, HEAP, CL_NODE, CL_EXP, NTL, TW_KEY, TW_EXP,
- TWQ_KEY, TWQ_EXP, CQ_AT, CQ_DP, BATCHES, STGT, HKEY, C_T0, C_LIFE, C_RETRY, C_MEAS,
- DHIST) = range(38)
+(SI, SF, LIVE, CURSOR, LIN_EPOCH, LIN_OFF, LIN_PERT, EST_SUM, FREE_N, PTAB, FREE, FPOS, CREC,
+ C_END, C_SERIAL, IDS, HEAP, CL_NODE, CL_EXP, NTL, TW_KEY, TW_EXP, TWQ_KEY, TWQ_EXP, CQ_AT, CQ_DP,
+ BATCHES, LLIST, HKEY, C_T0, C_LIFE, DHIST, DENSE) = range(33)
+assert T.FIELDS == ("si", "sf", "live", "cursor", "lin_epoch", "lin_off", "lin_pert", "est_sum",
+                    "free_n", "ptab", "free", "fpos", "crec", "c_end", "c_serial", "ids", "heap",
+                    "cl_node", "cl_exp", "ntl", "tw_key", "tw_exp", "twq_key", "twq_exp", "cq_at",
+                    "cq_dp", "batches", "llist", "hkey", "c_t0", "c_life", "dhist", "dense")
+# connection record fields: crec[REC * c + R_...]
+REC, R_DEST, R_PORT, R_TGT, R_CLOSE, R_POS, R_RETRY, R_MEAS = \
+    T.REC, T.R_DEST, T.R_PORT, T.R_TGT, T.R_CLOSE, T.R_POS, T.R_RETRY, T.R_MEAS
+DEAD = T.DEAD          # R_POS of a reset connection whose heap entry is still queued
+HELD, UNLISTED = T.HELD, T.UNLISTED
 
 
 # -- random words ----------------------------------------------------------------------------------
+# PCG64 inlined (the same 128-bit LCG step and XSL-RR output as NumPy's PCG64, on 64-bit halves):
+# `st` is uint64[4] = state high, state low, increment high, increment low, loaded from and written
+# back to the run's bit generator by `collide.engine` around every kernel call.
+MULT_HI, MULT_LO = np.uint64(0x2360ED051FC65DA4), np.uint64(0x4385DF649FCCF645)
+M32, S32, S58, U63, U64 = np.uint64(0xFFFFFFFF), np.uint64(32), np.uint64(58), np.uint64(63), \
+    np.uint64(64)
+
+
 @jit
 def next_u64(st):
-    """One raw word. `st` is a numpy Generator wrapping the run's PCG64 (numba reads its
-    bitgen_t function pointer and state, so the stream is the one the other backends read)."""
-    return _next_uint64(st.bit_generator)
+    """One raw word: state = state * MULT + inc (mod 2**128), output rotr(hi ^ lo, hi >> 58)."""
+    hi, lo = st[0], st[1]
+    a0, a1 = lo & M32, lo >> S32                    # lo * MULT_LO as a 128-bit product
+    b0, b1 = MULT_LO & M32, MULT_LO >> S32
+    p00, p01, p10 = a0 * b0, a0 * b1, a1 * b0
+    mid = (p00 >> S32) + (p01 & M32) + (p10 & M32)
+    plo = (mid << S32) | (p00 & M32)
+    phi = a1 * b1 + (p01 >> S32) + (p10 >> S32) + (mid >> S32)
+    nhi = phi + hi * MULT_LO + lo * MULT_HI + st[2]
+    nlo = plo + st[3]
+    if nlo < plo:
+        nhi += np.uint64(1)
+    st[0], st[1] = nhi, nlo
+    x = nhi ^ nlo
+    rot = nhi >> S58
+    return (x >> rot) | (x << ((U64 - rot) & U63))
 
 
 @jit
@@ -116,7 +146,7 @@ def _before(S, ka, a, kb, b):
 
 @jit
 def _sift_up(S, i, c, kc):
-    heap, hkey, hpos = S[HEAP], S[HKEY], S[C_HPOS]
+    heap, hkey, crec = S[HEAP], S[HKEY], S[CREC]
     while i > 0:
         parent = (i - 1) >> 2
         q = heap[parent]
@@ -124,16 +154,14 @@ def _sift_up(S, i, c, kc):
             break
         heap[i] = q
         hkey[i] = hkey[parent]
-        hpos[q] = i
         i = parent
     heap[i] = c
     hkey[i] = kc
-    hpos[c] = i
 
 
 @jit
 def _sift_down(S, i, c, kc):
-    heap, hkey, hpos, si = S[HEAP], S[HKEY], S[C_HPOS], S[SI]
+    heap, hkey, crec, si = S[HEAP], S[HKEY], S[CREC], S[SI]
     n = si[T.HEAP_N]
     while True:
         first = 4 * i + 1
@@ -150,11 +178,9 @@ def _sift_down(S, i, c, kc):
             break
         heap[i] = heap[best]
         hkey[i] = kb
-        hpos[heap[i]] = i
         i = best
     heap[i] = c
     hkey[i] = kc
-    hpos[c] = i
 
 
 @jit
@@ -162,24 +188,31 @@ def heap_push(S, c):
     si = S[SI]
     i = si[T.HEAP_N]
     si[T.HEAP_N] = i + 1
+    S[CREC][REC * c + R_POS] = 0
     _sift_up(S, i, c, S[C_END][c])
 
 
 @jit
-def heap_remove(S, c):
-    si, heap, hkey, hpos = S[SI], S[HEAP], S[HKEY], S[C_HPOS]
-    i = hpos[c]
+def heap_pop(S):
+    """Remove and return the top."""
+    si, heap, hkey = S[SI], S[HEAP], S[HKEY]
+    top = heap[0]
     n = si[T.HEAP_N] - 1
     si[T.HEAP_N] = n
-    hpos[c] = -1
-    if i == n:
-        return
-    last = heap[n]
-    kl = hkey[n]
-    if i > 0 and _before(S, kl, last, hkey[(i - 1) >> 2], heap[(i - 1) >> 2]):
-        _sift_up(S, i, last, kl)
-    else:
-        _sift_down(S, i, last, kl)
+    if n > 0:
+        _sift_down(S, 0, heap[n], hkey[n])
+    S[CREC][REC * top + R_POS] = -1
+    return top
+
+
+@jit
+def drop_dead_tops(S):
+    """Pop the entries of reset connections off the top and give their ids back."""
+    si = S[SI]
+    while si[T.HEAP_N] > 0 and S[CREC][REC * S[HEAP][0] + R_POS] == DEAD:
+        h = heap_pop(S)
+        S[IDS][si[T.FREE_TOP]] = h
+        si[T.FREE_TOP] += 1
 
 
 # -- TIME_WAIT table: open addressing, linear probing, backward-shift deletion ---------------------------
@@ -241,27 +274,42 @@ def tw_delete(S, i):
 
 
 # -- free ports and the conditional estimate's sums ----------------------------------------------------
+# The port table is port-major: entry s = (ip * P + p) * n + j, so the N entries of one port
+# from one IP share a cache line; ptab[2 s] is the slot (-1 free, HELD, or a connection id: live,
+# or pending), ptab[2 s + 1] the live holder's target (-1: none).
 @jit
 def pool_of(pi, d):
     return d // pi[C.N] if pi[C.ALLOC] == 3 else d
 
 
 @jit
-def is_free(S, pi, pool, p):
-    return S[FPOS][pool * pi[C.P] + p] >= 0
+def entry(pi, d, p):
+    n = pi[C.N]
+    ip = d // n
+    return (ip * pi[C.P] + p) * n + (d - ip * n)
+
+
+@jit
+def is_free(S, pi, d, p):
+    """Port p is free towards d (eim: on d's NAT IP)."""
+    if pi[C.ALLOC] == 3:
+        return S[FPOS][(d // pi[C.N]) * pi[C.P] + p] != UNLISTED
+    return S[PTAB][2 * entry(pi, d, p)] == -1
 
 
 @jit
 def take_free(S, pi, pool, p):
     P = pi[C.P]
     free, fpos, free_n = S[FREE], S[FPOS], S[FREE_N]
-    i = fpos[pool * P + p]
     n = free_n[pool] - 1
-    last = free[pool * P + n]
+    free_n[pool] = n
+    if S[DENSE][pool] == 0:
+        return
+    i = np.int64(fpos[pool * P + p])
+    last = np.int64(free[pool * P + n])
     free[pool * P + i] = last
     fpos[pool * P + last] = i
-    free_n[pool] = n
-    fpos[pool * P + p] = -1
+    fpos[pool * P + p] = UNLISTED
 
 
 @jit
@@ -269,9 +317,32 @@ def put_free(S, pi, pool, p):
     P = pi[C.P]
     free_n = S[FREE_N]
     n = free_n[pool]
+    free_n[pool] = n + 1
+    if S[DENSE][pool] == 0:
+        return
     S[FREE][pool * P + n] = p
     S[FPOS][pool * P + p] = n
-    free_n[pool] = n + 1
+
+
+@jit
+def list_ports(S, pi, d):
+    """Random allocator below half free: list d's free ports in port order."""
+    P = pi[C.P]
+    free, fpos, ptab = S[FREE], S[FPOS], S[PTAB]
+    S[DENSE][d] = 1
+    i = 0
+    for p in range(P):
+        if ptab[2 * entry(pi, d, p)] == -1:
+            free[d * P + i] = p
+            fpos[d * P + p] = i
+            i += 1
+        else:
+            fpos[d * P + p] = UNLISTED
+
+
+@jit
+def unlist_ports(S, d):
+    S[DENSE][d] = 0
 
 
 @jit
@@ -283,20 +354,20 @@ def tracking(pi):
 @jit
 def distinct_targets(S, pi, ip, p, skip1, skip2):
     n, P = pi[C.N], pi[C.P]
-    stgt = S[STGT]
-    base = (ip * P + p) * n
+    ptab = S[PTAB]
+    base = 2 * (ip * P + p) * n + 1      # the targets of port p's entries: ptab[base + 2 j]
     count = 0
     for j in range(n):
         if j == skip1 or j == skip2:
             continue
-        t = stgt[base + j]
+        t = ptab[base + 2 * j]
         if t < 0:
             continue
         dup = False
         for jj in range(j):
             if jj == skip1 or jj == skip2:
                 continue
-            if stgt[base + jj] == t:
+            if ptab[base + 2 * jj] == t:
                 dup = True
                 break
         if not dup:
@@ -309,19 +380,19 @@ def holder_changed(S, pi, d0, p, target, delta):
     n, P = pi[C.N], pi[C.P]
     ip = d0 // n
     j0 = d0 - ip * n
-    stgt, est = S[STGT], S[EST_SUM]
-    base = (ip * P + p) * n
+    ptab, est = S[PTAB], S[EST_SUM]
+    base = 2 * (ip * P + p) * n
     for j in range(n):
         if j == j0:
             continue
         d = ip * n + j
-        if not is_free(S, pi, d, p):
+        if ptab[base + 2 * j] != -1:
             continue
         found = False
         for jj in range(n):
             if jj == j or jj == j0:
                 continue
-            if stgt[base + jj] == target:
+            if ptab[base + 2 * jj + 1] == target:
                 found = True
                 break
         if not found:
@@ -330,6 +401,7 @@ def holder_changed(S, pi, d0, p, target, delta):
 
 @jit
 def port_freed(S, pi, d, p):
+    S[PTAB][2 * entry(pi, d, p)] = -1
     put_free(S, pi, pool_of(pi, d), p)
     if tracking(pi):
         n = pi[C.N]
@@ -338,6 +410,7 @@ def port_freed(S, pi, d, p):
 
 @jit
 def port_taken(S, pi, d, p):
+    S[PTAB][2 * entry(pi, d, p)] = HELD
     take_free(S, pi, pool_of(pi, d), p)
     if tracking(pi):
         n = pi[C.N]
@@ -357,22 +430,91 @@ def release_port(S, pi, pf, d, p, t):
         port_freed(S, pi, d, p)
 
 
+# -- the end clock of exponential lifetimes (see _core_python) -----------------------------------------
+@jit
+def memoryless(pi):
+    return pi[C.DIST] == 0
+
+
+@jit
+def clock_sync(S, pf, t):
+    sf = S[SF]
+    e = sf[T.END_E] - (t - sf[T.END_T0]) * np.float64(S[SI][T.LIVE_N]) / pf[C.MEAN]
+    sf[T.END_E] = e if e >= 0.0 else 0.0
+    sf[T.END_T0] = t
+
+
+@jit
+def next_end(S, pf):
+    nl = S[SI][T.LIVE_N]
+    if nl == 0:
+        return np.inf
+    sf = S[SF]
+    return sf[T.END_T0] + sf[T.END_E] * pf[C.MEAN] / np.float64(nl)
+
+
+@jit
+def live_add(S, pf, c, t):
+    si = S[SI]
+    nl = si[T.LIVE_N]
+    clock_sync(S, pf, t)
+    S[CREC][REC * c + R_POS] = nl
+    S[LLIST][nl] = c
+    si[T.LIVE_N] = nl + 1
+
+
+@jit
+def live_remove(S, pf, c, t):
+    si, crec, llist = S[SI], S[CREC], S[LLIST]
+    nl = si[T.LIVE_N] - 1
+    i = np.int64(crec[REC * c + R_POS])
+    last = llist[nl]
+    clock_sync(S, pf, t)
+    si[T.LIVE_N] = nl
+    llist[i] = last
+    crec[REC * last + R_POS] = i
+    crec[REC * c + R_POS] = -1
+
+
+@jit
+def end_by_clock(S, pi, pf, st, t):
+    """The end clock rang at t: a uniformly chosen live connection ends, the clock restarts."""
+    S[SF][T.END_T0] = t
+    h = S[LLIST][randint(st, S[SI][T.LIVE_N])]
+    end_connection(S, pi, pf, h, t, False)
+    S[SF][T.END_E] = exponential(st)
+
+
+@jit
+def schedule_end(S, pi, pf, c, t):
+    """Connection c went live at t: into the live list (exponential lifetimes) or the heap."""
+    if memoryless(pi):
+        live_add(S, pf, c, t)
+    else:
+        heap_push(S, c)
+
+
 @jit
 def end_connection(S, pi, pf, h, t, by_reset):
     n, P = pi[C.N], pi[C.P]
-    d = S[C_DEST][h]
-    p = S[C_PORT][h]
-    target = S[C_TGT][h]
+    crec = S[CREC]
+    d = crec[REC * h + R_DEST]
+    p = crec[REC * h + R_PORT]
+    target = crec[REC * h + R_TGT]
     ip = d // n
     s = (ip * P + p) * n + (d - ip * n)
-    S[SLOT][s] = -1
-    S[STGT][s] = -1
+    S[PTAB][2 * s] = HELD
+    S[PTAB][2 * s + 1] = -1
     S[LIVE][d] -= 1
+    if memoryless(pi):
+        live_remove(S, pf, h, t)
+    elif by_reset:
+        crec[REC * h + R_POS] = DEAD          # its heap entry goes when it reaches the top
     if tracking(pi):
         holder_changed(S, pi, d, p, target, -1)
     if pi[C.CIP] == 0:
         S[NTL][(d % n) * pi[C.B] + target] -= 1
-    if S[C_CLOSE][h] != 0 and not by_reset and pi[C.TW_ON] != 0:
+    if crec[REC * h + R_CLOSE] != 0 and not by_reset and pi[C.TW_ON] != 0:
         key = ((d // n) * 65536 + p) * pi[C.B] + target
         expiry = t + pf[C.TW]
         tw_set(S, key, expiry)
@@ -382,16 +524,16 @@ def end_connection(S, pi, pf, h, t, by_reset):
         S[TWQ_KEY][i] = key
         S[TWQ_EXP][i] = expiry
         si[T.TWQ_N] += 1
-    heap_remove(S, h)
     si = S[SI]
-    S[IDS][si[T.FREE_TOP]] = h
-    si[T.FREE_TOP] += 1
+    if crec[REC * h + R_POS] != DEAD:
+        S[IDS][si[T.FREE_TOP]] = h
+        si[T.FREE_TOP] += 1
     release_port(S, pi, pf, d, p, t)
 
 
 # -- allocators ----------------------------------------------------------------------------------------
 @jit
-def linux_scan(S, pi, pool, offset):
+def linux_scan(S, pi, d, offset):
     P = pi[C.P]
     offset &= ~1
     while True:
@@ -399,7 +541,7 @@ def linux_scan(S, pi, pool, offset):
         for i in range(0, P, 2):
             if p >= P:
                 p -= P
-            if is_free(S, pi, pool, p):
+            if is_free(S, pi, d, p):
                 S[SI][T.SKIPPED] = i // 2
                 return p
             p += 2
@@ -417,14 +559,28 @@ def allocate(S, pi, st, ip, j, t):
     if nfree == 0:
         return -1
     alloc = pi[C.ALLOC]
-    if alloc == 0 or alloc == 3:
+    if alloc == 0:
+        # rejection while at least half free; a free list (in port order) below half
+        dense = S[DENSE]
+        if dense[d] != 0 and 4 * nfree > 3 * P:
+            unlist_ports(S, d)
+        elif dense[d] == 0 and 2 * nfree < P:
+            list_ports(S, pi, d)
+        if dense[d] != 0:
+            p = np.int64(S[FREE][d * P + randint(st, nfree)])
+        else:
+            ptab = S[PTAB]
+            p = randint(st, P)
+            while ptab[2 * ((ip * P + p) * n + j)] != -1:
+                p = randint(st, P)
+    elif alloc == 3:
         p = np.int64(S[FREE][pool * P + randint(st, nfree)])
     elif alloc == 1:
         cursor = S[CURSOR]
         if cursor[d] < 0:
             cursor[d] = randint(st, P)
         p = cursor[d]
-        while not is_free(S, pi, pool, p):
+        while not is_free(S, pi, d, p):
             p = p + 1 if p + 1 < P else 0
         cursor[d] = p + 1 if p + 1 < P else 0
     else:
@@ -432,7 +588,7 @@ def allocate(S, pi, st, ip, j, t):
         if epoch != S[LIN_EPOCH][d]:
             S[LIN_EPOCH][d] = epoch
             S[LIN_OFF][d] = randint(st, P)
-        p = linux_scan(S, pi, pool, (S[LIN_PERT][d] + S[LIN_OFF][d]) % P)
+        p = linux_scan(S, pi, d, (S[LIN_PERT][d] + S[LIN_OFF][d]) % P)
         skipped = S[SI][T.SKIPPED]
         u = randint(st, 8)
         S[LIN_PERT][d] = (S[LIN_PERT][d] + 2 * max(skipped, u) + 2) % P
@@ -456,20 +612,20 @@ def add_estimate(S, pi, pf, t, ip, j, d):
     n, P = pi[C.N], pi[C.P]
     e = 0.0
     if pi[C.CROSS] and pi[C.CIP] and n > 1 and S[LIVE][d] < pi[C.LIMIT]:
-        pool = pool_of(pi, d)
-        nfree = S[FREE_N][pool]
+        nfree = S[FREE_N][pool_of(pi, d)]
         size_t = pi[C.B]
         if pi[C.ALLOC] == 0 and nfree > 0:
             e = S[EST_SUM][d] / (nfree * size_t)
         elif pi[C.ALLOC] == 1 and nfree > 0 and S[CURSOR][d] >= 0:
             p = S[CURSOR][d]
-            while not is_free(S, pi, pool, p):
+            while not is_free(S, pi, d, p):
                 p = p + 1 if p + 1 < P else 0
             e = distinct_targets(S, pi, ip, p, j, -1) / size_t
         elif pi[C.ALLOC] == 1 and nfree > 0:
             total = 0
-            for i in range(nfree):
-                total += distinct_targets(S, pi, ip, S[FREE][pool * P + i], j, -1)
+            for i in range(P):
+                if is_free(S, pi, d, i):
+                    total += distinct_targets(S, pi, ip, i, j, -1)
             e = total / (nfree * size_t)
     nb_ = pi[C.NBATCH]
     b = np.int64((t - pf[C.T_MEASURE]) / (pf[C.T_END] - pf[C.T_MEASURE]) * nb_)
@@ -508,12 +664,12 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
         target = randint(st, pi[C.B])
     else:
         target = zs[j] + randint(st, zc[j])
-    slot, stgt = S[SLOT], S[STGT]
-    base = (ip * P + p) * n          # port-major slot tables: one port's holders side by side
+    ptab = S[PTAB]
+    base = 2 * (ip * P + p) * n      # port-major port table: one port's entries side by side
     nholders = 0
     if pi[C.CIP]:
         for jj in range(n):
-            if jj != j and stgt[base + jj] == target:
+            if jj != j and ptab[base + 2 * jj + 1] == target:
                 nholders += 1
     else:
         if S[NTL][j * pi[C.B] + target] >= pi[C.NODE_LIMIT]:
@@ -521,7 +677,10 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
             if measure:
                 si[T.AFAIL] += 1
             return
-    life = lifetime(pi, pf, xa, st) if given_life < 0 else given_life
+    if memoryless(pi):
+        life = 0.0                   # ends come from the end clock
+    else:
+        life = lifetime(pi, pf, xa, st) if given_life < 0 else given_life
     scf = pf[C.SCF]
     close = scf >= 1.0 or (scf > 0.0 and uniform(st) < scf)
     if nholders > 0:
@@ -539,8 +698,8 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
             return
         if outcome == 0 or outcome == 4:
             for jj in range(n):
-                if jj != j and stgt[base + jj] == target:
-                    end_connection(S, pi, pf, slot[base + jj], t, True)
+                if jj != j and ptab[base + 2 * jj + 1] == target:
+                    end_connection(S, pi, pf, ptab[base + 2 * jj], t, True)
                     if measure:
                         si[T.RESETS] += 1
         if outcome >= 3:
@@ -557,14 +716,14 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
     c = new_record(S, d, p, target, close, t + life)
     if tracking(pi):
         holder_changed(S, pi, d, p, target, 1)
-    slot[base + j] = c
-    stgt[base + j] = target
+    ptab[base + 2 * j] = c
+    ptab[base + 2 * j + 1] = target
     S[LIVE][d] += 1
     if pi[C.CIP] == 0:
         S[NTL][j * pi[C.B] + target] += 1
     if measure and S[LIVE][d] > si[T.PEAK]:
         si[T.PEAK] = S[LIVE][d]
-    heap_push(S, c)
+    schedule_end(S, pi, pf, c, t)
 
 
 # -- delayed connects ----------------------------------------------------------------------------------
@@ -575,10 +734,11 @@ def new_record(S, d, p, target, close, end):
     si[T.SERIAL] += 1
     si[T.FREE_TOP] -= 1
     c = S[IDS][si[T.FREE_TOP]]
-    S[C_DEST][c] = d
-    S[C_PORT][c] = p
-    S[C_TGT][c] = target
-    S[C_CLOSE][c] = 1 if close else 0
+    crec = S[CREC]
+    crec[REC * c + R_DEST] = d
+    crec[REC * c + R_PORT] = p
+    crec[REC * c + R_TGT] = target
+    crec[REC * c + R_CLOSE] = 1 if close else 0
     S[C_END][c] = end
     S[C_SERIAL][c] = si[T.SERIAL]
     return c
@@ -610,8 +770,9 @@ def start_pending(S, pi, xa, d, p, target, close, t, life, measure):
     c = new_record(S, d, p, target, close, t + syn_at(pi, xa, 0))
     S[C_T0][c] = t
     S[C_LIFE][c] = life
-    S[C_RETRY][c] = 0
-    S[C_MEAS][c] = 1 if measure else 0
+    S[CREC][REC * c + R_RETRY] = 0
+    S[CREC][REC * c + R_MEAS] = 1 if measure else 0
+    S[PTAB][2 * entry(pi, d, p)] = c
     S[LIVE][d] += 1
     if measure and S[LIVE][d] > si[T.PEAK]:
         si[T.PEAK] = S[LIVE][d]
@@ -622,18 +783,17 @@ def start_pending(S, pi, xa, d, p, target, close, t, life, measure):
 def retry(S, pi, pf, xa, h, t):
     si = S[SI]
     n, P = pi[C.N], pi[C.P]
-    d = S[C_DEST][h]
-    p = S[C_PORT][h]
-    target = S[C_TGT][h]
+    crec, ptab = S[CREC], S[PTAB]
+    d = crec[REC * h + R_DEST]
+    p = crec[REC * h + R_PORT]
+    target = crec[REC * h + R_TGT]
     ip = d // n
     j = d - ip * n
-    base = (ip * P + p) * n
-    stgt = S[STGT]
-    meas = S[C_MEAS][h] != 0
-    heap_remove(S, h)
+    base = 2 * (ip * P + p) * n
+    meas = crec[REC * h + R_MEAS] != 0
     busy = False
     for jj in range(n):
-        if jj != j and stgt[base + jj] == target:
+        if jj != j and ptab[base + 2 * jj + 1] == target:
             busy = True
     if not busy:
         if pi[C.TW_ON]:
@@ -642,27 +802,27 @@ def retry(S, pi, pf, xa, h, t):
                 tw_delete(S, i)
                 if meas:
                     si[T.TWHITS] += 1
-        r = S[C_RETRY][h]
-        S[C_RETRY][h] = -1
+        r = crec[REC * h + R_RETRY]
+        crec[REC * h + R_RETRY] = -1
         S[C_END][h] = t + S[C_LIFE][h]
         if tracking(pi):
             holder_changed(S, pi, d, p, target, 1)
-        S[SLOT][base + j] = h
-        stgt[base + j] = target
+        ptab[base + 2 * j + 1] = target       # the slot holds h since its first SYN
         if meas:
             si[T.EST] += 1
             si[T.DELAYED] += 1
             si[T.PENDING] -= 1
             S[DHIST][r] += 1
-        heap_push(S, h)
+        schedule_end(S, pi, pf, h, t)
         return
-    r = S[C_RETRY][h] + 1
-    S[C_RETRY][h] = r
+    r = crec[REC * h + R_RETRY] + 1
+    crec[REC * h + R_RETRY] = r
     if r < pi[C.SYN_N]:
         S[C_END][h] = S[C_T0][h] + syn_at(pi, xa, r)
         heap_push(S, h)
         return
-    S[C_RETRY][h] = -1
+    crec[REC * h + R_RETRY] = -1
+    ptab[base + 2 * j] = HELD
     S[LIVE][d] -= 1
     if meas:
         si[T.FAILED] += 1
@@ -692,9 +852,13 @@ def draw_stationary(pi, pf, xa, st):
 
 
 @jit
-def place_stationary(S, pi, pf, zs, zc, wcum, xa, st, residuals, order):
-    for i in order:
-        arrival(S, pi, pf, zs, zc, wcum, xa, st, 0.0, residuals[i], False, pi[C.OUTCOME])
+def place_stationary(S, pi, pf, zs, zc, wcum, xa, st, residuals, order, start):
+    """Place order[start:]; returns where it stopped (early when the records ran out)."""
+    i = start
+    while i < order.shape[0] and S[SI][T.FREE_TOP] > 0:
+        arrival(S, pi, pf, zs, zc, wcum, xa, st, 0.0, residuals[order[i]], False, pi[C.OUTCOME])
+        i += 1
+    return i
 
 
 @jit
@@ -730,6 +894,8 @@ def next_arrival_after(pi, pf, xa, t, e):
 @jit
 def schedule_first_arrival(S, pi, pf, xa, st):
     S[SF][T.NEXT_ARR] = next_arrival_after(pi, pf, xa, 0.0, exponential(st))
+    if memoryless(pi):
+        S[SF][T.END_E] = exponential(st)
 
 
 @jit
@@ -737,6 +903,7 @@ def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
     si, sf = S[SI], S[SF]
     tw_on = pi[C.TW_ON] != 0
     while True:
+        drop_dead_tops(S)
         if si[T.FREE_TOP] == 0:
             return T.GROW_CONN
         if tw_on:
@@ -745,15 +912,20 @@ def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
             if si[T.TWQ_N] == S[TWQ_KEY].shape[0]:
                 return T.GROW_TWQ
         t_end = S[HKEY][0] if si[T.HEAP_N] > 0 else np.inf
+        t_clock = next_end(S, pf) if memoryless(pi) else np.inf
+        if t_clock < t_end:
+            t_end = t_clock
         t_cool = S[CQ_AT][si[T.CQ_HEAD]] if si[T.CQ_N] > 0 else np.inf
         t_tw = S[TWQ_EXP][si[T.TWQ_HEAD]] if si[T.TWQ_N] > 0 else np.inf
         t_ev = min(t_end, t_cool, t_tw)
         if t_ev <= sf[T.NEXT_ARR]:
             if t_ev >= t_stop:
                 return T.DONE
-            if t_end == t_ev:
-                h = S[HEAP][0]
-                if S[C_RETRY][h] >= 0:
+            if t_clock == t_ev:
+                end_by_clock(S, pi, pf, st, t_clock)
+            elif t_end == t_ev:
+                h = heap_pop(S)
+                if S[CREC][REC * h + R_RETRY] >= 0:
                     retry(S, pi, pf, xa, h, t_end)
                 else:
                     end_connection(S, pi, pf, h, t_end, False)

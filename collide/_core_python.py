@@ -25,6 +25,23 @@ the 4-tuple is looked up again: free (no live holder through another node) → i
 (a TIME_WAIT entry is taken over as at an arrival); held → the next retry, or a failed connect
 when the schedule is spent. Retries draw nothing. Counters of a delayed connection go to the
 window of its first SYN.
+
+Ends of exponential lifetimes (DESIGN §2.5 with `dist = exponential`) need no end-time queue: the
+lifetimes are memoryless, so the next end among L live connections comes after an exponential time
+of rate L / mean, and the connection that ends is uniform among them. The run keeps the live
+connections in a list and one end clock: `end_e`, the exponential units left at time `end_t0`.
+Before L changes at time t the clock is brought to t (end_e -= (t - end_t0) * L / mean); the next
+end is at end_t0 + end_e * mean / L. At that end: victim = live[randint(L)], it ends, then
+end_e = exponential(). No lifetime is drawn for an arrival (the first end_e is drawn right after
+the first arrival time). Other lifetime laws keep every end time in a heap.
+
+Ports (random allocator): while at least half of a destination's ports are free the port is drawn
+by rejection (randint(P) until the slot table says free); below half (and until more than three
+quarters are free again) from a free list rebuilt in port order when it is entered. Both are
+uniform over the free ports; the mode only decides which words are drawn. The eim allocator keeps
+its per-IP free list always; sequential and linux only count free ports. A port is free towards d
+when its slot entry is empty: it is HELD while its connect is decided and while it cools down
+(reuse delay), and holds the connection record once live or pending.
 """
 from __future__ import annotations
 
@@ -36,6 +53,7 @@ from . import _params as C
 TWO53 = 2.0 ** -53
 MASK32 = 0xFFFFFFFF
 INF = math.inf
+HELD = "held"          # slot of a port that is taken but has no connection record in it
 
 
 class Words:
@@ -74,13 +92,14 @@ class Words:
 
 class Connection:
     __slots__ = ("dest", "port", "target", "close", "end", "serial", "alive", "retry", "t0", "life",
-                 "meas")
+                 "meas", "lpos")
 
     def __init__(self, dest, port, target, close, end, serial):
         self.dest, self.port, self.target, self.close = dest, port, target, close
         self.end, self.serial, self.alive = end, serial, True
         self.retry = -1          # pending: index of the next SYN retry; -1 once live
         self.t0, self.life, self.meas = 0.0, 0.0, False
+        self.lpos = -1           # index in the live list (exponential lifetimes)
 
 
 class Simulation:
@@ -102,11 +121,19 @@ class Simulation:
         self.k, self.n, self.ports = k, n, ports
         dests = k * n
         pools = k if pi[C.ALLOC] == 3 else dests          # eim: one pool of ports per IP
-        # Free ports per pool: a list plus each port's index in it (swap-remove keeps picks O(1)).
-        self.free = [list(range(ports)) for _ in range(pools)]
-        self.pos = [list(range(ports)) for _ in range(pools)]
-        # Slot table: which live connection holds port p towards destination d (None if none).
+        # Free ports per pool: a count, and for listed pools (eim always, random below half free)
+        # a list plus each port's index in it (swap-remove keeps picks O(1)).
+        self.free_n = [ports] * pools
+        self.dense = [pi[C.ALLOC] == 3] * pools
+        self.free = [list(range(ports)) if self.dense[q] else [] for q in range(pools)]
+        self.pos = [list(range(ports)) if self.dense[q] else [-1] * ports for q in range(pools)]
+        # Slot table: port p towards destination d is free (None), HELD, or holds a connection
+        # record (live, or pending with retry >= 0: then it is no holder of the 4-tuple).
         self.slot = [[None] * ports for _ in range(dests)]
+        # exponential lifetimes: the live connections and the end clock (see the module docstring)
+        self.memoryless = pi[C.DIST] == 0
+        self.live_list = []
+        self.end_e, self.end_t0 = 0.0, 0.0
         self.live = [0] * dests
         self.cursor = [-1] * dests                         # sequential
         self.lin_epoch, self.lin_offset, self.lin_perturb = [-1] * dests, [0] * dests, [0] * dests
@@ -133,10 +160,21 @@ class Simulation:
     def pool_of(self, d: int) -> int:
         return d // self.n if self.pi[C.ALLOC] == 3 else d
 
-    def is_free(self, pool: int, p: int) -> bool:
-        return self.pos[pool][p] >= 0
+    def is_free(self, d: int, p: int) -> bool:
+        """Port p is free towards destination d (eim: free on d's NAT IP)."""
+        if self.pi[C.ALLOC] == 3:
+            return self.pos[d // self.n][p] >= 0
+        return self.slot[d][p] is None
+
+    def holder(self, d: int, p: int):
+        """The live connection holding port p towards d, or None."""
+        h = self.slot[d][p]
+        return h if isinstance(h, Connection) and h.retry < 0 else None
 
     def take_free(self, pool: int, p: int) -> None:
+        self.free_n[pool] -= 1
+        if not self.dense[pool]:
+            return
         i, lst = self.pos[pool][p], self.free[pool]
         last = lst[-1]
         lst[i] = last
@@ -145,8 +183,23 @@ class Simulation:
         self.pos[pool][p] = -1
 
     def put_free(self, pool: int, p: int) -> None:
-        self.pos[pool][p] = len(self.free[pool])
-        self.free[pool].append(p)
+        self.free_n[pool] += 1
+        if self.dense[pool]:
+            self.pos[pool][p] = len(self.free[pool])
+            self.free[pool].append(p)
+
+    def list_ports(self, d: int) -> None:
+        """Random allocator below half free: list d's free ports in port order."""
+        self.dense[d] = True
+        self.free[d] = [p for p in range(self.ports) if self.slot[d][p] is None]
+        self.pos[d] = [-1] * self.ports
+        for i, p in enumerate(self.free[d]):
+            self.pos[d][p] = i
+
+    def unlist_ports(self, d: int) -> None:
+        """Random allocator above three quarters free again: back to rejection."""
+        self.dense[d] = False
+        self.free[d] = []
 
     def tracking(self) -> bool:
         """Keep the conditional estimate's running sums (random allocator, collisions possible)."""
@@ -158,7 +211,7 @@ class Simulation:
         seen = set()
         for j in range(self.n):
             if j != skip1 and j != skip2:
-                h = self.slot[ip * self.n + j][p]
+                h = self.holder(ip * self.n + j, p)
                 if h is not None:
                     seen.add(h.target)
         return len(seen)
@@ -173,19 +226,21 @@ class Simulation:
             d = ip * self.n + j
             if not self.is_free(d, p):
                 continue
-            others = {self.slot[ip * self.n + jj][p].target for jj in range(self.n)
-                      if jj not in (j, j0) and self.slot[ip * self.n + jj][p] is not None}
+            others = {self.holder(ip * self.n + jj, p).target for jj in range(self.n)
+                      if jj not in (j, j0) and self.holder(ip * self.n + jj, p) is not None}
             if target not in others:
                 self.est_sum[d] += delta
 
     def port_freed(self, d: int, p: int) -> None:
         pool = self.pool_of(d)
+        self.slot[d][p] = None
         self.put_free(pool, p)
         if self.tracking():
             self.est_sum[d] += self.distinct_targets(d // self.n, p, d % self.n, -1)
 
     def port_taken(self, d: int, p: int) -> None:
         pool = self.pool_of(d)
+        self.slot[d][p] = HELD
         self.take_free(pool, p)
         if self.tracking():
             self.est_sum[d] -= self.distinct_targets(d // self.n, p, d % self.n, -1)
@@ -201,8 +256,10 @@ class Simulation:
         """A live connection ends: free its slot, maybe leave TIME_WAIT, release its NAT port."""
         h.alive = False
         d, p = h.dest, h.port
-        self.slot[d][p] = None
+        self.slot[d][p] = HELD
         self.live[d] -= 1
+        if self.memoryless:
+            self.live_remove(h, t)
         if self.tracking():
             self.holder_changed(d, p, h.target, -1)
         if not self.pi[C.CIP]:
@@ -213,6 +270,37 @@ class Simulation:
             self.time_wait[key] = expiry
             self.tw_queue.append((expiry, key))
         self.release_port(d, p, t)
+
+    # -- the end clock of exponential lifetimes ---------------------------------------------------
+    def clock_sync(self, t: float) -> None:
+        """Spend the end clock up to t (before the number of live connections changes)."""
+        self.end_e -= (t - self.end_t0) * len(self.live_list) / self.pf[C.MEAN]
+        if self.end_e < 0.0:
+            self.end_e = 0.0
+        self.end_t0 = t
+
+    def next_end(self) -> float:
+        n = len(self.live_list)
+        return self.end_t0 + self.end_e * self.pf[C.MEAN] / n if n else INF
+
+    def live_add(self, h: Connection, t: float) -> None:
+        self.clock_sync(t)
+        h.lpos = len(self.live_list)
+        self.live_list.append(h)
+
+    def live_remove(self, h: Connection, t: float) -> None:
+        self.clock_sync(t)
+        last = self.live_list.pop()
+        if last is not h:
+            self.live_list[h.lpos] = last
+            last.lpos = h.lpos
+
+    def end_by_clock(self, t: float) -> None:
+        """The end clock rang at t: a uniformly chosen live connection ends, the clock restarts."""
+        self.end_t0 = t
+        h = self.live_list[self.rng.randint(len(self.live_list))]
+        self.end_connection(h, t, by_reset=False)
+        self.end_e = self.rng.exponential()
 
     # -- lifetimes ------------------------------------------------------------------------------
     def lifetime(self) -> float:
@@ -258,17 +346,28 @@ class Simulation:
         pi, rng = self.pi, self.rng
         d = ip * self.n + j
         pool = self.pool_of(d)
-        free = self.free[pool]
-        if not free:
+        nfree = self.free_n[pool]
+        if nfree == 0:
             return -1
         alloc = pi[C.ALLOC]
-        if alloc == 0 or alloc == 3:                       # random / eim: uniform over the free list
-            p = free[rng.randint(len(free))]
+        if alloc == 0:                                     # random: uniform over the free ports
+            if self.dense[d] and 4 * nfree > 3 * self.ports:
+                self.unlist_ports(d)
+            elif not self.dense[d] and 2 * nfree < self.ports:
+                self.list_ports(d)
+            if self.dense[d]:
+                p = self.free[d][rng.randint(nfree)]
+            else:
+                p = rng.randint(self.ports)
+                while self.slot[d][p] is not None:
+                    p = rng.randint(self.ports)
+        elif alloc == 3:                                   # eim: uniform over the IP's free list
+            p = self.free[pool][rng.randint(nfree)]
         elif alloc == 1:                                   # sequential: first free at/after cursor
             if self.cursor[d] < 0:
                 self.cursor[d] = rng.randint(self.ports)
             p = self.cursor[d]
-            while not self.is_free(pool, p):
+            while not self.is_free(d, p):
                 p = p + 1 if p + 1 < self.ports else 0
             self.cursor[d] = p + 1 if p + 1 < self.ports else 0
         else:                                              # linux: RFC 6056 alg. 4, Linux >= 5.18
@@ -276,14 +375,14 @@ class Simulation:
             if epoch != self.lin_epoch[d]:
                 self.lin_epoch[d] = epoch
                 self.lin_offset[d] = rng.randint(self.ports)
-            p = self.linux_scan(pool, (self.lin_perturb[d] + self.lin_offset[d]) % self.ports)
+            p = self.linux_scan(d, (self.lin_perturb[d] + self.lin_offset[d]) % self.ports)
             skipped = self.linux_skipped
             u = rng.randint(8)
             self.lin_perturb[d] = (self.lin_perturb[d] + 2 * max(skipped, u) + 2) % self.ports
         self.port_taken(d, p)
         return p
 
-    def linux_scan(self, pool: int, offset: int) -> int:
+    def linux_scan(self, d: int, offset: int) -> int:
         """Ports of the range's low parity in steps of 2 from offset, then the other parity."""
         P = self.ports
         offset &= ~1
@@ -292,7 +391,7 @@ class Simulation:
             for i in range(0, P, 2):
                 if p >= P:
                     p -= P
-                if self.is_free(pool, p):
+                if self.is_free(d, p):
                     self.linux_skipped = i // 2
                     return p
                 p += 2
@@ -337,7 +436,7 @@ class Simulation:
         holders = []
         if pi[C.CIP]:
             for jj in range(self.n):
-                h = self.slot[ip * self.n + jj][p]
+                h = self.holder(ip * self.n + jj, p)
                 if jj != j and h is not None and h.target == target:
                     holders.append(h)
         else:
@@ -348,7 +447,10 @@ class Simulation:
                     c["allocation_failures"] += 1
                 return
         # 6. lifetime and who closes first
-        life = self.lifetime() if given_life < 0 else given_life
+        if self.memoryless:
+            life = 0.0                           # ends come from the end clock
+        else:
+            life = self.lifetime() if given_life < 0 else given_life
         scf = pf[C.SCF]
         close = scf >= 1.0 or (scf > 0.0 and rng.uniform() < scf)
         if holders:
@@ -392,7 +494,14 @@ class Simulation:
             self.node_target_live[(j, target)] = self.node_target_live.get((j, target), 0) + 1
         if measure and self.live[d] > c["peak_live_per_destination"]:
             c["peak_live_per_destination"] = self.live[d]
-        heapq.heappush(self.ends, (conn.end, conn.serial, conn))
+        self.schedule_end(conn, t)
+
+    def schedule_end(self, h: Connection, t: float) -> None:
+        """A connection went live at t: into the end clock's list, or the end-time heap."""
+        if self.memoryless:
+            self.live_add(h, t)
+        else:
+            heapq.heappush(self.ends, (h.end, h.serial, h))
 
     def challenge_ack(self, t: float) -> bool:
         """One challenge ACK from the global budget of the current whole second, if any is left."""
@@ -412,6 +521,7 @@ class Simulation:
         self.serial += 1
         conn = Connection(d, p, target, close, t + self.syn[0], self.serial)
         conn.retry, conn.t0, conn.life, conn.meas = 0, t, life, measure
+        self.slot[d][p] = conn
         self.live[d] += 1
         if measure and self.live[d] > c["peak_live_per_destination"]:
             c["peak_live_per_destination"] = self.live[d]
@@ -424,7 +534,7 @@ class Simulation:
         ip, j = divmod(d, n)
         busy = False
         for jj in range(n):
-            o = self.slot[ip * n + jj][p]
+            o = self.holder(ip * n + jj, p)
             if jj != j and o is not None and o.target == target:
                 busy = True
         if not busy:
@@ -439,13 +549,12 @@ class Simulation:
             h.end = t + h.life
             if self.tracking():
                 self.holder_changed(d, p, target, +1)
-            self.slot[d][p] = h
             if h.meas:
                 c["established"] += 1
                 c["delayed_connects"] += 1
                 c["pending_connects"] -= 1
                 self.delay_hist[i] += 1
-            heapq.heappush(self.ends, (h.end, h.serial, h))
+            self.schedule_end(h, t)
             return
         h.retry += 1
         if h.retry < len(self.syn):
@@ -453,6 +562,7 @@ class Simulation:
             heapq.heappush(self.ends, (h.end, h.serial, h))
             return
         h.alive = False                          # the schedule is spent: the connect fails
+        self.slot[d][p] = HELD
         self.live[d] -= 1
         if h.meas:
             c["failed_connects"] += 1
@@ -472,19 +582,19 @@ class Simulation:
         pi = self.pi
         e = 0.0
         if pi[C.CROSS] and pi[C.CIP] and self.n > 1 and self.live[d] < pi[C.LIMIT]:
-            pool = self.pool_of(d)
+            nfree = self.free_n[self.pool_of(d)]
             size_t = pi[C.B]
-            if pi[C.ALLOC] == 0 and self.free[pool]:
-                e = self.est_sum[d] / (len(self.free[pool]) * size_t)
-            elif pi[C.ALLOC] == 1 and self.free[pool] and self.cursor[d] >= 0:
+            if pi[C.ALLOC] == 0 and nfree:
+                e = self.est_sum[d] / (nfree * size_t)
+            elif pi[C.ALLOC] == 1 and nfree and self.cursor[d] >= 0:
                 p = self.cursor[d]
-                while not self.is_free(pool, p):
+                while not self.is_free(d, p):
                     p = p + 1 if p + 1 < self.ports else 0
                 e = self.distinct_targets(ip, p, j, -1) / size_t
             # sequential before its first use: the cursor is not drawn yet, so the port is uniform
-            elif pi[C.ALLOC] == 1 and self.free[pool]:
-                e = sum(self.distinct_targets(ip, p, j, -1) for p in self.free[pool]) / (
-                    len(self.free[pool]) * size_t)
+            elif pi[C.ALLOC] == 1 and nfree:
+                e = sum(self.distinct_targets(ip, p, j, -1) for p in range(self.ports)
+                        if self.is_free(d, p)) / (nfree * size_t)
         nb = pi[C.NBATCH]
         b = int((t - self.pf[C.T_MEASURE]) / (self.pf[C.T_END] - self.pf[C.T_MEASURE]) * nb)
         self.batches[min(max(b, 0), nb - 1)] += e
@@ -548,6 +658,8 @@ class Simulation:
 
     def schedule_first_arrival(self) -> None:
         self.next_arrival = self.next_arrival_after(0.0, self.rng.exponential())
+        if self.memoryless:
+            self.end_e = self.rng.exponential()
 
     def advance(self, t_stop: float) -> int:
         """Process every event before t_stop in time order (ties: ends, reuse, TIME_WAIT, arrival)."""
@@ -555,7 +667,9 @@ class Simulation:
         while True:
             while self.ends and not self.ends[0][2].alive:
                 heapq.heappop(self.ends)
-            t_end = self.ends[0][0] if self.ends else INF
+            t_heap = self.ends[0][0] if self.ends else INF
+            t_clock = self.next_end() if self.memoryless else INF
+            t_end = min(t_heap, t_clock)
             t_cool = self.cool_queue[self.cool_head][0] if self.cool_head < len(self.cool_queue) \
                 else INF
             t_tw = self.tw_queue[self.tw_head][0] if self.tw_head < len(self.tw_queue) else INF
@@ -563,7 +677,9 @@ class Simulation:
             if t_ev <= self.next_arrival:
                 if t_ev >= t_stop:
                     return 0
-                if t_end == t_ev:
+                if t_clock == t_ev:
+                    self.end_by_clock(t_clock)
+                elif t_heap == t_ev:
                     _, _, h = heapq.heappop(self.ends)
                     if h.retry >= 0:
                         self.retry(h, t_end)
@@ -571,6 +687,7 @@ class Simulation:
                         self.end_connection(h, t_end, by_reset=False)
                 elif t_cool == t_ev:
                     _, d, p = self.cool_queue[self.cool_head]
+                    self.cool_queue[self.cool_head] = None
                     self.cool_head += 1
                     self.port_freed(d, p)
                 else:

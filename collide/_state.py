@@ -1,7 +1,7 @@
 """Flat engine state for the compiled backends (Cython and numba share this layout).
 
-Memory is per destination port (slot and target tables, free list: 16 bytes per port per
-destination), per live connection (about 50 bytes) and per TIME_WAIT entry; never per target. Arrays that can outgrow their
+Memory is per destination port (the port table, 8 bytes per port per destination, plus a 4-byte
+free list for the random and eim allocators), per live connection (about 84 bytes) and per TIME_WAIT entry; never per target. Arrays that can outgrow their
 first size (connections, TIME_WAIT) make the kernel return a GROW code before it touches them;
 `grow` copies them into bigger arrays and the kernel resumes where it stopped.
 """
@@ -16,21 +16,35 @@ CONN, EST, AFAIL, FAILED, COLL, RESETS, TWHITS, PAIRS, PEAK, SERIAL, HEAP_N, FRE
     TWQ_HEAD, TWQ_N, CQ_HEAD, CQ_N, SKIPPED, TW_SHIFT = range(19)
 # delayed connects: succeeded after retries, measured ones still pending, challenge-ACK budget
 DELAYED, PENDING, CA_SEC, CA_USED = range(19, 23)
-N_SI = 23
-# scalar slots in sf (float64)
-NEXT_ARR, FIRST = range(2)
-N_SF = 2
+LIVE_N = 23            # length of the live list (exponential lifetimes)
+N_SI = 24
+# scalar slots in sf (float64); END_E, END_T0: the end clock of exponential lifetimes
+NEXT_ARR, FIRST, END_E, END_T0 = range(4)
+N_SF = 4
+# port table entries: ptab[2 s] is the slot (FREE, HELD or a connection id), ptab[2 s + 1] the
+# live holder's target (-1: none)
+FREE, HELD = -1, -2
+UNLISTED = 0xFFFF      # fpos of a port that is not in its pool's free list
+# connection records: REC int32 per connection id (two records per cache line): destination,
+# port, target, server closes first, position in the heap or live list, next SYN retry (-1 once
+# live), first SYN measured
+REC = 8
+R_DEST, R_PORT, R_TGT, R_CLOSE, R_POS, R_RETRY, R_MEAS = range(7)
+# R_POS of a connection reset while its end is queued in the heap: the entry is dropped (and the
+# id given back) when it reaches the top, so the heap never moves entries out of its middle
+DEAD = -2
 
 # kernel return codes
 DONE, GROW_CONN, GROW_TW, GROW_TWQ = 0, 1, 2, 3
 
 FIELDS = ("si", "sf", "live", "cursor", "lin_epoch", "lin_off", "lin_pert", "est_sum", "free_n",
-          "slot", "free", "fpos", "c_dest", "c_port", "c_tgt", "c_close", "c_end", "c_serial",
-          "c_hpos", "ids", "heap", "cl_node", "cl_exp", "ntl", "tw_key", "tw_exp", "twq_key",
-          "twq_exp", "cq_at", "cq_dp", "batches", "stgt", "hkey",
-          # a pending (retrying) connection: first SYN time, lifetime, next retry index (-1 once
-          # live), whether its first SYN was measured; histogram of successes by retry index
-          "c_t0", "c_life", "c_retry", "c_meas", "dhist")
+          "ptab", "free", "fpos", "crec", "c_end", "c_serial", "ids", "heap", "cl_node", "cl_exp", "ntl", "tw_key", "tw_exp", "twq_key",
+          "twq_exp", "cq_at", "cq_dp", "batches", "llist", "hkey",
+          # a pending (retrying) connection: first SYN time, lifetime; histogram of successes by
+          # retry index
+          "c_t0", "c_life", "dhist",
+          # random allocator: 1 while the pool's free ports are listed (eim: always)
+          "dense")
 
 
 def _pow2(n: int) -> int:
@@ -53,28 +67,27 @@ def new_state(pi: np.ndarray, pf: np.ndarray, conn_cap: int) -> dict:
     s["lin_pert"] = np.zeros(dests, np.int64)
     s["est_sum"] = np.zeros(dests, np.int64)
     s["free_n"] = np.full(pools, ports, np.int64)
-    # slot tables, port-major: entry (ip, port, node j) at (ip * ports + port) * n + j, so one
-    # port's holders towards all nodes share a cache line. slot: connection id; stgt: its target.
-    s["slot"] = np.full(dests * ports, -1, np.int32)
-    s["stgt"] = np.full(dests * ports, -1, np.int32)
-    s["free"] = np.tile(np.arange(ports, dtype=np.int32), pools)
-    s["fpos"] = np.tile(np.arange(ports, dtype=np.int32), pools)
+    # the port table, port-major: entry s = (ip * ports + port) * n + j for node j, so one port's
+    # entries towards all nodes share a cache line; each entry is (slot, holder's target).
+    s["ptab"] = np.full(2 * dests * ports, -1, np.int32)
+    # free lists (uint16: ports < 65536), kept for eim pools always and random pools below half free
+    eim, listed = int(pi[C.ALLOC]) == 3, int(pi[C.ALLOC]) in (0, 3)
+    s["free"] = np.tile(np.arange(ports, dtype=np.uint16), pools) if eim else \
+        np.zeros(pools * ports if listed else 1, np.uint16)
+    s["fpos"] = np.tile(np.arange(ports, dtype=np.uint16), pools) if eim else \
+        np.full(pools * ports if listed else 1, UNLISTED, np.uint16)
+    s["dense"] = np.full(pools, 1 if eim else 0, np.int32)
     conn_cap = max(int(conn_cap), 16)
-    s["c_dest"] = np.zeros(conn_cap, np.int32)
-    s["c_port"] = np.zeros(conn_cap, np.int32)
-    s["c_tgt"] = np.zeros(conn_cap, np.int32)
-    s["c_close"] = np.zeros(conn_cap, np.int32)
+    s["crec"] = new_records(conn_cap)
     s["c_end"] = np.zeros(conn_cap, np.float64)
     s["c_serial"] = np.zeros(conn_cap, np.int64)
-    s["c_hpos"] = np.full(conn_cap, -1, np.int64)
     s["ids"] = np.arange(conn_cap - 1, -1, -1, dtype=np.int32)   # stack: id 0 on top
     s["si"][FREE_TOP] = conn_cap
+    s["llist"] = np.zeros(conn_cap, np.int32)      # live list (exponential lifetimes)
     s["heap"] = np.zeros(conn_cap, np.int32)       # 4-ary heap of ids by (end, serial) ...
     s["hkey"] = np.zeros(conn_cap, np.float64)     # ... with each entry's end beside it
     s["c_t0"] = np.zeros(conn_cap, np.float64)
     s["c_life"] = np.zeros(conn_cap, np.float64)
-    s["c_retry"] = np.full(conn_cap, -1, np.int32)
-    s["c_meas"] = np.zeros(conn_cap, np.int32)
     s["dhist"] = np.zeros(max(1, int(pi[C.SYN_N])), np.int64)
     s["si"][CA_SEC] = -1
     clients = int(pi[C.CLIENTS]) if pi[C.NEED_CLIENT] else 1
@@ -92,6 +105,18 @@ def new_state(pi: np.ndarray, pf: np.ndarray, conn_cap: int) -> dict:
     s["cq_dp"] = np.zeros(cq, np.int64)
     s["batches"] = np.zeros(int(pi[C.NBATCH]), np.float64)
     return s
+
+
+def new_records(count: int) -> np.ndarray:
+    rec = np.zeros(count * REC, np.int32)
+    rec[R_POS::REC] = -1
+    rec[R_RETRY::REC] = -1
+    return rec
+
+
+def capacity(s: dict) -> int:
+    """Connection records the state has room for."""
+    return s["c_end"].size
 
 
 def as_tuple(s: dict) -> tuple:
@@ -119,16 +144,15 @@ def grow(s: dict, code: int) -> None:
     """Enlarge what the kernel ran out of (in place in the dict)."""
     si = s["si"]
     if code == GROW_CONN:
-        old = s["c_dest"].size
+        old = capacity(s)
         new = old * 2
-        for f in ("c_dest", "c_port", "c_tgt", "c_close", "c_end", "c_serial", "heap", "hkey",
-                  "c_t0", "c_life", "c_retry", "c_meas"):
-            a = np.zeros(new, s[f].dtype) if f != "c_retry" else np.full(new, -1, s[f].dtype)
+        for f in ("c_end", "c_serial", "heap", "hkey", "c_t0", "c_life", "llist"):
+            a = np.zeros(new, s[f].dtype)
             a[:old] = s[f]
             s[f] = a
-        a = np.full(new, -1, np.int64)
-        a[:old] = s["c_hpos"]
-        s["c_hpos"] = a
+        a = new_records(new)
+        a[:old * REC] = s["crec"]
+        s["crec"] = a
         top = int(si[FREE_TOP])
         ids = np.empty(new, np.int32)
         ids[:top] = s["ids"][:top]
@@ -161,6 +185,23 @@ def grow(s: dict, code: int) -> None:
             a[:n] = s[f][idx]
             s[f] = a
         si[TWQ_HEAD] = 0
+
+
+_M64 = (1 << 64) - 1
+
+
+def pcg_load(bitgen) -> np.ndarray:
+    """PCG64 state as uint64[4] (state high, low, increment high, low) for the numba kernels."""
+    st = bitgen.state["state"]
+    return np.array([st["state"] >> 64, st["state"] & _M64, st["inc"] >> 64, st["inc"] & _M64],
+                    np.uint64)
+
+
+def pcg_store(bitgen, words: np.ndarray) -> None:
+    """Write the kernels' PCG64 state back: the bit generator goes on from there."""
+    full = bitgen.state
+    full["state"]["state"] = (int(words[0]) << 64) | int(words[1])
+    bitgen.state = full
 
 
 def state_bytes(s: dict) -> int:

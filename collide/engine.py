@@ -64,29 +64,41 @@ class _Compiled:
         else:
             from . import _core_numba as nbk
             self.nbk = nbk
-            self.st = np.random.Generator(bitgen)   # numba reads raw words through it
+            if type(bitgen) is not np.random.PCG64:
+                raise ValueError("--backend numba: needs a PCG64 bit generator "
+                                 f"(got {type(bitgen).__name__})")
 
     def _call(self, name, *args):
         if self.backend == "cython":
             return getattr(self.engine, name)(*args)
         pi, pf, zs, zc, w, xa = self.arrays
-        nbk, S, st = self.nbk, T.as_tuple(self.state), self.st
-        if name == "draw_stationary":
-            return nbk.draw_stationary(pi, pf, xa, st)
-        if name == "place_stationary":
-            return nbk.place_stationary(S, pi, pf, zs, zc, w, xa, st, *args)
-        if name == "schedule_first_arrival":
-            return nbk.schedule_first_arrival(S, pi, pf, xa, st)
-        return nbk.advance(S, pi, pf, zs, zc, w, xa, st, *args)
+        nbk, S = self.nbk, T.as_tuple(self.state)
+        with self.bitgen.lock:          # the kernels run an inlined PCG64 on a copy of its state
+            st = T.pcg_load(self.bitgen)
+            if name == "draw_stationary":
+                out = nbk.draw_stationary(pi, pf, xa, st)
+            elif name == "place_stationary":
+                out = nbk.place_stationary(S, pi, pf, zs, zc, w, xa, st, *args)
+            elif name == "schedule_first_arrival":
+                out = nbk.schedule_first_arrival(S, pi, pf, xa, st)
+            else:
+                out = nbk.advance(S, pi, pf, zs, zc, w, xa, st, *args)
+            T.pcg_store(self.bitgen, st)
+        return out
 
     def draw_stationary(self):
         return self._call("draw_stationary")
 
     def place_stationary(self, residuals, order):
         need = len(order) + 1024
-        while self.state["c_dest"].size < need:
+        while T.capacity(self.state) < need:
             self._grow(T.GROW_CONN)
-        self._call("place_stationary", residuals, order)
+        # the heap keeps a reset connection's record until its end time comes up, so the records
+        # can run out during placement: grow and go on from where it stopped
+        done = self._call("place_stationary", residuals, order, 0)
+        while done < len(order):
+            self._grow(T.GROW_CONN)
+            done = self._call("place_stationary", residuals, order, done)
 
     def schedule_first_arrival(self):
         self._call("schedule_first_arrival")

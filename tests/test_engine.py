@@ -9,7 +9,7 @@ import pytest
 
 import collide
 from collide import _params as C, engine
-from collide._core_python import Simulation
+from collide._core_python import HELD, Connection, Simulation
 from collide.analytic import analytic as closed_form
 from collide.scenario import Scenario
 
@@ -29,28 +29,42 @@ def reference(s: Scenario, seed: int) -> Simulation:
 
 def check_state(sim: Simulation):
     n = sim.n
+    cooling = {(d, p) for _, d, p in sim.cool_queue[sim.cool_head:]}
     for d, slots in enumerate(sim.slot):
-        held = [p for p, h in enumerate(slots) if h is not None]
+        held = [p for p, h in enumerate(slots) if isinstance(h, Connection)]
         assert sim.live[d] == len(held) >= 0
-        pool = sim.pool_of(d)
         for p in held:                                  # a held port is never also free
-            assert not sim.is_free(pool, p)
+            assert not sim.is_free(d, p)
             assert slots[p].dest == d and slots[p].port == p and slots[p].alive
-    for pool, free in enumerate(sim.free):               # free list and positions agree
-        assert len(set(free)) == len(free)
-        for i, p in enumerate(free):
-            assert sim.pos[pool][p] == i
+        for p, h in enumerate(slots):                   # between events only cooling ports are HELD
+            assert (h == HELD) == ((d, p) in cooling)
+    for pool, free in enumerate(sim.free):
+        if sim.pi[C.ALLOC] == 3:                        # eim: the pool of an IP
+            free_ports = [p for p in range(sim.ports) if sim.pos[pool][p] >= 0]
+        else:
+            free_ports = [p for p in range(sim.ports) if sim.is_free(pool, p)]
+        assert sim.free_n[pool] == len(free_ports)
+        if sim.dense[pool]:                             # a listed pool: list and positions agree
+            assert sorted(free) == free_ports
+            for i, p in enumerate(free):
+                assert sim.pos[pool][p] == i
+    if sim.memoryless:                                  # the end clock's list: every live connection
+        live = [h for slots in sim.slot for h in slots if isinstance(h, Connection) and h.retry < 0]
+        assert sorted(id(h) for h in sim.live_list) == sorted(id(h) for h in live)
+        for i, h in enumerate(sim.live_list):
+            assert h.lpos == i
     if sim.pi[C.ALLOC] == 3:                             # eim: a port is live towards one node
         for ip in range(sim.k):
             for p in range(sim.ports):
-                assert sum(sim.slot[ip * n + j][p] is not None for j in range(n)) <= 1
+                assert sum(isinstance(sim.slot[ip * n + j][p], Connection) for j in range(n)) <= 1
 
 
 @pytest.mark.parametrize("overrides", [
     {}, {"nat.allocator": "eim"}, {"nat.allocator": "sequential", "nat.reuse_delay": 1.0},
     {"nat.allocator": "linux"}, {"traffic.rate": 80.0, "nat.per_destination_limit": 60},
     {"target.on_collision": "fail-new"}, {"target.on_collision": "count"},
-    {"target.server_close_fraction": 1.0},
+    {"target.server_close_fraction": 1.0}, {"traffic.rate": 90.0, "nat.port_max": 2049},
+    {"traffic.duration": {"dist": "lognormal", "mean": 6.0, "sigma": 1.0}, "nat.reuse_delay": 0.5},
 ])
 def test_invariants_hold_throughout(overrides):
     s = small().replace(overrides).replace({"traffic.horizon": 20.0})
