@@ -1,4 +1,6 @@
 """Build the Cython core. Directives are set here, once; COLLIDE_DEBUG=1 turns the checks back on.
+COLLIDE_LINENUMS=1 adds #line directives so that profilers (cachegrind, perf annotate) report .pyx
+lines.
 
 DESIGN §2.4: no -ffast-math, no FMA contraction, no -march=native, so that the compiled core's
 floating point matches the numba twin and the Python reference bit for bit.
@@ -39,5 +41,5 @@ extensions = [
     )
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives,
+setup(ext_modules=cythonize(extensions, compiler_directives=directives, emit_linenums=bool(os.environ.get("COLLIDE_LINENUMS")),
                             force=DEBUG, quiet=True))

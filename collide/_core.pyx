@@ -4,6 +4,7 @@ Raw words come from NumPy's PCG64 through its `bitgen_t` capsule (DESIGN §2.4);
 `cdef ... noexcept nogil` methods and the `def` methods only hand over typed memoryviews.
 Directives are set once in setup.py (COLLIDE_DEBUG=1 turns bounds checks on).
 """
+cimport cython
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.math cimport log, exp, sqrt, cos, floor, INFINITY, M_PI
 from libc.stdint cimport int32_t, int64_t, uint64_t, uint16_t
@@ -127,6 +128,7 @@ DEF F_NEXT_ARR = 0
 DEF F_FIRST = 1
 DEF F_END_E = 2
 DEF F_END_T0 = 3
+DEF F_CLOCK = 4
 DEF HELD = -2
 # connection records: REC int32 per connection, one record in half a cache line
 DEF REC = 8
@@ -145,12 +147,13 @@ assert (C.NEED_CLIENT, C.T_END, T.SKIPPED, T.FIRST) == (NEED_CLIENT, T_END, S_SK
 assert (C.EMP_N, C.SCHED_N) == (EMP_N, SCHED_N)
 assert (C.SYN_N, C.CA_LIMIT, T.DELAYED, T.PENDING, T.CA_SEC, T.CA_USED) == \
     (SYN_N, CA_LIMIT, S_DELAYED, S_PENDING, S_CA_SEC, S_CA_USED)
-assert (T.LIVE_N, T.END_E, T.END_T0, T.HELD, T.UNLISTED) == \
-    (S_LIVE_N, F_END_E, F_END_T0, HELD, UNLISTED)
+assert (T.LIVE_N, T.END_E, T.END_T0, T.CLOCK, T.HELD, T.UNLISTED) == \
+    (S_LIVE_N, F_END_E, F_END_T0, F_CLOCK, HELD, UNLISTED)
 assert (T.REC, T.R_DEST, T.R_PORT, T.R_TGT, T.R_CLOSE, T.R_POS, T.R_RETRY, T.R_MEAS, T.DEAD) == \
     (REC, R_DEST, R_PORT, R_TGT, R_CLOSE, R_POS, R_RETRY, R_MEAS, DEAD)
 
 
+@cython.final             # direct calls between the kernels (no vtable), so the compiler can inline
 cdef class Engine:
     """One run's state and kernels. Built by `collide.engine` from `_state.new_state` arrays."""
     cdef bitgen_t *rng
@@ -287,6 +290,7 @@ cdef class Engine:
                 self.sf[F_NEXT_ARR] = self.next_arrival_after(0.0, self.exponential())
                 if self.memoryless:
                     self.sf[F_END_E] = self.exponential()
+                    self.clock_refresh()
             self.store_rng()
 
     def advance(self, double t_stop):
@@ -640,11 +644,13 @@ cdef class Engine:
         self.sf[F_END_E] = e if e >= 0.0 else 0.0
         self.sf[F_END_T0] = t
 
-    cdef inline double next_end(self) noexcept nogil:
+    cdef inline void clock_refresh(self) noexcept nogil:
+        """When the clock rings next (end_t0 + end_e * mean / L), after L or end_e changed."""
         cdef int64_t nl = self.si[S_LIVE_N]
         if nl == 0:
-            return INFINITY
-        return self.sf[F_END_T0] + self.sf[F_END_E] * self.mean / <double>nl
+            self.sf[F_CLOCK] = INFINITY
+        else:
+            self.sf[F_CLOCK] = self.sf[F_END_T0] + self.sf[F_END_E] * self.mean / <double>nl
 
     cdef inline void live_add(self, int32_t c, double t) noexcept nogil:
         cdef int64_t nl = self.si[S_LIVE_N]
@@ -652,6 +658,7 @@ cdef class Engine:
         self.crec[REC * c + R_POS] = nl
         self.llist[nl] = c
         self.si[S_LIVE_N] = nl + 1
+        self.clock_refresh()
 
     cdef inline void live_remove(self, int32_t c, double t) noexcept nogil:
         cdef int64_t nl = self.si[S_LIVE_N] - 1, i = self.crec[REC * c + R_POS]
@@ -661,6 +668,7 @@ cdef class Engine:
         self.llist[i] = last
         self.crec[REC * last + R_POS] = i
         self.crec[REC * c + R_POS] = -1
+        self.clock_refresh()
 
     cdef void end_by_clock(self, double t) noexcept nogil:
         cdef int32_t h
@@ -668,6 +676,7 @@ cdef class Engine:
         h = self.llist[self.randint(self.si[S_LIVE_N])]
         self.end_connection(h, t, False)
         self.sf[F_END_E] = self.exponential()
+        self.clock_refresh()
 
     cdef inline void schedule_end(self, int32_t c, double t) noexcept nogil:
         if self.memoryless:
@@ -885,7 +894,7 @@ cdef class Engine:
                     self.si[S_TWHITS] += 1
         if measure:
             self.si[S_EST] += 1
-        c = self.new_record(d, p, target, close, t + life)
+        c = self.new_record(d, p, target, close, t + life, not self.memoryless)
         if self.track:
             self.holder_changed(d, p, target, 1)
         self.ptab[base + 2 * j] = c
@@ -899,8 +908,9 @@ cdef class Engine:
 
     # -- delayed connects -------------------------------------------------------------------------
     cdef inline int32_t new_record(self, int64_t d, int64_t p, int64_t target, bint close,
-                                   double end) noexcept nogil:
-        """A connection record from the free-id stack, with the next serial (heap tie-break)."""
+                                   double end, bint queued) noexcept nogil:
+        """A connection record from the free-id stack, with the next serial (heap tie-break);
+        end and serial are stored only if it goes into the heap (`queued`)."""
         cdef int32_t c
         self.si[S_SERIAL] += 1
         self.si[S_FREE_TOP] -= 1
@@ -909,8 +919,9 @@ cdef class Engine:
         self.crec[REC * c + R_PORT] = <int32_t>p
         self.crec[REC * c + R_TGT] = <int32_t>target
         self.crec[REC * c + R_CLOSE] = 1 if close else 0
-        self.c_end[c] = end
-        self.c_serial[c] = self.si[S_SERIAL]
+        if queued:
+            self.c_end[c] = end
+            self.c_serial[c] = self.si[S_SERIAL]
         return c
 
     cdef bint challenge_ack(self, double t) noexcept nogil:
@@ -928,7 +939,7 @@ cdef class Engine:
         cdef int32_t c
         if measure:
             self.si[S_PENDING] += 1
-        c = self.new_record(d, p, target, close, t + self.xa[self.syn_off])
+        c = self.new_record(d, p, target, close, t + self.xa[self.syn_off], True)
         self.c_t0[c] = t
         self.c_life[c] = life
         self.crec[REC * c + R_RETRY] = 0
@@ -1005,7 +1016,7 @@ cdef class Engine:
                     self.sf[F_NEXT_ARR] = t_next
                     return 3
             t_end = self.hkey[0] if self.si[S_HEAP_N] > 0 else INFINITY
-            t_clock = self.next_end() if self.memoryless else INFINITY
+            t_clock = self.sf[F_CLOCK] if self.memoryless else INFINITY
             if t_clock < t_end:
                 t_end = t_clock
             t_cool = self.cq_at[self.si[S_CQ_HEAD]] if self.si[S_CQ_N] > 0 else INFINITY

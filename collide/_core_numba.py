@@ -20,6 +20,10 @@ TWO53 = 2.0 ** -53
 # (33 arrays) would otherwise incref and decref each array atomically (about 2/3 of the run time).
 jit = nb.njit(cache=True, fastmath=False, nogil=True, boundscheck=False, _nrt=False)
 jit_alloc = nb.njit(cache=True, fastmath=False, nogil=True, boundscheck=False)  # allocates arrays
+# The event handlers are inlined into the event loop at numba's IR level: a call that passes the
+# state tuple flattens its arrays into a few hundred machine arguments.
+jit_inline = nb.njit(cache=True, fastmath=False, nogil=True, boundscheck=False, _nrt=False,
+                     inline="always")
 
 # state tuple indices (order of _state.FIELDS)
 (SI, SF, LIVE, CURSOR, LIN_EPOCH, LIN_OFF, LIN_PERT, EST_SUM, FREE_N, PTAB, FREE, FPOS, CREC,
@@ -445,12 +449,14 @@ def clock_sync(S, pf, t):
 
 
 @jit
-def next_end(S, pf):
+def clock_refresh(S, pf):
+    """When the clock rings next (end_t0 + end_e * mean / L), after L or end_e changed."""
     nl = S[SI][T.LIVE_N]
-    if nl == 0:
-        return np.inf
     sf = S[SF]
-    return sf[T.END_T0] + sf[T.END_E] * pf[C.MEAN] / np.float64(nl)
+    if nl == 0:
+        sf[T.CLOCK] = np.inf
+    else:
+        sf[T.CLOCK] = sf[T.END_T0] + sf[T.END_E] * pf[C.MEAN] / np.float64(nl)
 
 
 @jit
@@ -461,6 +467,7 @@ def live_add(S, pf, c, t):
     S[CREC][REC * c + R_POS] = nl
     S[LLIST][nl] = c
     si[T.LIVE_N] = nl + 1
+    clock_refresh(S, pf)
 
 
 @jit
@@ -474,15 +481,17 @@ def live_remove(S, pf, c, t):
     llist[i] = last
     crec[REC * last + R_POS] = i
     crec[REC * c + R_POS] = -1
+    clock_refresh(S, pf)
 
 
-@jit
+@jit_inline
 def end_by_clock(S, pi, pf, st, t):
     """The end clock rang at t: a uniformly chosen live connection ends, the clock restarts."""
     S[SF][T.END_T0] = t
     h = S[LLIST][randint(st, S[SI][T.LIVE_N])]
     end_connection(S, pi, pf, h, t, False)
     S[SF][T.END_E] = exponential(st)
+    clock_refresh(S, pf)
 
 
 @jit
@@ -494,7 +503,7 @@ def schedule_end(S, pi, pf, c, t):
         heap_push(S, c)
 
 
-@jit
+@jit_inline
 def end_connection(S, pi, pf, h, t, by_reset):
     n, P = pi[C.N], pi[C.P]
     crec = S[CREC]
@@ -550,7 +559,7 @@ def linux_scan(S, pi, d, offset):
             return -1
 
 
-@jit
+@jit_inline
 def allocate(S, pi, st, ip, j, t):
     n, P = pi[C.N], pi[C.P]
     d = ip * n + j
@@ -607,7 +616,7 @@ def draw_node(pi, wcum, st):
     return randint(st, pi[C.N])
 
 
-@jit
+@jit_inline
 def add_estimate(S, pi, pf, t, ip, j, d):
     n, P = pi[C.N], pi[C.P]
     e = 0.0
@@ -634,7 +643,7 @@ def add_estimate(S, pi, pf, t, ip, j, d):
 
 
 # -- one arrival -------------------------------------------------------------------------------------
-@jit
+@jit_inline
 def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
     si = S[SI]
     n, P, k = pi[C.N], pi[C.P], pi[C.K]
@@ -713,7 +722,7 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
                 si[T.TWHITS] += 1
     if measure:
         si[T.EST] += 1
-    c = new_record(S, d, p, target, close, t + life)
+    c = new_record(S, d, p, target, close, t + life, not memoryless(pi))
     if tracking(pi):
         holder_changed(S, pi, d, p, target, 1)
     ptab[base + 2 * j] = c
@@ -728,8 +737,9 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
 
 # -- delayed connects ----------------------------------------------------------------------------------
 @jit
-def new_record(S, d, p, target, close, end):
-    """A connection record from the free-id stack, with the next serial (heap tie-break)."""
+def new_record(S, d, p, target, close, end, queued):
+    """A connection record from the free-id stack, with the next serial (heap tie-break);
+    end and serial are stored only if it goes into the heap (`queued`)."""
     si = S[SI]
     si[T.SERIAL] += 1
     si[T.FREE_TOP] -= 1
@@ -739,8 +749,9 @@ def new_record(S, d, p, target, close, end):
     crec[REC * c + R_PORT] = p
     crec[REC * c + R_TGT] = target
     crec[REC * c + R_CLOSE] = 1 if close else 0
-    S[C_END][c] = end
-    S[C_SERIAL][c] = si[T.SERIAL]
+    if queued:
+        S[C_END][c] = end
+        S[C_SERIAL][c] = si[T.SERIAL]
     return c
 
 
@@ -767,7 +778,7 @@ def start_pending(S, pi, xa, d, p, target, close, t, life, measure):
     si = S[SI]
     if measure:
         si[T.PENDING] += 1
-    c = new_record(S, d, p, target, close, t + syn_at(pi, xa, 0))
+    c = new_record(S, d, p, target, close, t + syn_at(pi, xa, 0), True)
     S[C_T0][c] = t
     S[C_LIFE][c] = life
     S[CREC][REC * c + R_RETRY] = 0
@@ -779,7 +790,7 @@ def start_pending(S, pi, xa, d, p, target, close, t, life, measure):
     heap_push(S, c)
 
 
-@jit
+@jit_inline
 def retry(S, pi, pf, xa, h, t):
     si = S[SI]
     n, P = pi[C.N], pi[C.P]
@@ -896,6 +907,7 @@ def schedule_first_arrival(S, pi, pf, xa, st):
     S[SF][T.NEXT_ARR] = next_arrival_after(pi, pf, xa, 0.0, exponential(st))
     if memoryless(pi):
         S[SF][T.END_E] = exponential(st)
+        clock_refresh(S, pf)
 
 
 @jit
@@ -912,7 +924,7 @@ def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
             if si[T.TWQ_N] == S[TWQ_KEY].shape[0]:
                 return T.GROW_TWQ
         t_end = S[HKEY][0] if si[T.HEAP_N] > 0 else np.inf
-        t_clock = next_end(S, pf) if memoryless(pi) else np.inf
+        t_clock = S[SF][T.CLOCK] if memoryless(pi) else np.inf
         if t_clock < t_end:
             t_end = t_clock
         t_cool = S[CQ_AT][si[T.CQ_HEAD]] if si[T.CQ_N] > 0 else np.inf

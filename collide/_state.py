@@ -20,7 +20,8 @@ LIVE_N = 23            # length of the live list (exponential lifetimes)
 N_SI = 24
 # scalar slots in sf (float64); END_E, END_T0: the end clock of exponential lifetimes
 NEXT_ARR, FIRST, END_E, END_T0 = range(4)
-N_SF = 4
+CLOCK = 4              # when the end clock rings next (kept up to date: no division per event)
+N_SF = 5
 # port table entries: ptab[2 s] is the slot (FREE, HELD or a connection id), ptab[2 s + 1] the
 # live holder's target (-1: none)
 FREE, HELD = -1, -2
@@ -60,6 +61,7 @@ def new_state(pi: np.ndarray, pf: np.ndarray, conn_cap: int) -> dict:
     s["sf"] = np.zeros(N_SF, np.float64)
     s["sf"][FIRST] = -1.0
     s["sf"][NEXT_ARR] = np.inf
+    s["sf"][CLOCK] = np.inf
     s["live"] = np.zeros(dests, np.int64)
     s["cursor"] = np.full(dests, -1, np.int64)
     s["lin_epoch"] = np.full(dests, -1, np.int64)
