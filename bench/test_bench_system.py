@@ -61,13 +61,18 @@ def test_first_reset_workers(benchmark, workers):
     ROWS.append(row)
 
 
-def _prepared(live: float, backend: str):
+LAWS = {"exponential": {"dist": "exponential", "mean": 10.0},
+        "lognormal": {"dist": "lognormal", "mean": 10.0, "sigma": 1.0}}
+
+
+def _prepared(live: float, backend: str, law: str = "exponential"):
     """A base-like run with `live` mean live connections (k = 8 IPs, so 10^6 fits in the ports),
     stationary state placed; returns (advance-callable, connections it will simulate)."""
     rate = live / 10.0
     n_conn = max(300_000, int(live))
     horizon = n_conn / rate
-    s = scenario("base", horizon).replace({"nat.ips": 8, "traffic.rate": rate})
+    s = scenario("base", horizon).replace({"nat.ips": 8, "traffic.rate": rate,
+                                           "traffic.duration": LAWS[law]})
     arrays = C.build(s, False)
     cap = int(s.mean_live * 1.3 + 10 * np.sqrt(s.mean_live) + 1024)
     sim = engine._Compiled(backend, arrays, engine.bit_generator(1), cap)
@@ -78,19 +83,21 @@ def _prepared(live: float, backend: str):
 
 
 @pytest.mark.parametrize("backend", ["cython"])
+@pytest.mark.parametrize("law", sorted(LAWS))
 @pytest.mark.parametrize("live", [1e3, 1e4, 1e5, 1e6], ids=["1e3", "1e4", "1e5", "1e6"])
-def test_scaling_ns_per_connection(benchmark, backend, live):
+def test_scaling_ns_per_connection(benchmark, backend, law, live):
     """Nanoseconds per connection of the event loop alone (placement excluded) against the number
-    of live connections: flat or logarithmic is the target."""
+    of live connections: flat or logarithmic is the target (exponential lifetimes: the end clock,
+    no queue; lognormal: the end-time heap)."""
     benchmark.group = "scaling"
     if backend == "numba":
-        _prepared(1e3, backend)[0]()
-    benchmark.pedantic(lambda f: f(), setup=lambda: ((_prepared(live, backend)[0],), {}),
+        _prepared(1e3, backend, law)[0]()
+    benchmark.pedantic(lambda f: f(), setup=lambda: ((_prepared(live, backend, law)[0],), {}),
                        rounds=3, iterations=1)
     n_conn = max(300_000, int(live))
     ns = benchmark.stats.stats.median / n_conn * 1e9
     benchmark.extra_info.update(ns_per_connection=ns, live=live,
                                 connections_per_second=1e9 / ns)
-    ROWS.append({"group": "scaling", "name": f"live-{live:.0e}-{backend}",
+    ROWS.append({"group": "scaling", "name": f"live-{live:.0e}-{law}-{backend}",
                  "connections_per_second": 1e9 / ns, "state_bytes": None, "connections": n_conn,
                  "ns_per_connection": ns})
