@@ -1,7 +1,7 @@
 """Instructions and cache misses per simulated connection, from cachegrind (repeatable where wall
 time is not: on a shared VM the same run moves by ±30 % from minute to minute).
 
-    python bench/cachegrind.py base lognormal --backend cython --horizons 100 300
+    python bench/cachegrind.py base lognormal --backend cython --horizons 100 300 [--estimate]
 
 Each scenario of `bench/conftest.py` runs under `valgrind --tool=cachegrind` at two horizons; the
 difference divided by the difference in connections is the marginal cost of one connection
@@ -27,9 +27,9 @@ import sys
 sys.path.insert(0, {here!r})
 import collide
 from conftest import scenario
-name, horizon, backend = {name!r}, {horizon!r}, {backend!r}
-collide.simulate(scenario(name, 1.0), seed=1, backend=backend, estimate=False)   # load, compile
-r = collide.simulate(scenario(name, horizon), seed=1, backend=backend, estimate=False)
+name, horizon, backend, est = {name!r}, {horizon!r}, {backend!r}, {estimate!r}
+collide.simulate(scenario(name, 1.0), seed=1, backend=backend, estimate=est)   # load, compile
+r = collide.simulate(scenario(name, horizon), seed=1, backend=backend, estimate=est)
 print("CONNECTIONS", r.connections)
 """
 
@@ -46,12 +46,14 @@ def _totals(path: str) -> tuple[int, int, int]:
     return v["Ir"], v.get("D1mr", 0) + v.get("D1mw", 0), v.get("DLmr", 0) + v.get("DLmw", 0)
 
 
-def measure(name: str, horizon: float, backend: str) -> tuple[int, tuple[int, int, int]]:
+def measure(name: str, horizon: float, backend: str,
+            estimate: bool = False) -> tuple[int, tuple[int, int, int]]:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
         cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--LL=1048576,16,64",
                f"--cachegrind-out-file={out}", sys.executable, "-c",
-               CHILD.format(here=str(HERE), name=name, horizon=horizon, backend=backend)]
+               CHILD.format(here=str(HERE), name=name, horizon=horizon, backend=backend,
+                            estimate=estimate)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         n = int(re.search(r"CONNECTIONS (\d+)", res.stdout).group(1))
         return n, _totals(out)
@@ -63,14 +65,15 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="cython", choices=["cython", "numba"])
     ap.add_argument("--horizons", nargs=2, type=float, default=[100.0, 300.0],
                     metavar=("SHORT", "LONG"))
+    ap.add_argument("--estimate", action="store_true", help="with the conditional estimate")
     args = ap.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind not found: apt-get install valgrind", file=sys.stderr)
         return 2
     print(f"{'scenario':<12}{'backend':<9}{'Ir/conn':>10}{'D1 miss/conn':>14}{'LL miss/conn':>14}")
     for name in args.scenarios:
-        n1, a = measure(name, args.horizons[0], args.backend)
-        n2, b = measure(name, args.horizons[1], args.backend)
+        n1, a = measure(name, args.horizons[0], args.backend, args.estimate)
+        n2, b = measure(name, args.horizons[1], args.backend, args.estimate)
         per = [(y - x) / (n2 - n1) for x, y in zip(a, b)]
         print(f"{name:<12}{args.backend:<9}{per[0]:>10.0f}{per[1]:>14.2f}{per[2]:>14.2f}")
     return 0

@@ -23,6 +23,7 @@ cdef double TWO53 = 1.0 / 9007199254740992.0
 # bit generator is not PCG64) the kernels call the `bitgen_t` function pointer instead.
 cdef extern from *:
     """
+    #include "numpy/random/bitgen.h"
     #if defined(__SIZEOF_INT128__)
     #define COLLIDE_PCG_INLINE 1
     typedef struct { unsigned __int128 state, inc; } collide_pcg64;
@@ -44,6 +45,7 @@ cdef extern from *:
     static inline uint64_t collide_pcg64_word(collide_pcg64 *r, int i) {
         return i == 0 ? (uint64_t)(r->state >> 64) : (uint64_t)r->state;
     }
+    #define collide_next(r, b) collide_pcg64_next(r)
     #else
     #define COLLIDE_PCG_INLINE 0
     typedef struct { uint64_t unused; } collide_pcg64;
@@ -51,6 +53,7 @@ cdef extern from *:
     static inline void collide_pcg64_set(collide_pcg64 *r, uint64_t shi, uint64_t slo,
                                          uint64_t ihi, uint64_t ilo) {}
     static inline uint64_t collide_pcg64_word(collide_pcg64 *r, int i) { return 0; }
+    #define collide_next(r, b) ((b)->next_uint64((b)->state))
     #endif
     """
     int COLLIDE_PCG_INLINE
@@ -60,6 +63,7 @@ cdef extern from *:
     void collide_pcg64_set(collide_pcg64 *r, uint64_t shi, uint64_t slo, uint64_t ihi,
                            uint64_t ilo) nogil
     uint64_t collide_pcg64_word(collide_pcg64 *r, int i) nogil
+    uint64_t collide_next(collide_pcg64 *r, bitgen_t *b) nogil
 
 cdef object M64 = (1 << 64) - 1
 
@@ -185,7 +189,10 @@ cdef class Engine:
         self.bit_generator = bit_generator
         capsule = bit_generator.capsule
         self.rng = <bitgen_t *> PyCapsule_GetPointer(capsule, "BitGenerator")
-        self.inline_rng = COLLIDE_PCG_INLINE != 0 and type(bit_generator) is np.random.PCG64
+        if type(bit_generator) is not np.random.PCG64:
+            raise ValueError("--backend cython: needs a PCG64 bit generator "
+                             f"(got {type(bit_generator).__name__})")
+        self.inline_rng = COLLIDE_PCG_INLINE != 0
         self.pi, self.pf, self.zs, self.zc, self.wcum = pi, pf, zs, zc, wcum
         # variable-length parameters (layout in _params.extra_array); never empty as a buffer
         self.xa = xa if xa.size else np.zeros(1, np.float64)
@@ -304,9 +311,7 @@ cdef class Engine:
 
     # -- random words --------------------------------------------------------------------------
     cdef inline uint64_t next_u64(self) noexcept nogil:
-        if self.inline_rng:
-            return collide_pcg64_next(&self.pcg)
-        return self.rng.next_uint64(self.rng.state)
+        return collide_next(&self.pcg, self.rng)      # inlined PCG64, or the bitgen_t pointer
 
     cdef inline double uniform(self) noexcept nogil:
         return <double>(self.next_u64() >> 11) * TWO53
@@ -596,23 +601,16 @@ cdef class Engine:
                              int64_t delta) noexcept nogil:
         cdef int64_t n = self.n
         cdef int64_t ip = d0 // n
-        cdef int64_t j0 = d0 - ip * n, j, jj, d, base = 2 * (ip * self.Pn + p) * n
-        cdef bint found
+        cdef int64_t j0 = d0 - ip * n, j, jj, base = 2 * (ip * self.Pn + p) * n
+        # A node j whose slot is free holds no target, so "another node than j and j0 holds
+        # target" is the same for every such j: one pass to see, one to update (the reference's
+        # n^2 loop, same sums).
+        for jj in range(n):
+            if jj != j0 and self.ptab[base + 2 * jj + 1] == target:
+                return
         for j in range(n):
-            if j == j0:
-                continue
-            d = ip * n + j
-            if self.ptab[base + 2 * j] != -1:
-                continue
-            found = False
-            for jj in range(n):
-                if jj == j or jj == j0:
-                    continue
-                if self.ptab[base + 2 * jj + 1] == target:
-                    found = True
-                    break
-            if not found:
-                self.est_sum[d] += delta
+            if j != j0 and self.ptab[base + 2 * j] == -1:
+                self.est_sum[ip * n + j] += delta
 
     cdef inline void port_freed(self, int64_t d, int64_t p) noexcept nogil:
         self.ptab[2 * self.entry(d, p)] = -1

@@ -386,21 +386,14 @@ def holder_changed(S, pi, d0, p, target, delta):
     j0 = d0 - ip * n
     ptab, est = S[PTAB], S[EST_SUM]
     base = 2 * (ip * P + p) * n
+    # A node j whose slot is free holds no target, so "another node than j and j0 holds target"
+    # is the same for every such j: one pass to see, one to update (the reference's n^2 loop).
+    for jj in range(n):
+        if jj != j0 and ptab[base + 2 * jj + 1] == target:
+            return
     for j in range(n):
-        if j == j0:
-            continue
-        d = ip * n + j
-        if ptab[base + 2 * j] != -1:
-            continue
-        found = False
-        for jj in range(n):
-            if jj == j or jj == j0:
-                continue
-            if ptab[base + 2 * jj + 1] == target:
-                found = True
-                break
-        if not found:
-            est[d] += delta
+        if j != j0 and ptab[base + 2 * j] == -1:
+            est[ip * n + j] += delta
 
 
 @jit
