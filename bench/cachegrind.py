@@ -54,7 +54,9 @@ def measure(name: str, horizon: float, backend: str,
                f"--cachegrind-out-file={out}", sys.executable, "-c",
                CHILD.format(here=str(HERE), name=name, horizon=horizon, backend=backend,
                             estimate=estimate)]
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        # a fixed hash seed: Python's start-up differs with it, and that would not cancel out
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
         n = int(re.search(r"CONNECTIONS (\d+)", res.stdout).group(1))
         return n, _totals(out)
 
