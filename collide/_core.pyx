@@ -184,6 +184,7 @@ cdef class Engine:
     cdef bint track, memoryless
     cdef double rate, mean, mu, sigma, xm, alpha, dns_ttl, tw, scf, reuse, t_measure, t_end
     cdef int tw_shift
+    cdef int64_t tw_cap
 
     def __init__(self, pi, pf, zs, zc, wcum, xa, bit_generator, state):
         self.bit_generator = bit_generator
@@ -231,7 +232,8 @@ cdef class Engine:
         self.hkey = s["hkey"]
         self.c_t0, self.c_life = s["c_t0"], s["c_life"]
         self.dhist = s["dhist"]
-        self.tw_shift = T.tw_shift(s["tw_key"].size)
+        self.tw_cap = T.tw_capacity(s)
+        self.tw_shift = T.tw_shift(self.tw_cap)
 
     # -- public entry points (thin: hand over to nogil kernels) ------------------------------------
     cdef void load_rng(self):
@@ -478,47 +480,48 @@ cdef class Engine:
     # -- TIME_WAIT table -------------------------------------------------------------------------
     cdef inline int64_t tw_home(self, int64_t key) noexcept nogil:
         cdef uint64_t h = (<uint64_t>key) * 0x9E3779B97F4A7C15ULL
-        return (<int64_t>(h >> self.tw_shift)) & (self.tw_key.shape[0] - 1)
+        return (<int64_t>(h >> self.tw_shift)) & (self.tw_cap - 1)
 
+    # slot i of the TIME_WAIT table: key at tw_key[2 i], expiry at tw_exp[2 i + 1] (one buffer)
     cdef int64_t tw_find(self, int64_t key) noexcept nogil:
-        cdef int64_t cap = self.tw_key.shape[0]
+        cdef int64_t cap = self.tw_cap
         cdef int64_t i = self.tw_home(key)
-        while self.tw_key[i] != -1:
-            if self.tw_key[i] == key:
+        while self.tw_key[2 * i] != -1:
+            if self.tw_key[2 * i] == key:
                 return i
             i = (i + 1) & (cap - 1)
         return -1
 
     cdef void tw_set(self, int64_t key, double expiry) noexcept nogil:
-        cdef int64_t cap = self.tw_key.shape[0]
+        cdef int64_t cap = self.tw_cap
         cdef int64_t i = self.tw_home(key)
-        while self.tw_key[i] != -1:
-            if self.tw_key[i] == key:
-                self.tw_exp[i] = expiry
+        while self.tw_key[2 * i] != -1:
+            if self.tw_key[2 * i] == key:
+                self.tw_exp[2 * i + 1] = expiry
                 return
             i = (i + 1) & (cap - 1)
-        self.tw_key[i] = key
-        self.tw_exp[i] = expiry
+        self.tw_key[2 * i] = key
+        self.tw_exp[2 * i + 1] = expiry
         self.si[S_TW_N] += 1
 
     cdef void tw_delete(self, int64_t i) noexcept nogil:
-        cdef int64_t cap = self.tw_key.shape[0]
+        cdef int64_t cap = self.tw_cap
         cdef int64_t mask = cap - 1, j = i, h
         cdef bint keep
         while True:
             j = (j + 1) & mask
-            if self.tw_key[j] == -1:
+            if self.tw_key[2 * j] == -1:
                 break
-            h = self.tw_home(self.tw_key[j])
+            h = self.tw_home(self.tw_key[2 * j])
             if i <= j:
                 keep = i < h and h <= j
             else:
                 keep = h > i or h <= j
             if not keep:
-                self.tw_key[i] = self.tw_key[j]
-                self.tw_exp[i] = self.tw_exp[j]
+                self.tw_key[2 * i] = self.tw_key[2 * j]
+                self.tw_exp[2 * i + 1] = self.tw_exp[2 * j + 1]
                 i = j
-        self.tw_key[i] = -1
+        self.tw_key[2 * i] = -1
         self.si[S_TW_N] -= 1
 
     # -- free ports and the estimate's sums ------------------------------------------------------
@@ -1007,7 +1010,7 @@ cdef class Engine:
                 self.sf[F_NEXT_ARR] = t_next
                 return 1
             if tw_on:
-                if 10 * (self.si[S_TW_N] + 1) > 7 * self.tw_key.shape[0]:
+                if 10 * (self.si[S_TW_N] + 1) > 7 * self.tw_cap:
                     self.sf[F_NEXT_ARR] = t_next
                     return 2
                 if self.si[S_TWQ_N] == self.twq_key.shape[0]:
@@ -1050,7 +1053,7 @@ cdef class Engine:
                     self.si[S_TWQ_HEAD] = (self.si[S_TWQ_HEAD] + 1) % cap
                     self.si[S_TWQ_N] -= 1
                     i = self.tw_find(key)
-                    if i >= 0 and self.tw_exp[i] == expiry:
+                    if i >= 0 and self.tw_exp[2 * i + 1] == expiry:
                         self.tw_delete(i)
             else:
                 t = t_next

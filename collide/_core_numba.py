@@ -226,13 +226,14 @@ def _tw_home(S, key, cap):
     return np.int64(h >> np.uint64(S[SI][T.TW_SHIFT])) & (cap - 1)
 
 
+# slot i: key at keys[2 i], expiry at exps[2 i + 1] (views of one buffer, _state.new_tw_table)
 @jit
 def tw_find(S, key):
     keys = S[TW_KEY]
-    cap = keys.shape[0]
+    cap = keys.shape[0] >> 1
     i = _tw_home(S, key, cap)
-    while keys[i] != -1:
-        if keys[i] == key:
+    while keys[2 * i] != -1:
+        if keys[2 * i] == key:
             return i
         i = (i + 1) & (cap - 1)
     return -1
@@ -241,39 +242,39 @@ def tw_find(S, key):
 @jit
 def tw_set(S, key, expiry):
     keys, exps, si = S[TW_KEY], S[TW_EXP], S[SI]
-    cap = keys.shape[0]
+    cap = keys.shape[0] >> 1
     i = _tw_home(S, key, cap)
-    while keys[i] != -1:
-        if keys[i] == key:
-            exps[i] = expiry
+    while keys[2 * i] != -1:
+        if keys[2 * i] == key:
+            exps[2 * i + 1] = expiry
             return
         i = (i + 1) & (cap - 1)
-    keys[i] = key
-    exps[i] = expiry
+    keys[2 * i] = key
+    exps[2 * i + 1] = expiry
     si[T.TW_N] += 1
 
 
 @jit
 def tw_delete(S, i):
     keys, exps, si = S[TW_KEY], S[TW_EXP], S[SI]
-    cap = keys.shape[0]
+    cap = keys.shape[0] >> 1
     mask = cap - 1
     j = i
     while True:
         j = (j + 1) & mask
-        if keys[j] == -1:
+        if keys[2 * j] == -1:
             break
-        h = _tw_home(S, keys[j], cap)
-        # keep keys[j] where it is if its home lies cyclically in (i, j]
+        h = _tw_home(S, keys[2 * j], cap)
+        # keep slot j where it is if its home lies cyclically in (i, j]
         if i <= j:
             keep = i < h <= j
         else:
             keep = h > i or h <= j
         if not keep:
-            keys[i] = keys[j]
-            exps[i] = exps[j]
+            keys[2 * i] = keys[2 * j]
+            exps[2 * i + 1] = exps[2 * j + 1]
             i = j
-    keys[i] = -1
+    keys[2 * i] = -1
     si[T.TW_N] -= 1
 
 
@@ -912,7 +913,7 @@ def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
         if si[T.FREE_TOP] == 0:
             return T.GROW_CONN
         if tw_on:
-            if 10 * (si[T.TW_N] + 1) > 7 * S[TW_KEY].shape[0]:
+            if 10 * (si[T.TW_N] + 1) > 7 * (S[TW_KEY].shape[0] >> 1):
                 return T.GROW_TW
             if si[T.TWQ_N] == S[TWQ_KEY].shape[0]:
                 return T.GROW_TWQ
@@ -948,7 +949,7 @@ def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                 si[T.TWQ_HEAD] = (si[T.TWQ_HEAD] + 1) % cap
                 si[T.TWQ_N] -= 1
                 i = tw_find(S, key)
-                if i >= 0 and S[TW_EXP][i] == expiry:
+                if i >= 0 and S[TW_EXP][2 * i + 1] == expiry:
                     tw_delete(S, i)
         else:
             t = sf[T.NEXT_ARR]

@@ -97,9 +97,8 @@ def new_state(pi: np.ndarray, pf: np.ndarray, conn_cap: int) -> dict:
     s["cl_exp"] = np.full(clients, -np.inf, np.float64)
     s["ntl"] = np.zeros(n * int(pi[C.B]) if not pi[C.CIP] else 1, np.int32)
     tw_guess = int(pf[C.RATE] * pf[C.TW] * pf[C.SCF] * 1.5) + 64 if pi[C.TW_ON] else 8
-    s["tw_key"] = np.full(_pow2(2 * tw_guess), -1, np.int64)
-    s["tw_exp"] = np.zeros(_pow2(2 * tw_guess), np.float64)
-    s["si"][TW_SHIFT] = tw_shift(s["tw_key"].size)
+    s["tw_key"], s["tw_exp"] = new_tw_table(_pow2(2 * tw_guess))
+    s["si"][TW_SHIFT] = tw_shift(tw_capacity(s))
     s["twq_key"] = np.zeros(_pow2(tw_guess), np.int64)
     s["twq_exp"] = np.zeros(_pow2(tw_guess), np.float64)
     cq = dests * ports if pi[C.COOL_ON] else 1
@@ -129,6 +128,20 @@ def tw_shift(cap: int) -> int:
     """Right shift of the TIME_WAIT hash for a table of `cap` (a power of two) slots: the kernels
     cache it when the table is (re)bound instead of recomputing it per lookup."""
     return 64 - (cap.bit_length() - 1)
+
+
+def new_tw_table(cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """The TIME_WAIT table: `cap` slots of (key, expiry) side by side in one buffer, so a lookup
+    and the expiry it checks share a cache line. Slot i: key at tw_key[2 i] (-1: empty), expiry at
+    tw_exp[2 i + 1]; the two arrays are int64 and float64 views of the same memory."""
+    keys = np.full(2 * cap, -1, np.int64)
+    exps = keys.view(np.float64)
+    exps[1::2] = 0.0
+    return keys, exps
+
+
+def tw_capacity(s: dict) -> int:
+    return s["tw_key"].size // 2
 
 
 def _hash(keys: np.ndarray, mask: int) -> np.ndarray:
@@ -163,19 +176,18 @@ def grow(s: dict, code: int) -> None:
         s["ids"] = ids
         si[FREE_TOP] = top + extra.size
     elif code == GROW_TW:
-        keys, exps = s["tw_key"], s["tw_exp"]
+        keys, exps = s["tw_key"][0::2], s["tw_exp"][1::2]
         live = keys >= 0
-        new = keys.size * 2
+        new = tw_capacity(s) * 2
         mask = new - 1
-        nk = np.full(new, -1, np.int64)
-        ne = np.zeros(new, np.float64)
+        nk, ne = new_tw_table(new)
         lk, le = keys[live], exps[live]
         homes = _hash(lk, mask)
         for key, e, h in zip(lk.tolist(), le.tolist(), homes.tolist()):
-            while nk[h] >= 0:
+            while nk[2 * h] >= 0:
                 h = (h + 1) & mask
-            nk[h] = key
-            ne[h] = e
+            nk[2 * h] = key
+            ne[2 * h + 1] = e
         s["tw_key"], s["tw_exp"] = nk, ne
         si[TW_SHIFT] = tw_shift(new)
     elif code == GROW_TWQ:
@@ -207,4 +219,9 @@ def pcg_store(bitgen, words: np.ndarray) -> None:
 
 
 def state_bytes(s: dict) -> int:
-    return int(sum(a.nbytes for a in s.values()))
+    """Bytes of state, each buffer once (the TIME_WAIT table's two arrays share one)."""
+    seen = {}
+    for a in s.values():
+        base = a.base if isinstance(a.base, np.ndarray) else a
+        seen[id(base)] = base.nbytes
+    return int(sum(seen.values()))

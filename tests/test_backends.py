@@ -220,3 +220,20 @@ def test_generator_left_where_the_reference_leaves_it(name):
         engine.run(s, bg, b, chunks=7)
         states[b] = bg.state
     assert states["python"] == states["numba"] == states["cython"]
+
+
+@pytest.mark.parametrize("law", ["exponential", "lognormal"])
+def test_every_grow_path_keeps_counts(monkeypatch, law):
+    """Start the compiled state tiny so that records, the TIME_WAIT table and its expiry queue all
+    grow mid-run (and during placement): the counts stay the reference's."""
+    from collide import _state as T
+    real_new, real_grow, codes = T.new_state, T.grow, []
+    monkeypatch.setattr(T, "new_state", lambda pi, pf, cap: real_new(pi, pf, 16))
+    monkeypatch.setattr(T, "_pow2", lambda n: 16)
+    monkeypatch.setattr(T, "grow", lambda s, code: (codes.append(code), real_grow(s, code)))
+    s = small().replace({"target.server_close_fraction": 1.0, "target.time_wait": 6.0,
+                         "traffic.duration": {"dist": law, "mean": 8.0}, "traffic.rate": 50.0})
+    results = {b: _counts(simulate(s, seed=4, backend=b)) for b in ("python", "numba", "cython")}
+    assert results["python"] == results["numba"] == results["cython"]
+    assert {T.GROW_CONN, T.GROW_TW, T.GROW_TWQ} <= set(codes)
+    assert results["cython"]["time_wait_hits"] > 0
