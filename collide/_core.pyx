@@ -524,6 +524,15 @@ cdef class Engine:
         self.tw_key[2 * i] = -1
         self.si[S_TW_N] -= 1
 
+    cdef inline void take_over_time_wait(self, int64_t ip, int64_t p, int64_t target,
+                                         bint measure) noexcept nogil:
+        """A SYN for a 4-tuple the target holds in TIME_WAIT: accepted, the entry goes."""
+        cdef int64_t i = self.tw_find((ip * 65536 + p) * self.nb_targets + target)
+        if i >= 0:
+            self.tw_delete(i)
+            if measure:
+                self.si[S_TWHITS] += 1
+
     # -- free ports and the estimate's sums ------------------------------------------------------
     # The port table is port-major: entry s = (ip * P + p) * n + j, so the N entries of one port
     # from one IP share a cache line; ptab[2 s] is the slot (-1 free, HELD, or a connection id:
@@ -888,11 +897,7 @@ cdef class Engine:
                 self.start_pending(d, p, target, close, t, life, measure)
                 return
         elif self.tw_on:
-            i = self.tw_find((ip * 65536 + p) * self.nb_targets + target)
-            if i >= 0:
-                self.tw_delete(i)
-                if measure:
-                    self.si[S_TWHITS] += 1
+            self.take_over_time_wait(ip, p, target, measure)
         if measure:
             self.si[S_EST] += 1
         c = self.new_record(d, p, target, close, t + life, not self.memoryless)
@@ -963,11 +968,7 @@ cdef class Engine:
                 busy = True
         if not busy:
             if self.tw_on:
-                i = self.tw_find((ip * 65536 + p) * self.nb_targets + target)
-                if i >= 0:
-                    self.tw_delete(i)
-                    if meas:
-                        self.si[S_TWHITS] += 1
+                self.take_over_time_wait(ip, p, target, meas)
             r = self.crec[REC * h + R_RETRY]
             self.crec[REC * h + R_RETRY] = -1
             self.c_end[h] = t + self.c_life[h]

@@ -150,7 +150,7 @@ def _before(S, ka, a, kb, b):
 
 @jit
 def _sift_up(S, i, c, kc):
-    heap, hkey, crec = S[HEAP], S[HKEY], S[CREC]
+    heap, hkey = S[HEAP], S[HKEY]
     while i > 0:
         parent = (i - 1) >> 2
         q = heap[parent]
@@ -165,7 +165,7 @@ def _sift_up(S, i, c, kc):
 
 @jit
 def _sift_down(S, i, c, kc):
-    heap, hkey, crec, si = S[HEAP], S[HKEY], S[CREC], S[SI]
+    heap, hkey, si = S[HEAP], S[HKEY], S[SI]
     n = si[T.HEAP_N]
     while True:
         first = 4 * i + 1
@@ -276,6 +276,16 @@ def tw_delete(S, i):
             i = j
     keys[2 * i] = -1
     si[T.TW_N] -= 1
+
+
+@jit
+def take_over_time_wait(S, pi, ip, p, target, measure):
+    """A SYN for a 4-tuple the target holds in TIME_WAIT: accepted, the entry goes."""
+    i = tw_find(S, (ip * 65536 + p) * pi[C.B] + target)
+    if i >= 0:
+        tw_delete(S, i)
+        if measure:
+            S[SI][T.TWHITS] += 1
 
 
 # -- free ports and the conditional estimate's sums ----------------------------------------------------
@@ -709,11 +719,7 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
             start_pending(S, pi, xa, d, p, target, close, t, life, measure)
             return
     elif pi[C.TW_ON]:
-        i = tw_find(S, (ip * 65536 + p) * pi[C.B] + target)
-        if i >= 0:
-            tw_delete(S, i)
-            if measure:
-                si[T.TWHITS] += 1
+        take_over_time_wait(S, pi, ip, p, target, measure)
     if measure:
         si[T.EST] += 1
     c = new_record(S, d, p, target, close, t + life, not memoryless(pi))
@@ -802,11 +808,7 @@ def retry(S, pi, pf, xa, h, t):
             busy = True
     if not busy:
         if pi[C.TW_ON]:
-            i = tw_find(S, (ip * 65536 + p) * pi[C.B] + target)
-            if i >= 0:
-                tw_delete(S, i)
-                if meas:
-                    si[T.TWHITS] += 1
+            take_over_time_wait(S, pi, ip, p, target, meas)
         r = crec[REC * h + R_RETRY]
         crec[REC * h + R_RETRY] = -1
         S[C_END][h] = t + S[C_LIFE][h]

@@ -476,11 +476,7 @@ class Simulation:
                 self.start_pending(d, p, target, close, t, life, measure)
                 return
         elif pi[C.TW_ON]:
-            key = (ip, p, target)
-            if key in self.time_wait:            # expired entries are gone before this arrival
-                del self.time_wait[key]
-                if measure:
-                    c["time_wait_hits"] += 1
+            self.take_over_time_wait(ip, p, target, measure)
         # the new connection lives
         if measure:
             c["established"] += 1
@@ -502,6 +498,15 @@ class Simulation:
             self.live_add(h, t)
         else:
             heapq.heappush(self.ends, (h.end, h.serial, h))
+
+    def take_over_time_wait(self, ip: int, p: int, target: int, measure: bool) -> None:
+        """A SYN for a 4-tuple the target holds in TIME_WAIT: accepted, the entry goes (expired
+        entries are gone before any event after their expiry)."""
+        key = (ip, p, target)
+        if key in self.time_wait:
+            del self.time_wait[key]
+            if measure:
+                self.c["time_wait_hits"] += 1
 
     def challenge_ack(self, t: float) -> bool:
         """One challenge ACK from the global budget of the current whole second, if any is left."""
@@ -539,11 +544,7 @@ class Simulation:
                 busy = True
         if not busy:
             if self.pi[C.TW_ON]:
-                key = (ip, p, target)
-                if key in self.time_wait:
-                    del self.time_wait[key]
-                    if h.meas:
-                        c["time_wait_hits"] += 1
+                self.take_over_time_wait(ip, p, target, h.meas)
             i = h.retry
             h.retry = -1
             h.end = t + h.life

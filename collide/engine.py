@@ -164,7 +164,7 @@ def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", es
     if backend not in BACKENDS:
         raise ValueError(f"--backend {backend!r}: must be one of {', '.join(BACKENDS)}")
     arrays = C.build(scenario, estimate)
-    pi, pf = arrays[0], arrays[1]
+    pf = arrays[1]
     t_measure, t_end = float(pf[C.T_MEASURE]), float(pf[C.T_END])
     t0 = time.perf_counter()
     if backend == "python":
