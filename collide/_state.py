@@ -150,11 +150,6 @@ def _hash(keys: np.ndarray, mask: int) -> np.ndarray:
     return (h >> shift).astype(np.int64) & mask
 
 
-def tw_slot(key: int, mask: int) -> int:
-    """Home slot of a key in the TIME_WAIT table (Fibonacci hashing on the high bits)."""
-    return int(_hash(np.array([key], np.int64), mask)[0])
-
-
 def grow(s: dict, code: int) -> None:
     """Enlarge what the kernel ran out of (in place in the dict)."""
     si = s["si"]
