@@ -67,6 +67,102 @@ cdef extern from *:
 
 cdef object M64 = (1 << 64) - 1
 
+cdef bint _plain_loop = True
+
+# compile-time switch of `_advance_plain` (a fused type: Cython emits one loop per member, and the
+# branches on it are resolved when compiling): with or without the conditional estimate
+ctypedef signed char without_estimate
+ctypedef short with_estimate
+ctypedef fused Estimate:
+    without_estimate
+    with_estimate
+
+
+def use_plain_loop(bint on):
+    """Debug switch: False runs every scenario through the general event loop (tests compare the
+    two); returns the previous setting."""
+    global _plain_loop
+    cdef bint was = _plain_loop
+    _plain_loop = on
+    return was
+
+
+# -- draws from raw words (DESIGN §2.4), on a generator passed by pointer so that a kernel can run
+# on a local copy of the state (`_advance_plain`) or on the engine's own (the methods below). In C
+# so that they are always inlined, with Lemire's rare rejection step (a division) marked unlikely:
+# the local generator state then stays in registers.
+cdef extern from *:
+    """
+    #if defined(__GNUC__)
+    #define COLLIDE_HOT static inline __attribute__((always_inline))
+    #define COLLIDE_UNLIKELY(x) __builtin_expect(!!(x), 0)
+    #else
+    #define COLLIDE_HOT static inline
+    #define COLLIDE_UNLIKELY(x) (x)
+    #endif
+    static const double collide_two53 = 1.0 / 9007199254740992.0;
+    /* [0, n) by Lemire's multiply-shift on the high 32 bits of a word, with exact rejection */
+    COLLIDE_HOT int64_t rng_randint(collide_pcg64 *g, bitgen_t *b, int64_t n) {
+        uint64_t nn, m, low, threshold;
+        if (n <= 1) return 0;
+        nn = (uint64_t)n;
+        m = (collide_next(g, b) >> 32) * nn;
+        low = m & 0xFFFFFFFFULL;
+        if (COLLIDE_UNLIKELY(low < nn)) {
+            threshold = (0x100000000ULL - nn) % nn;
+            while (low < threshold) {
+                m = (collide_next(g, b) >> 32) * nn;
+                low = m & 0xFFFFFFFFULL;
+            }
+        }
+        return (int64_t)(m >> 32);
+    }
+    COLLIDE_HOT double rng_uniform(collide_pcg64 *g, bitgen_t *b) {
+        return (double)(collide_next(g, b) >> 11) * collide_two53;
+    }
+    COLLIDE_HOT double rng_exponential(collide_pcg64 *g, bitgen_t *b) {
+        return -log((double)((collide_next(g, b) >> 11) + 1) * collide_two53);
+    }
+    """
+    int64_t rng_randint(collide_pcg64 *g, bitgen_t *b, int64_t n) nogil
+    double rng_uniform(collide_pcg64 *g, bitgen_t *b) nogil
+    double rng_exponential(collide_pcg64 *g, bitgen_t *b) nogil
+
+# -- the estimate's running sums, on one ip:port's N slots of the port table (`port`: slot j at
+# port[2 j], the live holder's target at port[2 j + 1]) --------------------------------------------
+cdef inline int64_t port_distinct(const int32_t *port, int64_t n, int64_t skip) noexcept nogil:
+    """How many distinct targets the nodes other than `skip` hold through this ip:port."""
+    cdef int64_t j, jj, count = 0
+    cdef int32_t t
+    for j in range(n):
+        if j == skip:
+            continue
+        t = port[2 * j + 1]
+        if t < 0:
+            continue
+        for jj in range(j):
+            if jj != skip and port[2 * jj + 1] == t:
+                break
+        else:
+            count += 1
+    return count
+
+
+cdef inline void port_holder_changed(const int32_t *port, int64_t *est_row, int64_t n, int64_t j0,
+                                     int64_t target, int64_t delta) noexcept nogil:
+    """Node j0's holder of this ip:port took (delta 1) or dropped (-1) `target`: the sums of the
+    nodes whose slot is free move by delta unless another node holds the target too. (A free
+    slot holds no target, so "another node than j and j0 holds it" is the same for every such j:
+    one pass to see, one to update; the reference's n^2 loop, same sums.)"""
+    cdef int64_t j, jj
+    for jj in range(n):
+        if jj != j0 and port[2 * jj + 1] == target:
+            return
+    for j in range(n):
+        if j != j0 and port[2 * j] == -1:
+            est_row[j] += delta
+
+
 # parameter indices (mirrors _params.py; checked at import below)
 DEF K = 0
 DEF N = 1
@@ -182,6 +278,7 @@ cdef class Engine:
     cdef int64_t n, Pn, k, nb_targets, alloc, dist, limit, clients, nbatch, node_limit
     cdef bint need_client, ip_per_client, sticky, cross, cip, weighted, estimate, tw_on, cool_on
     cdef bint track, memoryless
+    cdef readonly bint plain      # runs `_advance_plain` (see __init__)
     cdef double rate, mean, mu, sigma, xm, alpha, dns_ttl, tw, scf, reuse, t_measure, t_end
     cdef int tw_shift
     cdef int64_t tw_cap
@@ -209,6 +306,10 @@ cdef class Engine:
         self.estimate, self.tw_on, self.cool_on = pi[ESTIMATE] != 0, pi[TW_ON] != 0, pi[COOL_ON] != 0
         self.track = self.estimate and self.alloc == 0 and self.cross and self.cip and self.n > 1
         self.memoryless = self.dist == 0
+        # the common case gets its own loop (`_advance_plain`): same steps, same draws
+        self.plain = (self.memoryless and not self.tw_on and not self.cool_on
+                      and pi[OUTCOME] <= 2 and self.ca_limit == 0 and not self.need_client
+                      and self.cip and self.alloc == 0)
         self.rate, self.mean, self.mu, self.sigma = pf[RATE], pf[MEAN], pf[MU], pf[SIGMA]
         self.xm, self.alpha, self.dns_ttl, self.tw = pf[XM], pf[ALPHA], pf[DNS_TTL], pf[TW]
         self.scf, self.reuse, self.t_measure, self.t_end = pf[SCF], pf[REUSE], pf[T_MEASURE], \
@@ -307,33 +408,28 @@ cdef class Engine:
         with self.bit_generator.lock:
             self.load_rng()
             with nogil:
-                code = self._advance(t_stop)
+                if self.plain and _plain_loop and self.si[S_HEAP_N] == 0:
+                    if self.estimate:
+                        code = self._advance_plain(t_stop, <with_estimate>1)
+                    else:
+                        code = self._advance_plain(t_stop, <without_estimate>0)
+                else:
+                    code = self._advance(t_stop)
             self.store_rng()
         return code
 
-    # -- random words --------------------------------------------------------------------------
+    # -- random words (DESIGN §2.4; the helpers below, on the engine's generator) -----------------
     cdef inline uint64_t next_u64(self) noexcept nogil:
         return collide_next(&self.pcg, self.rng)      # inlined PCG64, or the bitgen_t pointer
 
     cdef inline double uniform(self) noexcept nogil:
-        return <double>(self.next_u64() >> 11) * TWO53
+        return rng_uniform(&self.pcg, self.rng)
 
     cdef inline int64_t randint(self, int64_t n) noexcept nogil:
-        cdef uint64_t nn, m, low, threshold
-        if n <= 1:
-            return 0
-        nn = <uint64_t>n
-        m = (self.next_u64() >> 32) * nn
-        low = m & 0xFFFFFFFFULL
-        if low < nn:
-            threshold = (0x100000000ULL - nn) % nn
-            while low < threshold:
-                m = (self.next_u64() >> 32) * nn
-                low = m & 0xFFFFFFFFULL
-        return <int64_t>(m >> 32)
+        return rng_randint(&self.pcg, self.rng, n)
 
     cdef inline double exponential(self) noexcept nogil:
-        return -log(<double>((self.next_u64() >> 11) + 1) * TWO53)
+        return rng_exponential(&self.pcg, self.rng)
 
     cdef inline double normal(self) noexcept nogil:
         cdef double e = self.exponential()
@@ -587,54 +683,27 @@ cdef class Engine:
     cdef inline void unlist_ports(self, int64_t d) noexcept nogil:
         self.dense[d] = 0
 
-    cdef int64_t distinct_targets(self, int64_t ip, int64_t p, int64_t skip1,
-                                  int64_t skip2) noexcept nogil:
-        cdef int64_t n = self.n, base = 2 * (ip * self.Pn + p) * n + 1, j, jj, count = 0
-        cdef int32_t t
-        cdef bint dup
-        for j in range(n):
-            if j == skip1 or j == skip2:
-                continue
-            t = self.ptab[base + 2 * j]
-            if t < 0:
-                continue
-            dup = False
-            for jj in range(j):
-                if jj == skip1 or jj == skip2:
-                    continue
-                if self.ptab[base + 2 * jj] == t:
-                    dup = True
-                    break
-            if not dup:
-                count += 1
-        return count
+    cdef inline int64_t distinct_targets(self, int64_t ip, int64_t p, int64_t skip) noexcept nogil:
+        return port_distinct(&self.ptab[2 * (ip * self.Pn + p) * self.n], self.n, skip)
 
-    cdef void holder_changed(self, int64_t d0, int64_t p, int64_t target,
-                             int64_t delta) noexcept nogil:
+    cdef inline void holder_changed(self, int64_t d0, int64_t p, int64_t target,
+                                    int64_t delta) noexcept nogil:
         cdef int64_t n = self.n
         cdef int64_t ip = d0 // n
-        cdef int64_t j0 = d0 - ip * n, j, jj, base = 2 * (ip * self.Pn + p) * n
-        # A node j whose slot is free holds no target, so "another node than j and j0 holds
-        # target" is the same for every such j: one pass to see, one to update (the reference's
-        # n^2 loop, same sums).
-        for jj in range(n):
-            if jj != j0 and self.ptab[base + 2 * jj + 1] == target:
-                return
-        for j in range(n):
-            if j != j0 and self.ptab[base + 2 * j] == -1:
-                self.est_sum[ip * n + j] += delta
+        port_holder_changed(&self.ptab[2 * (ip * self.Pn + p) * n], &self.est_sum[ip * n], n,
+                            d0 - ip * n, target, delta)
 
     cdef inline void port_freed(self, int64_t d, int64_t p) noexcept nogil:
         self.ptab[2 * self.entry(d, p)] = -1
         self.put_free(self.pool_of(d), p)
         if self.track:
-            self.est_sum[d] += self.distinct_targets(d // self.n, p, d % self.n, -1)
+            self.est_sum[d] += self.distinct_targets(d // self.n, p, d % self.n)
 
     cdef inline void port_taken(self, int64_t d, int64_t p) noexcept nogil:
         self.ptab[2 * self.entry(d, p)] = HELD
         self.take_free(self.pool_of(d), p)
         if self.track:
-            self.est_sum[d] -= self.distinct_targets(d // self.n, p, d % self.n, -1)
+            self.est_sum[d] -= self.distinct_targets(d // self.n, p, d % self.n)
 
     cdef inline void release_port(self, int64_t d, int64_t p, double t) noexcept nogil:
         cdef int64_t cap, i
@@ -806,12 +875,12 @@ cdef class Engine:
                 p = self.cursor[d]
                 while not self.is_free(d, p):
                     p = p + 1 if p + 1 < Pn else 0
-                e = <double>self.distinct_targets(ip, p, j, -1) / <double>size_t
+                e = <double>self.distinct_targets(ip, p, j) / <double>size_t
             elif self.alloc == 1 and nfree > 0:
                 total = 0
                 for i in range(Pn):
                     if self.is_free(d, i):
-                        total += self.distinct_targets(ip, i, j, -1)
+                        total += self.distinct_targets(ip, i, j)
                 e = <double>total / <double>(nfree * size_t)
         nb = self.nbatch
         b = <int64_t>((t - self.t_measure) / (self.t_end - self.t_measure) * nb)
@@ -1064,3 +1133,255 @@ cdef class Engine:
                 measure = self.t_measure <= t and t < self.t_end
                 self.arrival(t, -1.0, measure, outcome)
                 t_next = self.next_arrival_after(t, self.exponential())
+
+    # -- the event loop of plain scenarios -----------------------------------------------------------
+    cdef int _advance_plain(self, double t_stop, Estimate with_est) noexcept nogil:
+        """`_advance` for the common case: exponential lifetimes (the end clock), random ports, no
+        TIME_WAIT, reuse delay, delayed connects, sticky clients or per-target limits. The same
+        steps, draws and floating-point operations in the same order; the generator, the clock and
+        the counters live in locals and the arrays are raw pointers, so the compiler keeps them in
+        registers. The clock is synchronised where `_advance` would (a reset victim's end, a new
+        connection) and its ring time computed once where `_advance` overwrites it."""
+        cdef collide_pcg64 g = self.pcg
+        cdef bitgen_t *bg = self.rng
+        cdef int32_t *ptab = &self.ptab[0]
+        cdef int32_t *crec = &self.crec[0]
+        cdef int32_t *llist = &self.llist[0]
+        cdef int32_t *ids = &self.ids[0]
+        cdef int32_t *dense = &self.dense[0]
+        cdef uint16_t *free = &self.free[0]
+        cdef uint16_t *fpos = &self.fpos[0]
+        cdef int64_t *live = &self.live[0]
+        cdef int64_t *free_n = &self.free_n[0]
+        cdef int64_t *si = &self.si[0]
+        cdef int64_t *est_sum = &self.est_sum[0]
+        cdef double *batches = &self.batches[0]
+        cdef int64_t nbatch = self.nbatch
+        cdef double *sf = &self.sf[0]
+        cdef int64_t n = self.n, Pn = self.Pn, k = self.k, nb = self.nb_targets, limit = self.limit
+        cdef int64_t outcome = self.pi[OUTCOME]
+        cdef bint cross = self.cross
+        cdef bint track = Estimate is with_estimate and self.track
+        cdef bint weighted = self.weighted
+        cdef double mean = self.mean, scf = self.scf, t_measure = self.t_measure
+        cdef double t_end = self.t_end
+        # state held in locals, written back at the end
+        cdef int64_t nl = si[S_LIVE_N], free_top = si[S_FREE_TOP], serial = si[S_SERIAL]
+        cdef int64_t conn = si[S_CONN], est = si[S_EST], afail = si[S_AFAIL]
+        cdef int64_t failed = si[S_FAILED], coll = si[S_COLL], resets = si[S_RESETS]
+        cdef int64_t pairs = si[S_PAIRS], peak = si[S_PEAK]
+        cdef double end_e = sf[F_END_E], end_t0 = sf[F_END_T0], clock = sf[F_CLOCK]
+        cdef double first = sf[F_FIRST], t_next = sf[F_NEXT_ARR], t, e, u
+        cdef int64_t ip, j, d, p, target, nholders, jj, base, nfree, s, i, m
+        cdef int32_t h, c, last
+        cdef bint measure, close, synced
+        cdef int code
+        while True:
+            if free_top == 0:
+                code = 1
+                break
+            if clock <= t_next:
+                # the end clock rings: a uniformly chosen live connection ends (end_by_clock)
+                if clock >= t_stop:
+                    code = 0
+                    break
+                t = clock
+                end_t0 = t
+                h = llist[rng_randint(&g, bg, nl)]
+                # end_connection(h, t, False), its clock_sync a no-op at end_t0 == t
+                d = crec[REC * h + R_DEST]
+                p = crec[REC * h + R_PORT]
+                target = crec[REC * h + R_TGT]
+                ip = d // n
+                j = d - ip * n
+                s = (ip * Pn + p) * n + j
+                ptab[2 * s] = HELD
+                ptab[2 * s + 1] = -1
+                live[d] -= 1
+                nl -= 1
+                i = crec[REC * h + R_POS]
+                last = llist[nl]
+                llist[i] = last
+                crec[REC * last + R_POS] = <int32_t>i
+                crec[REC * h + R_POS] = -1
+                if track:
+                    port_holder_changed(&ptab[2 * (s - j)], &est_sum[d - j], n, j, target, -1)
+                ids[free_top] = h
+                free_top += 1
+                ptab[2 * s] = -1                                  # port_freed
+                m = free_n[d]
+                free_n[d] = m + 1
+                if dense[d] != 0:
+                    free[d * Pn + m] = <uint16_t>p
+                    fpos[d * Pn + p] = <uint16_t>m
+                if track:
+                    est_sum[d] += port_distinct(&ptab[2 * (s - j)], n, j)
+                end_e = rng_exponential(&g, bg)
+                if nl == 0:
+                    clock = INFINITY
+                else:
+                    clock = end_t0 + end_e * mean / <double>nl
+                continue
+            t = t_next
+            if t >= t_stop:
+                code = 0
+                break
+            measure = t_measure <= t and t < t_end
+            synced = False
+            while True:            # one arrival (Engine.arrival); `break` where it returns
+                if measure:
+                    conn += 1
+                ip = rng_randint(&g, bg, k)
+                if weighted:
+                    u = rng_uniform(&g, bg)
+                    j = 0
+                    while u >= self.wcum[j]:
+                        j += 1
+                else:
+                    j = rng_randint(&g, bg, n)
+                d = ip * n + j
+                if Estimate is with_estimate and measure:         # add_estimate
+                    e = 0.0
+                    if cross and n > 1 and live[d] < limit and free_n[d] > 0:
+                        e = <double>est_sum[d] / <double>(free_n[d] * nb)
+                    i = <int64_t>((t - t_measure) / (t_end - t_measure) * nbatch)
+                    if i < 0:
+                        i = 0
+                    if i > nbatch - 1:
+                        i = nbatch - 1
+                    batches[i] += e
+                nfree = free_n[d]
+                if live[d] >= limit or nfree == 0:
+                    if measure:
+                        afail += 1
+                    break
+                # allocate: rejection against the port table while at least half is free, the
+                # free list below half, back to rejection above three quarters
+                if dense[d] != 0 and 4 * nfree > 3 * Pn:
+                    dense[d] = 0
+                elif dense[d] == 0 and 2 * nfree < Pn:
+                    self.list_ports(d)
+                if dense[d] != 0:
+                    p = free[d * Pn + rng_randint(&g, bg, nfree)]
+                    i = fpos[d * Pn + p]                          # take_free
+                    free[d * Pn + i] = free[d * Pn + nfree - 1]
+                    fpos[d * Pn + free[d * Pn + i]] = <uint16_t>i
+                    fpos[d * Pn + p] = UNLISTED
+                else:
+                    p = rng_randint(&g, bg, Pn)
+                    while ptab[2 * ((ip * Pn + p) * n + j)] != -1:
+                        p = rng_randint(&g, bg, Pn)
+                free_n[d] = nfree - 1
+                base = 2 * (ip * Pn + p) * n
+                ptab[base + 2 * j] = HELD                         # port_taken
+                if track:
+                    est_sum[d] -= port_distinct(&ptab[base], n, j)
+                if cross:
+                    target = rng_randint(&g, bg, nb)
+                else:
+                    target = self.zs[j] + rng_randint(&g, bg, self.zc[j])
+                nholders = 0
+                for jj in range(n):
+                    if jj != j and ptab[base + 2 * jj + 1] == target:
+                        nholders += 1
+                close = scf >= 1.0 or (scf > 0.0 and rng_uniform(&g, bg) < scf)
+                if nholders > 0:
+                    if measure:
+                        coll += 1
+                        pairs += nholders
+                        if first < 0:
+                            first = t - t_measure
+                    if outcome == 1:
+                        if measure:
+                            failed += 1
+                        ptab[base + 2 * j] = -1                   # release_port: port_freed
+                        m = free_n[d]
+                        free_n[d] = m + 1
+                        if dense[d] != 0:
+                            free[d * Pn + m] = <uint16_t>p
+                            fpos[d * Pn + p] = <uint16_t>m
+                        if track:
+                            est_sum[d] += port_distinct(&ptab[base], n, j)
+                        break
+                    if outcome == 0:
+                        for jj in range(n):
+                            if jj != j and ptab[base + 2 * jj + 1] == target:
+                                h = ptab[base + 2 * jj]
+                                if not synced:
+                                    e = end_e - (t - end_t0) * <double>nl / mean
+                                    end_e = e if e >= 0.0 else 0.0
+                                    end_t0 = t
+                                    synced = True
+                                # end_connection(h, t, True): the holder on node jj
+                                d = crec[REC * h + R_DEST]
+                                ptab[base + 2 * jj] = HELD
+                                ptab[base + 2 * jj + 1] = -1
+                                live[d] -= 1
+                                nl -= 1
+                                i = crec[REC * h + R_POS]
+                                last = llist[nl]
+                                llist[i] = last
+                                crec[REC * last + R_POS] = <int32_t>i
+                                crec[REC * h + R_POS] = -1
+                                if track:
+                                    port_holder_changed(&ptab[base], &est_sum[d - jj], n, jj,
+                                                        target, -1)
+                                ids[free_top] = h
+                                free_top += 1
+                                ptab[base + 2 * jj] = -1
+                                m = free_n[d]
+                                free_n[d] = m + 1
+                                if dense[d] != 0:
+                                    free[d * Pn + m] = <uint16_t>p
+                                    fpos[d * Pn + p] = <uint16_t>m
+                                if track:
+                                    est_sum[d] += port_distinct(&ptab[base], n, jj)
+                                if measure:
+                                    resets += 1
+                        d = ip * n + j
+                if measure:
+                    est += 1
+                serial += 1                                       # new_record (not queued)
+                free_top -= 1
+                c = ids[free_top]
+                crec[REC * c + R_DEST] = <int32_t>d
+                crec[REC * c + R_PORT] = <int32_t>p
+                crec[REC * c + R_TGT] = <int32_t>target
+                crec[REC * c + R_CLOSE] = 1 if close else 0
+                if track:
+                    port_holder_changed(&ptab[base], &est_sum[d - j], n, j, target, 1)
+                ptab[base + 2 * j] = c
+                ptab[base + 2 * j + 1] = <int32_t>target
+                live[d] += 1
+                if measure and live[d] > peak:
+                    peak = live[d]
+                if not synced:                                    # live_add
+                    e = end_e - (t - end_t0) * <double>nl / mean
+                    end_e = e if e >= 0.0 else 0.0
+                    end_t0 = t
+                    synced = True
+                crec[REC * c + R_POS] = <int32_t>nl
+                llist[nl] = c
+                nl += 1
+                break
+            if synced:
+                clock = end_t0 + end_e * mean / <double>nl if nl > 0 else INFINITY
+            t_next = self.next_arrival_after(t, rng_exponential(&g, bg))
+        self.pcg = g
+        si[S_LIVE_N] = nl
+        si[S_FREE_TOP] = free_top
+        si[S_SERIAL] = serial
+        si[S_CONN] = conn
+        si[S_EST] = est
+        si[S_AFAIL] = afail
+        si[S_FAILED] = failed
+        si[S_COLL] = coll
+        si[S_RESETS] = resets
+        si[S_PAIRS] = pairs
+        si[S_PEAK] = peak
+        sf[F_END_E] = end_e
+        sf[F_END_T0] = end_t0
+        sf[F_CLOCK] = clock
+        sf[F_FIRST] = first
+        sf[F_NEXT_ARR] = t_next
+        return code

@@ -237,3 +237,67 @@ def test_every_grow_path_keeps_counts(monkeypatch, law):
     assert results["python"] == results["numba"] == results["cython"]
     assert {T.GROW_CONN, T.GROW_TW, T.GROW_TWQ} <= set(codes)
     assert results["cython"]["time_wait_hits"] > 0
+
+
+# issue 3: plain scenarios (exponential lifetimes, random ports, no TIME_WAIT, reuse delay, delayed
+# connects, sticky clients or per-target limits) run a specialised loop in the compiled backends;
+# the debug switch sends them through the general loop, which must give the same counts and leave
+# the generator in the same place.
+def _plain_switches():
+    from collide import _core, _core_numba
+    return [_core.use_plain_loop] + ([_core_numba.use_plain_loop]
+                                     if hasattr(_core_numba, "use_plain_loop") else [])
+
+
+def _run_with_plain_loop(s, on, backend, seed, estimate=True):
+    switches = _plain_switches()
+    was = [sw(on) for sw in switches]
+    try:
+        bg = engine.bit_generator(seed)
+        raw = engine.run(s, bg, backend, estimate=estimate, chunks=5)
+        return raw.counters, list(raw.batches), raw.first_collision_s, bg.state
+    finally:
+        for sw, w in zip(switches, was):
+            sw(w)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numba"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_plain_loop_same_as_general_loop(name, backend):
+    s = small().replace(CASES[name])
+    assert _run_with_plain_loop(s, True, backend, 31) == _run_with_plain_loop(s, False, backend, 31)
+
+
+def test_plain_loop_runs_for_plain_scenarios():
+    from collide import _core, _params as C
+    from collide._state import new_state
+
+    def plain(s):
+        pi, pf, zs, zc, w, xa = C.build(s, True)
+        return _core.Engine(pi, pf, zs, zc, w, xa, engine.bit_generator(1), new_state(pi, pf, 64)).plain
+
+    plain_cases = {"default-random", "weights", "fail-new", "count", "cross-zone-off",
+                   "per-zone-targets", "per-connection-ips", "cold", "warmup-seconds",
+                   "many-nodes", "schedule", "exhaustion", "dense-then-sparse"}
+    assert {n for n in CASES if plain(small().replace(CASES[n]))} == plain_cases
+    assert plain(Scenario.builtin("seed"))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(overrides=scenario_strategy, seed=st.integers(0, 2**32), estimate=st.booleans())
+def test_property_plain_loop_matches_reference(overrides, seed, estimate):
+    # the strategy, narrowed to plain scenarios: the specialised loop against the reference
+    overrides = dict(overrides, **{"traffic.duration": {"dist": "exponential", "mean": 5.0},
+                                   "nat.allocator": "random", "nat.reuse_delay": 0.0,
+                                   "target.time_wait": 0.0, "target.challenge_ack_limit": 0,
+                                   "target.kernel": "modern", "nat.ip_choice": "per-connection",
+                                   "load_balancer.node_choice": "per-connection",
+                                   "load_balancer.client_ip_preservation": True})
+    if overrides["target.on_collision"] == "delay-new":
+        overrides["target.on_collision"] = "reset-existing"
+    s = small().replace(overrides)
+    ref = engine.run(s, engine.bit_generator(seed), "python", estimate=estimate)
+    got = engine.run(s, engine.bit_generator(seed), "cython", estimate=estimate)
+    assert ref.counters == got.counters
+    assert list(ref.batches) == list(got.batches)
+    assert ref.first_collision_s == got.first_collision_s
