@@ -76,6 +76,12 @@ ctypedef short with_estimate
 ctypedef fused Estimate:
     without_estimate
     with_estimate
+# ... and ends by the end clock (exponential lifetimes) or the heap (any other law)
+ctypedef signed char end_clock
+ctypedef short end_heap
+ctypedef fused Ends:
+    end_clock
+    end_heap
 
 
 def use_plain_loop(bint on):
@@ -253,6 +259,76 @@ assert (T.REC, T.R_DEST, T.R_PORT, T.R_TGT, T.R_CLOSE, T.R_POS, T.R_RETRY, T.R_M
     (REC, R_DEST, R_PORT, R_TGT, R_CLOSE, R_POS, R_RETRY, R_MEAS, DEAD)
 
 
+# -- lifetimes (DESIGN §2.1) on a generator passed by pointer ------------------------------------
+cdef inline double rng_normal(collide_pcg64 *g, bitgen_t *b) noexcept nogil:
+    cdef double e = rng_exponential(g, b)
+    cdef double u = rng_uniform(g, b)
+    return sqrt(2.0 * e) * cos(2.0 * M_PI * u)
+
+
+cdef inline double rng_lifetime(collide_pcg64 *g, bitgen_t *b, int64_t dist, const double *pf,
+                                const double *xa, int64_t emp_n) noexcept nogil:
+    """One lifetime: 0 exponential, 1 fixed, 2 lognormal, 3 Pareto, 4 empirical (xa[:emp_n])."""
+    if dist == 0:
+        return pf[MEAN] * rng_exponential(g, b)
+    if dist == 1:
+        return pf[MEAN]
+    if dist == 2:
+        return exp(pf[MU] + pf[SIGMA] * rng_normal(g, b))
+    if dist == 4:
+        return xa[rng_randint(g, b, emp_n)]
+    return pf[XM] * exp(rng_exponential(g, b) / pf[ALPHA])
+
+
+# -- the end-time queue: a 4-ary heap of connection ids keyed by (end, serial), each entry's end
+# stored beside it (`hkey`). Any exact priority queue pops in the same (end, serial) order as the
+# reference's heapq; the 4-ary layout halves the depth and keeps siblings in one cache line.
+cdef inline bint heap_before(const int64_t *serial, double ka, int32_t a, double kb,
+                             int32_t b) noexcept nogil:
+    """(ka, a) comes before (kb, b); the serials are read only on a tie of the ends."""
+    return ka < kb or (ka == kb and serial[a] < serial[b])
+
+
+cdef inline void heap_sift_up(int32_t *heap, double *hkey, const int64_t *serial, int64_t i,
+                              int32_t c, double kc) noexcept nogil:
+    cdef int64_t parent
+    cdef int32_t q
+    while i > 0:
+        parent = (i - 1) >> 2
+        q = heap[parent]
+        if not heap_before(serial, kc, c, hkey[parent], q):
+            break
+        heap[i] = q
+        hkey[i] = hkey[parent]
+        i = parent
+    heap[i] = c
+    hkey[i] = kc
+
+
+cdef inline void heap_sift_down(int32_t *heap, double *hkey, const int64_t *serial, int64_t n,
+                                int64_t i, int32_t c, double kc) noexcept nogil:
+    cdef int64_t first, last, best, ch
+    cdef double kb
+    while True:
+        first = 4 * i + 1
+        if first >= n:
+            break
+        last = first + 4 if first + 4 <= n else n
+        best = first
+        kb = hkey[first]
+        for ch in range(first + 1, last):
+            if heap_before(serial, hkey[ch], heap[ch], kb, heap[best]):
+                best = ch
+                kb = hkey[ch]
+        if not heap_before(serial, kb, heap[best], kc, c):
+            break
+        heap[i] = heap[best]
+        hkey[i] = kb
+        i = best
+    heap[i] = c
+    hkey[i] = kc
+
+
 @cython.final             # direct calls between the kernels (no vtable), so the compiler can inline
 cdef class Engine:
     """One run's state and kernels. Built by `collide.engine` from `_state.new_state` arrays."""
@@ -307,7 +383,7 @@ cdef class Engine:
         self.track = self.estimate and self.alloc == 0 and self.cross and self.cip and self.n > 1
         self.memoryless = self.dist == 0
         # the common case gets its own loop (`_advance_plain`): same steps, same draws
-        self.plain = (self.memoryless and not self.tw_on and not self.cool_on
+        self.plain = (not self.tw_on and not self.cool_on
                       and pi[OUTCOME] <= 2 and self.ca_limit == 0 and not self.need_client
                       and self.cip and self.alloc == 0)
         self.rate, self.mean, self.mu, self.sigma = pf[RATE], pf[MEAN], pf[MU], pf[SIGMA]
@@ -408,11 +484,15 @@ cdef class Engine:
         with self.bit_generator.lock:
             self.load_rng()
             with nogil:
-                if self.plain and _plain_loop and self.si[S_HEAP_N] == 0:
-                    if self.estimate:
-                        code = self._advance_plain(t_stop, <with_estimate>1)
+                if self.plain and _plain_loop:
+                    if self.estimate and self.memoryless:
+                        code = self._advance_plain(t_stop, <with_estimate>1, <end_clock>0)
+                    elif self.memoryless:
+                        code = self._advance_plain(t_stop, <without_estimate>0, <end_clock>0)
+                    elif self.estimate:
+                        code = self._advance_plain(t_stop, <with_estimate>1, <end_heap>0)
                     else:
-                        code = self._advance_plain(t_stop, <without_estimate>0)
+                        code = self._advance_plain(t_stop, <without_estimate>0, <end_heap>0)
                 else:
                     code = self._advance(t_stop)
             self.store_rng()
@@ -432,21 +512,10 @@ cdef class Engine:
         return rng_exponential(&self.pcg, self.rng)
 
     cdef inline double normal(self) noexcept nogil:
-        cdef double e = self.exponential()
-        cdef double u = self.uniform()
-        return sqrt(2.0 * e) * cos(2.0 * M_PI * u)
+        return rng_normal(&self.pcg, self.rng)
 
     cdef inline double lifetime(self) noexcept nogil:
-        cdef int64_t dist = self.dist
-        if dist == 0:
-            return self.mean * self.exponential()
-        if dist == 1:
-            return self.mean
-        if dist == 2:
-            return exp(self.mu + self.sigma * self.normal())
-        if dist == 4:
-            return self.xa[self.randint(self.emp_n)]
-        return self.xm * exp(self.exponential() / self.alpha)
+        return rng_lifetime(&self.pcg, self.rng, self.dist, &self.pf[0], &self.xa[0], self.emp_n)
 
     cdef inline double next_arrival_after(self, double t, double e) noexcept nogil:
         """The next arrival after t for one exponential draw e (see _core_python)."""
@@ -504,50 +573,15 @@ cdef class Engine:
                 lo = mid + 1
         return self.xa[lo]
 
-    # -- end-time queue: a 4-ary heap keyed by (end, serial), the end stored inline ------------------
-    # Any exact priority queue pops in the same (end, serial) order as the reference's heapq; the
-    # 4-ary layout with keys beside the ids halves the depth and keeps siblings in one cache line.
-    # Entries are never moved out of the middle: a reset victim is marked DEAD and keeps its id
-    # until its entry reaches the top (as the reference's lazy deletion), so sifting writes no
-    # positions into the connection records.
-    cdef inline bint before(self, double ka, int32_t a, double kb, int32_t b) noexcept nogil:
-        return ka < kb or (ka == kb and self.c_serial[a] < self.c_serial[b])
+    # -- the end-time queue (heap_* above). Entries are never moved out of the middle: a reset
+    # victim is marked DEAD and keeps its id until its entry reaches the top (as the reference's
+    # lazy deletion), so sifting writes no positions into the connection records.
+    cdef inline void sift_up(self, int64_t i, int32_t c, double kc) noexcept nogil:
+        heap_sift_up(&self.heap[0], &self.hkey[0], &self.c_serial[0], i, c, kc)
 
-    cdef void sift_up(self, int64_t i, int32_t c, double kc) noexcept nogil:
-        cdef int64_t parent
-        cdef int32_t q
-        while i > 0:
-            parent = (i - 1) >> 2
-            q = self.heap[parent]
-            if not self.before(kc, c, self.hkey[parent], q):
-                break
-            self.heap[i] = q
-            self.hkey[i] = self.hkey[parent]
-            i = parent
-        self.heap[i] = c
-        self.hkey[i] = kc
-
-    cdef void sift_down(self, int64_t i, int32_t c, double kc) noexcept nogil:
-        cdef int64_t n = self.si[S_HEAP_N], first, last, best, ch
-        cdef double kb
-        while True:
-            first = 4 * i + 1
-            if first >= n:
-                break
-            last = first + 4 if first + 4 <= n else n
-            best = first
-            kb = self.hkey[first]
-            for ch in range(first + 1, last):
-                if self.before(self.hkey[ch], self.heap[ch], kb, self.heap[best]):
-                    best = ch
-                    kb = self.hkey[ch]
-            if not self.before(kb, self.heap[best], kc, c):
-                break
-            self.heap[i] = self.heap[best]
-            self.hkey[i] = kb
-            i = best
-        self.heap[i] = c
-        self.hkey[i] = kc
+    cdef inline void sift_down(self, int64_t i, int32_t c, double kc) noexcept nogil:
+        heap_sift_down(&self.heap[0], &self.hkey[0], &self.c_serial[0], self.si[S_HEAP_N], i, c,
+                       kc)
 
     cdef inline void heap_push(self, int32_t c) noexcept nogil:
         cdef int64_t i = self.si[S_HEAP_N]
@@ -1135,18 +1169,23 @@ cdef class Engine:
                 t_next = self.next_arrival_after(t, self.exponential())
 
     # -- the event loop of plain scenarios -----------------------------------------------------------
-    cdef int _advance_plain(self, double t_stop, Estimate with_est) noexcept nogil:
-        """`_advance` for the common case: exponential lifetimes (the end clock), random ports, no
-        TIME_WAIT, reuse delay, delayed connects, sticky clients or per-target limits. The same
-        steps, draws and floating-point operations in the same order; the generator, the clock and
-        the counters live in locals and the arrays are raw pointers, so the compiler keeps them in
-        registers. The clock is synchronised where `_advance` would (a reset victim's end, a new
-        connection) and its ring time computed once where `_advance` overwrites it."""
+    cdef int _advance_plain(self, double t_stop, Estimate with_est, Ends ends) noexcept nogil:
+        """`_advance` for the common case: random ports, no TIME_WAIT, reuse delay, delayed
+        connects, sticky clients or per-target limits; ends by the end clock (exponential
+        lifetimes) or the heap (any other law). The same steps, draws and floating-point
+        operations in the same order; the generator, the clock, the heap size and the counters
+        live in locals and the arrays are raw pointers, so the compiler keeps them in registers.
+        The clock is synchronised where `_advance` would (a reset victim's end, a new connection)
+        and its ring time computed once where `_advance` overwrites it."""
         cdef collide_pcg64 g = self.pcg
         cdef bitgen_t *bg = self.rng
         cdef int32_t *ptab = &self.ptab[0]
         cdef int32_t *crec = &self.crec[0]
         cdef int32_t *llist = &self.llist[0]
+        cdef int32_t *heap = &self.heap[0]
+        cdef double *hkey = &self.hkey[0]
+        cdef double *c_end = &self.c_end[0]
+        cdef int64_t *c_serial = &self.c_serial[0]
         cdef int32_t *ids = &self.ids[0]
         cdef int32_t *dense = &self.dense[0]
         cdef uint16_t *free = &self.free[0]
@@ -1156,8 +1195,10 @@ cdef class Engine:
         cdef int64_t *si = &self.si[0]
         cdef int64_t *est_sum = &self.est_sum[0]
         cdef double *batches = &self.batches[0]
-        cdef int64_t nbatch = self.nbatch
         cdef double *sf = &self.sf[0]
+        cdef const double *pf = &self.pf[0]
+        cdef const double *xa = &self.xa[0]
+        cdef int64_t nbatch = self.nbatch, dist = self.dist, emp_n = self.emp_n
         cdef int64_t n = self.n, Pn = self.Pn, k = self.k, nb = self.nb_targets, limit = self.limit
         cdef int64_t outcome = self.pi[OUTCOME]
         cdef bint cross = self.cross
@@ -1167,28 +1208,49 @@ cdef class Engine:
         cdef double t_end = self.t_end
         # state held in locals, written back at the end
         cdef int64_t nl = si[S_LIVE_N], free_top = si[S_FREE_TOP], serial = si[S_SERIAL]
+        cdef int64_t heap_n = si[S_HEAP_N]
         cdef int64_t conn = si[S_CONN], est = si[S_EST], afail = si[S_AFAIL]
         cdef int64_t failed = si[S_FAILED], coll = si[S_COLL], resets = si[S_RESETS]
         cdef int64_t pairs = si[S_PAIRS], peak = si[S_PEAK]
         cdef double end_e = sf[F_END_E], end_t0 = sf[F_END_T0], clock = sf[F_CLOCK]
-        cdef double first = sf[F_FIRST], t_next = sf[F_NEXT_ARR], t, e, u
+        cdef double first = sf[F_FIRST], t_next = sf[F_NEXT_ARR], t, e, u, life = 0.0
         cdef int64_t ip, j, d, p, target, nholders, jj, base, nfree, s, i, m
         cdef int32_t h, c, last
         cdef bint measure, close, synced
         cdef int code
         while True:
+            if Ends is end_heap:
+                # drop_dead_tops: reset connections' entries leave the top and give their ids back
+                while heap_n > 0 and crec[REC * heap[0] + R_POS] == DEAD:
+                    h = heap[0]
+                    heap_n -= 1
+                    if heap_n > 0:
+                        heap_sift_down(heap, hkey, c_serial, heap_n, 0, heap[heap_n], hkey[heap_n])
+                    crec[REC * h + R_POS] = -1
+                    ids[free_top] = h
+                    free_top += 1
             if free_top == 0:
                 code = 1
                 break
-            if clock <= t_next:
-                # the end clock rings: a uniformly chosen live connection ends (end_by_clock)
-                if clock >= t_stop:
+            if Ends is end_clock:
+                t = clock
+            else:
+                t = hkey[0] if heap_n > 0 else INFINITY
+            if t <= t_next:
+                # a connection ends: the clock rings (a uniformly chosen live one: end_by_clock)
+                # or the heap's top is due (heap_pop); then end_connection(h, t, False)
+                if t >= t_stop:
                     code = 0
                     break
-                t = clock
-                end_t0 = t
-                h = llist[rng_randint(&g, bg, nl)]
-                # end_connection(h, t, False), its clock_sync a no-op at end_t0 == t
+                if Ends is end_clock:
+                    end_t0 = t                  # end_connection's clock_sync is a no-op then
+                    h = llist[rng_randint(&g, bg, nl)]
+                else:
+                    h = heap[0]
+                    heap_n -= 1
+                    if heap_n > 0:
+                        heap_sift_down(heap, hkey, c_serial, heap_n, 0, heap[heap_n], hkey[heap_n])
+                    crec[REC * h + R_POS] = -1
                 d = crec[REC * h + R_DEST]
                 p = crec[REC * h + R_PORT]
                 target = crec[REC * h + R_TGT]
@@ -1198,12 +1260,13 @@ cdef class Engine:
                 ptab[2 * s] = HELD
                 ptab[2 * s + 1] = -1
                 live[d] -= 1
-                nl -= 1
-                i = crec[REC * h + R_POS]
-                last = llist[nl]
-                llist[i] = last
-                crec[REC * last + R_POS] = <int32_t>i
-                crec[REC * h + R_POS] = -1
+                if Ends is end_clock:           # live_remove
+                    nl -= 1
+                    i = crec[REC * h + R_POS]
+                    last = llist[nl]
+                    llist[i] = last
+                    crec[REC * last + R_POS] = <int32_t>i
+                    crec[REC * h + R_POS] = -1
                 if track:
                     port_holder_changed(&ptab[2 * (s - j)], &est_sum[d - j], n, j, target, -1)
                 ids[free_top] = h
@@ -1216,11 +1279,12 @@ cdef class Engine:
                     fpos[d * Pn + p] = <uint16_t>m
                 if track:
                     est_sum[d] += port_distinct(&ptab[2 * (s - j)], n, j)
-                end_e = rng_exponential(&g, bg)
-                if nl == 0:
-                    clock = INFINITY
-                else:
-                    clock = end_t0 + end_e * mean / <double>nl
+                if Ends is end_clock:
+                    end_e = rng_exponential(&g, bg)
+                    if nl == 0:
+                        clock = INFINITY
+                    else:
+                        clock = end_t0 + end_e * mean / <double>nl
                 continue
             t = t_next
             if t >= t_stop:
@@ -1284,6 +1348,8 @@ cdef class Engine:
                 for jj in range(n):
                     if jj != j and ptab[base + 2 * jj + 1] == target:
                         nholders += 1
+                if Ends is end_heap:
+                    life = rng_lifetime(&g, bg, dist, pf, xa, emp_n)
                 close = scf >= 1.0 or (scf > 0.0 and rng_uniform(&g, bg) < scf)
                 if nholders > 0:
                     if measure:
@@ -1307,7 +1373,7 @@ cdef class Engine:
                         for jj in range(n):
                             if jj != j and ptab[base + 2 * jj + 1] == target:
                                 h = ptab[base + 2 * jj]
-                                if not synced:
+                                if Ends is end_clock and not synced:
                                     e = end_e - (t - end_t0) * <double>nl / mean
                                     end_e = e if e >= 0.0 else 0.0
                                     end_t0 = t
@@ -1317,17 +1383,21 @@ cdef class Engine:
                                 ptab[base + 2 * jj] = HELD
                                 ptab[base + 2 * jj + 1] = -1
                                 live[d] -= 1
-                                nl -= 1
-                                i = crec[REC * h + R_POS]
-                                last = llist[nl]
-                                llist[i] = last
-                                crec[REC * last + R_POS] = <int32_t>i
-                                crec[REC * h + R_POS] = -1
+                                if Ends is end_clock:             # live_remove
+                                    nl -= 1
+                                    i = crec[REC * h + R_POS]
+                                    last = llist[nl]
+                                    llist[i] = last
+                                    crec[REC * last + R_POS] = <int32_t>i
+                                    crec[REC * h + R_POS] = -1
+                                else:               # its heap entry goes when it reaches the top
+                                    crec[REC * h + R_POS] = DEAD
                                 if track:
                                     port_holder_changed(&ptab[base], &est_sum[d - jj], n, jj,
                                                         target, -1)
-                                ids[free_top] = h
-                                free_top += 1
+                                if Ends is end_clock:
+                                    ids[free_top] = h
+                                    free_top += 1
                                 ptab[base + 2 * jj] = -1
                                 m = free_n[d]
                                 free_n[d] = m + 1
@@ -1341,13 +1411,16 @@ cdef class Engine:
                         d = ip * n + j
                 if measure:
                     est += 1
-                serial += 1                                       # new_record (not queued)
+                serial += 1                                       # new_record
                 free_top -= 1
                 c = ids[free_top]
                 crec[REC * c + R_DEST] = <int32_t>d
                 crec[REC * c + R_PORT] = <int32_t>p
                 crec[REC * c + R_TGT] = <int32_t>target
                 crec[REC * c + R_CLOSE] = 1 if close else 0
+                if Ends is end_heap:
+                    c_end[c] = t + life
+                    c_serial[c] = serial
                 if track:
                     port_holder_changed(&ptab[base], &est_sum[d - j], n, j, target, 1)
                 ptab[base + 2 * j] = c
@@ -1355,20 +1428,26 @@ cdef class Engine:
                 live[d] += 1
                 if measure and live[d] > peak:
                     peak = live[d]
-                if not synced:                                    # live_add
-                    e = end_e - (t - end_t0) * <double>nl / mean
-                    end_e = e if e >= 0.0 else 0.0
-                    end_t0 = t
-                    synced = True
-                crec[REC * c + R_POS] = <int32_t>nl
-                llist[nl] = c
-                nl += 1
+                if Ends is end_clock:                             # live_add
+                    if not synced:
+                        e = end_e - (t - end_t0) * <double>nl / mean
+                        end_e = e if e >= 0.0 else 0.0
+                        end_t0 = t
+                        synced = True
+                    crec[REC * c + R_POS] = <int32_t>nl
+                    llist[nl] = c
+                    nl += 1
+                else:                                             # heap_push
+                    crec[REC * c + R_POS] = 0
+                    heap_sift_up(heap, hkey, c_serial, heap_n, c, c_end[c])
+                    heap_n += 1
                 break
-            if synced:
+            if Ends is end_clock and synced:
                 clock = end_t0 + end_e * mean / <double>nl if nl > 0 else INFINITY
             t_next = self.next_arrival_after(t, rng_exponential(&g, bg))
         self.pcg = g
         si[S_LIVE_N] = nl
+        si[S_HEAP_N] = heap_n
         si[S_FREE_TOP] = free_top
         si[S_SERIAL] = serial
         si[S_CONN] = conn

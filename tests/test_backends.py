@@ -239,8 +239,8 @@ def test_every_grow_path_keeps_counts(monkeypatch, law):
     assert results["cython"]["time_wait_hits"] > 0
 
 
-# issue 3: plain scenarios (exponential lifetimes, random ports, no TIME_WAIT, reuse delay, delayed
-# connects, sticky clients or per-target limits) run a specialised loop in the compiled backends;
+# issue 3: plain scenarios (random ports; no TIME_WAIT, reuse delay, delayed connects, sticky
+# clients or per-target limits; any lifetime law) run a specialised loop in the compiled backends;
 # the debug switch sends them through the general loop, which must give the same counts and leave
 # the generator in the same place.
 def _plain_switches():
@@ -276,9 +276,11 @@ def test_plain_loop_runs_for_plain_scenarios():
         pi, pf, zs, zc, w, xa = C.build(s, True)
         return _core.Engine(pi, pf, zs, zc, w, xa, engine.bit_generator(1), new_state(pi, pf, 64)).plain
 
-    plain_cases = {"default-random", "weights", "fail-new", "count", "cross-zone-off",
-                   "per-zone-targets", "per-connection-ips", "cold", "warmup-seconds",
-                   "many-nodes", "schedule", "exhaustion", "dense-then-sparse"}
+    plain_cases = {"cold", "count", "cross-zone-off", "default-random", "dense-lognormal-reset",
+                   "dense-then-sparse", "empirical", "exhaustion", "fail-new", "fixed", "lognormal",
+                   "many-nodes", "pareto", "per-connection-ips", "per-zone-targets",
+                   "placement-collisions", "schedule", "schedule-cold-fixed", "warmup-seconds",
+                   "weights"}
     assert {n for n in CASES if plain(small().replace(CASES[n]))} == plain_cases
     assert plain(Scenario.builtin("seed"))
 
@@ -287,8 +289,7 @@ def test_plain_loop_runs_for_plain_scenarios():
 @given(overrides=scenario_strategy, seed=st.integers(0, 2**32), estimate=st.booleans())
 def test_property_plain_loop_matches_reference(overrides, seed, estimate):
     # the strategy, narrowed to plain scenarios: the specialised loop against the reference
-    overrides = dict(overrides, **{"traffic.duration": {"dist": "exponential", "mean": 5.0},
-                                   "nat.allocator": "random", "nat.reuse_delay": 0.0,
+    overrides = dict(overrides, **{"nat.allocator": "random", "nat.reuse_delay": 0.0,
                                    "target.time_wait": 0.0, "target.challenge_ack_limit": 0,
                                    "target.kernel": "modern", "nat.ip_choice": "per-connection",
                                    "load_balancer.node_choice": "per-connection",
