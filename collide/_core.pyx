@@ -383,8 +383,7 @@ cdef class Engine:
         self.track = self.estimate and self.alloc == 0 and self.cross and self.cip and self.n > 1
         self.memoryless = self.dist == 0
         # the common case gets its own loop (`_advance_plain`): same steps, same draws
-        self.plain = (not self.tw_on and not self.cool_on
-                      and pi[OUTCOME] <= 2 and self.ca_limit == 0 and not self.need_client
+        self.plain = (not self.cool_on and pi[OUTCOME] <= 2 and self.ca_limit == 0
                       and self.cip and self.alloc == 0)
         self.rate, self.mean, self.mu, self.sigma = pf[RATE], pf[MEAN], pf[MU], pf[SIGMA]
         self.xm, self.alpha, self.dns_ttl, self.tw = pf[XM], pf[ALPHA], pf[DNS_TTL], pf[TW]
@@ -1170,9 +1169,9 @@ cdef class Engine:
 
     # -- the event loop of plain scenarios -----------------------------------------------------------
     cdef int _advance_plain(self, double t_stop, Estimate with_est, Ends ends) noexcept nogil:
-        """`_advance` for the common case: random ports, no TIME_WAIT, reuse delay, delayed
-        connects, sticky clients or per-target limits; ends by the end clock (exponential
-        lifetimes) or the heap (any other law). The same steps, draws and floating-point
+        """`_advance` for the common case: random ports, client IP preservation, no reuse delay
+        and no delayed connects; ends by the end clock (exponential lifetimes) or the heap (any
+        other law). The same steps, draws and floating-point
         operations in the same order; the generator, the clock, the heap size and the counters
         live in locals and the arrays are raw pointers, so the compiler keeps them in registers.
         The clock is synchronised where `_advance` would (a reset victim's end, a new connection)
@@ -1203,7 +1202,12 @@ cdef class Engine:
         cdef int64_t outcome = self.pi[OUTCOME]
         cdef bint cross = self.cross
         cdef bint track = Estimate is with_estimate and self.track
-        cdef bint weighted = self.weighted
+        cdef bint weighted = self.weighted, tw_on = self.tw_on, sticky = self.sticky
+        cdef bint need_client = self.need_client, ip_per_client = self.ip_per_client
+        cdef int64_t clients = self.clients, key
+        cdef double tw = self.tw, dns_ttl = self.dns_ttl, t_tw = INFINITY, expiry
+        cdef int64_t *cl_node = &self.cl_node[0]
+        cdef double *cl_exp = &self.cl_exp[0]
         cdef double mean = self.mean, scf = self.scf, t_measure = self.t_measure
         cdef double t_end = self.t_end
         # state held in locals, written back at the end
@@ -1214,7 +1218,7 @@ cdef class Engine:
         cdef int64_t pairs = si[S_PAIRS], peak = si[S_PEAK]
         cdef double end_e = sf[F_END_E], end_t0 = sf[F_END_T0], clock = sf[F_CLOCK]
         cdef double first = sf[F_FIRST], t_next = sf[F_NEXT_ARR], t, e, u, life = 0.0
-        cdef int64_t ip, j, d, p, target, nholders, jj, base, nfree, s, i, m
+        cdef int64_t ip, j, d, p, target, nholders, jj, base, nfree, s, i, m, client = 0
         cdef int32_t h, c, last
         cdef bint measure, close, synced
         cdef int code
@@ -1232,10 +1236,31 @@ cdef class Engine:
             if free_top == 0:
                 code = 1
                 break
+            if tw_on:
+                if 10 * (si[S_TW_N] + 1) > 7 * self.tw_cap:
+                    code = 2
+                    break
+                if si[S_TWQ_N] == self.twq_key.shape[0]:
+                    code = 3
+                    break
+                t_tw = self.twq_exp[si[S_TWQ_HEAD]] if si[S_TWQ_N] > 0 else INFINITY
             if Ends is end_clock:
                 t = clock
             else:
                 t = hkey[0] if heap_n > 0 else INFINITY
+            if t_tw < t and t_tw <= t_next:
+                # a TIME_WAIT entry expires (unless it was renewed or taken over since)
+                if t_tw >= t_stop:
+                    code = 0
+                    break
+                key = self.twq_key[si[S_TWQ_HEAD]]
+                expiry = self.twq_exp[si[S_TWQ_HEAD]]
+                si[S_TWQ_HEAD] = (si[S_TWQ_HEAD] + 1) % self.twq_key.shape[0]
+                si[S_TWQ_N] -= 1
+                i = self.tw_find(key)
+                if i >= 0 and self.tw_exp[2 * i + 1] == expiry:
+                    self.tw_delete(i)
+                continue
             if t <= t_next:
                 # a connection ends: the clock rings (a uniformly chosen live one: end_by_clock)
                 # or the heap's top is due (heap_pop); then end_connection(h, t, False)
@@ -1269,6 +1294,15 @@ cdef class Engine:
                     crec[REC * h + R_POS] = -1
                 if track:
                     port_holder_changed(&ptab[2 * (s - j)], &est_sum[d - j], n, j, target, -1)
+                if tw_on and crec[REC * h + R_CLOSE] != 0:
+                    # the server closed first: the target keeps the 4-tuple in TIME_WAIT
+                    key = (ip * 65536 + p) * nb + target
+                    expiry = t + tw
+                    self.tw_set(key, expiry)
+                    i = (si[S_TWQ_HEAD] + si[S_TWQ_N]) % self.twq_key.shape[0]
+                    self.twq_key[i] = key
+                    self.twq_exp[i] = expiry
+                    si[S_TWQ_N] += 1
                 ids[free_top] = h
                 free_top += 1
                 ptab[2 * s] = -1                                  # port_freed
@@ -1295,14 +1329,25 @@ cdef class Engine:
             while True:            # one arrival (Engine.arrival); `break` where it returns
                 if measure:
                     conn += 1
-                ip = rng_randint(&g, bg, k)
-                if weighted:
-                    u = rng_uniform(&g, bg)
-                    j = 0
-                    while u >= self.wcum[j]:
-                        j += 1
+                if need_client:
+                    client = rng_randint(&g, bg, clients)
+                if ip_per_client:
+                    ip = client % k
                 else:
-                    j = rng_randint(&g, bg, n)
+                    ip = rng_randint(&g, bg, k)
+                if not sticky or t >= cl_exp[client]:
+                    if weighted:                                  # draw_node
+                        u = rng_uniform(&g, bg)
+                        j = 0
+                        while u >= self.wcum[j]:
+                            j += 1
+                    else:
+                        j = rng_randint(&g, bg, n)
+                    if sticky:              # the client resolves the name again: a new node
+                        cl_node[client] = j
+                        cl_exp[client] = t + dns_ttl
+                else:
+                    j = cl_node[client]
                 d = ip * n + j
                 if Estimate is with_estimate and measure:         # add_estimate
                     e = 0.0
@@ -1409,6 +1454,8 @@ cdef class Engine:
                                 if measure:
                                     resets += 1
                         d = ip * n + j
+                elif tw_on:
+                    self.take_over_time_wait(ip, p, target, measure)
                 if measure:
                     est += 1
                 serial += 1                                       # new_record

@@ -239,8 +239,8 @@ def test_every_grow_path_keeps_counts(monkeypatch, law):
     assert results["cython"]["time_wait_hits"] > 0
 
 
-# issue 3: plain scenarios (random ports; no TIME_WAIT, reuse delay, delayed connects, sticky
-# clients or per-target limits; any lifetime law) run a specialised loop in the compiled backends;
+# issue 3: plain scenarios (random ports, client IP preservation, no reuse delay, no delayed
+# connects; any lifetime law) run a specialised loop in the compiled backends;
 # the debug switch sends them through the general loop, which must give the same counts and leave
 # the generator in the same place.
 def _plain_switches():
@@ -278,9 +278,9 @@ def test_plain_loop_runs_for_plain_scenarios():
 
     plain_cases = {"cold", "count", "cross-zone-off", "default-random", "dense-lognormal-reset",
                    "dense-then-sparse", "empirical", "exhaustion", "fail-new", "fixed", "lognormal",
-                   "many-nodes", "pareto", "per-connection-ips", "per-zone-targets",
-                   "placement-collisions", "schedule", "schedule-cold-fixed", "warmup-seconds",
-                   "weights"}
+                   "many-nodes", "pareto", "per-client-ips", "per-connection-ips",
+                   "per-zone-targets", "placement-collisions", "schedule", "schedule-cold-fixed",
+                   "sticky", "time-wait", "time-wait-all", "warmup-seconds", "weights"}
     assert {n for n in CASES if plain(small().replace(CASES[n]))} == plain_cases
     assert plain(Scenario.builtin("seed"))
 
@@ -290,9 +290,7 @@ def test_plain_loop_runs_for_plain_scenarios():
 def test_property_plain_loop_matches_reference(overrides, seed, estimate):
     # the strategy, narrowed to plain scenarios: the specialised loop against the reference
     overrides = dict(overrides, **{"nat.allocator": "random", "nat.reuse_delay": 0.0,
-                                   "target.time_wait": 0.0, "target.challenge_ack_limit": 0,
-                                   "target.kernel": "modern", "nat.ip_choice": "per-connection",
-                                   "load_balancer.node_choice": "per-connection",
+                                   "target.challenge_ack_limit": 0, "target.kernel": "modern",
                                    "load_balancer.client_ip_preservation": True})
     if overrides["target.on_collision"] == "delay-new":
         overrides["target.on_collision"] = "reset-existing"
