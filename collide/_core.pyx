@@ -1183,7 +1183,6 @@ cdef class Engine:
         cdef int32_t *llist = &self.llist[0]
         cdef int32_t *heap = &self.heap[0]
         cdef double *hkey = &self.hkey[0]
-        cdef double *c_end = &self.c_end[0]
         cdef int64_t *c_serial = &self.c_serial[0]
         cdef int32_t *ids = &self.ids[0]
         cdef int32_t *dense = &self.dense[0]
@@ -1465,8 +1464,7 @@ cdef class Engine:
                 crec[REC * c + R_PORT] = <int32_t>p
                 crec[REC * c + R_TGT] = <int32_t>target
                 crec[REC * c + R_CLOSE] = 1 if close else 0
-                if Ends is end_heap:
-                    c_end[c] = t + life
+                if Ends is end_heap:        # (c_end only carries the end to heap_push: not kept)
                     c_serial[c] = serial
                 if track:
                     port_holder_changed(&ptab[base], &est_sum[d - j], n, j, target, 1)
@@ -1486,7 +1484,7 @@ cdef class Engine:
                     nl += 1
                 else:                                             # heap_push
                     crec[REC * c + R_POS] = 0
-                    heap_sift_up(heap, hkey, c_serial, heap_n, c, c_end[c])
+                    heap_sift_up(heap, hkey, c_serial, heap_n, c, t + life)
                     heap_n += 1
                 break
             if Ends is end_clock and synced:
