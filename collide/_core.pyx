@@ -82,6 +82,12 @@ ctypedef short end_heap
 ctypedef fused Ends:
     end_clock
     end_heap
+# ... and with or without the extras: TIME_WAIT, clients (sticky nodes, per-client NAT IPs)
+ctypedef signed char without_extras
+ctypedef short with_extras
+ctypedef fused Extras:
+    without_extras
+    with_extras
 
 
 def use_plain_loop(bint on):
@@ -245,6 +251,7 @@ DEF R_CLOSE = 3
 DEF R_POS = 4
 DEF R_RETRY = 5
 DEF R_MEAS = 6
+DEF R_ENTRY = 7
 DEF DEAD = -2          # R_POS of a reset connection whose heap entry is still queued
 DEF UNLISTED = 0xFFFF
 DEF LINUX_EPOCH_S = 10.0
@@ -255,8 +262,8 @@ assert (C.SYN_N, C.CA_LIMIT, T.DELAYED, T.PENDING, T.CA_SEC, T.CA_USED) == \
     (SYN_N, CA_LIMIT, S_DELAYED, S_PENDING, S_CA_SEC, S_CA_USED)
 assert (T.LIVE_N, T.END_E, T.END_T0, T.CLOCK, T.HELD, T.UNLISTED) == \
     (S_LIVE_N, F_END_E, F_END_T0, F_CLOCK, HELD, UNLISTED)
-assert (T.REC, T.R_DEST, T.R_PORT, T.R_TGT, T.R_CLOSE, T.R_POS, T.R_RETRY, T.R_MEAS, T.DEAD) == \
-    (REC, R_DEST, R_PORT, R_TGT, R_CLOSE, R_POS, R_RETRY, R_MEAS, DEAD)
+assert (T.REC, T.R_DEST, T.R_PORT, T.R_TGT, T.R_CLOSE, T.R_POS, T.R_RETRY, T.R_MEAS, T.R_ENTRY,
+        T.DEAD) == (REC, R_DEST, R_PORT, R_TGT, R_CLOSE, R_POS, R_RETRY, R_MEAS, R_ENTRY, DEAD)
 
 
 # -- lifetimes (DESIGN §2.1) on a generator passed by pointer ------------------------------------
@@ -484,14 +491,10 @@ cdef class Engine:
             self.load_rng()
             with nogil:
                 if self.plain and _plain_loop:
-                    if self.estimate and self.memoryless:
-                        code = self._advance_plain(t_stop, <with_estimate>1, <end_clock>0)
-                    elif self.memoryless:
-                        code = self._advance_plain(t_stop, <without_estimate>0, <end_clock>0)
-                    elif self.estimate:
-                        code = self._advance_plain(t_stop, <with_estimate>1, <end_heap>0)
+                    if self.tw_on or self.need_client:
+                        code = self._plain_extras(t_stop, <with_extras>1)
                     else:
-                        code = self._advance_plain(t_stop, <without_estimate>0, <end_heap>0)
+                        code = self._plain_extras(t_stop, <without_extras>0)
                 else:
                     code = self._advance(t_stop)
             self.store_rng()
@@ -1027,6 +1030,7 @@ cdef class Engine:
         self.crec[REC * c + R_PORT] = <int32_t>p
         self.crec[REC * c + R_TGT] = <int32_t>target
         self.crec[REC * c + R_CLOSE] = 1 if close else 0
+        self.crec[REC * c + R_ENTRY] = <int32_t>self.entry(d, p)
         if queued:
             self.c_end[c] = end
             self.c_serial[c] = self.si[S_SERIAL]
@@ -1168,7 +1172,18 @@ cdef class Engine:
                 t_next = self.next_arrival_after(t, self.exponential())
 
     # -- the event loop of plain scenarios -----------------------------------------------------------
-    cdef int _advance_plain(self, double t_stop, Estimate with_est, Ends ends) noexcept nogil:
+    cdef inline int _plain_extras(self, double t_stop, Extras extras) noexcept nogil:
+        """Pick the copy of `_advance_plain` for the estimate and the end source."""
+        if self.estimate and self.memoryless:
+            return self._advance_plain(t_stop, <with_estimate>1, <end_clock>0, extras)
+        if self.memoryless:
+            return self._advance_plain(t_stop, <without_estimate>0, <end_clock>0, extras)
+        if self.estimate:
+            return self._advance_plain(t_stop, <with_estimate>1, <end_heap>0, extras)
+        return self._advance_plain(t_stop, <without_estimate>0, <end_heap>0, extras)
+
+    cdef int _advance_plain(self, double t_stop, Estimate with_est, Ends ends,
+                            Extras extras) noexcept nogil:
         """`_advance` for the common case: random ports, client IP preservation, no reuse delay
         and no delayed connects; ends by the end clock (exponential lifetimes) or the heap (any
         other law). The same steps, draws and floating-point
@@ -1201,8 +1216,11 @@ cdef class Engine:
         cdef int64_t outcome = self.pi[OUTCOME]
         cdef bint cross = self.cross
         cdef bint track = Estimate is with_estimate and self.track
-        cdef bint weighted = self.weighted, tw_on = self.tw_on, sticky = self.sticky
-        cdef bint need_client = self.need_client, ip_per_client = self.ip_per_client
+        cdef bint weighted = self.weighted
+        cdef bint tw_on = Extras is with_extras and self.tw_on
+        cdef bint sticky = Extras is with_extras and self.sticky
+        cdef bint need_client = Extras is with_extras and self.need_client
+        cdef bint ip_per_client = Extras is with_extras and self.ip_per_client
         cdef int64_t clients = self.clients, key
         cdef double tw = self.tw, dns_ttl = self.dns_ttl, t_tw = INFINITY, expiry
         cdef int64_t *cl_node = &self.cl_node[0]
@@ -1278,9 +1296,7 @@ cdef class Engine:
                 d = crec[REC * h + R_DEST]
                 p = crec[REC * h + R_PORT]
                 target = crec[REC * h + R_TGT]
-                ip = d // n
-                j = d - ip * n
-                s = (ip * Pn + p) * n + j
+                s = crec[REC * h + R_ENTRY]
                 ptab[2 * s] = HELD
                 ptab[2 * s + 1] = -1
                 live[d] -= 1
@@ -1291,6 +1307,9 @@ cdef class Engine:
                     llist[i] = last
                     crec[REC * last + R_POS] = <int32_t>i
                     crec[REC * h + R_POS] = -1
+                if track or tw_on:
+                    ip = d // n
+                    j = d - ip * n
                 if track:
                     port_holder_changed(&ptab[2 * (s - j)], &est_sum[d - j], n, j, target, -1)
                 if tw_on and crec[REC * h + R_CLOSE] != 0:
@@ -1464,6 +1483,7 @@ cdef class Engine:
                 crec[REC * c + R_PORT] = <int32_t>p
                 crec[REC * c + R_TGT] = <int32_t>target
                 crec[REC * c + R_CLOSE] = 1 if close else 0
+                crec[REC * c + R_ENTRY] = <int32_t>((base >> 1) + j)
                 if Ends is end_heap:        # (c_end only carries the end to heap_push: not kept)
                     c_serial[c] = serial
                 if track:

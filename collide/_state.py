@@ -28,9 +28,9 @@ FREE, HELD = -1, -2
 UNLISTED = 0xFFFF      # fpos of a port that is not in its pool's free list
 # connection records: REC int32 per connection id (two records per cache line): destination,
 # port, target, server closes first, position in the heap or live list, next SYN retry (-1 once
-# live), first SYN measured
+# live), first SYN measured, the port-table entry (so that an end needs no division)
 REC = 8
-R_DEST, R_PORT, R_TGT, R_CLOSE, R_POS, R_RETRY, R_MEAS = range(7)
+R_DEST, R_PORT, R_TGT, R_CLOSE, R_POS, R_RETRY, R_MEAS, R_ENTRY = range(8)
 # R_POS of a connection reset while its end is queued in the heap: the entry is dropped (and the
 # id given back) when it reaches the top, so the heap never moves entries out of its middle
 DEAD = -2
