@@ -11,6 +11,9 @@ import math
 
 import numba as nb
 import numpy as np
+from llvmlite import ir as llvmir
+from numba.core import types
+from numba.extending import intrinsic
 
 from . import _params as C
 from . import _state as T
@@ -41,32 +44,91 @@ HELD, UNLISTED = T.HELD, T.UNLISTED
 
 
 # -- random words ----------------------------------------------------------------------------------
-# PCG64 inlined (the same 128-bit LCG step and XSL-RR output as NumPy's PCG64, on 64-bit halves):
-# `st` is uint64[4] = state high, state low, increment high, increment low, loaded from and written
-# back to the run's bit generator by `collide.engine` around every kernel call.
-MULT_HI, MULT_LO = np.uint64(0x2360ED051FC65DA4), np.uint64(0x4385DF649FCCF645)
-M32, S32, S58, U63, U64 = np.uint64(0xFFFFFFFF), np.uint64(32), np.uint64(58), np.uint64(63), \
-    np.uint64(64)
+# PCG64 inlined (the same 128-bit LCG step and XSL-RR output as NumPy's PCG64): `st` is uint64[4] =
+# state high, state low, increment high, increment low, loaded from and written back to the run's
+# bit generator by `collide.engine` around every kernel call.
+MULT = 0x2360ED051FC65DA4_4385DF649FCCF645
+S58, U63, U64 = np.uint64(58), np.uint64(63), np.uint64(64)
+
+
+@intrinsic
+def _lcg128(typingctx, hi, lo, inc_hi, inc_lo):
+    """(high, low) of state * MULT + inc (mod 2**128) on LLVM's 128-bit integers (the Cython core
+    uses the C compiler's `unsigned __int128`): one 64 x 64 -> 128 multiply, where 64-bit halves
+    take four."""
+    u64 = types.uint64
+    sig = types.UniTuple(u64, 2)(u64, u64, u64, u64)
+
+    def codegen(context, builder, signature, args):
+        i64, i128 = llvmir.IntType(64), llvmir.IntType(128)
+        c64 = llvmir.Constant(i128, 64)
+        h, lo, ih, il = [builder.zext(a, i128) for a in args]
+        state = builder.or_(builder.shl(h, c64), lo)
+        inc = builder.or_(builder.shl(ih, c64), il)
+        new = builder.add(builder.mul(state, llvmir.Constant(i128, MULT)), inc)
+        return context.make_tuple(builder, signature.return_type,
+                                  (builder.trunc(builder.lshr(new, c64), i64),
+                                   builder.trunc(new, i64)))
+    return sig, codegen
+
+
+# Draws on a generator held in a tuple g = (state high, low, increment high, low); each returns the
+# advanced generator with its value: `g, x = rng_randint(g, n)`. A kernel that loads `st` into a
+# local tuple once (`advance_plain`) lets LLVM keep the state in registers, where a store to `st`
+# (which may alias any other array) keeps it in memory between draws.
+@jit
+def rng_next(g):
+    """One raw word: state = state * MULT + inc (mod 2**128), output rotr(hi ^ lo, hi >> 58)."""
+    hi, lo = _lcg128(g[0], g[1], g[2], g[3])
+    x = hi ^ lo
+    rot = hi >> S58
+    return (hi, lo, g[2], g[3]), (x >> rot) | (x << ((U64 - rot) & U63))
 
 
 @jit
+def rng_uniform(g):
+    g, w = rng_next(g)
+    return g, np.float64(w >> np.uint64(11)) * TWO53
+
+
+@jit
+def rng_reject(g, nn, m):
+    """`rng_randint`'s rare rejection step (a division), out of line."""
+    low = m & np.uint64(0xFFFFFFFF)
+    threshold = (np.uint64(0x100000000) - nn) % nn
+    while low < threshold:
+        g, w = rng_next(g)
+        m = (w >> np.uint64(32)) * nn
+        low = m & np.uint64(0xFFFFFFFF)
+    return g, m
+
+
+@jit_inline
+def rng_randint(g, n):
+    """`randint` on a tuple. Inlined at numba's IR level (LLVM leaves it a call, which passes the
+    generator through memory); its rare rejection step (a division) stays out of line."""
+    if n <= 1:
+        return g, np.int64(0)
+    nn = np.uint64(n)
+    g, w = rng_next(g)
+    m = (w >> np.uint64(32)) * nn
+    if (m & np.uint64(0xFFFFFFFF)) < nn:
+        g, m = rng_reject(g, nn, m)
+    return g, np.int64(m >> np.uint64(32))
+
+
+@jit
+def rng_exponential(g):
+    g, w = rng_next(g)
+    return g, -math.log(np.float64((w >> np.uint64(11)) + np.uint64(1)) * TWO53)
+
+
+# The same draws on the array `st` (the general loop and the start-up kernels).
+@jit
 def next_u64(st):
-    """One raw word: state = state * MULT + inc (mod 2**128), output rotr(hi ^ lo, hi >> 58)."""
-    hi, lo = st[0], st[1]
-    a0, a1 = lo & M32, lo >> S32                    # lo * MULT_LO as a 128-bit product
-    b0, b1 = MULT_LO & M32, MULT_LO >> S32
-    p00, p01, p10 = a0 * b0, a0 * b1, a1 * b0
-    mid = (p00 >> S32) + (p01 & M32) + (p10 & M32)
-    plo = (mid << S32) | (p00 & M32)
-    phi = a1 * b1 + (p01 >> S32) + (p10 >> S32) + (mid >> S32)
-    nhi = phi + hi * MULT_LO + lo * MULT_HI + st[2]
-    nlo = plo + st[3]
-    if nlo < plo:
-        nhi += np.uint64(1)
-    st[0], st[1] = nhi, nlo
-    x = nhi ^ nlo
-    rot = nhi >> S58
-    return (x >> rot) | (x << ((U64 - rot) & U63))
+    g, w = rng_next((st[0], st[1], st[2], st[3]))
+    st[0], st[1] = g[0], g[1]
+    return w
 
 
 @jit
@@ -907,7 +969,8 @@ def schedule_first_arrival(S, pi, pf, xa, st):
 
 
 @jit
-def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
+def advance_general(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
+    """The event loop of every scenario (`Engine._advance` in _core.pyx)."""
     si, sf = S[SI], S[SF]
     tw_on = pi[C.TW_ON] != 0
     while True:
@@ -960,3 +1023,271 @@ def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
             measure = pf[C.T_MEASURE] <= t < pf[C.T_END]
             arrival(S, pi, pf, zs, zc, wcum, xa, st, t, -1.0, measure, pi[C.OUTCOME])
             sf[T.NEXT_ARR] = next_arrival_after(pi, pf, xa, t, exponential(st))
+
+
+# -- the event loop of plain scenarios -----------------------------------------------------------------
+@jit
+def plain(pi):
+    """The common case, which `advance_plain` runs (`Engine.plain` in _core.pyx): exponential
+    lifetimes (the end clock), the random allocator, no TIME_WAIT, no reuse delay, no delayed
+    connects (outcome <= 2, no challenge-ACK limit: the heap stays empty), no sticky clients or
+    per-client IPs, client IP preservation on (no per-target limits)."""
+    return (pi[C.DIST] == 0 and pi[C.TW_ON] == 0 and pi[C.COOL_ON] == 0 and pi[C.OUTCOME] <= 2
+            and pi[C.CA_LIMIT] == 0 and pi[C.NEED_CLIENT] == 0 and pi[C.CIP] != 0
+            and pi[C.ALLOC] == 0)
+
+
+@jit
+def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
+    """`advance_general` for plain scenarios (`plain(pi)`, empty heap): the same steps, draws and
+    floating-point operations in the same order (`Engine._advance_plain` in _core.pyx). The
+    generator, the clock and the counters live in locals, written back when it returns, so LLVM
+    keeps them in registers. The clock is synchronised where `advance_general` would (a reset
+    victim's end, a new connection) and its ring time computed once where `advance_general`
+    overwrites it."""
+    si, sf = S[SI], S[SF]
+    ptab, crec, llist, ids, dense = S[PTAB], S[CREC], S[LLIST], S[IDS], S[DENSE]
+    free, fpos, live, free_n, est_sum = S[FREE], S[FPOS], S[LIVE], S[FREE_N], S[EST_SUM]
+    n, Pn, k, nb_, limit = pi[C.N], pi[C.P], pi[C.K], pi[C.B], pi[C.LIMIT]
+    outcome = pi[C.OUTCOME]
+    track, estimate = tracking(pi), pi[C.ESTIMATE] != 0
+    cross, weighted = pi[C.CROSS] != 0, pi[C.WEIGHTED] != 0
+    mean, scf, t_measure, t_end = pf[C.MEAN], pf[C.SCF], pf[C.T_MEASURE], pf[C.T_END]
+    # state held in locals, written back at the end
+    g = (st[0], st[1], st[2], st[3])
+    nl, free_top, serial = si[T.LIVE_N], si[T.FREE_TOP], si[T.SERIAL]
+    conn, est, afail, failed = si[T.CONN], si[T.EST], si[T.AFAIL], si[T.FAILED]
+    coll, resets, pairs, peak = si[T.COLL], si[T.RESETS], si[T.PAIRS], si[T.PEAK]
+    end_e, end_t0, clock = sf[T.END_E], sf[T.END_T0], sf[T.CLOCK]
+    first, t_next = sf[T.FIRST], sf[T.NEXT_ARR]
+    while True:
+        if free_top == 0:
+            code = T.GROW_CONN
+            break
+        if clock <= t_next:
+            # the end clock rings: a uniformly chosen live connection ends (end_by_clock)
+            if clock >= t_stop:
+                code = T.DONE
+                break
+            t = clock
+            end_t0 = t
+            g, i = rng_randint(g, nl)
+            h = llist[i]
+            # end_connection(h, t, False), its clock_sync a no-op at end_t0 == t
+            d = np.int64(crec[REC * h + R_DEST])
+            p = np.int64(crec[REC * h + R_PORT])
+            target = np.int64(crec[REC * h + R_TGT])
+            ip = d // n
+            j = d - ip * n
+            s = (ip * Pn + p) * n + j
+            ptab[2 * s] = HELD
+            ptab[2 * s + 1] = -1
+            live[d] -= 1
+            nl -= 1
+            i = np.int64(crec[REC * h + R_POS])
+            last = llist[nl]
+            llist[i] = last
+            crec[REC * last + R_POS] = i
+            crec[REC * h + R_POS] = -1
+            if track:
+                holder_changed(S, pi, d, p, target, -1)
+            ids[free_top] = h
+            free_top += 1
+            ptab[2 * s] = -1                                  # port_freed
+            m = free_n[d]
+            free_n[d] = m + 1
+            if dense[d] != 0:
+                free[d * Pn + m] = p
+                fpos[d * Pn + p] = m
+            if track:
+                est_sum[d] += distinct_targets(S, pi, ip, p, j, -1)
+            g, end_e = rng_exponential(g)
+            if nl == 0:
+                clock = np.inf
+            else:
+                clock = end_t0 + end_e * mean / np.float64(nl)
+            continue
+        t = t_next
+        if t >= t_stop:
+            code = T.DONE
+            break
+        measure = t_measure <= t and t < t_end
+        synced = False
+        while True:            # one arrival (`arrival`); `break` where it returns
+            if measure:
+                conn += 1
+            g, ip = rng_randint(g, k)
+            if weighted:
+                g, u = rng_uniform(g)
+                j = 0
+                while u >= wcum[j]:
+                    j += 1
+            else:
+                g, j = rng_randint(g, n)
+            d = ip * n + j
+            if measure and estimate:
+                add_estimate(S, pi, pf, t, ip, j, d)
+            nfree = free_n[d]
+            if live[d] >= limit or nfree == 0:
+                if measure:
+                    afail += 1
+                break
+            # allocate: rejection against the port table while at least half is free, the free
+            # list below half, back to rejection above three quarters
+            if dense[d] != 0 and 4 * nfree > 3 * Pn:
+                dense[d] = 0
+            elif dense[d] == 0 and 2 * nfree < Pn:
+                list_ports(S, pi, d)
+            if dense[d] != 0:
+                g, i = rng_randint(g, nfree)
+                p = np.int64(free[d * Pn + i])
+                i = np.int64(fpos[d * Pn + p])                # take_free
+                moved = np.int64(free[d * Pn + nfree - 1])
+                free[d * Pn + i] = moved
+                fpos[d * Pn + moved] = i
+                fpos[d * Pn + p] = UNLISTED
+            else:
+                g, p = rng_randint(g, Pn)
+                while ptab[2 * ((ip * Pn + p) * n + j)] != -1:
+                    g, p = rng_randint(g, Pn)
+            free_n[d] = nfree - 1
+            base = 2 * (ip * Pn + p) * n
+            ptab[base + 2 * j] = HELD                         # port_taken
+            if track:
+                est_sum[d] -= distinct_targets(S, pi, ip, p, j, -1)
+            if cross:
+                g, target = rng_randint(g, nb_)
+            else:
+                g, i = rng_randint(g, zc[j])
+                target = zs[j] + i
+            nholders = 0
+            for jj in range(n):
+                if jj != j and ptab[base + 2 * jj + 1] == target:
+                    nholders += 1
+            if scf >= 1.0:
+                close = True
+            elif scf > 0.0:
+                g, u = rng_uniform(g)
+                close = u < scf
+            else:
+                close = False
+            if nholders > 0:
+                if measure:
+                    coll += 1
+                    pairs += nholders
+                    if first < 0:
+                        first = t - t_measure
+                if outcome == 1:
+                    if measure:
+                        failed += 1
+                    ptab[base + 2 * j] = -1                   # release_port: port_freed
+                    m = free_n[d]
+                    free_n[d] = m + 1
+                    if dense[d] != 0:
+                        free[d * Pn + m] = p
+                        fpos[d * Pn + p] = m
+                    if track:
+                        est_sum[d] += distinct_targets(S, pi, ip, p, j, -1)
+                    break
+                if outcome == 0:
+                    for jj in range(n):
+                        if jj != j and ptab[base + 2 * jj + 1] == target:
+                            h = ptab[base + 2 * jj]
+                            if not synced:
+                                e = end_e - (t - end_t0) * np.float64(nl) / mean
+                                end_e = e if e >= 0.0 else 0.0
+                                end_t0 = t
+                                synced = True
+                            # end_connection(h, t, True): the holder on node jj
+                            dh = np.int64(crec[REC * h + R_DEST])
+                            ptab[base + 2 * jj] = HELD
+                            ptab[base + 2 * jj + 1] = -1
+                            live[dh] -= 1
+                            nl -= 1
+                            i = np.int64(crec[REC * h + R_POS])
+                            last = llist[nl]
+                            llist[i] = last
+                            crec[REC * last + R_POS] = i
+                            crec[REC * h + R_POS] = -1
+                            if track:
+                                holder_changed(S, pi, dh, p, target, -1)
+                            ids[free_top] = h
+                            free_top += 1
+                            ptab[base + 2 * jj] = -1
+                            m = free_n[dh]
+                            free_n[dh] = m + 1
+                            if dense[dh] != 0:
+                                free[dh * Pn + m] = p
+                                fpos[dh * Pn + p] = m
+                            if track:
+                                est_sum[dh] += distinct_targets(S, pi, ip, p, jj, -1)
+                            if measure:
+                                resets += 1
+            if measure:
+                est += 1
+            serial += 1                                       # new_record (not queued)
+            free_top -= 1
+            c = ids[free_top]
+            crec[REC * c + R_DEST] = d
+            crec[REC * c + R_PORT] = p
+            crec[REC * c + R_TGT] = target
+            crec[REC * c + R_CLOSE] = 1 if close else 0
+            if track:
+                holder_changed(S, pi, d, p, target, 1)
+            ptab[base + 2 * j] = c
+            ptab[base + 2 * j + 1] = target
+            live[d] += 1
+            if measure and live[d] > peak:
+                peak = live[d]
+            if not synced:                                    # live_add
+                e = end_e - (t - end_t0) * np.float64(nl) / mean
+                end_e = e if e >= 0.0 else 0.0
+                end_t0 = t
+                synced = True
+            crec[REC * c + R_POS] = nl
+            llist[nl] = c
+            nl += 1
+            break
+        if synced:
+            clock = end_t0 + end_e * mean / np.float64(nl) if nl > 0 else np.inf
+        g, e = rng_exponential(g)
+        t_next = next_arrival_after(pi, pf, xa, t, e)
+    st[0], st[1] = g[0], g[1]
+    si[T.LIVE_N] = nl
+    si[T.FREE_TOP] = free_top
+    si[T.SERIAL] = serial
+    si[T.CONN] = conn
+    si[T.EST] = est
+    si[T.AFAIL] = afail
+    si[T.FAILED] = failed
+    si[T.COLL] = coll
+    si[T.RESETS] = resets
+    si[T.PAIRS] = pairs
+    si[T.PEAK] = peak
+    sf[T.END_E] = end_e
+    sf[T.END_T0] = end_t0
+    sf[T.CLOCK] = clock
+    sf[T.FIRST] = first
+    sf[T.NEXT_ARR] = t_next
+    return code
+
+
+# -- the run's entry point -----------------------------------------------------------------------------
+_plain_loop = True
+
+
+def use_plain_loop(on):
+    """Debug switch: False runs every scenario through the general event loop (tests compare the
+    two); returns the previous setting. Read here in Python: a jitted function would freeze it."""
+    global _plain_loop
+    was = _plain_loop
+    _plain_loop = bool(on)
+    return was
+
+
+def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
+    """Run to t_stop (T.DONE) or until the state must grow (a GROW code): plain scenarios with an
+    empty heap in `advance_plain`, the others in `advance_general`."""
+    if _plain_loop and S[SI][T.HEAP_N] == 0 and plain(pi):
+        return advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop)
+    return advance_general(S, pi, pf, zs, zc, wcum, xa, st, t_stop)
