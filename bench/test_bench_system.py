@@ -37,12 +37,12 @@ def test_cli_simulate_seed(benchmark):
                  "numba_loaded": numba_loaded})
 
 
-FR_REPLICATES = 48
+FR_REPLICATES = 96
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_first_reset_workers(benchmark, workers):
-    """first-reset, 48 replicates of a run where most replicates are censored (so each does the
+    """first-reset, 96 replicates of a run where most replicates are censored (so each does the
     same work: 100 s of the base scenario with B = 100,000; a few seconds in all, so the process
     pool's start-up does not dominate)."""
     s = scenario("base", 100.0).replace({"load_balancer.targets": 100_000})
