@@ -336,6 +336,29 @@ cdef inline void heap_sift_down(int32_t *heap, double *hkey, const int64_t *seri
     hkey[i] = kc
 
 
+# -- steps of the specialised loop shared by its two ways to end a connection --------------------
+cdef inline int64_t live_list_remove(int32_t *llist, int32_t *crec, int64_t nl,
+                                     int32_t h) noexcept nogil:
+    """Swap-remove h from the live list of nl connections (each record knows its position);
+    returns the new length."""
+    cdef int64_t i = crec[REC * h + R_POS]
+    cdef int32_t last = llist[nl - 1]
+    llist[i] = last
+    crec[REC * last + R_POS] = <int32_t>i
+    crec[REC * h + R_POS] = -1
+    return nl - 1
+
+
+cdef inline void port_free_counted(int64_t *free_n, int32_t *dense, uint16_t *free, uint16_t *fpos,
+                                   int64_t Pn, int64_t d, int64_t p) noexcept nogil:
+    """Port p of destination d is free again (`put_free`): counted, and listed while d's pool is."""
+    cdef int64_t m = free_n[d]
+    free_n[d] = m + 1
+    if dense[d] != 0:
+        free[d * Pn + m] = <uint16_t>p
+        fpos[d * Pn + p] = <uint16_t>m
+
+
 @cython.final             # direct calls between the kernels (no vtable), so the compiler can inline
 cdef class Engine:
     """One run's state and kernels. Built by `collide.engine` from `_state.new_state` arrays."""
@@ -1300,13 +1323,8 @@ cdef class Engine:
                 ptab[2 * s] = HELD
                 ptab[2 * s + 1] = -1
                 live[d] -= 1
-                if Ends is end_clock:           # live_remove
-                    nl -= 1
-                    i = crec[REC * h + R_POS]
-                    last = llist[nl]
-                    llist[i] = last
-                    crec[REC * last + R_POS] = <int32_t>i
-                    crec[REC * h + R_POS] = -1
+                if Ends is end_clock:
+                    nl = live_list_remove(llist, crec, nl, h)
                 if track or tw_on:
                     ip = d // n
                     j = d - ip * n
@@ -1324,11 +1342,7 @@ cdef class Engine:
                 ids[free_top] = h
                 free_top += 1
                 ptab[2 * s] = -1                                  # port_freed
-                m = free_n[d]
-                free_n[d] = m + 1
-                if dense[d] != 0:
-                    free[d * Pn + m] = <uint16_t>p
-                    fpos[d * Pn + p] = <uint16_t>m
+                port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                 if track:
                     est_sum[d] += port_distinct(&ptab[2 * (s - j)], n, j)
                 if Ends is end_clock:
@@ -1424,11 +1438,7 @@ cdef class Engine:
                         if measure:
                             failed += 1
                         ptab[base + 2 * j] = -1                   # release_port: port_freed
-                        m = free_n[d]
-                        free_n[d] = m + 1
-                        if dense[d] != 0:
-                            free[d * Pn + m] = <uint16_t>p
-                            fpos[d * Pn + p] = <uint16_t>m
+                        port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                         if track:
                             est_sum[d] += port_distinct(&ptab[base], n, j)
                         break
@@ -1446,13 +1456,8 @@ cdef class Engine:
                                 ptab[base + 2 * jj] = HELD
                                 ptab[base + 2 * jj + 1] = -1
                                 live[d] -= 1
-                                if Ends is end_clock:             # live_remove
-                                    nl -= 1
-                                    i = crec[REC * h + R_POS]
-                                    last = llist[nl]
-                                    llist[i] = last
-                                    crec[REC * last + R_POS] = <int32_t>i
-                                    crec[REC * h + R_POS] = -1
+                                if Ends is end_clock:
+                                    nl = live_list_remove(llist, crec, nl, h)
                                 else:               # its heap entry goes when it reaches the top
                                     crec[REC * h + R_POS] = DEAD
                                 if track:
@@ -1462,11 +1467,7 @@ cdef class Engine:
                                     ids[free_top] = h
                                     free_top += 1
                                 ptab[base + 2 * jj] = -1
-                                m = free_n[d]
-                                free_n[d] = m + 1
-                                if dense[d] != 0:
-                                    free[d * Pn + m] = <uint16_t>p
-                                    fpos[d * Pn + p] = <uint16_t>m
+                                port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                                 if track:
                                     est_sum[d] += port_distinct(&ptab[base], n, jj)
                                 if measure:
