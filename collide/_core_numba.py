@@ -1025,6 +1025,27 @@ def advance_general(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
             sf[T.NEXT_ARR] = next_arrival_after(pi, pf, xa, t, exponential(st))
 
 
+@jit_inline
+def live_list_remove(llist, crec, nl, h):
+    """Swap-remove h from the live list of nl connections; returns the new length."""
+    i = np.int64(crec[REC * h + R_POS])
+    last = llist[nl - 1]
+    llist[i] = last
+    crec[REC * last + R_POS] = i
+    crec[REC * h + R_POS] = -1
+    return nl - 1
+
+
+@jit_inline
+def port_free_counted(free_n, dense, free, fpos, Pn, d, p):
+    """Port p of destination d is free again (`put_free`): counted, and listed while d's pool is."""
+    m = free_n[d]
+    free_n[d] = m + 1
+    if dense[d] != 0:
+        free[d * Pn + m] = p
+        fpos[d * Pn + p] = m
+
+
 # -- the event loop of plain scenarios -----------------------------------------------------------------
 @jit
 def plain(pi):
@@ -1083,22 +1104,13 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
             ptab[2 * s] = HELD
             ptab[2 * s + 1] = -1
             live[d] -= 1
-            nl -= 1
-            i = np.int64(crec[REC * h + R_POS])
-            last = llist[nl]
-            llist[i] = last
-            crec[REC * last + R_POS] = i
-            crec[REC * h + R_POS] = -1
+            nl = live_list_remove(llist, crec, nl, h)
             if track:
                 holder_changed(S, pi, d, p, target, -1)
             ids[free_top] = h
             free_top += 1
             ptab[2 * s] = -1                                  # port_freed
-            m = free_n[d]
-            free_n[d] = m + 1
-            if dense[d] != 0:
-                free[d * Pn + m] = p
-                fpos[d * Pn + p] = m
+            port_free_counted(free_n, dense, free, fpos, Pn, d, p)
             if track:
                 est_sum[d] += distinct_targets(S, pi, ip, p, j, -1)
             g, end_e = rng_exponential(g)
@@ -1181,11 +1193,7 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                     if measure:
                         failed += 1
                     ptab[base + 2 * j] = -1                   # release_port: port_freed
-                    m = free_n[d]
-                    free_n[d] = m + 1
-                    if dense[d] != 0:
-                        free[d * Pn + m] = p
-                        fpos[d * Pn + p] = m
+                    port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                     if track:
                         est_sum[d] += distinct_targets(S, pi, ip, p, j, -1)
                     break
@@ -1203,22 +1211,13 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                             ptab[base + 2 * jj] = HELD
                             ptab[base + 2 * jj + 1] = -1
                             live[dh] -= 1
-                            nl -= 1
-                            i = np.int64(crec[REC * h + R_POS])
-                            last = llist[nl]
-                            llist[i] = last
-                            crec[REC * last + R_POS] = i
-                            crec[REC * h + R_POS] = -1
+                            nl = live_list_remove(llist, crec, nl, h)
                             if track:
                                 holder_changed(S, pi, dh, p, target, -1)
                             ids[free_top] = h
                             free_top += 1
                             ptab[base + 2 * jj] = -1
-                            m = free_n[dh]
-                            free_n[dh] = m + 1
-                            if dense[dh] != 0:
-                                free[dh * Pn + m] = p
-                                fpos[dh * Pn + p] = m
+                            port_free_counted(free_n, dense, free, fpos, Pn, dh, p)
                             if track:
                                 est_sum[dh] += distinct_targets(S, pi, ip, p, jj, -1)
                             if measure:
