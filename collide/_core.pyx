@@ -339,11 +339,14 @@ cdef inline void heap_sift_down(int32_t *heap, double *hkey, const int64_t *seri
 
 # -- steps of the specialised loop shared by its two ways to end a connection --------------------
 # The end clock's loop keeps its live connections in a compact list of 16-byte rows, in live-list
-# order (so a uniformly drawn position picks the same connection as `llist`), and the port table's
-# slot holds the row's position instead of a record id. An end then reads one row of a list of
-# 16 * live bytes instead of a 32-byte record anywhere in the records, and no free-id stack is
-# touched: one random cache line less per connection. `records_to_rows` builds the rows when the
-# loop starts and `rows_to_records` gives records back (ids 0..nl-1, in list order) when it returns.
+# order (so a uniformly drawn position picks the same connection as `llist`), and its own port
+# slots `pt`: 4 bytes per entry holding the row's position (or -1 free, HELD), where the shared
+# port table `ptab` has 8 (slot and target, interleaved); a slot's target is read from its row.
+# An end then reads one row of a list of 16 bytes per live connection instead of a 32-byte record
+# anywhere among the records, and an arrival looks at a port table half the size. `rows_enter`
+# builds the rows and the slots when the loop starts and clears the live entries of `ptab`;
+# `rows_leave` gives back records (ids 0..nl-1, in list order) and `ptab` entries and clears `pt`
+# again (it is all -1 between calls): both linear in the live connections, not in the ports.
 DEF L = 4
 DEF L_ENTRY = 0        # port-table entry (ip:port, node)
 DEF L_DEST = 1
@@ -351,8 +354,8 @@ DEF L_TGT = 2
 DEF L_PORTC = 3        # port | close << 16
 
 
-cdef inline void records_to_rows(int32_t *rows, const int32_t *llist, const int32_t *crec,
-                                 int32_t *ptab, int64_t nl) noexcept nogil:
+cdef inline void rows_enter(int32_t *rows, int32_t *pt, const int32_t *llist, const int32_t *crec,
+                            int32_t *ptab, int64_t nl) noexcept nogil:
     cdef int64_t i
     cdef int32_t h, s
     for i in range(nl):
@@ -362,38 +365,99 @@ cdef inline void records_to_rows(int32_t *rows, const int32_t *llist, const int3
         rows[L * i + L_DEST] = crec[REC * h + R_DEST]
         rows[L * i + L_TGT] = crec[REC * h + R_TGT]
         rows[L * i + L_PORTC] = crec[REC * h + R_PORT] | (crec[REC * h + R_CLOSE] << 16)
-        ptab[2 * s] = <int32_t>i
+        pt[s] = <int32_t>i
+        ptab[2 * s] = -1
+        ptab[2 * s + 1] = -1
 
 
-cdef inline void rows_to_records(const int32_t *rows, int32_t *llist, int32_t *crec, int32_t *ids,
-                                 int64_t nl, int64_t cap) noexcept nogil:
-    """Row i becomes record i (the port table's slot already says i); ids nl.. are free, the
-    lowest on top of the stack."""
+cdef inline void rows_leave(const int32_t *rows, int32_t *pt, int32_t *llist, int32_t *crec,
+                            int32_t *ids, int32_t *ptab, int64_t nl, int64_t cap) noexcept nogil:
+    """Row i becomes record i; ids nl.. are free, the lowest on top of the stack."""
     cdef int64_t i
+    cdef int32_t s
     for i in range(nl):
+        s = rows[L * i + L_ENTRY]
         crec[REC * i + R_DEST] = rows[L * i + L_DEST]
         crec[REC * i + R_PORT] = rows[L * i + L_PORTC] & 0xFFFF
         crec[REC * i + R_TGT] = rows[L * i + L_TGT]
         crec[REC * i + R_CLOSE] = rows[L * i + L_PORTC] >> 16
         crec[REC * i + R_POS] = <int32_t>i
         crec[REC * i + R_RETRY] = -1
-        crec[REC * i + R_ENTRY] = rows[L * i + L_ENTRY]
+        crec[REC * i + R_ENTRY] = s
         llist[i] = <int32_t>i
+        ptab[2 * s] = <int32_t>i
+        ptab[2 * s + 1] = rows[L * i + L_TGT]
+        pt[s] = -1
     for i in range(nl, cap):
         crec[REC * i + R_POS] = -1
         ids[cap - 1 - i] = <int32_t>i
 
 
-cdef inline int64_t rows_remove(int32_t *rows, int32_t *ptab, int64_t nl, int64_t i) noexcept nogil:
+cdef inline int32_t row_target(const int32_t *pt, const int32_t *rows, int64_t e) noexcept nogil:
+    """The target of entry e's live holder (-1: none), through its row."""
+    cdef int32_t x = pt[e]
+    return rows[L * x + L_TGT] if x >= 0 else -1
+
+
+cdef inline int64_t rows_port_distinct(const int32_t *pt, const int32_t *rows, int64_t n,
+                                       int64_t skip) noexcept nogil:
+    """`port_distinct` on one ip:port's N slots of `pt` (targets through the rows)."""
+    cdef int64_t j, jj, count = 0
+    cdef int32_t t
+    for j in range(n):
+        if j == skip:
+            continue
+        t = row_target(pt, rows, j)
+        if t < 0:
+            continue
+        for jj in range(j):
+            if jj != skip and row_target(pt, rows, jj) == t:
+                break
+        else:
+            count += 1
+    return count
+
+
+cdef inline void rows_port_holder_changed(const int32_t *pt, const int32_t *rows, int64_t *est_row,
+                                          int64_t n, int64_t j0, int64_t target,
+                                          int64_t delta) noexcept nogil:
+    """`port_holder_changed` on one ip:port's N slots of `pt`."""
+    cdef int64_t j, jj
+    for jj in range(n):
+        if jj != j0 and row_target(pt, rows, jj) == target:
+            return
+    for j in range(n):
+        if j != j0 and pt[j] == -1:
+            est_row[j] += delta
+
+
+cdef inline void list_free_ports(int32_t *dense, uint16_t *free, uint16_t *fpos,
+                                 const int32_t *slot, int64_t stride, int64_t n, int64_t Pn,
+                                 int64_t d) noexcept nogil:
+    """Random allocator below half free: list d's free ports in port order (`slot[stride * e]`
+    is entry e's slot: `ptab` with stride 2, the end clock loop's `pt` with 1)."""
+    cdef int64_t p, i = 0, ip = d // n
+    cdef int64_t e0 = ip * Pn * n + (d - ip * n)
+    dense[d] = 1
+    for p in range(Pn):
+        if slot[stride * (e0 + p * n)] == -1:
+            free[d * Pn + i] = <uint16_t>p
+            fpos[d * Pn + p] = <uint16_t>i
+            i += 1
+        else:
+            fpos[d * Pn + p] = UNLISTED
+
+
+cdef inline int64_t rows_remove(int32_t *rows, int32_t *pt, int64_t nl, int64_t i) noexcept nogil:
     """Swap-remove row i of nl (as `Engine.live_remove` on the live list): the last row moves
-    into it and its port-table slot follows; returns the new length."""
+    into it and its port slot follows; returns the new length."""
     nl -= 1
     if i != nl:
         rows[L * i + L_ENTRY] = rows[L * nl + L_ENTRY]
         rows[L * i + L_DEST] = rows[L * nl + L_DEST]
         rows[L * i + L_TGT] = rows[L * nl + L_TGT]
         rows[L * i + L_PORTC] = rows[L * nl + L_PORTC]
-        ptab[2 * rows[L * i + L_ENTRY]] = <int32_t>i
+        pt[rows[L * i + L_ENTRY]] = <int32_t>i
     return nl
 
 
@@ -425,7 +489,7 @@ cdef class Engine:
     cdef double[::1] c_end, cl_exp, tw_exp, twq_exp, cq_at, batches
     cdef int64_t[::1] c_serial, cl_node, tw_key, twq_key, cq_dp
     cdef double[::1] hkey
-    cdef int32_t[::1] rows        # the end clock loop's live list (`records_to_rows`), scratch
+    cdef int32_t[::1] rows, pt    # the end clock loop's live list and port slots (`rows_enter`)
     cdef double[::1] c_t0, c_life
     cdef int64_t[::1] dhist
     cdef int64_t syn_n, syn_off, ca_limit
@@ -477,8 +541,9 @@ cdef class Engine:
         self.est_sum, self.free_n, self.ptab = s["est_sum"], s["free_n"], s["ptab"]
         self.free, self.fpos, self.dense, self.llist = s["free"], s["fpos"], s["dense"], s["llist"]
         self.crec = s["crec"]
-        self.rows = np.empty(L * s["ids"].shape[0] if self.plain and self.memoryless else L,
-                             np.int32)
+        clock_loop = self.plain and self.memoryless
+        self.rows = np.empty(L * s["ids"].shape[0] if clock_loop else L, np.int32)
+        self.pt = np.full(s["ptab"].shape[0] // 2 if clock_loop else 1, -1, np.int32)
         self.c_end, self.c_serial = s["c_end"], s["c_serial"]
         self.ids, self.heap, self.cl_node, self.cl_exp = s["ids"], s["heap"], s["cl_node"], \
             s["cl_exp"]
@@ -548,6 +613,10 @@ cdef class Engine:
                     i += 1
             self.store_rng()
         return i
+
+    def scratch_bytes(self):
+        """Bytes the engine holds beside the shared state (the end clock loop's rows and slots)."""
+        return self.rows.nbytes + self.pt.nbytes
 
     def schedule_first_arrival(self):
         with self.bit_generator.lock:
@@ -783,15 +852,8 @@ cdef class Engine:
 
     cdef void list_ports(self, int64_t d) noexcept nogil:
         """Random allocator below half free: list d's free ports in port order."""
-        cdef int64_t Pn = self.Pn, p, i = 0
-        self.dense[d] = 1
-        for p in range(Pn):
-            if self.ptab[2 * self.entry(d, p)] == -1:
-                self.free[d * Pn + i] = <uint16_t>p
-                self.fpos[d * Pn + p] = <uint16_t>i
-                i += 1
-            else:
-                self.fpos[d * Pn + p] = UNLISTED
+        list_free_ports(&self.dense[0], &self.free[0], &self.fpos[0], &self.ptab[0], 2, self.n,
+                        self.Pn, d)
 
     cdef inline void unlist_ports(self, int64_t d) noexcept nogil:
         self.dense[d] = 0
@@ -1318,8 +1380,10 @@ cdef class Engine:
         cdef int code
         cdef int64_t cap = self.ids.shape[0]
         cdef int32_t *rows = &self.rows[0]
+        cdef int32_t *pt = &self.pt[0]
+        cdef int64_t b
         if Ends is end_clock:
-            records_to_rows(rows, llist, crec, ptab, nl)
+            rows_enter(rows, pt, llist, crec, ptab, nl)
         while True:
             if Ends is end_heap:
                 # drop_dead_tops: reset connections' entries leave the top and give their ids back
@@ -1385,16 +1449,22 @@ cdef class Engine:
                     target = crec[REC * h + R_TGT]
                     s = crec[REC * h + R_ENTRY]
                     close = crec[REC * h + R_CLOSE] != 0
-                ptab[2 * s] = HELD
-                ptab[2 * s + 1] = -1
+                if Ends is end_clock:
+                    pt[s] = HELD
+                else:
+                    ptab[2 * s] = HELD
+                    ptab[2 * s + 1] = -1
                 live[d] -= 1
                 if Ends is end_clock:
-                    nl = rows_remove(rows, ptab, nl, h)
+                    nl = rows_remove(rows, pt, nl, h)
                 if track or tw_on:
                     ip = d // n
                     j = d - ip * n
                 if track:
-                    port_holder_changed(&ptab[2 * (s - j)], &est_sum[d - j], n, j, target, -1)
+                    if Ends is end_clock:
+                        rows_port_holder_changed(&pt[s - j], rows, &est_sum[d - j], n, j, target, -1)
+                    else:
+                        port_holder_changed(&ptab[2 * (s - j)], &est_sum[d - j], n, j, target, -1)
                 if tw_on and close:
                     # the server closed first: the target keeps the 4-tuple in TIME_WAIT
                     key = (ip * 65536 + p) * nb + target
@@ -1407,10 +1477,16 @@ cdef class Engine:
                 if Ends is end_heap:
                     ids[free_top] = h
                 free_top += 1
-                ptab[2 * s] = -1                                  # port_freed
+                if Ends is end_clock:                             # port_freed
+                    pt[s] = -1
+                else:
+                    ptab[2 * s] = -1
                 port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                 if track:
-                    est_sum[d] += port_distinct(&ptab[2 * (s - j)], n, j)
+                    if Ends is end_clock:
+                        est_sum[d] += rows_port_distinct(&pt[s - j], rows, n, j)
+                    else:
+                        est_sum[d] += port_distinct(&ptab[2 * (s - j)], n, j)
                 if Ends is end_clock:
                     end_e = rng_exponential(&g, bg)
                     if nl == 0:
@@ -1467,7 +1543,10 @@ cdef class Engine:
                 if dense[d] != 0 and 4 * nfree > 3 * Pn:
                     dense[d] = 0
                 elif dense[d] == 0 and 2 * nfree < Pn:
-                    self.list_ports(d)
+                    if Ends is end_clock:
+                        list_free_ports(dense, free, fpos, pt, 1, n, Pn, d)
+                    else:
+                        self.list_ports(d)
                 if dense[d] != 0:
                     p = free[d * Pn + rng_randint(&g, bg, nfree)]
                     i = fpos[d * Pn + p]                          # take_free
@@ -1476,20 +1555,34 @@ cdef class Engine:
                     fpos[d * Pn + p] = UNLISTED
                 else:
                     p = rng_randint(&g, bg, Pn)
-                    while ptab[2 * ((ip * Pn + p) * n + j)] != -1:
-                        p = rng_randint(&g, bg, Pn)
+                    if Ends is end_clock:
+                        while pt[(ip * Pn + p) * n + j] != -1:
+                            p = rng_randint(&g, bg, Pn)
+                    else:
+                        while ptab[2 * ((ip * Pn + p) * n + j)] != -1:
+                            p = rng_randint(&g, bg, Pn)
                 free_n[d] = nfree - 1
-                base = 2 * (ip * Pn + p) * n
-                ptab[base + 2 * j] = HELD                         # port_taken
+                b = (ip * Pn + p) * n                             # the port's first entry
+                base = 2 * b
+                if Ends is end_clock:                             # port_taken
+                    pt[b + j] = HELD
+                else:
+                    ptab[base + 2 * j] = HELD
                 if track:
-                    est_sum[d] -= port_distinct(&ptab[base], n, j)
+                    if Ends is end_clock:
+                        est_sum[d] -= rows_port_distinct(&pt[b], rows, n, j)
+                    else:
+                        est_sum[d] -= port_distinct(&ptab[base], n, j)
                 if cross:
                     target = rng_randint(&g, bg, nb)
                 else:
                     target = self.zs[j] + rng_randint(&g, bg, self.zc[j])
                 nholders = 0
                 for jj in range(n):
-                    if jj != j and ptab[base + 2 * jj + 1] == target:
+                    if Ends is end_clock:
+                        if jj != j and row_target(pt, rows, b + jj) == target:
+                            nholders += 1
+                    elif jj != j and ptab[base + 2 * jj + 1] == target:
                         nholders += 1
                 if Ends is end_heap:
                     life = rng_lifetime(&g, bg, dist, pf, xa, emp_n)
@@ -1503,44 +1596,68 @@ cdef class Engine:
                     if outcome == 1:
                         if measure:
                             failed += 1
-                        ptab[base + 2 * j] = -1                   # release_port: port_freed
+                        if Ends is end_clock:                     # release_port: port_freed
+                            pt[b + j] = -1
+                        else:
+                            ptab[base + 2 * j] = -1
                         port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                         if track:
-                            est_sum[d] += port_distinct(&ptab[base], n, j)
+                            if Ends is end_clock:
+                                est_sum[d] += rows_port_distinct(&pt[b], rows, n, j)
+                            else:
+                                est_sum[d] += port_distinct(&ptab[base], n, j)
                         break
                     if outcome == 0:
                         for jj in range(n):
-                            if jj != j and ptab[base + 2 * jj + 1] == target:
+                            if Ends is end_clock:
+                                if jj == j or row_target(pt, rows, b + jj) != target:
+                                    continue
+                                h = pt[b + jj]
+                            else:
+                                if jj == j or ptab[base + 2 * jj + 1] != target:
+                                    continue
                                 h = ptab[base + 2 * jj]
-                                if Ends is end_clock and not synced:
-                                    e = end_e - (t - end_t0) * <double>nl / mean
-                                    end_e = e if e >= 0.0 else 0.0
-                                    end_t0 = t
-                                    synced = True
-                                # end_connection(h, t, True): the holder on node jj (a row
-                                # of the live list under the end clock, else a record)
-                                if Ends is end_clock:
-                                    d = rows[L * h + L_DEST]
-                                else:
-                                    d = crec[REC * h + R_DEST]
+                            if Ends is end_clock and not synced:
+                                e = end_e - (t - end_t0) * <double>nl / mean
+                                end_e = e if e >= 0.0 else 0.0
+                                end_t0 = t
+                                synced = True
+                            # end_connection(h, t, True): the holder on node jj (a row
+                            # of the live list under the end clock, else a record)
+                            if Ends is end_clock:
+                                d = rows[L * h + L_DEST]
+                            else:
+                                d = crec[REC * h + R_DEST]
+                            if Ends is end_clock:
+                                pt[b + jj] = HELD
+                            else:
                                 ptab[base + 2 * jj] = HELD
                                 ptab[base + 2 * jj + 1] = -1
-                                live[d] -= 1
+                            live[d] -= 1
+                            if Ends is end_clock:
+                                nl = rows_remove(rows, pt, nl, h)
+                            else:               # its heap entry goes when it reaches the top
+                                crec[REC * h + R_POS] = DEAD
+                            if track:
                                 if Ends is end_clock:
-                                    nl = rows_remove(rows, ptab, nl, h)
-                                else:               # its heap entry goes when it reaches the top
-                                    crec[REC * h + R_POS] = DEAD
-                                if track:
+                                    rows_port_holder_changed(&pt[b], rows, &est_sum[d - jj], n,
+                                                             jj, target, -1)
+                                else:
                                     port_holder_changed(&ptab[base], &est_sum[d - jj], n, jj,
                                                         target, -1)
-                                if Ends is end_clock:
-                                    free_top += 1
+                            if Ends is end_clock:
+                                free_top += 1
+                                pt[b + jj] = -1
+                            else:
                                 ptab[base + 2 * jj] = -1
-                                port_free_counted(free_n, dense, free, fpos, Pn, d, p)
-                                if track:
+                            port_free_counted(free_n, dense, free, fpos, Pn, d, p)
+                            if track:
+                                if Ends is end_clock:
+                                    est_sum[d] += rows_port_distinct(&pt[b], rows, n, jj)
+                                else:
                                     est_sum[d] += port_distinct(&ptab[base], n, jj)
-                                if measure:
-                                    resets += 1
+                            if measure:
+                                resets += 1
                         d = ip * n + j
                 elif tw_on:
                     self.take_over_time_wait(ip, p, target, measure)
@@ -1550,7 +1667,7 @@ cdef class Engine:
                 free_top -= 1
                 if Ends is end_clock:       # the next row of the live list
                     c = <int32_t>nl
-                    rows[L * c + L_ENTRY] = <int32_t>((base >> 1) + j)
+                    rows[L * c + L_ENTRY] = <int32_t>(b + j)
                     rows[L * c + L_DEST] = <int32_t>d
                     rows[L * c + L_TGT] = <int32_t>target
                     rows[L * c + L_PORTC] = <int32_t>(p | ((1 if close else 0) << 16))
@@ -1560,13 +1677,19 @@ cdef class Engine:
                     crec[REC * c + R_PORT] = <int32_t>p
                     crec[REC * c + R_TGT] = <int32_t>target
                     crec[REC * c + R_CLOSE] = 1 if close else 0
-                    crec[REC * c + R_ENTRY] = <int32_t>((base >> 1) + j)
+                    crec[REC * c + R_ENTRY] = <int32_t>(b + j)
                     # (c_end only carries the end to heap_push: not kept)
                     c_serial[c] = serial
                 if track:
-                    port_holder_changed(&ptab[base], &est_sum[d - j], n, j, target, 1)
-                ptab[base + 2 * j] = c
-                ptab[base + 2 * j + 1] = <int32_t>target
+                    if Ends is end_clock:
+                        rows_port_holder_changed(&pt[b], rows, &est_sum[d - j], n, j, target, 1)
+                    else:
+                        port_holder_changed(&ptab[base], &est_sum[d - j], n, j, target, 1)
+                if Ends is end_clock:
+                    pt[b + j] = c
+                else:
+                    ptab[base + 2 * j] = c
+                    ptab[base + 2 * j + 1] = <int32_t>target
                 live[d] += 1
                 if measure and live[d] > peak:
                     peak = live[d]
@@ -1586,7 +1709,7 @@ cdef class Engine:
                 clock = end_t0 + end_e * mean / <double>nl if nl > 0 else INFINITY
             t_next = self.next_arrival_after(t, rng_exponential(&g, bg))
         if Ends is end_clock:
-            rows_to_records(rows, llist, crec, ids, nl, cap)
+            rows_leave(rows, pt, llist, crec, ids, ptab, nl, cap)
         self.pcg = g
         si[S_LIVE_N] = nl
         si[S_HEAP_N] = heap_n

@@ -125,7 +125,10 @@ class _Compiled:
              "pending_connects": si[T.PENDING]}
         c = {k: int(v) for k, v in c.items()}
         c["delay_hist"] = [int(x) for x in self.state["dhist"]]
-        return c, float(sf[T.FIRST]), self.state["batches"].copy(), T.state_bytes(self.state)
+        nbytes = T.state_bytes(self.state)
+        if self.backend == "cython":
+            nbytes += self.engine.scratch_bytes()
+        return c, float(sf[T.FIRST]), self.state["batches"].copy(), nbytes
 
 
 class _Reference:
