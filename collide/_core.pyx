@@ -351,7 +351,9 @@ DEF L = 4
 DEF L_ENTRY = 0        # port-table entry (ip:port, node)
 DEF L_DEST = 1
 DEF L_TGT = 2
-DEF L_PORTC = 3        # port | close << 16
+DEF L_PORTC = 3        # port | L_CLOSE | L_DEAD
+DEF L_CLOSE = 0x10000  # the server closes first
+DEF L_DEAD = 0x20000   # heap: reset while its end is queued (the records' R_POS = DEAD)
 
 
 cdef inline void rows_enter(int32_t *rows, int32_t *pt, const int32_t *llist, const int32_t *crec,
@@ -364,7 +366,7 @@ cdef inline void rows_enter(int32_t *rows, int32_t *pt, const int32_t *llist, co
         rows[L * i + L_ENTRY] = s
         rows[L * i + L_DEST] = crec[REC * h + R_DEST]
         rows[L * i + L_TGT] = crec[REC * h + R_TGT]
-        rows[L * i + L_PORTC] = crec[REC * h + R_PORT] | (crec[REC * h + R_CLOSE] << 16)
+        rows[L * i + L_PORTC] = crec[REC * h + R_PORT] | (L_CLOSE if crec[REC * h + R_CLOSE] else 0)
         pt[s] = <int32_t>i
         ptab[2 * s] = -1
         ptab[2 * s + 1] = -1
@@ -380,7 +382,7 @@ cdef inline void rows_leave(const int32_t *rows, int32_t *pt, int32_t *llist, in
         crec[REC * i + R_DEST] = rows[L * i + L_DEST]
         crec[REC * i + R_PORT] = rows[L * i + L_PORTC] & 0xFFFF
         crec[REC * i + R_TGT] = rows[L * i + L_TGT]
-        crec[REC * i + R_CLOSE] = rows[L * i + L_PORTC] >> 16
+        crec[REC * i + R_CLOSE] = 1 if rows[L * i + L_PORTC] & L_CLOSE else 0
         crec[REC * i + R_POS] = <int32_t>i
         crec[REC * i + R_RETRY] = -1
         crec[REC * i + R_ENTRY] = s
@@ -391,6 +393,52 @@ cdef inline void rows_leave(const int32_t *rows, int32_t *pt, int32_t *llist, in
     for i in range(nl, cap):
         crec[REC * i + R_POS] = -1
         ids[cap - 1 - i] = <int32_t>i
+
+
+cdef inline void rows_enter_heap(int32_t *rows, int32_t *pt, const int32_t *heap, int64_t heap_n,
+                                 const int32_t *crec, int32_t *ptab) noexcept nogil:
+    """The heap's version: rows indexed by record id, for every record in the heap (live, or
+    reset and waiting to leave the top); the slots of the live ones."""
+    cdef int64_t i
+    cdef int32_t c, s
+    cdef bint dead
+    for i in range(heap_n):
+        c = heap[i]
+        s = crec[REC * c + R_ENTRY]
+        dead = crec[REC * c + R_POS] == DEAD
+        rows[L * c + L_ENTRY] = s
+        rows[L * c + L_DEST] = crec[REC * c + R_DEST]
+        rows[L * c + L_TGT] = crec[REC * c + R_TGT]
+        rows[L * c + L_PORTC] = crec[REC * c + R_PORT] | (L_CLOSE if crec[REC * c + R_CLOSE]
+                                                            else 0) | (L_DEAD if dead else 0)
+        if not dead:
+            pt[s] = c
+            ptab[2 * s] = -1
+            ptab[2 * s + 1] = -1
+
+
+cdef inline void rows_leave_heap(const int32_t *rows, int32_t *pt, const int32_t *heap,
+                                 int64_t heap_n, const int32_t *ids, int64_t free_top,
+                                 int32_t *crec, int32_t *ptab) noexcept nogil:
+    cdef int64_t i
+    cdef int32_t c, s, m
+    for i in range(heap_n):
+        c = heap[i]
+        s = rows[L * c + L_ENTRY]
+        m = rows[L * c + L_PORTC]
+        crec[REC * c + R_DEST] = rows[L * c + L_DEST]
+        crec[REC * c + R_PORT] = m & 0xFFFF
+        crec[REC * c + R_TGT] = rows[L * c + L_TGT]
+        crec[REC * c + R_CLOSE] = 1 if m & L_CLOSE else 0
+        crec[REC * c + R_POS] = DEAD if m & L_DEAD else 0
+        crec[REC * c + R_RETRY] = -1
+        crec[REC * c + R_ENTRY] = s
+        if not m & L_DEAD:
+            ptab[2 * s] = c
+            ptab[2 * s + 1] = rows[L * c + L_TGT]
+            pt[s] = -1
+    for i in range(free_top):
+        crec[REC * ids[i] + R_POS] = -1
 
 
 cdef inline int32_t row_target(const int32_t *pt, const int32_t *rows, int64_t e) noexcept nogil:
@@ -489,7 +537,7 @@ cdef class Engine:
     cdef double[::1] c_end, cl_exp, tw_exp, twq_exp, cq_at, batches
     cdef int64_t[::1] c_serial, cl_node, tw_key, twq_key, cq_dp
     cdef double[::1] hkey
-    cdef int32_t[::1] rows, pt    # the end clock loop's live list and port slots (`rows_enter`)
+    cdef int32_t[::1] rows, pt    # `_advance_plain`'s rows and port slots (`rows_enter`)
     cdef double[::1] c_t0, c_life
     cdef int64_t[::1] dhist
     cdef int64_t syn_n, syn_off, ca_limit
@@ -541,9 +589,8 @@ cdef class Engine:
         self.est_sum, self.free_n, self.ptab = s["est_sum"], s["free_n"], s["ptab"]
         self.free, self.fpos, self.dense, self.llist = s["free"], s["fpos"], s["dense"], s["llist"]
         self.crec = s["crec"]
-        clock_loop = self.plain and self.memoryless
-        self.rows = np.empty(L * s["ids"].shape[0] if clock_loop else L, np.int32)
-        self.pt = np.full(s["ptab"].shape[0] // 2 if clock_loop else 1, -1, np.int32)
+        self.rows = np.empty(L * s["ids"].shape[0] if self.plain else L, np.int32)
+        self.pt = np.full(s["ptab"].shape[0] // 2 if self.plain else 1, -1, np.int32)
         self.c_end, self.c_serial = s["c_end"], s["c_serial"]
         self.ids, self.heap, self.cl_node, self.cl_exp = s["ids"], s["heap"], s["cl_node"], \
             s["cl_exp"]
@@ -615,7 +662,7 @@ cdef class Engine:
         return i
 
     def scratch_bytes(self):
-        """Bytes the engine holds beside the shared state (the end clock loop's rows and slots)."""
+        """Bytes the engine holds beside the shared state (the plain loop's rows and slots)."""
         return self.rows.nbytes + self.pt.nbytes
 
     def schedule_first_arrival(self):
@@ -1384,15 +1431,16 @@ cdef class Engine:
         cdef int64_t b
         if Ends is end_clock:
             rows_enter(rows, pt, llist, crec, ptab, nl)
+        else:
+            rows_enter_heap(rows, pt, heap, heap_n, crec, ptab)
         while True:
             if Ends is end_heap:
                 # drop_dead_tops: reset connections' entries leave the top and give their ids back
-                while heap_n > 0 and crec[REC * heap[0] + R_POS] == DEAD:
+                while heap_n > 0 and rows[L * heap[0] + L_PORTC] & L_DEAD:
                     h = heap[0]
                     heap_n -= 1
                     if heap_n > 0:
                         heap_sift_down(heap, hkey, c_serial, heap_n, 0, heap[heap_n], hkey[heap_n])
-                    crec[REC * h + R_POS] = -1
                     ids[free_top] = h
                     free_top += 1
             if free_top == 0:
@@ -1432,28 +1480,18 @@ cdef class Engine:
                 if Ends is end_clock:
                     end_t0 = t                  # end_connection's clock_sync is a no-op then
                     h = <int32_t>rng_randint(&g, bg, nl)              # a row of the live list
-                    s = rows[L * h + L_ENTRY]
-                    d = rows[L * h + L_DEST]
-                    target = rows[L * h + L_TGT]
-                    m = rows[L * h + L_PORTC]
-                    p = m & 0xFFFF
-                    close = (m >> 16) != 0
                 else:
                     h = heap[0]
                     heap_n -= 1
                     if heap_n > 0:
                         heap_sift_down(heap, hkey, c_serial, heap_n, 0, heap[heap_n], hkey[heap_n])
-                    crec[REC * h + R_POS] = -1
-                    d = crec[REC * h + R_DEST]
-                    p = crec[REC * h + R_PORT]
-                    target = crec[REC * h + R_TGT]
-                    s = crec[REC * h + R_ENTRY]
-                    close = crec[REC * h + R_CLOSE] != 0
-                if Ends is end_clock:
-                    pt[s] = HELD
-                else:
-                    ptab[2 * s] = HELD
-                    ptab[2 * s + 1] = -1
+                s = rows[L * h + L_ENTRY]
+                d = rows[L * h + L_DEST]
+                target = rows[L * h + L_TGT]
+                m = rows[L * h + L_PORTC]
+                p = m & 0xFFFF
+                close = (m & L_CLOSE) != 0
+                pt[s] = HELD
                 live[d] -= 1
                 if Ends is end_clock:
                     nl = rows_remove(rows, pt, nl, h)
@@ -1461,10 +1499,7 @@ cdef class Engine:
                     ip = d // n
                     j = d - ip * n
                 if track:
-                    if Ends is end_clock:
-                        rows_port_holder_changed(&pt[s - j], rows, &est_sum[d - j], n, j, target, -1)
-                    else:
-                        port_holder_changed(&ptab[2 * (s - j)], &est_sum[d - j], n, j, target, -1)
+                    rows_port_holder_changed(&pt[s - j], rows, &est_sum[d - j], n, j, target, -1)
                 if tw_on and close:
                     # the server closed first: the target keeps the 4-tuple in TIME_WAIT
                     key = (ip * 65536 + p) * nb + target
@@ -1477,16 +1512,10 @@ cdef class Engine:
                 if Ends is end_heap:
                     ids[free_top] = h
                 free_top += 1
-                if Ends is end_clock:                             # port_freed
-                    pt[s] = -1
-                else:
-                    ptab[2 * s] = -1
+                pt[s] = -1                                        # port_freed
                 port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                 if track:
-                    if Ends is end_clock:
-                        est_sum[d] += rows_port_distinct(&pt[s - j], rows, n, j)
-                    else:
-                        est_sum[d] += port_distinct(&ptab[2 * (s - j)], n, j)
+                    est_sum[d] += rows_port_distinct(&pt[s - j], rows, n, j)
                 if Ends is end_clock:
                     end_e = rng_exponential(&g, bg)
                     if nl == 0:
@@ -1543,10 +1572,7 @@ cdef class Engine:
                 if dense[d] != 0 and 4 * nfree > 3 * Pn:
                     dense[d] = 0
                 elif dense[d] == 0 and 2 * nfree < Pn:
-                    if Ends is end_clock:
-                        list_free_ports(dense, free, fpos, pt, 1, n, Pn, d)
-                    else:
-                        self.list_ports(d)
+                    list_free_ports(dense, free, fpos, pt, 1, n, Pn, d)
                 if dense[d] != 0:
                     p = free[d * Pn + rng_randint(&g, bg, nfree)]
                     i = fpos[d * Pn + p]                          # take_free
@@ -1555,34 +1581,20 @@ cdef class Engine:
                     fpos[d * Pn + p] = UNLISTED
                 else:
                     p = rng_randint(&g, bg, Pn)
-                    if Ends is end_clock:
-                        while pt[(ip * Pn + p) * n + j] != -1:
-                            p = rng_randint(&g, bg, Pn)
-                    else:
-                        while ptab[2 * ((ip * Pn + p) * n + j)] != -1:
-                            p = rng_randint(&g, bg, Pn)
+                    while pt[(ip * Pn + p) * n + j] != -1:
+                        p = rng_randint(&g, bg, Pn)
                 free_n[d] = nfree - 1
                 b = (ip * Pn + p) * n                             # the port's first entry
-                base = 2 * b
-                if Ends is end_clock:                             # port_taken
-                    pt[b + j] = HELD
-                else:
-                    ptab[base + 2 * j] = HELD
+                pt[b + j] = HELD                                  # port_taken
                 if track:
-                    if Ends is end_clock:
-                        est_sum[d] -= rows_port_distinct(&pt[b], rows, n, j)
-                    else:
-                        est_sum[d] -= port_distinct(&ptab[base], n, j)
+                    est_sum[d] -= rows_port_distinct(&pt[b], rows, n, j)
                 if cross:
                     target = rng_randint(&g, bg, nb)
                 else:
                     target = self.zs[j] + rng_randint(&g, bg, self.zc[j])
                 nholders = 0
                 for jj in range(n):
-                    if Ends is end_clock:
-                        if jj != j and row_target(pt, rows, b + jj) == target:
-                            nholders += 1
-                    elif jj != j and ptab[base + 2 * jj + 1] == target:
+                    if jj != j and row_target(pt, rows, b + jj) == target:
                         nholders += 1
                 if Ends is end_heap:
                     life = rng_lifetime(&g, bg, dist, pf, xa, emp_n)
@@ -1596,66 +1608,38 @@ cdef class Engine:
                     if outcome == 1:
                         if measure:
                             failed += 1
-                        if Ends is end_clock:                     # release_port: port_freed
-                            pt[b + j] = -1
-                        else:
-                            ptab[base + 2 * j] = -1
+                        pt[b + j] = -1                            # release_port: port_freed
                         port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                         if track:
-                            if Ends is end_clock:
-                                est_sum[d] += rows_port_distinct(&pt[b], rows, n, j)
-                            else:
-                                est_sum[d] += port_distinct(&ptab[base], n, j)
+                            est_sum[d] += rows_port_distinct(&pt[b], rows, n, j)
                         break
                     if outcome == 0:
                         for jj in range(n):
-                            if Ends is end_clock:
-                                if jj == j or row_target(pt, rows, b + jj) != target:
-                                    continue
-                                h = pt[b + jj]
-                            else:
-                                if jj == j or ptab[base + 2 * jj + 1] != target:
-                                    continue
-                                h = ptab[base + 2 * jj]
+                            if jj == j or row_target(pt, rows, b + jj) != target:
+                                continue
+                            h = pt[b + jj]
                             if Ends is end_clock and not synced:
                                 e = end_e - (t - end_t0) * <double>nl / mean
                                 end_e = e if e >= 0.0 else 0.0
                                 end_t0 = t
                                 synced = True
-                            # end_connection(h, t, True): the holder on node jj (a row
-                            # of the live list under the end clock, else a record)
-                            if Ends is end_clock:
-                                d = rows[L * h + L_DEST]
-                            else:
-                                d = crec[REC * h + R_DEST]
-                            if Ends is end_clock:
-                                pt[b + jj] = HELD
-                            else:
-                                ptab[base + 2 * jj] = HELD
-                                ptab[base + 2 * jj + 1] = -1
+                            # end_connection(h, t, True): the holder on node jj
+                            d = rows[L * h + L_DEST]
+                            pt[b + jj] = HELD
                             live[d] -= 1
                             if Ends is end_clock:
                                 nl = rows_remove(rows, pt, nl, h)
                             else:               # its heap entry goes when it reaches the top
-                                crec[REC * h + R_POS] = DEAD
+                                rows[L * h + L_PORTC] |= L_DEAD
                             if track:
-                                if Ends is end_clock:
-                                    rows_port_holder_changed(&pt[b], rows, &est_sum[d - jj], n,
-                                                             jj, target, -1)
-                                else:
-                                    port_holder_changed(&ptab[base], &est_sum[d - jj], n, jj,
-                                                        target, -1)
+                                rows_port_holder_changed(&pt[b], rows, &est_sum[d - jj], n, jj,
+                                                         target, -1)
                             if Ends is end_clock:
                                 free_top += 1
-                                pt[b + jj] = -1
-                            else:
-                                ptab[base + 2 * jj] = -1
+                            pt[b + jj] = -1
                             port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                             if track:
-                                if Ends is end_clock:
-                                    est_sum[d] += rows_port_distinct(&pt[b], rows, n, jj)
-                                else:
-                                    est_sum[d] += port_distinct(&ptab[base], n, jj)
+                                est_sum[d] += rows_port_distinct(&pt[b], rows, n, jj)
                             if measure:
                                 resets += 1
                         d = ip * n + j
@@ -1667,29 +1651,16 @@ cdef class Engine:
                 free_top -= 1
                 if Ends is end_clock:       # the next row of the live list
                     c = <int32_t>nl
-                    rows[L * c + L_ENTRY] = <int32_t>(b + j)
-                    rows[L * c + L_DEST] = <int32_t>d
-                    rows[L * c + L_TGT] = <int32_t>target
-                    rows[L * c + L_PORTC] = <int32_t>(p | ((1 if close else 0) << 16))
-                else:
+                else:                       # the record's row, its serial for the heap's ties
                     c = ids[free_top]
-                    crec[REC * c + R_DEST] = <int32_t>d
-                    crec[REC * c + R_PORT] = <int32_t>p
-                    crec[REC * c + R_TGT] = <int32_t>target
-                    crec[REC * c + R_CLOSE] = 1 if close else 0
-                    crec[REC * c + R_ENTRY] = <int32_t>(b + j)
-                    # (c_end only carries the end to heap_push: not kept)
                     c_serial[c] = serial
+                rows[L * c + L_ENTRY] = <int32_t>(b + j)
+                rows[L * c + L_DEST] = <int32_t>d
+                rows[L * c + L_TGT] = <int32_t>target
+                rows[L * c + L_PORTC] = <int32_t>(p | (L_CLOSE if close else 0))
                 if track:
-                    if Ends is end_clock:
-                        rows_port_holder_changed(&pt[b], rows, &est_sum[d - j], n, j, target, 1)
-                    else:
-                        port_holder_changed(&ptab[base], &est_sum[d - j], n, j, target, 1)
-                if Ends is end_clock:
-                    pt[b + j] = c
-                else:
-                    ptab[base + 2 * j] = c
-                    ptab[base + 2 * j + 1] = <int32_t>target
+                    rows_port_holder_changed(&pt[b], rows, &est_sum[d - j], n, j, target, 1)
+                pt[b + j] = c
                 live[d] += 1
                 if measure and live[d] > peak:
                     peak = live[d]
@@ -1701,7 +1672,6 @@ cdef class Engine:
                         synced = True
                     nl += 1
                 else:                                             # heap_push
-                    crec[REC * c + R_POS] = 0
                     heap_sift_up(heap, hkey, c_serial, heap_n, c, t + life)
                     heap_n += 1
                 break
@@ -1710,6 +1680,8 @@ cdef class Engine:
             t_next = self.next_arrival_after(t, rng_exponential(&g, bg))
         if Ends is end_clock:
             rows_leave(rows, pt, llist, crec, ids, ptab, nl, cap)
+        else:
+            rows_leave_heap(rows, pt, heap, heap_n, ids, free_top, crec, ptab)
         self.pcg = g
         si[S_LIVE_N] = nl
         si[S_HEAP_N] = heap_n
