@@ -91,6 +91,21 @@ ctypedef fused Extras:
     with_extras
 
 
+# The plain loop's port slot tables (`Engine.pt`, all PT_FREE when not in use), kept for the next
+# engine of the same shape: a fresh table of megabytes per run would be faulted in page by page
+# (glibc hands large blocks back to the kernel), which costs more than a short run itself. An
+# engine returns its table when the run gives its rows back (`Engine.release`).
+_slot_tables = {}
+_SLOT_TABLES_KEPT = 4
+
+
+def _take_slot_table(Py_ssize_t size):
+    try:
+        return _slot_tables[size].pop()
+    except (KeyError, IndexError):
+        return np.full(size, 0, np.int32)     # PT_FREE, written now: no page faults mid-run
+
+
 def use_plain_loop(bint on):
     """Debug switch: False runs every scenario through the general event loop (tests compare the
     two); returns the previous setting."""
@@ -338,21 +353,26 @@ cdef inline void heap_sift_down(int32_t *heap, double *hkey, const int64_t *seri
 
 
 # -- steps of the specialised loop shared by its two ways to end a connection --------------------
-# The end clock's loop keeps its live connections in a compact list of 16-byte rows, in live-list
-# order (so a uniformly drawn position picks the same connection as `llist`), and its own port
-# slots `pt`: 4 bytes per entry holding the row's position (or -1 free, HELD), where the shared
-# port table `ptab` has 8 (slot and target, interleaved); a slot's target is read from its row.
-# An end then reads one row of a list of 16 bytes per live connection instead of a 32-byte record
-# anywhere among the records, and an arrival looks at a port table half the size. `rows_enter`
-# builds the rows and the slots when the loop starts and clears the live entries of `ptab`;
-# `rows_leave` gives back records (ids 0..nl-1, in list order) and `ptab` entries and clears `pt`
-# again (it is all -1 between calls): both linear in the live connections, not in the ports.
+# The plain loop keeps its own compact copy of what it touches: connections as 16-byte rows, and
+# port slots `pt` of 4 bytes per entry (PT_FREE, PT_HELD or the holder's row + 1) where the shared
+# port table `ptab` has 8 (slot and target, interleaved); a taken slot's target is read from its
+# row. Under the end clock the rows are in live-list order (a uniformly drawn position picks the
+# same connection as `llist`); under the heap they are indexed by record id. An end reads one row
+# instead of a 32-byte record anywhere among the records, and an arrival looks at a port table
+# half the size. `rows_enter` builds rows and slots from records, `rows_leave` gives records
+# (under the clock: ids 0..nl-1 in list order) and port-table entries back and frees the slots;
+# both are linear in the live connections, and run only when the loop is entered after
+# something else had the state (`Engine.give_back_rows`).
 DEF L = 4
 DEF L_ENTRY = 0        # port-table entry (ip:port, node)
 DEF L_DEST = 1
 DEF L_TGT = 2
 DEF L_PORTC = 3        # port | L_CLOSE | L_DEAD
 DEF L_CLOSE = 0x10000  # the server closes first
+# a slot of `pt`: free (0, so that a fresh table is calloc's zero pages and costs nothing until
+# touched), HELD while a connect is decided, or the holder's row + 1
+DEF PT_FREE = 0
+DEF PT_HELD = -1
 DEF L_DEAD = 0x20000   # heap: reset while its end is queued (the records' R_POS = DEAD)
 
 
@@ -367,7 +387,7 @@ cdef inline void rows_enter(int32_t *rows, int32_t *pt, const int32_t *llist, co
         rows[L * i + L_DEST] = crec[REC * h + R_DEST]
         rows[L * i + L_TGT] = crec[REC * h + R_TGT]
         rows[L * i + L_PORTC] = crec[REC * h + R_PORT] | (L_CLOSE if crec[REC * h + R_CLOSE] else 0)
-        pt[s] = <int32_t>i
+        pt[s] = <int32_t>(i + 1)
         ptab[2 * s] = -1
         ptab[2 * s + 1] = -1
 
@@ -389,7 +409,7 @@ cdef inline void rows_leave(const int32_t *rows, int32_t *pt, int32_t *llist, in
         llist[i] = <int32_t>i
         ptab[2 * s] = <int32_t>i
         ptab[2 * s + 1] = rows[L * i + L_TGT]
-        pt[s] = -1
+        pt[s] = PT_FREE
     for i in range(nl, cap):
         crec[REC * i + R_POS] = -1
         ids[cap - 1 - i] = <int32_t>i
@@ -412,7 +432,7 @@ cdef inline void rows_enter_heap(int32_t *rows, int32_t *pt, const int32_t *heap
         rows[L * c + L_PORTC] = crec[REC * c + R_PORT] | (L_CLOSE if crec[REC * c + R_CLOSE]
                                                             else 0) | (L_DEAD if dead else 0)
         if not dead:
-            pt[s] = c
+            pt[s] = c + 1
             ptab[2 * s] = -1
             ptab[2 * s + 1] = -1
 
@@ -436,14 +456,14 @@ cdef inline void rows_leave_heap(const int32_t *rows, int32_t *pt, const int32_t
         if not m & L_DEAD:
             ptab[2 * s] = c
             ptab[2 * s + 1] = rows[L * c + L_TGT]
-            pt[s] = -1
+            pt[s] = PT_FREE
     for i in range(free_top):
         crec[REC * ids[i] + R_POS] = -1
 
 
 cdef inline int32_t row_target(const int32_t *pt, const int32_t *rows, int64_t e) noexcept nogil:
-    """The target of entry e's live holder (-1: none), through its row."""
-    cdef int32_t x = pt[e]
+    """The target of entry e's live holder (-1: none), through its row (slot = row + 1)."""
+    cdef int32_t x = pt[e] - 1
     return rows[L * x + L_TGT] if x >= 0 else -1
 
 
@@ -475,20 +495,21 @@ cdef inline void rows_port_holder_changed(const int32_t *pt, const int32_t *rows
         if jj != j0 and row_target(pt, rows, jj) == target:
             return
     for j in range(n):
-        if j != j0 and pt[j] == -1:
+        if j != j0 and pt[j] == PT_FREE:
             est_row[j] += delta
 
 
 cdef inline void list_free_ports(int32_t *dense, uint16_t *free, uint16_t *fpos,
-                                 const int32_t *slot, int64_t stride, int64_t n, int64_t Pn,
-                                 int64_t d) noexcept nogil:
+                                 const int32_t *slot, int64_t stride, int32_t free_slot,
+                                 int64_t n, int64_t Pn, int64_t d) noexcept nogil:
     """Random allocator below half free: list d's free ports in port order (`slot[stride * e]`
-    is entry e's slot: `ptab` with stride 2, the end clock loop's `pt` with 1)."""
+    is entry e's slot, `free_slot` when free: `ptab` with stride 2 and -1, the plain loop's `pt`
+    with 1 and PT_FREE)."""
     cdef int64_t p, i = 0, ip = d // n
     cdef int64_t e0 = ip * Pn * n + (d - ip * n)
     dense[d] = 1
     for p in range(Pn):
-        if slot[stride * (e0 + p * n)] == -1:
+        if slot[stride * (e0 + p * n)] == free_slot:
             free[d * Pn + i] = <uint16_t>p
             fpos[d * Pn + p] = <uint16_t>i
             i += 1
@@ -505,7 +526,7 @@ cdef inline int64_t rows_remove(int32_t *rows, int32_t *pt, int64_t nl, int64_t 
         rows[L * i + L_DEST] = rows[L * nl + L_DEST]
         rows[L * i + L_TGT] = rows[L * nl + L_TGT]
         rows[L * i + L_PORTC] = rows[L * nl + L_PORTC]
-        pt[rows[L * i + L_ENTRY]] = <int32_t>i
+        pt[rows[L * i + L_ENTRY]] = <int32_t>(i + 1)
     return nl
 
 
@@ -538,6 +559,7 @@ cdef class Engine:
     cdef int64_t[::1] c_serial, cl_node, tw_key, twq_key, cq_dp
     cdef double[::1] hkey
     cdef int32_t[::1] rows, pt    # `_advance_plain`'s rows and port slots (`rows_enter`)
+    cdef bint compact             # rows and pt hold the connections (crec, ptab, llist are stale)
     cdef double[::1] c_t0, c_life
     cdef int64_t[::1] dhist
     cdef int64_t syn_n, syn_off, ca_limit
@@ -589,8 +611,14 @@ cdef class Engine:
         self.est_sum, self.free_n, self.ptab = s["est_sum"], s["free_n"], s["ptab"]
         self.free, self.fpos, self.dense, self.llist = s["free"], s["fpos"], s["dense"], s["llist"]
         self.crec = s["crec"]
-        self.rows = np.empty(L * s["ids"].shape[0] if self.plain else L, np.int32)
-        self.pt = np.full(s["ptab"].shape[0] // 2 if self.plain else 1, -1, np.int32)
+        if self.compact:
+            raise RuntimeError("bind: the plain loop's rows were not given back")
+        need = L * s["ids"].shape[0] if self.plain else L
+        if self.rows is None or self.rows.shape[0] != need:
+            self.rows = np.empty(need, np.int32)
+        need = s["ptab"].shape[0] // 2 if self.plain else 1
+        if self.pt is None or self.pt.shape[0] != need:      # (all free between runs of the loop)
+            self.pt = _take_slot_table(need) if self.plain else np.zeros(1, np.int32)
         self.c_end, self.c_serial = s["c_end"], s["c_serial"]
         self.ids, self.heap, self.cl_node, self.cl_exp = s["ids"], s["heap"], s["cl_node"], \
             s["cl_exp"]
@@ -652,6 +680,7 @@ cdef class Engine:
         when the connection records ran out: grow the state and call again from there)."""
         cdef Py_ssize_t i = start, n = order.shape[0]
         cdef int64_t outcome = self.pi[OUTCOME]
+        self.give_back_rows()
         with self.bit_generator.lock:
             self.load_rng()
             with nogil:
@@ -661,9 +690,39 @@ cdef class Engine:
             self.store_rng()
         return i
 
+    cdef void give_back_rows(self) noexcept nogil:
+        """The plain loop keeps its rows and slots from one call to the next (building them
+        costs as much as thousands of connections, and a first-reset run makes dozens of calls);
+        they become records and port-table entries again before anything else reads those: a
+        GROW return, the general loop, placement, or `sync()`."""
+        if not self.compact:
+            return
+        if self.memoryless:
+            rows_leave(&self.rows[0], &self.pt[0], &self.llist[0], &self.crec[0], &self.ids[0],
+                       &self.ptab[0], self.si[S_LIVE_N], self.ids.shape[0])
+        else:
+            rows_leave_heap(&self.rows[0], &self.pt[0], &self.heap[0], self.si[S_HEAP_N],
+                            &self.ids[0], self.si[S_FREE_TOP], &self.crec[0], &self.ptab[0])
+        self.compact = False
+
+    def sync(self):
+        """Make the shared state arrays current (records, port table, live list)."""
+        self.give_back_rows()
+
+    def release(self):
+        """The run is over: give the rows back and keep the slot table for the next engine."""
+        self.give_back_rows()
+        if not self.plain or self.pt is None:
+            return
+        table = np.asarray(self.pt)
+        self.pt = None
+        if sum(len(v) for v in _slot_tables.values()) >= _SLOT_TABLES_KEPT:
+            _slot_tables.clear()
+        _slot_tables.setdefault(table.shape[0], []).append(table)
+
     def scratch_bytes(self):
         """Bytes the engine holds beside the shared state (the plain loop's rows and slots)."""
-        return self.rows.nbytes + self.pt.nbytes
+        return self.rows.nbytes + (self.pt.nbytes if self.pt is not None else 0)
 
     def schedule_first_arrival(self):
         with self.bit_generator.lock:
@@ -677,12 +736,16 @@ cdef class Engine:
 
     def advance(self, double t_stop):
         cdef int code
+        if self.pt is None:             # advanced again after `release`
+            self.pt = _take_slot_table(self.ptab.shape[0] // 2 if self.plain else 1)
         with self.bit_generator.lock:
             self.load_rng()
             if self.plain and _plain_loop and self.memoryless and \
                     self.si[S_LIVE_N] + self.si[S_FREE_TOP] != self.ids.shape[0]:
                 raise RuntimeError("the end clock's loop needs every record live or free")
             with nogil:
+                if not (self.plain and _plain_loop):
+                    self.give_back_rows()
                 if self.plain and _plain_loop:
                     if self.tw_on or self.need_client:
                         code = self._plain_extras(t_stop, <with_extras>1)
@@ -899,7 +962,7 @@ cdef class Engine:
 
     cdef void list_ports(self, int64_t d) noexcept nogil:
         """Random allocator below half free: list d's free ports in port order."""
-        list_free_ports(&self.dense[0], &self.free[0], &self.fpos[0], &self.ptab[0], 2, self.n,
+        list_free_ports(&self.dense[0], &self.free[0], &self.fpos[0], &self.ptab[0], 2, -1, self.n,
                         self.Pn, d)
 
     cdef inline void unlist_ports(self, int64_t d) noexcept nogil:
@@ -1425,14 +1488,15 @@ cdef class Engine:
         cdef int32_t h, c, last
         cdef bint measure, close, synced
         cdef int code
-        cdef int64_t cap = self.ids.shape[0]
         cdef int32_t *rows = &self.rows[0]
         cdef int32_t *pt = &self.pt[0]
         cdef int64_t b
-        if Ends is end_clock:
-            rows_enter(rows, pt, llist, crec, ptab, nl)
-        else:
-            rows_enter_heap(rows, pt, heap, heap_n, crec, ptab)
+        if not self.compact:
+            if Ends is end_clock:
+                rows_enter(rows, pt, llist, crec, ptab, nl)
+            else:
+                rows_enter_heap(rows, pt, heap, heap_n, crec, ptab)
+            self.compact = True
         while True:
             if Ends is end_heap:
                 # drop_dead_tops: reset connections' entries leave the top and give their ids back
@@ -1491,7 +1555,7 @@ cdef class Engine:
                 m = rows[L * h + L_PORTC]
                 p = m & 0xFFFF
                 close = (m & L_CLOSE) != 0
-                pt[s] = HELD
+                pt[s] = PT_HELD
                 live[d] -= 1
                 if Ends is end_clock:
                     nl = rows_remove(rows, pt, nl, h)
@@ -1512,7 +1576,7 @@ cdef class Engine:
                 if Ends is end_heap:
                     ids[free_top] = h
                 free_top += 1
-                pt[s] = -1                                        # port_freed
+                pt[s] = PT_FREE                                       # port_freed
                 port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                 if track:
                     est_sum[d] += rows_port_distinct(&pt[s - j], rows, n, j)
@@ -1572,7 +1636,7 @@ cdef class Engine:
                 if dense[d] != 0 and 4 * nfree > 3 * Pn:
                     dense[d] = 0
                 elif dense[d] == 0 and 2 * nfree < Pn:
-                    list_free_ports(dense, free, fpos, pt, 1, n, Pn, d)
+                    list_free_ports(dense, free, fpos, pt, 1, PT_FREE, n, Pn, d)
                 if dense[d] != 0:
                     p = free[d * Pn + rng_randint(&g, bg, nfree)]
                     i = fpos[d * Pn + p]                          # take_free
@@ -1581,11 +1645,11 @@ cdef class Engine:
                     fpos[d * Pn + p] = UNLISTED
                 else:
                     p = rng_randint(&g, bg, Pn)
-                    while pt[(ip * Pn + p) * n + j] != -1:
+                    while pt[(ip * Pn + p) * n + j] != PT_FREE:
                         p = rng_randint(&g, bg, Pn)
                 free_n[d] = nfree - 1
                 b = (ip * Pn + p) * n                             # the port's first entry
-                pt[b + j] = HELD                                  # port_taken
+                pt[b + j] = PT_HELD                                 # port_taken
                 if track:
                     est_sum[d] -= rows_port_distinct(&pt[b], rows, n, j)
                 if cross:
@@ -1608,7 +1672,7 @@ cdef class Engine:
                     if outcome == 1:
                         if measure:
                             failed += 1
-                        pt[b + j] = -1                            # release_port: port_freed
+                        pt[b + j] = PT_FREE                           # release_port: port_freed
                         port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                         if track:
                             est_sum[d] += rows_port_distinct(&pt[b], rows, n, j)
@@ -1617,7 +1681,7 @@ cdef class Engine:
                         for jj in range(n):
                             if jj == j or row_target(pt, rows, b + jj) != target:
                                 continue
-                            h = pt[b + jj]
+                            h = pt[b + jj] - 1
                             if Ends is end_clock and not synced:
                                 e = end_e - (t - end_t0) * <double>nl / mean
                                 end_e = e if e >= 0.0 else 0.0
@@ -1625,7 +1689,7 @@ cdef class Engine:
                                 synced = True
                             # end_connection(h, t, True): the holder on node jj
                             d = rows[L * h + L_DEST]
-                            pt[b + jj] = HELD
+                            pt[b + jj] = PT_HELD
                             live[d] -= 1
                             if Ends is end_clock:
                                 nl = rows_remove(rows, pt, nl, h)
@@ -1636,7 +1700,7 @@ cdef class Engine:
                                                          target, -1)
                             if Ends is end_clock:
                                 free_top += 1
-                            pt[b + jj] = -1
+                            pt[b + jj] = PT_FREE
                             port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                             if track:
                                 est_sum[d] += rows_port_distinct(&pt[b], rows, n, jj)
@@ -1660,7 +1724,7 @@ cdef class Engine:
                 rows[L * c + L_PORTC] = <int32_t>(p | (L_CLOSE if close else 0))
                 if track:
                     rows_port_holder_changed(&pt[b], rows, &est_sum[d - j], n, j, target, 1)
-                pt[b + j] = c
+                pt[b + j] = c + 1
                 live[d] += 1
                 if measure and live[d] > peak:
                     peak = live[d]
@@ -1678,10 +1742,6 @@ cdef class Engine:
             if Ends is end_clock and synced:
                 clock = end_t0 + end_e * mean / <double>nl if nl > 0 else INFINITY
             t_next = self.next_arrival_after(t, rng_exponential(&g, bg))
-        if Ends is end_clock:
-            rows_leave(rows, pt, llist, crec, ids, ptab, nl, cap)
-        else:
-            rows_leave_heap(rows, pt, heap, heap_n, ids, free_top, crec, ptab)
         self.pcg = g
         si[S_LIVE_N] = nl
         si[S_HEAP_N] = heap_n
@@ -1700,4 +1760,6 @@ cdef class Engine:
         sf[F_CLOCK] = clock
         sf[F_FIRST] = first
         sf[F_NEXT_ARR] = t_next
+        if code != 0:               # the state must grow: Python's `grow` copies the records
+            self.give_back_rows()
         return code

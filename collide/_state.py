@@ -111,12 +111,10 @@ def new_state(pi: np.ndarray, pf: np.ndarray, conn_cap: int) -> dict:
 def line_aligned(count: int, dtype, fill) -> np.ndarray:
     """A 1-d array whose first element starts a 64-byte cache line. NumPy aligns to 16 bytes
     only, so half of the 32-byte records would straddle two lines (one more miss per end)."""
-    size = count * np.dtype(dtype).itemsize
-    buf = np.empty(size + 64, np.uint8)
-    off = -buf.ctypes.data % 64
-    a = buf[off:off + size].view(dtype)
-    a.fill(fill)
-    return a
+    itemsize = np.dtype(dtype).itemsize
+    buf = np.full(count + 64 // itemsize, fill, dtype)
+    off = (-buf.ctypes.data % 64) // itemsize
+    return buf[off:off + count]
 
 
 def new_records(count: int) -> np.ndarray:

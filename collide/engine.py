@@ -115,6 +115,11 @@ class _Compiled:
                 return
             self._grow(code)
 
+    def release(self):
+        """The run is over: the shared state arrays become current, scratch goes back."""
+        if self.backend == "cython":
+            self.engine.release()
+
     def counters(self):
         si, sf = self.state["si"], self.state["sf"]
         c = {"connections": si[T.CONN], "established": si[T.EST],
@@ -148,6 +153,9 @@ class _Reference:
 
     def advance(self, t_stop):
         self.sim.advance(t_stop)
+
+    def release(self):
+        pass
 
     def counters(self):
         raw = self.sim.counters()
@@ -202,6 +210,7 @@ def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", es
     except KeyboardInterrupt:
         finished = False
     counters, first, batches, nbytes = sim.counters()
+    sim.release()
     # successes after retries by delay (the schedule's values): [(delay_s, count), ...]
     hist = counters.pop("delay_hist")
     counters["connect_delay_histogram"] = tuple(
