@@ -37,8 +37,8 @@ assert T.FIELDS == ("si", "sf", "live", "cursor", "lin_epoch", "lin_off", "lin_p
                     "cl_node", "cl_exp", "ntl", "tw_key", "tw_exp", "twq_key", "twq_exp", "cq_at",
                     "cq_dp", "batches", "llist", "hkey", "c_t0", "c_life", "dhist", "dense")
 # connection record fields: crec[REC * c + R_...]
-REC, R_DEST, R_PORT, R_TGT, R_CLOSE, R_POS, R_RETRY, R_MEAS = \
-    T.REC, T.R_DEST, T.R_PORT, T.R_TGT, T.R_CLOSE, T.R_POS, T.R_RETRY, T.R_MEAS
+REC, R_DEST, R_PORT, R_TGT, R_CLOSE, R_POS, R_RETRY, R_MEAS, R_ENTRY = \
+    T.REC, T.R_DEST, T.R_PORT, T.R_TGT, T.R_CLOSE, T.R_POS, T.R_RETRY, T.R_MEAS, T.R_ENTRY
 DEAD = T.DEAD          # R_POS of a reset connection whose heap entry is still queued
 HELD, UNLISTED = T.HELD, T.UNLISTED
 
@@ -121,6 +121,26 @@ def rng_randint(g, n):
 def rng_exponential(g):
     g, w = rng_next(g)
     return g, -math.log(np.float64((w >> np.uint64(11)) + np.uint64(1)) * TWO53)
+
+
+@jit_inline
+def rng_lifetime(g, dist, pf, xa, emp_n):
+    """`lifetime` on a tuple (the plain loop's heap ends)."""
+    if dist == 0:
+        g, e = rng_exponential(g)
+        return g, pf[C.MEAN] * e
+    if dist == 1:
+        return g, pf[C.MEAN]
+    if dist == 2:
+        g, e = rng_exponential(g)             # normal(): the same operations in the same order
+        g, u = rng_uniform(g)
+        z = math.sqrt(2.0 * e) * math.cos(2.0 * math.pi * u)
+        return g, math.exp(pf[C.MU] + pf[C.SIGMA] * z)
+    if dist == 4:
+        g, i = rng_randint(g, emp_n)
+        return g, xa[i]
+    g, e = rng_exponential(g)
+    return g, pf[C.XM] * math.exp(e / pf[C.ALPHA])
 
 
 # The same draws on the array `st` (the general loop and the start-up kernels).
@@ -206,17 +226,19 @@ def biased_lifetime(pi, pf, xa, st):
 # Any exact priority queue pops in the reference's (end, serial) order; this layout halves the depth
 # and keeps siblings in one cache line.
 @jit
-def _before(S, ka, a, kb, b):
-    return ka < kb or (ka == kb and S[C_SERIAL][a] < S[C_SERIAL][b])
+def heap_before(serial, ka, a, kb, b):
+    """(ka, a) comes before (kb, b); the serials are read only on a tie of the ends."""
+    return ka < kb or (ka == kb and serial[a] < serial[b])
 
 
+# The sifts take the heap's arrays, not the state tuple: the plain loop calls them with its
+# arrays in locals (`heap_sift_up/down` in _core.pyx).
 @jit
-def _sift_up(S, i, c, kc):
-    heap, hkey = S[HEAP], S[HKEY]
+def heap_sift_up(heap, hkey, serial, i, c, kc):
     while i > 0:
         parent = (i - 1) >> 2
         q = heap[parent]
-        if not _before(S, kc, c, hkey[parent], q):
+        if not heap_before(serial, kc, c, hkey[parent], q):
             break
         heap[i] = q
         hkey[i] = hkey[parent]
@@ -226,9 +248,7 @@ def _sift_up(S, i, c, kc):
 
 
 @jit
-def _sift_down(S, i, c, kc):
-    heap, hkey, si = S[HEAP], S[HKEY], S[SI]
-    n = si[T.HEAP_N]
+def heap_sift_down(heap, hkey, serial, n, i, c, kc):
     while True:
         first = 4 * i + 1
         if first >= n:
@@ -237,10 +257,10 @@ def _sift_down(S, i, c, kc):
         best = first
         kb = hkey[first]
         for ch in range(first + 1, last):
-            if _before(S, hkey[ch], heap[ch], kb, heap[best]):
+            if heap_before(serial, hkey[ch], heap[ch], kb, heap[best]):
                 best = ch
                 kb = hkey[ch]
-        if not _before(S, kb, heap[best], kc, c):
+        if not heap_before(serial, kb, heap[best], kc, c):
             break
         heap[i] = heap[best]
         hkey[i] = kb
@@ -255,7 +275,7 @@ def heap_push(S, c):
     i = si[T.HEAP_N]
     si[T.HEAP_N] = i + 1
     S[CREC][REC * c + R_POS] = 0
-    _sift_up(S, i, c, S[C_END][c])
+    heap_sift_up(S[HEAP], S[HKEY], S[C_SERIAL], i, c, S[C_END][c])
 
 
 @jit
@@ -266,7 +286,7 @@ def heap_pop(S):
     n = si[T.HEAP_N] - 1
     si[T.HEAP_N] = n
     if n > 0:
-        _sift_down(S, 0, heap[n], hkey[n])
+        heap_sift_down(heap, hkey, S[C_SERIAL], n, 0, heap[n], hkey[n])
     S[CREC][REC * top + R_POS] = -1
     return top
 
@@ -282,18 +302,19 @@ def drop_dead_tops(S):
 
 
 # -- TIME_WAIT table: open addressing, linear probing, backward-shift deletion ---------------------------
+# The table's functions take its arrays and `si` (its size and hash shift), not the state tuple:
+# the plain loop calls them with its arrays in locals.
 @jit
-def _tw_home(S, key, cap):
+def _tw_home(si, key, cap):
     h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
-    return np.int64(h >> np.uint64(S[SI][T.TW_SHIFT])) & (cap - 1)
+    return np.int64(h >> np.uint64(si[T.TW_SHIFT])) & (cap - 1)
 
 
 # slot i: key at keys[2 i], expiry at exps[2 i + 1] (views of one buffer, _state.new_tw_table)
 @jit
-def tw_find(S, key):
-    keys = S[TW_KEY]
+def tw_find(keys, si, key):
     cap = keys.shape[0] >> 1
-    i = _tw_home(S, key, cap)
+    i = _tw_home(si, key, cap)
     while keys[2 * i] != -1:
         if keys[2 * i] == key:
             return i
@@ -302,10 +323,9 @@ def tw_find(S, key):
 
 
 @jit
-def tw_set(S, key, expiry):
-    keys, exps, si = S[TW_KEY], S[TW_EXP], S[SI]
+def tw_set(keys, exps, si, key, expiry):
     cap = keys.shape[0] >> 1
-    i = _tw_home(S, key, cap)
+    i = _tw_home(si, key, cap)
     while keys[2 * i] != -1:
         if keys[2 * i] == key:
             exps[2 * i + 1] = expiry
@@ -317,8 +337,7 @@ def tw_set(S, key, expiry):
 
 
 @jit
-def tw_delete(S, i):
-    keys, exps, si = S[TW_KEY], S[TW_EXP], S[SI]
+def tw_delete(keys, exps, si, i):
     cap = keys.shape[0] >> 1
     mask = cap - 1
     j = i
@@ -326,7 +345,7 @@ def tw_delete(S, i):
         j = (j + 1) & mask
         if keys[2 * j] == -1:
             break
-        h = _tw_home(S, keys[2 * j], cap)
+        h = _tw_home(si, keys[2 * j], cap)
         # keep slot j where it is if its home lies cyclically in (i, j]
         if i <= j:
             keep = i < h <= j
@@ -341,13 +360,40 @@ def tw_delete(S, i):
 
 
 @jit
-def take_over_time_wait(S, pi, ip, p, target, measure):
+def tw_enter(keys, exps, qkey, qexp, si, key, expiry):
+    """A 4-tuple enters TIME_WAIT until `expiry`: into the table and the expiry queue."""
+    tw_set(keys, exps, si, key, expiry)
+    i = (si[T.TWQ_HEAD] + si[T.TWQ_N]) % qkey.shape[0]
+    qkey[i] = key
+    qexp[i] = expiry
+    si[T.TWQ_N] += 1
+
+
+@jit
+def tw_expire(keys, exps, qkey, qexp, si):
+    """The expiry queue's head is due: its entry goes unless renewed or taken over since."""
+    key = qkey[si[T.TWQ_HEAD]]
+    expiry = qexp[si[T.TWQ_HEAD]]
+    si[T.TWQ_HEAD] = (si[T.TWQ_HEAD] + 1) % qkey.shape[0]
+    si[T.TWQ_N] -= 1
+    i = tw_find(keys, si, key)
+    if i >= 0 and exps[2 * i + 1] == expiry:
+        tw_delete(keys, exps, si, i)
+
+
+@jit
+def tw_take_over(keys, exps, si, key, measure):
     """A SYN for a 4-tuple the target holds in TIME_WAIT: accepted, the entry goes."""
-    i = tw_find(S, (ip * 65536 + p) * pi[C.B] + target)
+    i = tw_find(keys, si, key)
     if i >= 0:
-        tw_delete(S, i)
+        tw_delete(keys, exps, si, i)
         if measure:
-            S[SI][T.TWHITS] += 1
+            si[T.TWHITS] += 1
+
+
+@jit
+def take_over_time_wait(S, pi, ip, p, target, measure):
+    tw_take_over(S[TW_KEY], S[TW_EXP], S[SI], (ip * 65536 + p) * pi[C.B] + target, measure)
 
 
 # -- free ports and the conditional estimate's sums ----------------------------------------------------
@@ -592,13 +638,7 @@ def end_connection(S, pi, pf, h, t, by_reset):
     if crec[REC * h + R_CLOSE] != 0 and not by_reset and pi[C.TW_ON] != 0:
         key = ((d // n) * 65536 + p) * pi[C.B] + target
         expiry = t + pf[C.TW]
-        tw_set(S, key, expiry)
-        si = S[SI]
-        cap = S[TWQ_KEY].shape[0]
-        i = (si[T.TWQ_HEAD] + si[T.TWQ_N]) % cap
-        S[TWQ_KEY][i] = key
-        S[TWQ_EXP][i] = expiry
-        si[T.TWQ_N] += 1
+        tw_enter(S[TW_KEY], S[TW_EXP], S[TWQ_KEY], S[TWQ_EXP], S[SI], key, expiry)
     si = S[SI]
     if crec[REC * h + R_POS] != DEAD:
         S[IDS][si[T.FREE_TOP]] = h
@@ -784,7 +824,7 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
         take_over_time_wait(S, pi, ip, p, target, measure)
     if measure:
         si[T.EST] += 1
-    c = new_record(S, d, p, target, close, t + life, not memoryless(pi))
+    c = new_record(S, pi, d, p, target, close, t + life, not memoryless(pi))
     if tracking(pi):
         holder_changed(S, pi, d, p, target, 1)
     ptab[base + 2 * j] = c
@@ -799,9 +839,10 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
 
 # -- delayed connects ----------------------------------------------------------------------------------
 @jit
-def new_record(S, d, p, target, close, end, queued):
-    """A connection record from the free-id stack, with the next serial (heap tie-break);
-    end and serial are stored only if it goes into the heap (`queued`)."""
+def new_record(S, pi, d, p, target, close, end, queued):
+    """A connection record from the free-id stack, with the next serial (heap tie-break) and its
+    port-table entry (`R_ENTRY`: the plain loop ends it without a division); end and serial are
+    stored only if it goes into the heap (`queued`)."""
     si = S[SI]
     si[T.SERIAL] += 1
     si[T.FREE_TOP] -= 1
@@ -811,6 +852,7 @@ def new_record(S, d, p, target, close, end, queued):
     crec[REC * c + R_PORT] = p
     crec[REC * c + R_TGT] = target
     crec[REC * c + R_CLOSE] = 1 if close else 0
+    crec[REC * c + R_ENTRY] = entry(pi, d, p)
     if queued:
         S[C_END][c] = end
         S[C_SERIAL][c] = si[T.SERIAL]
@@ -840,7 +882,7 @@ def start_pending(S, pi, xa, d, p, target, close, t, life, measure):
     si = S[SI]
     if measure:
         si[T.PENDING] += 1
-    c = new_record(S, d, p, target, close, t + syn_at(pi, xa, 0), True)
+    c = new_record(S, pi, d, p, target, close, t + syn_at(pi, xa, 0), True)
     S[C_T0][c] = t
     S[C_LIFE][c] = life
     S[CREC][REC * c + R_RETRY] = 0
@@ -1008,14 +1050,7 @@ def advance_general(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                 d = dp // pi[C.P]
                 port_freed(S, pi, d, dp - d * pi[C.P])
             else:
-                cap = S[TWQ_KEY].shape[0]
-                key = S[TWQ_KEY][si[T.TWQ_HEAD]]
-                expiry = S[TWQ_EXP][si[T.TWQ_HEAD]]
-                si[T.TWQ_HEAD] = (si[T.TWQ_HEAD] + 1) % cap
-                si[T.TWQ_N] -= 1
-                i = tw_find(S, key)
-                if i >= 0 and S[TW_EXP][2 * i + 1] == expiry:
-                    tw_delete(S, i)
+                tw_expire(S[TW_KEY], S[TW_EXP], S[TWQ_KEY], S[TWQ_EXP], si)
         else:
             t = sf[T.NEXT_ARR]
             if t >= t_stop:
@@ -1049,18 +1084,26 @@ def port_free_counted(free_n, dense, free, fpos, Pn, d, p):
 # -- the event loop of plain scenarios -----------------------------------------------------------------
 @jit
 def plain(pi):
-    """The common case, which `advance_plain` runs (`Engine.plain` in _core.pyx): exponential
-    lifetimes (the end clock), the random allocator, no TIME_WAIT, no reuse delay, no delayed
-    connects (outcome <= 2, no challenge-ACK limit: the heap stays empty), no sticky clients or
-    per-client IPs, client IP preservation on (no per-target limits)."""
-    return (pi[C.DIST] == 0 and pi[C.TW_ON] == 0 and pi[C.COOL_ON] == 0 and pi[C.OUTCOME] <= 2
-            and pi[C.CA_LIMIT] == 0 and pi[C.NEED_CLIENT] == 0 and pi[C.CIP] != 0
-            and pi[C.ALLOC] == 0)
+    """The scenarios of the plain loops (`Engine.plain` in _core.pyx): the random allocator, no
+    reuse delay, no delayed connects (outcome <= 2, no challenge-ACK limit: the heap holds only
+    ends), client IP preservation on (no per-target limits). Any lifetime law, TIME_WAIT, sticky
+    clients and per-client IPs."""
+    return (pi[C.COOL_ON] == 0 and pi[C.OUTCOME] <= 2 and pi[C.CA_LIMIT] == 0
+            and pi[C.CIP] != 0 and pi[C.ALLOC] == 0)
+
+
+@jit
+def plain_base(pi):
+    """The plain scenarios that `advance_plain` runs: exponential lifetimes (the end clock, the
+    heap stays empty) and none of the extras (TIME_WAIT, sticky clients, per-client IPs)."""
+    return pi[C.DIST] == 0 and pi[C.TW_ON] == 0 and pi[C.NEED_CLIENT] == 0
 
 
 @jit
 def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
-    """`advance_general` for plain scenarios (`plain(pi)`, empty heap): the same steps, draws and
+    """`advance_general` for plain scenarios without extras (`plain_base(pi)`, empty heap): the
+    copy of the plain loop for the base scenario, with none of the code it does not use (the
+    extras and the heap: `advance_plain_extras`). The same steps, draws and
     floating-point operations in the same order (`Engine._advance_plain` in _core.pyx). The
     generator, the clock and the counters live in locals, written back when it returns, so LLVM
     keeps them in registers. The clock is synchronised where `advance_general` would (a reset
@@ -1271,6 +1314,303 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
     return code
 
 
+@jit
+def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
+    """`advance_plain` for every plain scenario (`plain(pi)`): also TIME_WAIT, sticky clients,
+    per-client IPs and ends by the end-time heap (any lifetime law but the exponential; the end
+    clock for it). The same steps, draws and floating-point operations in the same order as
+    `advance_general` (`Engine._advance_plain` in _core.pyx); the heap size, like the generator
+    and the counters, lives in a local. Where Cython compiles a copy per end source and extras
+    (fused types), these are flags tested at run time: one more copy of the loop to compile, no
+    measurable cost on the wall clock (docs/engine.md)."""
+    heap_ends = pi[C.DIST] != 0
+    # Ends read the record's port-table entry (R_ENTRY), which `new_record` and this loop store;
+    # `advance_plain` does not (it divides), and never hands a run over to this loop.
+    si, sf = S[SI], S[SF]
+    ptab, crec, llist, ids, dense = S[PTAB], S[CREC], S[LLIST], S[IDS], S[DENSE]
+    free, fpos, live, free_n, est_sum = S[FREE], S[FPOS], S[LIVE], S[FREE_N], S[EST_SUM]
+    heap, hkey, c_serial = S[HEAP], S[HKEY], S[C_SERIAL]
+    tw_key, tw_exp, twq_key, twq_exp = S[TW_KEY], S[TW_EXP], S[TWQ_KEY], S[TWQ_EXP]
+    cl_node, cl_exp = S[CL_NODE], S[CL_EXP]
+    n, Pn, k, nb_, limit = pi[C.N], pi[C.P], pi[C.K], pi[C.B], pi[C.LIMIT]
+    outcome, dist, emp_n, clients = pi[C.OUTCOME], pi[C.DIST], pi[C.EMP_N], pi[C.CLIENTS]
+    track, estimate = tracking(pi), pi[C.ESTIMATE] != 0
+    cross, weighted = pi[C.CROSS] != 0, pi[C.WEIGHTED] != 0
+    tw_on, sticky = pi[C.TW_ON] != 0, pi[C.STICKY] != 0
+    need_client, ip_per_client = pi[C.NEED_CLIENT] != 0, pi[C.IP_PER_CLIENT] != 0
+    mean, scf, t_measure, t_end = pf[C.MEAN], pf[C.SCF], pf[C.T_MEASURE], pf[C.T_END]
+    tw, dns_ttl = pf[C.TW], pf[C.DNS_TTL]
+    tw_cap, twq_cap = tw_key.shape[0] >> 1, twq_key.shape[0]
+    # state held in locals, written back at the end
+    g = (st[0], st[1], st[2], st[3])
+    nl, free_top, serial, heap_n = si[T.LIVE_N], si[T.FREE_TOP], si[T.SERIAL], si[T.HEAP_N]
+    conn, est, afail, failed = si[T.CONN], si[T.EST], si[T.AFAIL], si[T.FAILED]
+    coll, resets, pairs, peak = si[T.COLL], si[T.RESETS], si[T.PAIRS], si[T.PEAK]
+    end_e, end_t0, clock = sf[T.END_E], sf[T.END_T0], sf[T.CLOCK]
+    first, t_next = sf[T.FIRST], sf[T.NEXT_ARR]
+    t_tw, life = np.inf, 0.0
+    client, ip, j = np.int64(0), np.int64(0), np.int64(0)
+    while True:
+        if heap_ends:
+            # drop_dead_tops: reset connections' entries leave the top and give their ids back
+            while heap_n > 0 and crec[REC * heap[0] + R_POS] == DEAD:
+                h = heap[0]
+                heap_n -= 1
+                if heap_n > 0:
+                    heap_sift_down(heap, hkey, c_serial, heap_n, 0, heap[heap_n], hkey[heap_n])
+                crec[REC * h + R_POS] = -1
+                ids[free_top] = h
+                free_top += 1
+        if free_top == 0:
+            code = T.GROW_CONN
+            break
+        if tw_on:
+            if 10 * (si[T.TW_N] + 1) > 7 * tw_cap:
+                code = T.GROW_TW
+                break
+            if si[T.TWQ_N] == twq_cap:
+                code = T.GROW_TWQ
+                break
+            t_tw = twq_exp[si[T.TWQ_HEAD]] if si[T.TWQ_N] > 0 else np.inf
+        if heap_ends:
+            t = hkey[0] if heap_n > 0 else np.inf
+        else:
+            t = clock
+        if t_tw < t and t_tw <= t_next:
+            # a TIME_WAIT entry expires (unless it was renewed or taken over since)
+            if t_tw >= t_stop:
+                code = T.DONE
+                break
+            tw_expire(tw_key, tw_exp, twq_key, twq_exp, si)
+            continue
+        if t <= t_next:
+            # a connection ends: the clock rings (a uniformly chosen live one: end_by_clock)
+            # or the heap's top is due (heap_pop); then end_connection(h, t, False)
+            if t >= t_stop:
+                code = T.DONE
+                break
+            if heap_ends:
+                h = heap[0]
+                heap_n -= 1
+                if heap_n > 0:
+                    heap_sift_down(heap, hkey, c_serial, heap_n, 0, heap[heap_n], hkey[heap_n])
+                crec[REC * h + R_POS] = -1
+            else:
+                end_t0 = t                  # end_connection's clock_sync is a no-op then
+                g, i = rng_randint(g, nl)
+                h = llist[i]
+            d = np.int64(crec[REC * h + R_DEST])
+            p = np.int64(crec[REC * h + R_PORT])
+            target = np.int64(crec[REC * h + R_TGT])
+            s = np.int64(crec[REC * h + R_ENTRY])
+            ptab[2 * s] = HELD
+            ptab[2 * s + 1] = -1
+            live[d] -= 1
+            if not heap_ends:
+                nl = live_list_remove(llist, crec, nl, h)
+            if track or tw_on:
+                ip = d // n
+                j = d - ip * n
+            if track:
+                holder_changed(S, pi, d, p, target, -1)
+            if tw_on and crec[REC * h + R_CLOSE] != 0:
+                # the server closed first: the target keeps the 4-tuple in TIME_WAIT
+                tw_enter(tw_key, tw_exp, twq_key, twq_exp, si, (ip * 65536 + p) * nb_ + target,
+                         t + tw)
+            ids[free_top] = h
+            free_top += 1
+            ptab[2 * s] = -1                                  # port_freed
+            port_free_counted(free_n, dense, free, fpos, Pn, d, p)
+            if track:
+                est_sum[d] += distinct_targets(S, pi, ip, p, j, -1)
+            if not heap_ends:
+                g, end_e = rng_exponential(g)
+                if nl == 0:
+                    clock = np.inf
+                else:
+                    clock = end_t0 + end_e * mean / np.float64(nl)
+            continue
+        t = t_next
+        if t >= t_stop:
+            code = T.DONE
+            break
+        measure = t_measure <= t and t < t_end
+        synced = False
+        while True:            # one arrival (`arrival`); `break` where it returns
+            if measure:
+                conn += 1
+            if need_client:
+                g, client = rng_randint(g, clients)
+            if ip_per_client:
+                ip = client % k
+            else:
+                g, ip = rng_randint(g, k)
+            if not sticky or t >= cl_exp[client]:
+                if weighted:                                  # draw_node
+                    g, u = rng_uniform(g)
+                    j = 0
+                    while u >= wcum[j]:
+                        j += 1
+                else:
+                    g, j = rng_randint(g, n)
+                if sticky:              # the client resolves the name again: a new node
+                    cl_node[client] = j
+                    cl_exp[client] = t + dns_ttl
+            else:
+                j = cl_node[client]
+            d = ip * n + j
+            if measure and estimate:
+                add_estimate(S, pi, pf, t, ip, j, d)
+            nfree = free_n[d]
+            if live[d] >= limit or nfree == 0:
+                if measure:
+                    afail += 1
+                break
+            # allocate: rejection against the port table while at least half is free, the
+            # free list below half, back to rejection above three quarters
+            if dense[d] != 0 and 4 * nfree > 3 * Pn:
+                dense[d] = 0
+            elif dense[d] == 0 and 2 * nfree < Pn:
+                list_ports(S, pi, d)
+            if dense[d] != 0:
+                g, i = rng_randint(g, nfree)
+                p = np.int64(free[d * Pn + i])
+                i = np.int64(fpos[d * Pn + p])                # take_free
+                moved = np.int64(free[d * Pn + nfree - 1])
+                free[d * Pn + i] = moved
+                fpos[d * Pn + moved] = i
+                fpos[d * Pn + p] = UNLISTED
+            else:
+                g, p = rng_randint(g, Pn)
+                while ptab[2 * ((ip * Pn + p) * n + j)] != -1:
+                    g, p = rng_randint(g, Pn)
+            free_n[d] = nfree - 1
+            base = 2 * (ip * Pn + p) * n
+            ptab[base + 2 * j] = HELD                         # port_taken
+            if track:
+                est_sum[d] -= distinct_targets(S, pi, ip, p, j, -1)
+            if cross:
+                g, target = rng_randint(g, nb_)
+            else:
+                g, i = rng_randint(g, zc[j])
+                target = zs[j] + i
+            nholders = 0
+            for jj in range(n):
+                if jj != j and ptab[base + 2 * jj + 1] == target:
+                    nholders += 1
+            if heap_ends:
+                g, life = rng_lifetime(g, dist, pf, xa, emp_n)
+            if scf >= 1.0:
+                close = True
+            elif scf > 0.0:
+                g, u = rng_uniform(g)
+                close = u < scf
+            else:
+                close = False
+            if nholders > 0:
+                if measure:
+                    coll += 1
+                    pairs += nholders
+                    if first < 0:
+                        first = t - t_measure
+                if outcome == 1:
+                    if measure:
+                        failed += 1
+                    ptab[base + 2 * j] = -1                   # release_port: port_freed
+                    port_free_counted(free_n, dense, free, fpos, Pn, d, p)
+                    if track:
+                        est_sum[d] += distinct_targets(S, pi, ip, p, j, -1)
+                    break
+                if outcome == 0:
+                    for jj in range(n):
+                        if jj != j and ptab[base + 2 * jj + 1] == target:
+                            h = ptab[base + 2 * jj]
+                            if not heap_ends and not synced:
+                                e = end_e - (t - end_t0) * np.float64(nl) / mean
+                                end_e = e if e >= 0.0 else 0.0
+                                end_t0 = t
+                                synced = True
+                            # end_connection(h, t, True): the holder on node jj
+                            dh = np.int64(crec[REC * h + R_DEST])
+                            ptab[base + 2 * jj] = HELD
+                            ptab[base + 2 * jj + 1] = -1
+                            live[dh] -= 1
+                            if heap_ends:       # its heap entry goes when it reaches the top
+                                crec[REC * h + R_POS] = DEAD
+                            else:
+                                nl = live_list_remove(llist, crec, nl, h)
+                            if track:
+                                holder_changed(S, pi, dh, p, target, -1)
+                            if not heap_ends:
+                                ids[free_top] = h
+                                free_top += 1
+                            ptab[base + 2 * jj] = -1
+                            port_free_counted(free_n, dense, free, fpos, Pn, dh, p)
+                            if track:
+                                est_sum[dh] += distinct_targets(S, pi, ip, p, jj, -1)
+                            if measure:
+                                resets += 1
+            elif tw_on:
+                tw_take_over(tw_key, tw_exp, si, (ip * 65536 + p) * nb_ + target, measure)
+            if measure:
+                est += 1
+            serial += 1                                       # new_record
+            free_top -= 1
+            c = ids[free_top]
+            crec[REC * c + R_DEST] = d
+            crec[REC * c + R_PORT] = p
+            crec[REC * c + R_TGT] = target
+            crec[REC * c + R_CLOSE] = 1 if close else 0
+            crec[REC * c + R_ENTRY] = (base >> 1) + j
+            if heap_ends:           # (c_end only carries the end to heap_push: not kept)
+                c_serial[c] = serial
+            if track:
+                holder_changed(S, pi, d, p, target, 1)
+            ptab[base + 2 * j] = c
+            ptab[base + 2 * j + 1] = target
+            live[d] += 1
+            if measure and live[d] > peak:
+                peak = live[d]
+            if heap_ends:                                     # heap_push
+                crec[REC * c + R_POS] = 0
+                heap_sift_up(heap, hkey, c_serial, heap_n, c, t + life)
+                heap_n += 1
+            else:                                             # live_add
+                if not synced:
+                    e = end_e - (t - end_t0) * np.float64(nl) / mean
+                    end_e = e if e >= 0.0 else 0.0
+                    end_t0 = t
+                    synced = True
+                crec[REC * c + R_POS] = nl
+                llist[nl] = c
+                nl += 1
+            break
+        if not heap_ends and synced:
+            clock = end_t0 + end_e * mean / np.float64(nl) if nl > 0 else np.inf
+        g, e = rng_exponential(g)
+        t_next = next_arrival_after(pi, pf, xa, t, e)
+    st[0], st[1] = g[0], g[1]
+    si[T.LIVE_N] = nl
+    si[T.HEAP_N] = heap_n
+    si[T.FREE_TOP] = free_top
+    si[T.SERIAL] = serial
+    si[T.CONN] = conn
+    si[T.EST] = est
+    si[T.AFAIL] = afail
+    si[T.FAILED] = failed
+    si[T.COLL] = coll
+    si[T.RESETS] = resets
+    si[T.PAIRS] = pairs
+    si[T.PEAK] = peak
+    sf[T.END_E] = end_e
+    sf[T.END_T0] = end_t0
+    sf[T.CLOCK] = clock
+    sf[T.FIRST] = first
+    sf[T.NEXT_ARR] = t_next
+    return code
+
+
+
 # -- the run's entry point -----------------------------------------------------------------------------
 _plain_loop = True
 
@@ -1285,8 +1625,14 @@ def use_plain_loop(on):
 
 
 def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
-    """Run to t_stop (T.DONE) or until the state must grow (a GROW code): plain scenarios with an
-    empty heap in `advance_plain`, the others in `advance_general`."""
-    if _plain_loop and S[SI][T.HEAP_N] == 0 and plain(pi):
-        return advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop)
+    """Run to t_stop (T.DONE) or until the state must grow (a GROW code): plain scenarios in a
+    plain loop (`advance_plain` for the base case, `advance_plain_extras` for the others), the
+    other scenarios in `advance_general`."""
+    if _plain_loop and plain(pi):
+        if pi[C.DIST] != 0:
+            return advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop)
+        if S[SI][T.HEAP_N] == 0:       # always: ends by the clock, no delayed connects
+            if plain_base(pi):
+                return advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop)
+            return advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop)
     return advance_general(S, pi, pf, zs, zc, wcum, xa, st, t_stop)

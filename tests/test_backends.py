@@ -269,12 +269,15 @@ def test_plain_loop_same_as_general_loop(name, backend):
 
 
 def test_plain_loop_runs_for_plain_scenarios():
-    from collide import _core, _params as C
+    from collide import _core, _core_numba, _params as C
     from collide._state import new_state
 
     def plain(s):
         pi, pf, zs, zc, w, xa = C.build(s, True)
-        return _core.Engine(pi, pf, zs, zc, w, xa, engine.bit_generator(1), new_state(pi, pf, 64)).plain
+        cython = _core.Engine(pi, pf, zs, zc, w, xa, engine.bit_generator(1),
+                              new_state(pi, pf, 64)).plain
+        assert _core_numba.plain.py_func(pi) == cython    # numba's plain loops: the same set
+        return cython
 
     plain_cases = {"cold", "count", "cross-zone-off", "default-random", "dense-lognormal-reset",
                    "dense-then-sparse", "empirical", "exhaustion", "fail-new", "fixed", "lognormal",
@@ -283,6 +286,55 @@ def test_plain_loop_runs_for_plain_scenarios():
                    "sticky", "time-wait", "time-wait-all", "warmup-seconds", "weights"}
     assert {n for n in CASES if plain(small().replace(CASES[n]))} == plain_cases
     assert plain(Scenario.builtin("seed"))
+
+
+@pytest.mark.parametrize("name, loop", [("default-random", "advance_plain"),
+                                        ("time-wait", "advance_plain_extras"),
+                                        ("sticky", "advance_plain_extras"),
+                                        ("per-client-ips", "advance_plain_extras"),
+                                        ("lognormal", "advance_plain_extras"),
+                                        ("dense-lognormal-reset", "advance_plain_extras"),
+                                        ("fixed", "advance_plain_extras"),
+                                        ("everything", "advance_general"),
+                                        ("cip-off", "advance_general")])
+def test_numba_dispatch_picks_the_loop(monkeypatch, name, loop):
+    """Every `advance` call of a run goes to one numba loop: the base scenario's plain loop, the
+    plain loop with extras and heap ends for the other plain scenarios, the general loop for the
+    rest."""
+    from collide import _core_numba
+    loops = ("advance_plain", "advance_plain_extras", "advance_general")
+    calls = []
+    for f in loops:
+        real = getattr(_core_numba, f)
+        monkeypatch.setattr(_core_numba, f,
+                            lambda *a, _f=f, _real=real: (calls.append(_f), _real(*a))[1])
+    engine.run(small().replace(CASES[name]), engine.bit_generator(2), "numba", chunks=3)
+    assert calls and set(calls) == {loop}
+
+
+@pytest.mark.parametrize("name", ["default-random", "time-wait-all", "dense-lognormal-reset",
+                                  "dense-then-sparse", "sticky", "fail-new"])
+def test_plain_loop_hands_over_to_general_loop_mid_run(name):
+    """The Cython plain loop keeps its rows and port slots between calls and gives them back as
+    records and port-table entries before the general loop runs: switching loops after every
+    chunk must leave the counts the reference's."""
+    from collide import _core
+    s = small().replace(CASES[name])
+    ref = engine.run(s, engine.bit_generator(5), "python")
+    flips = []
+
+    def flip(_fraction):
+        flips.append(_core.use_plain_loop(len(flips) % 2 == 1))
+
+    was = _core.use_plain_loop(True)
+    try:
+        got = engine.run(s, engine.bit_generator(5), "cython", chunks=8, progress=flip)
+    finally:
+        _core.use_plain_loop(was)
+    assert len(flips) == 8
+    assert ref.counters == got.counters
+    assert list(ref.batches) == list(got.batches)
+    assert ref.first_collision_s == got.first_collision_s
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
@@ -296,8 +348,9 @@ def test_property_plain_loop_matches_reference(overrides, seed, estimate):
         overrides["target.on_collision"] = "reset-existing"
     s = small().replace(overrides)
     ref = engine.run(s, engine.bit_generator(seed), "python", estimate=estimate)
-    # in chunks: the loop builds its rows and slots and gives them back at every boundary
-    got = engine.run(s, engine.bit_generator(seed), "cython", estimate=estimate, chunks=3)
-    assert ref.counters == got.counters
-    assert list(ref.batches) == list(got.batches)
-    assert ref.first_collision_s == got.first_collision_s
+    for backend in ("cython", "numba"):
+        # in chunks: the loops stop and start again at each boundary
+        got = engine.run(s, engine.bit_generator(seed), backend, estimate=estimate, chunks=3)
+        assert ref.counters == got.counters, backend
+        assert list(ref.batches) == list(got.batches), backend
+        assert ref.first_collision_s == got.first_collision_s, backend
