@@ -468,6 +468,177 @@ def unlist_ports(S, d):
     S[DENSE][d] = 0
 
 
+# -- the plain loops' compact copy of the connections and port slots (`_core.pyx`) ----------------
+# The plain loops keep their own compact copy of what they touch: connections as 16-byte rows, and
+# port slots `pt` of 4 bytes per entry (PT_FREE, PT_HELD or the holder's row + 1) where the shared
+# port table `ptab` has 8 (slot and target, interleaved); a taken slot's target is read from its
+# row. Under the end clock the rows are in live-list order (a uniformly drawn position picks the
+# same connection as `llist`); under the heap they are indexed by record id. `rows_enter` builds
+# rows and slots from records, `rows_leave` gives records (under the clock: ids 0..nl-1 in list
+# order) and port-table entries back and frees the slots; both are linear in the live
+# connections, and run only when a plain loop starts after something else had the state
+# (`give_back_rows`). The rows and slots belong to the run (`PlainRows`, held by
+# `collide.engine._Compiled`), not to the state.
+L = 4
+L_ENTRY = 0            # port-table entry (ip:port, node)
+L_DEST = 1
+L_TGT = 2
+L_PORTC = 3            # port | L_CLOSE | L_DEAD
+L_CLOSE = 0x10000      # the server closes first
+L_DEAD = 0x20000       # heap: reset while its end is queued (the records' R_POS = DEAD)
+PT_FREE = 0            # a slot of `pt`: free, HELD while a connect is decided, or holder's row + 1
+PT_HELD = -1
+
+
+@jit
+def rows_enter(rows, pt, llist, crec, ptab, nl):
+    for i in range(nl):
+        h = llist[i]
+        s = crec[REC * h + R_ENTRY]
+        rows[L * i + L_ENTRY] = s
+        rows[L * i + L_DEST] = crec[REC * h + R_DEST]
+        rows[L * i + L_TGT] = crec[REC * h + R_TGT]
+        rows[L * i + L_PORTC] = crec[REC * h + R_PORT] | (L_CLOSE if crec[REC * h + R_CLOSE] != 0
+                                                          else 0)
+        pt[s] = i + 1
+        ptab[2 * s] = -1
+        ptab[2 * s + 1] = -1
+
+
+@jit
+def rows_leave(rows, pt, llist, crec, ids, ptab, nl, cap):
+    """Row i becomes record i; ids nl.. are free, the lowest on top of the stack."""
+    for i in range(nl):
+        s = rows[L * i + L_ENTRY]
+        m = rows[L * i + L_PORTC]
+        crec[REC * i + R_DEST] = rows[L * i + L_DEST]
+        crec[REC * i + R_PORT] = m & 0xFFFF
+        crec[REC * i + R_TGT] = rows[L * i + L_TGT]
+        crec[REC * i + R_CLOSE] = 1 if (m & L_CLOSE) != 0 else 0
+        crec[REC * i + R_POS] = i
+        crec[REC * i + R_RETRY] = -1
+        crec[REC * i + R_ENTRY] = s
+        llist[i] = i
+        ptab[2 * s] = i
+        ptab[2 * s + 1] = rows[L * i + L_TGT]
+        pt[s] = PT_FREE
+    for i in range(nl, cap):
+        crec[REC * i + R_POS] = -1
+        ids[cap - 1 - i] = i
+
+
+@jit
+def rows_enter_heap(rows, pt, heap, heap_n, crec, ptab):
+    """The heap's version: rows indexed by record id, for every record in the heap (live, or
+    reset and waiting to leave the top); the slots of the live ones."""
+    for i in range(heap_n):
+        c = heap[i]
+        s = crec[REC * c + R_ENTRY]
+        dead = crec[REC * c + R_POS] == DEAD
+        rows[L * c + L_ENTRY] = s
+        rows[L * c + L_DEST] = crec[REC * c + R_DEST]
+        rows[L * c + L_TGT] = crec[REC * c + R_TGT]
+        rows[L * c + L_PORTC] = crec[REC * c + R_PORT] | (
+            L_CLOSE if crec[REC * c + R_CLOSE] != 0 else 0) | (L_DEAD if dead else 0)
+        if not dead:
+            pt[s] = c + 1
+            ptab[2 * s] = -1
+            ptab[2 * s + 1] = -1
+
+
+@jit
+def rows_leave_heap(rows, pt, heap, heap_n, ids, free_top, crec, ptab):
+    for i in range(heap_n):
+        c = heap[i]
+        s = rows[L * c + L_ENTRY]
+        m = rows[L * c + L_PORTC]
+        crec[REC * c + R_DEST] = rows[L * c + L_DEST]
+        crec[REC * c + R_PORT] = m & 0xFFFF
+        crec[REC * c + R_TGT] = rows[L * c + L_TGT]
+        crec[REC * c + R_CLOSE] = 1 if (m & L_CLOSE) != 0 else 0
+        crec[REC * c + R_POS] = DEAD if (m & L_DEAD) != 0 else 0
+        crec[REC * c + R_RETRY] = -1
+        crec[REC * c + R_ENTRY] = s
+        if (m & L_DEAD) == 0:
+            ptab[2 * s] = c
+            ptab[2 * s + 1] = rows[L * c + L_TGT]
+            pt[s] = PT_FREE
+    for i in range(free_top):
+        crec[REC * ids[i] + R_POS] = -1
+
+
+@jit
+def row_target(pt, rows, e):
+    """The target of entry e's live holder (-1: none), through its row (slot = row + 1)."""
+    x = np.int64(pt[e]) - 1
+    return np.int64(rows[L * x + L_TGT]) if x >= 0 else np.int64(-1)
+
+
+@jit
+def rows_port_distinct(pt, rows, b, n, skip):
+    """`distinct_targets` on one ip:port's N slots of `pt` from entry b (targets through the
+    rows)."""
+    count = 0
+    for j in range(n):
+        if j == skip:
+            continue
+        t = row_target(pt, rows, b + j)
+        if t < 0:
+            continue
+        dup = False
+        for jj in range(j):
+            if jj != skip and row_target(pt, rows, b + jj) == t:
+                dup = True
+                break
+        if not dup:
+            count += 1
+    return count
+
+
+@jit
+def rows_port_holder_changed(pt, rows, est_sum, b, e0, n, j0, target, delta):
+    """`holder_changed` on one ip:port's N slots of `pt` from entry b; est_sum[e0 + j] is node j's
+    sum (e0 = ip * N)."""
+    for jj in range(n):
+        if jj != j0 and row_target(pt, rows, b + jj) == target:
+            return
+    for j in range(n):
+        if j != j0 and pt[b + j] == PT_FREE:
+            est_sum[e0 + j] += delta
+
+
+@jit
+def list_free_ports(dense, free, fpos, slot, stride, free_slot, n, Pn, d):
+    """Random allocator below half free: list d's free ports in port order (`slot[stride * e]`
+    is entry e's slot, `free_slot` when free: `ptab` with stride 2 and -1, the plain loops' `pt`
+    with 1 and PT_FREE)."""
+    ip = d // n
+    e0 = ip * Pn * n + (d - ip * n)
+    dense[d] = 1
+    i = 0
+    for p in range(Pn):
+        if slot[stride * (e0 + p * n)] == free_slot:
+            free[d * Pn + i] = p
+            fpos[d * Pn + p] = i
+            i += 1
+        else:
+            fpos[d * Pn + p] = UNLISTED
+
+
+@jit
+def rows_remove(rows, pt, nl, i):
+    """Swap-remove row i of nl (as `live_remove` on the live list): the last row moves into it
+    and its port slot follows; returns the new length."""
+    nl -= 1
+    if i != nl:
+        rows[L * i + L_ENTRY] = rows[L * nl + L_ENTRY]
+        rows[L * i + L_DEST] = rows[L * nl + L_DEST]
+        rows[L * i + L_TGT] = rows[L * nl + L_TGT]
+        rows[L * i + L_PORTC] = rows[L * nl + L_PORTC]
+        pt[rows[L * i + L_ENTRY]] = i + 1
+    return nl
+
+
 @jit
 def tracking(pi):
     return pi[C.ESTIMATE] != 0 and pi[C.ALLOC] == 0 and pi[C.CROSS] != 0 and pi[C.CIP] != 0 \
@@ -841,8 +1012,9 @@ def arrival(S, pi, pf, zs, zc, wcum, xa, st, t, given_life, measure, outcome):
 @jit
 def new_record(S, pi, d, p, target, close, end, queued):
     """A connection record from the free-id stack, with the next serial (heap tie-break) and its
-    port-table entry (`R_ENTRY`: the plain loop ends it without a division); end and serial are
-    stored only if it goes into the heap (`queued`)."""
+    port-table entry (`R_ENTRY`: `rows_enter` copies it into the plain loops' rows, which end a
+    connection without a division); end and serial are stored only if it goes into the heap
+    (`queued`)."""
     si = S[SI]
     si[T.SERIAL] += 1
     si[T.FREE_TOP] -= 1
@@ -1061,17 +1233,6 @@ def advance_general(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
 
 
 @jit_inline
-def live_list_remove(llist, crec, nl, h):
-    """Swap-remove h from the live list of nl connections; returns the new length."""
-    i = np.int64(crec[REC * h + R_POS])
-    last = llist[nl - 1]
-    llist[i] = last
-    crec[REC * last + R_POS] = i
-    crec[REC * h + R_POS] = -1
-    return nl - 1
-
-
-@jit_inline
 def port_free_counted(free_n, dense, free, fpos, Pn, d, p):
     """Port p of destination d is free again (`put_free`): counted, and listed while d's pool is."""
     m = free_n[d]
@@ -1100,7 +1261,7 @@ def plain_base(pi):
 
 
 @jit
-def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
+def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
     """`advance_general` for plain scenarios without extras (`plain_base(pi)`, empty heap): the
     copy of the plain loop for the base scenario, with none of the code it does not use (the
     extras and the heap: `advance_plain_extras`). The same steps, draws and
@@ -1108,9 +1269,11 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
     generator, the clock and the counters live in locals, written back when it returns, so LLVM
     keeps them in registers. The clock is synchronised where `advance_general` would (a reset
     victim's end, a new connection) and its ring time computed once where `advance_general`
-    overwrites it."""
+    overwrites it. The connections are `rows` in live-list order and the port slots `pt`
+    (`rows_enter`, done by `advance`): the records, the live list, the free ids and the port
+    table are stale until `give_back_rows`."""
     si, sf = S[SI], S[SF]
-    ptab, crec, llist, ids, dense = S[PTAB], S[CREC], S[LLIST], S[IDS], S[DENSE]
+    dense = S[DENSE]
     free, fpos, live, free_n, est_sum = S[FREE], S[FPOS], S[LIVE], S[FREE_N], S[EST_SUM]
     n, Pn, k, nb_, limit = pi[C.N], pi[C.P], pi[C.K], pi[C.B], pi[C.LIMIT]
     outcome = pi[C.OUTCOME]
@@ -1124,6 +1287,7 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
     coll, resets, pairs, peak = si[T.COLL], si[T.RESETS], si[T.PAIRS], si[T.PEAK]
     end_e, end_t0, clock = sf[T.END_E], sf[T.END_T0], sf[T.CLOCK]
     first, t_next = sf[T.FIRST], sf[T.NEXT_ARR]
+    j = np.int64(0)
     while True:
         if free_top == 0:
             code = T.GROW_CONN
@@ -1135,27 +1299,23 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                 break
             t = clock
             end_t0 = t
-            g, i = rng_randint(g, nl)
-            h = llist[i]
+            g, h = rng_randint(g, nl)                       # a row of the live list
             # end_connection(h, t, False), its clock_sync a no-op at end_t0 == t
-            d = np.int64(crec[REC * h + R_DEST])
-            p = np.int64(crec[REC * h + R_PORT])
-            target = np.int64(crec[REC * h + R_TGT])
-            ip = d // n
-            j = d - ip * n
-            s = (ip * Pn + p) * n + j
-            ptab[2 * s] = HELD
-            ptab[2 * s + 1] = -1
+            s = np.int64(rows[L * h + L_ENTRY])
+            d = np.int64(rows[L * h + L_DEST])
+            target = np.int64(rows[L * h + L_TGT])
+            p = np.int64(rows[L * h + L_PORTC]) & 0xFFFF
+            pt[s] = PT_HELD
             live[d] -= 1
-            nl = live_list_remove(llist, crec, nl, h)
+            nl = rows_remove(rows, pt, nl, h)
             if track:
-                holder_changed(S, pi, d, p, target, -1)
-            ids[free_top] = h
-            free_top += 1
-            ptab[2 * s] = -1                                  # port_freed
+                j = d - (d // n) * n
+                rows_port_holder_changed(pt, rows, est_sum, s - j, d - j, n, j, target, -1)
+            free_top += 1                                   # (the ids: `rows_leave`)
+            pt[s] = PT_FREE                                 # port_freed
             port_free_counted(free_n, dense, free, fpos, Pn, d, p)
             if track:
-                est_sum[d] += distinct_targets(S, pi, ip, p, j, -1)
+                est_sum[d] += rows_port_distinct(pt, rows, s - j, n, j)
             g, end_e = rng_exponential(g)
             if nl == 0:
                 clock = np.inf
@@ -1187,12 +1347,12 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                 if measure:
                     afail += 1
                 break
-            # allocate: rejection against the port table while at least half is free, the free
+            # allocate: rejection against the port slots while at least half is free, the free
             # list below half, back to rejection above three quarters
             if dense[d] != 0 and 4 * nfree > 3 * Pn:
                 dense[d] = 0
             elif dense[d] == 0 and 2 * nfree < Pn:
-                list_ports(S, pi, d)
+                list_free_ports(dense, free, fpos, pt, 1, PT_FREE, n, Pn, d)
             if dense[d] != 0:
                 g, i = rng_randint(g, nfree)
                 p = np.int64(free[d * Pn + i])
@@ -1203,13 +1363,13 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                 fpos[d * Pn + p] = UNLISTED
             else:
                 g, p = rng_randint(g, Pn)
-                while ptab[2 * ((ip * Pn + p) * n + j)] != -1:
+                while pt[(ip * Pn + p) * n + j] != PT_FREE:
                     g, p = rng_randint(g, Pn)
             free_n[d] = nfree - 1
-            base = 2 * (ip * Pn + p) * n
-            ptab[base + 2 * j] = HELD                         # port_taken
+            b = (ip * Pn + p) * n                             # the port's first entry
+            pt[b + j] = PT_HELD                               # port_taken
             if track:
-                est_sum[d] -= distinct_targets(S, pi, ip, p, j, -1)
+                est_sum[d] -= rows_port_distinct(pt, rows, b, n, j)
             if cross:
                 g, target = rng_randint(g, nb_)
             else:
@@ -1217,7 +1377,7 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                 target = zs[j] + i
             nholders = 0
             for jj in range(n):
-                if jj != j and ptab[base + 2 * jj + 1] == target:
+                if jj != j and row_target(pt, rows, b + jj) == target:
                     nholders += 1
             if scf >= 1.0:
                 close = True
@@ -1235,49 +1395,48 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                 if outcome == 1:
                     if measure:
                         failed += 1
-                    ptab[base + 2 * j] = -1                   # release_port: port_freed
+                    pt[b + j] = PT_FREE                       # release_port: port_freed
                     port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                     if track:
-                        est_sum[d] += distinct_targets(S, pi, ip, p, j, -1)
+                        est_sum[d] += rows_port_distinct(pt, rows, b, n, j)
                     break
                 if outcome == 0:
                     for jj in range(n):
-                        if jj != j and ptab[base + 2 * jj + 1] == target:
-                            h = ptab[base + 2 * jj]
-                            if not synced:
-                                e = end_e - (t - end_t0) * np.float64(nl) / mean
-                                end_e = e if e >= 0.0 else 0.0
-                                end_t0 = t
-                                synced = True
-                            # end_connection(h, t, True): the holder on node jj
-                            dh = np.int64(crec[REC * h + R_DEST])
-                            ptab[base + 2 * jj] = HELD
-                            ptab[base + 2 * jj + 1] = -1
-                            live[dh] -= 1
-                            nl = live_list_remove(llist, crec, nl, h)
-                            if track:
-                                holder_changed(S, pi, dh, p, target, -1)
-                            ids[free_top] = h
-                            free_top += 1
-                            ptab[base + 2 * jj] = -1
-                            port_free_counted(free_n, dense, free, fpos, Pn, dh, p)
-                            if track:
-                                est_sum[dh] += distinct_targets(S, pi, ip, p, jj, -1)
-                            if measure:
-                                resets += 1
+                        if jj == j or row_target(pt, rows, b + jj) != target:
+                            continue
+                        h = np.int64(pt[b + jj]) - 1
+                        if not synced:
+                            e = end_e - (t - end_t0) * np.float64(nl) / mean
+                            end_e = e if e >= 0.0 else 0.0
+                            end_t0 = t
+                            synced = True
+                        # end_connection(h, t, True): the holder on node jj
+                        dh = np.int64(rows[L * h + L_DEST])
+                        pt[b + jj] = PT_HELD
+                        live[dh] -= 1
+                        nl = rows_remove(rows, pt, nl, h)
+                        if track:
+                            rows_port_holder_changed(pt, rows, est_sum, b, dh - jj, n, jj,
+                                                     target, -1)
+                        free_top += 1
+                        pt[b + jj] = PT_FREE
+                        port_free_counted(free_n, dense, free, fpos, Pn, dh, p)
+                        if track:
+                            est_sum[dh] += rows_port_distinct(pt, rows, b, n, jj)
+                        if measure:
+                            resets += 1
             if measure:
                 est += 1
             serial += 1                                       # new_record (not queued)
             free_top -= 1
-            c = ids[free_top]
-            crec[REC * c + R_DEST] = d
-            crec[REC * c + R_PORT] = p
-            crec[REC * c + R_TGT] = target
-            crec[REC * c + R_CLOSE] = 1 if close else 0
+            c = nl                                            # the next row of the live list
+            rows[L * c + L_ENTRY] = b + j
+            rows[L * c + L_DEST] = d
+            rows[L * c + L_TGT] = target
+            rows[L * c + L_PORTC] = p | (L_CLOSE if close else 0)
             if track:
-                holder_changed(S, pi, d, p, target, 1)
-            ptab[base + 2 * j] = c
-            ptab[base + 2 * j + 1] = target
+                rows_port_holder_changed(pt, rows, est_sum, b, d - j, n, j, target, 1)
+            pt[b + j] = c + 1
             live[d] += 1
             if measure and live[d] > peak:
                 peak = live[d]
@@ -1286,8 +1445,6 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                 end_e = e if e >= 0.0 else 0.0
                 end_t0 = t
                 synced = True
-            crec[REC * c + R_POS] = nl
-            llist[nl] = c
             nl += 1
             break
         if synced:
@@ -1315,19 +1472,19 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
 
 
 @jit
-def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
+def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
     """`advance_plain` for every plain scenario (`plain(pi)`): also TIME_WAIT, sticky clients,
     per-client IPs and ends by the end-time heap (any lifetime law but the exponential; the end
     clock for it). The same steps, draws and floating-point operations in the same order as
     `advance_general` (`Engine._advance_plain` in _core.pyx); the heap size, like the generator
     and the counters, lives in a local. Where Cython compiles a copy per end source and extras
     (fused types), these are flags tested at run time: one more copy of the loop to compile, no
-    measurable cost on the wall clock (docs/engine.md)."""
+    measurable cost on the wall clock (docs/engine.md). The connections are `rows` (in live-list
+    order under the clock, by record id under the heap; `rows_enter`/`rows_enter_heap`, done by
+    `advance`) and the port slots `pt`."""
     heap_ends = pi[C.DIST] != 0
-    # Ends read the record's port-table entry (R_ENTRY), which `new_record` and this loop store;
-    # `advance_plain` does not (it divides), and never hands a run over to this loop.
     si, sf = S[SI], S[SF]
-    ptab, crec, llist, ids, dense = S[PTAB], S[CREC], S[LLIST], S[IDS], S[DENSE]
+    ids, dense = S[IDS], S[DENSE]
     free, fpos, live, free_n, est_sum = S[FREE], S[FPOS], S[LIVE], S[FREE_N], S[EST_SUM]
     heap, hkey, c_serial = S[HEAP], S[HKEY], S[C_SERIAL]
     tw_key, tw_exp, twq_key, twq_exp = S[TW_KEY], S[TW_EXP], S[TWQ_KEY], S[TWQ_EXP]
@@ -1353,12 +1510,11 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
     while True:
         if heap_ends:
             # drop_dead_tops: reset connections' entries leave the top and give their ids back
-            while heap_n > 0 and crec[REC * heap[0] + R_POS] == DEAD:
-                h = heap[0]
+            while heap_n > 0 and (rows[L * heap[0] + L_PORTC] & L_DEAD) != 0:
+                h = np.int64(heap[0])
                 heap_n -= 1
                 if heap_n > 0:
                     heap_sift_down(heap, hkey, c_serial, heap_n, 0, heap[heap_n], hkey[heap_n])
-                crec[REC * h + R_POS] = -1
                 ids[free_top] = h
                 free_top += 1
         if free_top == 0:
@@ -1390,39 +1546,38 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                 code = T.DONE
                 break
             if heap_ends:
-                h = heap[0]
+                h = np.int64(heap[0])
                 heap_n -= 1
                 if heap_n > 0:
                     heap_sift_down(heap, hkey, c_serial, heap_n, 0, heap[heap_n], hkey[heap_n])
-                crec[REC * h + R_POS] = -1
             else:
                 end_t0 = t                  # end_connection's clock_sync is a no-op then
-                g, i = rng_randint(g, nl)
-                h = llist[i]
-            d = np.int64(crec[REC * h + R_DEST])
-            p = np.int64(crec[REC * h + R_PORT])
-            target = np.int64(crec[REC * h + R_TGT])
-            s = np.int64(crec[REC * h + R_ENTRY])
-            ptab[2 * s] = HELD
-            ptab[2 * s + 1] = -1
+                g, h = rng_randint(g, nl)   # a row of the live list
+            s = np.int64(rows[L * h + L_ENTRY])
+            d = np.int64(rows[L * h + L_DEST])
+            target = np.int64(rows[L * h + L_TGT])
+            m = np.int64(rows[L * h + L_PORTC])
+            p = m & 0xFFFF
+            pt[s] = PT_HELD
             live[d] -= 1
             if not heap_ends:
-                nl = live_list_remove(llist, crec, nl, h)
+                nl = rows_remove(rows, pt, nl, h)
             if track or tw_on:
                 ip = d // n
                 j = d - ip * n
             if track:
-                holder_changed(S, pi, d, p, target, -1)
-            if tw_on and crec[REC * h + R_CLOSE] != 0:
+                rows_port_holder_changed(pt, rows, est_sum, s - j, d - j, n, j, target, -1)
+            if tw_on and (m & L_CLOSE) != 0:
                 # the server closed first: the target keeps the 4-tuple in TIME_WAIT
                 tw_enter(tw_key, tw_exp, twq_key, twq_exp, si, (ip * 65536 + p) * nb_ + target,
                          t + tw)
-            ids[free_top] = h
+            if heap_ends:
+                ids[free_top] = h
             free_top += 1
-            ptab[2 * s] = -1                                  # port_freed
+            pt[s] = PT_FREE                                   # port_freed
             port_free_counted(free_n, dense, free, fpos, Pn, d, p)
             if track:
-                est_sum[d] += distinct_targets(S, pi, ip, p, j, -1)
+                est_sum[d] += rows_port_distinct(pt, rows, s - j, n, j)
             if not heap_ends:
                 g, end_e = rng_exponential(g)
                 if nl == 0:
@@ -1466,12 +1621,12 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                 if measure:
                     afail += 1
                 break
-            # allocate: rejection against the port table while at least half is free, the
+            # allocate: rejection against the port slots while at least half is free, the
             # free list below half, back to rejection above three quarters
             if dense[d] != 0 and 4 * nfree > 3 * Pn:
                 dense[d] = 0
             elif dense[d] == 0 and 2 * nfree < Pn:
-                list_ports(S, pi, d)
+                list_free_ports(dense, free, fpos, pt, 1, PT_FREE, n, Pn, d)
             if dense[d] != 0:
                 g, i = rng_randint(g, nfree)
                 p = np.int64(free[d * Pn + i])
@@ -1482,13 +1637,13 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                 fpos[d * Pn + p] = UNLISTED
             else:
                 g, p = rng_randint(g, Pn)
-                while ptab[2 * ((ip * Pn + p) * n + j)] != -1:
+                while pt[(ip * Pn + p) * n + j] != PT_FREE:
                     g, p = rng_randint(g, Pn)
             free_n[d] = nfree - 1
-            base = 2 * (ip * Pn + p) * n
-            ptab[base + 2 * j] = HELD                         # port_taken
+            b = (ip * Pn + p) * n                             # the port's first entry
+            pt[b + j] = PT_HELD                               # port_taken
             if track:
-                est_sum[d] -= distinct_targets(S, pi, ip, p, j, -1)
+                est_sum[d] -= rows_port_distinct(pt, rows, b, n, j)
             if cross:
                 g, target = rng_randint(g, nb_)
             else:
@@ -1496,7 +1651,7 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                 target = zs[j] + i
             nholders = 0
             for jj in range(n):
-                if jj != j and ptab[base + 2 * jj + 1] == target:
+                if jj != j and row_target(pt, rows, b + jj) == target:
                     nholders += 1
             if heap_ends:
                 g, life = rng_lifetime(g, dist, pf, xa, emp_n)
@@ -1516,63 +1671,62 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                 if outcome == 1:
                     if measure:
                         failed += 1
-                    ptab[base + 2 * j] = -1                   # release_port: port_freed
+                    pt[b + j] = PT_FREE                       # release_port: port_freed
                     port_free_counted(free_n, dense, free, fpos, Pn, d, p)
                     if track:
-                        est_sum[d] += distinct_targets(S, pi, ip, p, j, -1)
+                        est_sum[d] += rows_port_distinct(pt, rows, b, n, j)
                     break
                 if outcome == 0:
                     for jj in range(n):
-                        if jj != j and ptab[base + 2 * jj + 1] == target:
-                            h = ptab[base + 2 * jj]
-                            if not heap_ends and not synced:
-                                e = end_e - (t - end_t0) * np.float64(nl) / mean
-                                end_e = e if e >= 0.0 else 0.0
-                                end_t0 = t
-                                synced = True
-                            # end_connection(h, t, True): the holder on node jj
-                            dh = np.int64(crec[REC * h + R_DEST])
-                            ptab[base + 2 * jj] = HELD
-                            ptab[base + 2 * jj + 1] = -1
-                            live[dh] -= 1
-                            if heap_ends:       # its heap entry goes when it reaches the top
-                                crec[REC * h + R_POS] = DEAD
-                            else:
-                                nl = live_list_remove(llist, crec, nl, h)
-                            if track:
-                                holder_changed(S, pi, dh, p, target, -1)
-                            if not heap_ends:
-                                ids[free_top] = h
-                                free_top += 1
-                            ptab[base + 2 * jj] = -1
-                            port_free_counted(free_n, dense, free, fpos, Pn, dh, p)
-                            if track:
-                                est_sum[dh] += distinct_targets(S, pi, ip, p, jj, -1)
-                            if measure:
-                                resets += 1
+                        if jj == j or row_target(pt, rows, b + jj) != target:
+                            continue
+                        h = np.int64(pt[b + jj]) - 1
+                        if not heap_ends and not synced:
+                            e = end_e - (t - end_t0) * np.float64(nl) / mean
+                            end_e = e if e >= 0.0 else 0.0
+                            end_t0 = t
+                            synced = True
+                        # end_connection(h, t, True): the holder on node jj
+                        dh = np.int64(rows[L * h + L_DEST])
+                        pt[b + jj] = PT_HELD
+                        live[dh] -= 1
+                        if heap_ends:           # its heap entry goes when it reaches the top
+                            rows[L * h + L_PORTC] |= L_DEAD
+                        else:
+                            nl = rows_remove(rows, pt, nl, h)
+                        if track:
+                            rows_port_holder_changed(pt, rows, est_sum, b, dh - jj, n, jj,
+                                                     target, -1)
+                        if not heap_ends:
+                            free_top += 1
+                        pt[b + jj] = PT_FREE
+                        port_free_counted(free_n, dense, free, fpos, Pn, dh, p)
+                        if track:
+                            est_sum[dh] += rows_port_distinct(pt, rows, b, n, jj)
+                        if measure:
+                            resets += 1
             elif tw_on:
                 tw_take_over(tw_key, tw_exp, si, (ip * 65536 + p) * nb_ + target, measure)
             if measure:
                 est += 1
             serial += 1                                       # new_record
             free_top -= 1
-            c = ids[free_top]
-            crec[REC * c + R_DEST] = d
-            crec[REC * c + R_PORT] = p
-            crec[REC * c + R_TGT] = target
-            crec[REC * c + R_CLOSE] = 1 if close else 0
-            crec[REC * c + R_ENTRY] = (base >> 1) + j
-            if heap_ends:           # (c_end only carries the end to heap_push: not kept)
+            if heap_ends:       # the record's row, its serial for the heap's ties
+                c = np.int64(ids[free_top])
                 c_serial[c] = serial
+            else:               # the next row of the live list
+                c = nl
+            rows[L * c + L_ENTRY] = b + j
+            rows[L * c + L_DEST] = d
+            rows[L * c + L_TGT] = target
+            rows[L * c + L_PORTC] = p | (L_CLOSE if close else 0)
             if track:
-                holder_changed(S, pi, d, p, target, 1)
-            ptab[base + 2 * j] = c
-            ptab[base + 2 * j + 1] = target
+                rows_port_holder_changed(pt, rows, est_sum, b, d - j, n, j, target, 1)
+            pt[b + j] = c + 1
             live[d] += 1
             if measure and live[d] > peak:
                 peak = live[d]
             if heap_ends:                                     # heap_push
-                crec[REC * c + R_POS] = 0
                 heap_sift_up(heap, hkey, c_serial, heap_n, c, t + life)
                 heap_n += 1
             else:                                             # live_add
@@ -1581,8 +1735,6 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
                     end_e = e if e >= 0.0 else 0.0
                     end_t0 = t
                     synced = True
-                crec[REC * c + R_POS] = nl
-                llist[nl] = c
                 nl += 1
             break
         if not heap_ends and synced:
@@ -1610,7 +1762,6 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
     return code
 
 
-
 # -- the run's entry point -----------------------------------------------------------------------------
 _plain_loop = True
 
@@ -1624,15 +1775,104 @@ def use_plain_loop(on):
     return was
 
 
-def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop):
+# The plain loops' port slot tables (`PlainRows.pt`, all PT_FREE when not in use), kept for the
+# next run of the same shape: a fresh table of megabytes per run would be faulted in page by page
+# (glibc hands large blocks back to the kernel), which costs more than a short run itself. A run
+# returns its table when it gives its rows back (`release`). As `_slot_tables` in _core.pyx.
+_slot_tables = {}
+_SLOT_TABLES_KEPT = 4
+
+
+def _take_slot_table(size):
+    try:
+        return _slot_tables[size].pop()
+    except (KeyError, IndexError):
+        return np.full(size, PT_FREE, np.int32)     # written now: no page faults mid-run
+
+
+class PlainRows:
+    """One run's rows and port slots for the plain loops (Cython keeps them in its `Engine`;
+    `collide.engine._Compiled` holds one of these for numba). `compact`: rows and pt hold the
+    connections, and the records, the live list, the free ids and the port table are stale."""
+    __slots__ = ("rows", "pt", "compact")
+
+    def __init__(self):
+        self.rows = None
+        self.pt = None
+        self.compact = False
+
+    def nbytes(self):
+        return sum(a.nbytes for a in (self.rows, self.pt) if a is not None)
+
+
+def give_back_rows(S, pi, rows):
+    """The plain loops keep their rows and slots from one call to the next (building them costs
+    as much as thousands of connections, and a first-reset run makes dozens of calls); they become
+    records and port-table entries again before anything else reads those: a GROW return, the
+    general loop, placement, the end of the run (`release`)."""
+    if rows is None or not rows.compact:
+        return
+    si = S[SI]
+    if pi[C.DIST] == 0:
+        rows_leave(rows.rows, rows.pt, S[LLIST], S[CREC], S[IDS], S[PTAB], si[T.LIVE_N],
+                   S[IDS].shape[0])
+    else:
+        rows_leave_heap(rows.rows, rows.pt, S[HEAP], si[T.HEAP_N], S[IDS], si[T.FREE_TOP],
+                        S[CREC], S[PTAB])
+    rows.compact = False
+
+
+def release(S, pi, rows):
+    """The run is over: give the rows back and keep the slot table for the next run."""
+    give_back_rows(S, pi, rows)
+    if rows is None or rows.pt is None:
+        return
+    table, rows.pt = rows.pt, None
+    if sum(len(v) for v in _slot_tables.values()) >= _SLOT_TABLES_KEPT:
+        _slot_tables.clear()
+    _slot_tables.setdefault(table.shape[0], []).append(table)
+
+
+def _enter_rows(S, pi, rows):
+    """Size the scratch for the state (the records grow) and build rows and slots if the loop
+    does not hold them yet."""
+    if rows.compact:
+        return
+    si = S[SI]
+    need = L * S[IDS].shape[0]
+    if rows.rows is None or rows.rows.shape[0] != need:
+        rows.rows = np.empty(need, np.int32)
+    need = S[PTAB].shape[0] // 2
+    if rows.pt is None or rows.pt.shape[0] != need:      # (all free between calls of the loops)
+        rows.pt = _take_slot_table(need)
+    if pi[C.DIST] == 0:
+        if si[T.LIVE_N] + si[T.FREE_TOP] != S[IDS].shape[0]:
+            raise RuntimeError("the end clock's loop needs every record live or free")
+        rows_enter(rows.rows, rows.pt, S[LLIST], S[CREC], S[PTAB], si[T.LIVE_N])
+    else:
+        rows_enter_heap(rows.rows, rows.pt, S[HEAP], si[T.HEAP_N], S[CREC], S[PTAB])
+    rows.compact = True
+
+
+def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows=None):
     """Run to t_stop (T.DONE) or until the state must grow (a GROW code): plain scenarios in a
     plain loop (`advance_plain` for the base case, `advance_plain_extras` for the others), the
-    other scenarios in `advance_general`."""
-    if _plain_loop and plain(pi):
-        if pi[C.DIST] != 0:
-            return advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop)
-        if S[SI][T.HEAP_N] == 0:       # always: ends by the clock, no delayed connects
-            if plain_base(pi):
-                return advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop)
-            return advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop)
-    return advance_general(S, pi, pf, zs, zc, wcum, xa, st, t_stop)
+    other scenarios in `advance_general`. `rows` (a `PlainRows`) keeps the plain loops' rows and
+    slots between calls; without it they are built and given back in this call."""
+    plain_loop = _plain_loop and plain(pi) and (pi[C.DIST] != 0 or S[SI][T.HEAP_N] == 0)
+    if not plain_loop:      # (exponential lifetimes: the heap always empty, no delayed connects)
+        give_back_rows(S, pi, rows)
+        return advance_general(S, pi, pf, zs, zc, wcum, xa, st, t_stop)
+    own = rows is None
+    if own:
+        rows = PlainRows()
+    _enter_rows(S, pi, rows)
+    if plain_base(pi):
+        code = advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows.rows, rows.pt)
+    else:
+        code = advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows.rows, rows.pt)
+    if own:
+        release(S, pi, rows)
+    elif code != T.DONE:        # the state grows: Python's `grow` copies the records
+        give_back_rows(S, pi, rows)
+    return code

@@ -64,6 +64,7 @@ class _Compiled:
         else:
             from . import _core_numba as nbk
             self.nbk = nbk
+            self.rows = nbk.PlainRows()     # the plain loops' rows and slots, kept between calls
             if type(bitgen) is not np.random.PCG64:
                 raise ValueError("--backend numba: needs a PCG64 bit generator "
                                  f"(got {type(bitgen).__name__})")
@@ -78,11 +79,12 @@ class _Compiled:
             if name == "draw_stationary":
                 out = nbk.draw_stationary(pi, pf, xa, st)
             elif name == "place_stationary":
+                nbk.give_back_rows(S, pi, self.rows)
                 out = nbk.place_stationary(S, pi, pf, zs, zc, w, xa, st, *args)
             elif name == "schedule_first_arrival":
                 out = nbk.schedule_first_arrival(S, pi, pf, xa, st)
             else:
-                out = nbk.advance(S, pi, pf, zs, zc, w, xa, st, *args)
+                out = nbk.advance(S, pi, pf, zs, zc, w, xa, st, *args, self.rows)
             T.pcg_store(self.bitgen, st)
         return out
 
@@ -119,6 +121,8 @@ class _Compiled:
         """The run is over: the shared state arrays become current, scratch goes back."""
         if self.backend == "cython":
             self.engine.release()
+        else:
+            self.nbk.release(T.as_tuple(self.state), self.arrays[0], self.rows)
 
     def counters(self):
         si, sf = self.state["si"], self.state["sf"]
@@ -133,6 +137,8 @@ class _Compiled:
         nbytes = T.state_bytes(self.state)
         if self.backend == "cython":
             nbytes += self.engine.scratch_bytes()
+        else:
+            nbytes += self.rows.nbytes()
         return c, float(sf[T.FIRST]), self.state["batches"].copy(), nbytes
 
 

@@ -337,6 +337,30 @@ def test_plain_loop_hands_over_to_general_loop_mid_run(name):
     assert ref.first_collision_s == got.first_collision_s
 
 
+@pytest.mark.parametrize("name", ["default-random", "time-wait-all", "dense-lognormal-reset",
+                                  "dense-then-sparse", "sticky", "fail-new", "lognormal"])
+def test_numba_plain_loop_hands_over_to_general_loop_mid_run(name):
+    """The numba twin: the plain loops keep their rows and port slots between calls
+    (`_core_numba.PlainRows`) and give them back before the general loop runs."""
+    from collide import _core_numba
+    s = small().replace(CASES[name])
+    ref = engine.run(s, engine.bit_generator(5), "python")
+    flips = []
+
+    def flip(_fraction):
+        flips.append(_core_numba.use_plain_loop(len(flips) % 2 == 1))
+
+    was = _core_numba.use_plain_loop(True)
+    try:
+        got = engine.run(s, engine.bit_generator(5), "numba", chunks=8, progress=flip)
+    finally:
+        _core_numba.use_plain_loop(was)
+    assert len(flips) == 8
+    assert ref.counters == got.counters
+    assert list(ref.batches) == list(got.batches)
+    assert ref.first_collision_s == got.first_collision_s
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 @given(overrides=scenario_strategy, seed=st.integers(0, 2**32), estimate=st.booleans())
 def test_property_plain_loop_matches_reference(overrides, seed, estimate):
