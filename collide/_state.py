@@ -97,8 +97,7 @@ def new_state(pi: np.ndarray, pf: np.ndarray, conn_cap: int) -> dict:
     s["cl_exp"] = np.full(clients, -np.inf, np.float64)
     s["ntl"] = np.zeros(n * int(pi[C.B]) if not pi[C.CIP] else 1, np.int32)
     tw_guess = int(pf[C.RATE] * pf[C.TW] * pf[C.SCF] * 1.5) + 64 if pi[C.TW_ON] else 8
-    # tw_guess is 1.5x the mean TIME_WAIT count; the table grows at 70 % full
-    s["tw_key"], s["tw_exp"] = new_tw_table(_pow2(int(tw_guess / 0.7)))
+    s["tw_key"], s["tw_exp"] = new_tw_table(_pow2(2 * tw_guess))
     s["si"][TW_SHIFT] = tw_shift(tw_capacity(s))
     s["twq_key"] = np.zeros(_pow2(tw_guess), np.int64)
     s["twq_exp"] = np.zeros(_pow2(tw_guess), np.float64)
