@@ -1260,6 +1260,31 @@ def plain_base(pi):
     return pi[C.DIST] == 0 and pi[C.TW_ON] == 0 and pi[C.NEED_CLIENT] == 0
 
 
+@jit_inline
+def take_free_port(g, dense, free, fpos, free_n, pt, ip, j, d, n, Pn, nfree):
+    """The plain loops' `allocate`: a uniformly drawn free port of destination d (node j from
+    NAT IP ip), by rejection against the port slots while at least half is free, from the free
+    list below half, back to rejection above three quarters; returns (generator, port)."""
+    if dense[d] != 0 and 4 * nfree > 3 * Pn:
+        dense[d] = 0
+    elif dense[d] == 0 and 2 * nfree < Pn:
+        list_free_ports(dense, free, fpos, pt, 1, PT_FREE, n, Pn, d)
+    if dense[d] != 0:
+        g, i = rng_randint(g, nfree)
+        p = np.int64(free[d * Pn + i])
+        i = np.int64(fpos[d * Pn + p])                # take_free
+        moved = np.int64(free[d * Pn + nfree - 1])
+        free[d * Pn + i] = moved
+        fpos[d * Pn + moved] = i
+        fpos[d * Pn + p] = UNLISTED
+    else:
+        g, p = rng_randint(g, Pn)
+        while pt[(ip * Pn + p) * n + j] != PT_FREE:
+            g, p = rng_randint(g, Pn)
+    free_n[d] = nfree - 1
+    return g, p
+
+
 @jit
 def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
     """`advance_general` for plain scenarios without extras (`plain_base(pi)`, empty heap): the
@@ -1347,25 +1372,7 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
                 if measure:
                     afail += 1
                 break
-            # allocate: rejection against the port slots while at least half is free, the free
-            # list below half, back to rejection above three quarters
-            if dense[d] != 0 and 4 * nfree > 3 * Pn:
-                dense[d] = 0
-            elif dense[d] == 0 and 2 * nfree < Pn:
-                list_free_ports(dense, free, fpos, pt, 1, PT_FREE, n, Pn, d)
-            if dense[d] != 0:
-                g, i = rng_randint(g, nfree)
-                p = np.int64(free[d * Pn + i])
-                i = np.int64(fpos[d * Pn + p])                # take_free
-                moved = np.int64(free[d * Pn + nfree - 1])
-                free[d * Pn + i] = moved
-                fpos[d * Pn + moved] = i
-                fpos[d * Pn + p] = UNLISTED
-            else:
-                g, p = rng_randint(g, Pn)
-                while pt[(ip * Pn + p) * n + j] != PT_FREE:
-                    g, p = rng_randint(g, Pn)
-            free_n[d] = nfree - 1
+            g, p = take_free_port(g, dense, free, fpos, free_n, pt, ip, j, d, n, Pn, nfree)
             b = (ip * Pn + p) * n                             # the port's first entry
             pt[b + j] = PT_HELD                               # port_taken
             if track:
@@ -1621,25 +1628,7 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
                 if measure:
                     afail += 1
                 break
-            # allocate: rejection against the port slots while at least half is free, the
-            # free list below half, back to rejection above three quarters
-            if dense[d] != 0 and 4 * nfree > 3 * Pn:
-                dense[d] = 0
-            elif dense[d] == 0 and 2 * nfree < Pn:
-                list_free_ports(dense, free, fpos, pt, 1, PT_FREE, n, Pn, d)
-            if dense[d] != 0:
-                g, i = rng_randint(g, nfree)
-                p = np.int64(free[d * Pn + i])
-                i = np.int64(fpos[d * Pn + p])                # take_free
-                moved = np.int64(free[d * Pn + nfree - 1])
-                free[d * Pn + i] = moved
-                fpos[d * Pn + moved] = i
-                fpos[d * Pn + p] = UNLISTED
-            else:
-                g, p = rng_randint(g, Pn)
-                while pt[(ip * Pn + p) * n + j] != PT_FREE:
-                    g, p = rng_randint(g, Pn)
-            free_n[d] = nfree - 1
+            g, p = take_free_port(g, dense, free, fpos, free_n, pt, ip, j, d, n, Pn, nfree)
             b = (ip * Pn + p) * n                             # the port's first entry
             pt[b + j] = PT_HELD                               # port_taken
             if track:

@@ -312,49 +312,27 @@ def test_numba_dispatch_picks_the_loop(monkeypatch, name, loop):
     assert calls and set(calls) == {loop}
 
 
-@pytest.mark.parametrize("name", ["default-random", "time-wait-all", "dense-lognormal-reset",
-                                  "dense-then-sparse", "sticky", "fail-new"])
-def test_plain_loop_hands_over_to_general_loop_mid_run(name):
-    """The Cython plain loop keeps its rows and port slots between calls and gives them back as
-    records and port-table entries before the general loop runs: switching loops after every
-    chunk must leave the counts the reference's."""
-    from collide import _core
-    s = small().replace(CASES[name])
-    ref = engine.run(s, engine.bit_generator(5), "python")
-    flips = []
-
-    def flip(_fraction):
-        flips.append(_core.use_plain_loop(len(flips) % 2 == 1))
-
-    was = _core.use_plain_loop(True)
-    try:
-        got = engine.run(s, engine.bit_generator(5), "cython", chunks=8, progress=flip)
-    finally:
-        _core.use_plain_loop(was)
-    assert len(flips) == 8
-    assert ref.counters == got.counters
-    assert list(ref.batches) == list(got.batches)
-    assert ref.first_collision_s == got.first_collision_s
-
-
+@pytest.mark.parametrize("backend", ["cython", "numba"])
 @pytest.mark.parametrize("name", ["default-random", "time-wait-all", "dense-lognormal-reset",
                                   "dense-then-sparse", "sticky", "fail-new", "lognormal"])
-def test_numba_plain_loop_hands_over_to_general_loop_mid_run(name):
-    """The numba twin: the plain loops keep their rows and port slots between calls
-    (`_core_numba.PlainRows`) and give them back before the general loop runs."""
-    from collide import _core_numba
+def test_plain_loop_hands_over_to_general_loop_mid_run(name, backend):
+    """The plain loops keep their rows and port slots between calls (Cython: the engine; numba:
+    `_core_numba.PlainRows`) and give them back as records and port-table entries before the
+    general loop runs: switching loops after every chunk must leave the counts the reference's."""
+    from collide import _core, _core_numba
+    switch = _core.use_plain_loop if backend == "cython" else _core_numba.use_plain_loop
     s = small().replace(CASES[name])
     ref = engine.run(s, engine.bit_generator(5), "python")
     flips = []
 
     def flip(_fraction):
-        flips.append(_core_numba.use_plain_loop(len(flips) % 2 == 1))
+        flips.append(switch(len(flips) % 2 == 1))
 
-    was = _core_numba.use_plain_loop(True)
+    was = switch(True)
     try:
-        got = engine.run(s, engine.bit_generator(5), "numba", chunks=8, progress=flip)
+        got = engine.run(s, engine.bit_generator(5), backend, chunks=8, progress=flip)
     finally:
-        _core_numba.use_plain_loop(was)
+        switch(was)
     assert len(flips) == 8
     assert ref.counters == got.counters
     assert list(ref.batches) == list(got.batches)
