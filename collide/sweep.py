@@ -655,24 +655,38 @@ def run_spec(spec: SweepSpec, executor=None, workers: int | None = None, out=Non
     return result
 
 
+def _run_points(batch: list) -> list[tuple[int, dict]]:
+    """Run a few points in one task: a point of a short run takes about as long as shipping it."""
+    return [_run_point(task) for task in batch]
+
+
+# at most this many points per task: a batch in flight is lost if the sweep is interrupted
+BATCH_MAX = 8
+
+
 def _drive(executor, tasks: list, finish: Callable, workers: int | None):
-    """Run tasks on an Executor (submit, bounded window) or anything with imap_unordered / map."""
+    """Run tasks on an Executor (submit, bounded window, points in small batches so that a
+    short point does not cost more to ship than to run; at least 8 batches per worker keep the
+    load even) or anything with imap_unordered / map (one point per task)."""
     if hasattr(executor, "submit"):
         width = workers or getattr(executor, "_max_workers", None) or 64
         window = max(8, 4 * int(width))
+        size = max(1, min(BATCH_MAX, len(tasks) // (8 * int(width))))
+        batches = [tasks[i:i + size] for i in range(0, len(tasks), size)]
         pending: set = set()
-        it = iter(tasks)
         try:
-            for task in it:
-                pending.add(executor.submit(_run_point, task))
+            for batch in batches:
+                pending.add(executor.submit(_run_points, batch))
                 if len(pending) >= window:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in finished:
-                        finish(*f.result())
+                        for index, metrics in f.result():
+                            finish(index, metrics)
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in finished:
-                    finish(*f.result())
+                    for index, metrics in f.result():
+                        finish(index, metrics)
         except BaseException:
             for f in pending:
                 f.cancel()
