@@ -602,6 +602,9 @@ cdef class Engine:
         self.xm, self.alpha, self.dns_ttl, self.tw = pf[XM], pf[ALPHA], pf[DNS_TTL], pf[TW]
         self.scf, self.reuse, self.t_measure, self.t_end = pf[SCF], pf[REUSE], pf[T_MEASURE], \
             pf[T_END]
+        # scratch that outlives `bind` (None: not yet made; a memoryview is not None by itself)
+        self.rows = None
+        self.pt = None
         self.bind(state)
 
     def bind(self, s):
