@@ -1487,8 +1487,8 @@ cdef class Engine:
         cdef int64_t pairs = si[S_PAIRS], peak = si[S_PEAK]
         cdef double end_e = sf[F_END_E], end_t0 = sf[F_END_T0], clock = sf[F_CLOCK]
         cdef double first = sf[F_FIRST], t_next = sf[F_NEXT_ARR], t, e, u, life = 0.0
-        cdef int64_t ip, j, d, p, target, nholders, jj, base, nfree, s, i, m, client = 0
-        cdef int32_t h, c, last
+        cdef int64_t ip, j, d, p, target, nholders, jj, nfree, s, i, m, client = 0
+        cdef int32_t h, c
         cdef bint measure, close, synced
         cdef int code
         cdef int32_t *rows = &self.rows[0]
