@@ -660,19 +660,41 @@ def _run_points(batch: list) -> list[tuple[int, dict]]:
     return [_run_point(task) for task in batch]
 
 
-# at most this many points per task: a batch in flight is lost if the sweep is interrupted
+# Short points travel to the pool together: a point of a few milliseconds costs about as much to
+# ship (a pickled Scenario out, a row back) as to run. A batch holds at most BATCH_MAX points and
+# BATCH_CONNECTIONS simulated connections (about 40 ms of the engine), so an interruption abandons
+# at most that much finished work per worker; costlier points, and points whose horizon grows to
+# reach a relative error, travel alone.
 BATCH_MAX = 8
+BATCH_CONNECTIONS = 200_000
+
+
+def _batches(tasks: list, width: int) -> list[list]:
+    size = max(1, min(BATCH_MAX, len(tasks) // (8 * width)))    # >= 8 batches per worker
+    out, batch, work = [], [], 0.0
+    for task in tasks:
+        scenario, replicates, rel_error = task[1], task[3], task[5]
+        cost = scenario.traffic.rate * scenario.traffic.horizon * replicates
+        if rel_error is not None or cost >= BATCH_CONNECTIONS:
+            out.append([task])
+            continue
+        batch.append(task)
+        work += cost
+        if len(batch) >= size or work >= BATCH_CONNECTIONS:
+            out.append(batch)
+            batch, work = [], 0.0
+    if batch:
+        out.append(batch)
+    return out
 
 
 def _drive(executor, tasks: list, finish: Callable, workers: int | None):
-    """Run tasks on an Executor (submit, bounded window, points in small batches so that a
-    short point does not cost more to ship than to run; at least 8 batches per worker keep the
-    load even) or anything with imap_unordered / map (one point per task)."""
+    """Run tasks on an Executor (submit, bounded window, short points in small batches) or
+    anything with imap_unordered / map (one point per task)."""
     if hasattr(executor, "submit"):
         width = workers or getattr(executor, "_max_workers", None) or 64
         window = max(8, 4 * int(width))
-        size = max(1, min(BATCH_MAX, len(tasks) // (8 * int(width))))
-        batches = [tasks[i:i + size] for i in range(0, len(tasks), size)]
+        batches = _batches(tasks, int(width))
         pending: set = set()
         try:
             for batch in batches:

@@ -271,3 +271,22 @@ def test_plot_png_svg_and_errors(tmp_path):
         assert res.exit_code == 2 and word in res.output, res.output
     res = r.invoke(cli, ["plot", str(tmp_path / "none.csv"), "--x", "a", "--y", "b", "--out", "x.png"])
     assert res.exit_code == 2
+
+
+def test_short_points_travel_in_bounded_batches():
+    """The pool gets short points in batches (shipping costs as much as running them), each of at
+    most BATCH_MAX points and BATCH_CONNECTIONS connections; costly points and points with a
+    relative-error target travel alone (ahead of a batch still filling); every point once."""
+    from collide import sweep as S
+    base = collide.Scenario.builtin("seed")
+    rates = [5000.0, 10.0, 10.0, 3000.0, 10.0] + [10.0] * 30 + [2000.0, 2000.0]
+    tasks = [(i, base.replace({"traffic.rate": r, "traffic.horizon": 60.0}), i, 1, "cython",
+              0.05 if i == 4 else None, 10**7) for i, r in enumerate(rates)]
+    batches = S._batches(tasks, 2)
+    assert sorted(t[0] for b in batches for t in b) == list(range(len(tasks)))
+    for b in batches:       # a batch closes once it reaches the bound: all but its last point below
+        before_last = sum(t[1].traffic.rate * t[1].traffic.horizon for t in b[:-1])
+        assert len(b) <= S.BATCH_MAX and before_last < S.BATCH_CONNECTIONS
+    alone = {b[0][0] for b in batches if len(b) == 1}
+    assert {0, 4} <= alone                      # 300,000 connections; a relative-error point
+    assert max(len(b) for b in batches) == 2    # 37 points for 2 workers: 37 // 16 = 2 per batch
