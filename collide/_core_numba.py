@@ -1261,6 +1261,35 @@ def plain_base(pi):
 
 
 @jit_inline
+def draw_target(g, cross, nb_, zs, zc, j, pt, rows, b, n):
+    """The target the connection via node j goes to (any of B with cross-zone, else one of node
+    j's zone), and how many other nodes' holders of this ip:port went to it (the 4-tuple check,
+    N - 1 compares); returns (generator, target, holders)."""
+    if cross:
+        g, target = rng_randint(g, nb_)
+    else:
+        g, i = rng_randint(g, zc[j])
+        target = zs[j] + i
+    nholders = 0
+    for jj in range(n):
+        if jj != j and row_target(pt, rows, b + jj) == target:
+            nholders += 1
+    return g, target, nholders
+
+
+@jit_inline
+def draw_close(g, scf):
+    """Whether the server closes first (a uniform drawn only for a fraction strictly between 0
+    and 1); returns (generator, close)."""
+    if scf >= 1.0:
+        return g, True
+    if scf > 0.0:
+        g, u = rng_uniform(g)
+        return g, u < scf
+    return g, False
+
+
+@jit_inline
 def take_free_port(g, dense, free, fpos, free_n, pt, ip, j, d, n, Pn, nfree):
     """The plain loops' `allocate`: a uniformly drawn free port of destination d (node j from
     NAT IP ip), by rejection against the port slots while at least half is free, from the free
@@ -1377,22 +1406,8 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
             pt[b + j] = PT_HELD                               # port_taken
             if track:
                 est_sum[d] -= rows_port_distinct(pt, rows, b, n, j)
-            if cross:
-                g, target = rng_randint(g, nb_)
-            else:
-                g, i = rng_randint(g, zc[j])
-                target = zs[j] + i
-            nholders = 0
-            for jj in range(n):
-                if jj != j and row_target(pt, rows, b + jj) == target:
-                    nholders += 1
-            if scf >= 1.0:
-                close = True
-            elif scf > 0.0:
-                g, u = rng_uniform(g)
-                close = u < scf
-            else:
-                close = False
+            g, target, nholders = draw_target(g, cross, nb_, zs, zc, j, pt, rows, b, n)
+            g, close = draw_close(g, scf)
             if nholders > 0:
                 if measure:
                     coll += 1
@@ -1633,24 +1648,10 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
             pt[b + j] = PT_HELD                               # port_taken
             if track:
                 est_sum[d] -= rows_port_distinct(pt, rows, b, n, j)
-            if cross:
-                g, target = rng_randint(g, nb_)
-            else:
-                g, i = rng_randint(g, zc[j])
-                target = zs[j] + i
-            nholders = 0
-            for jj in range(n):
-                if jj != j and row_target(pt, rows, b + jj) == target:
-                    nholders += 1
+            g, target, nholders = draw_target(g, cross, nb_, zs, zc, j, pt, rows, b, n)
             if heap_ends:
                 g, life = rng_lifetime(g, dist, pf, xa, emp_n)
-            if scf >= 1.0:
-                close = True
-            elif scf > 0.0:
-                g, u = rng_uniform(g)
-                close = u < scf
-            else:
-                close = False
+            g, close = draw_close(g, scf)
             if nholders > 0:
                 if measure:
                     coll += 1
