@@ -248,18 +248,41 @@ def heap_sift_up(heap, hkey, serial, i, c, kc):
 
 
 @jit
+def heap_least(heap, hkey, serial, first, last):
+    """The least of the children first..last-1, exactly (ties of the ends by serial)."""
+    best = first
+    for ch in range(first + 1, last):
+        if heap_before(serial, hkey[ch], heap[ch], hkey[best], heap[best]):
+            best = ch
+    return best
+
+
+@jit
 def heap_sift_down(heap, hkey, serial, n, i, c, kc):
+    """Move (kc, c) down from i; below a full group of four children the least is picked by a
+    branch-free tournament (see `heap_sift_down` in _core.pyx), equal ends by the exact path."""
     while True:
         first = 4 * i + 1
-        if first >= n:
+        if first + 4 <= n:
+            k0 = hkey[first]
+            k1 = hkey[first + 1]
+            k2 = hkey[first + 2]
+            k3 = hkey[first + 3]
+            s01 = np.int64(k1 < k0)
+            s23 = np.int64(k3 < k2)
+            k01 = k1 if k1 < k0 else k0
+            k23 = k3 if k3 < k2 else k2
+            sb = np.int64(k23 < k01)
+            kb = k23 if k23 < k01 else k01
+            best = first + s01 + ((-sb) & (2 + s23 - s01))      # no branch: sb picks 2 + s23
+            if (k0 == k1) | (k2 == k3) | (k01 == k23):
+                best = heap_least(heap, hkey, serial, first, first + 4)
+                kb = hkey[best]
+        elif first < n:
+            best = heap_least(heap, hkey, serial, first, n)
+            kb = hkey[best]
+        else:
             break
-        last = min(first + 4, n)
-        best = first
-        kb = hkey[first]
-        for ch in range(first + 1, last):
-            if heap_before(serial, hkey[ch], heap[ch], kb, heap[best]):
-                best = ch
-                kb = hkey[ch]
         if not heap_before(serial, kb, heap[best], kc, c):
             break
         heap[i] = heap[best]
@@ -267,6 +290,24 @@ def heap_sift_down(heap, hkey, serial, n, i, c, kc):
         i = best
     heap[i] = c
     hkey[i] = kc
+
+
+@jit_alloc
+def heap_order(keys, serial):
+    """Push ids 0..n-1 with these ends, pop them all: the order (a test hook for the sifts)."""
+    n = keys.shape[0]
+    size = n if n > 0 else 1
+    heap = np.zeros(size, np.int32)
+    hkey = np.zeros(size, np.float64)
+    out = np.empty(n, np.int32)
+    for i in range(n):
+        heap_sift_up(heap, hkey, serial, i, np.int32(i), keys[i])
+    for i in range(n):
+        out[i] = heap[0]
+        m = n - 1 - i
+        if m > 0:
+            heap_sift_down(heap, hkey, serial, m, 0, heap[m], hkey[m])
+    return out
 
 
 @jit
