@@ -86,8 +86,8 @@ def new_state(pi: np.ndarray, pf: np.ndarray, conn_cap: int) -> dict:
     s["ids"] = np.arange(conn_cap - 1, -1, -1, dtype=np.int32)   # stack: id 0 on top
     s["si"][FREE_TOP] = conn_cap
     s["llist"] = np.zeros(conn_cap, np.int32)      # live list (exponential lifetimes)
-    s["heap"] = np.zeros(conn_cap, np.int32)       # 4-ary heap of ids by (end, serial) ...
-    s["hkey"] = np.zeros(conn_cap, np.float64)     # ... with each entry's end beside it
+    s["heap"] = heap_array(conn_cap, np.int32)     # 4-ary heap of ids by (end, serial) ...
+    s["hkey"] = heap_array(conn_cap, np.float64)   # ... with each entry's end beside it
     s["c_t0"] = np.zeros(conn_cap, np.float64)
     s["c_life"] = np.zeros(conn_cap, np.float64)
     s["dhist"] = np.zeros(max(1, int(pi[C.SYN_N])), np.int64)
@@ -108,13 +108,21 @@ def new_state(pi: np.ndarray, pf: np.ndarray, conn_cap: int) -> dict:
     return s
 
 
-def line_aligned(count: int, dtype, fill) -> np.ndarray:
-    """A 1-d array whose first element starts a 64-byte cache line. NumPy aligns to 16 bytes
+def line_aligned(count: int, dtype, fill, lead: int = 0) -> np.ndarray:
+    """A 1-d array whose element `lead` starts a 64-byte cache line. NumPy aligns to 16 bytes
     only, so half of the 32-byte records would straddle two lines (one more miss per end)."""
     itemsize = np.dtype(dtype).itemsize
-    buf = np.full(count + 64 // itemsize, fill, dtype)
-    off = (-buf.ctypes.data % 64) // itemsize
+    per_line = 64 // itemsize
+    buf = np.full(count + 2 * per_line, fill, dtype)
+    off = ((-buf.ctypes.data % 64) // itemsize - lead) % per_line
     return buf[off:off + count]
+
+
+def heap_array(count: int, dtype) -> np.ndarray:
+    """The 4-ary heap's ids or ends: entry 1 starts a cache line, so each group of four
+    siblings (entries 4i+1..4i+4: 16 or 32 bytes) lies in one line, where half of them
+    straddled two (a sift reads one group per level)."""
+    return line_aligned(count, dtype, 0, lead=1)
 
 
 def new_records(count: int) -> np.ndarray:
@@ -166,7 +174,7 @@ def grow(s: dict, code: int) -> None:
         old = capacity(s)
         new = old * 2
         for f in ("c_end", "c_serial", "heap", "hkey", "c_t0", "c_life", "llist"):
-            a = np.zeros(new, s[f].dtype)
+            a = heap_array(new, s[f].dtype) if f in ("heap", "hkey") else np.zeros(new, s[f].dtype)
             a[:old] = s[f]
             s[f] = a
         a = new_records(new)
