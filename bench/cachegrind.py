@@ -2,11 +2,15 @@
 time is not: on a shared VM the same run moves by ±30 % from minute to minute).
 
     python bench/cachegrind.py base lognormal --backend cython --horizons 100 300 [--estimate]
+    python bench/cachegrind.py lognormal --l2 524288 --branches    # this VM's L2; mispredictions
 
 Each scenario of `bench/conftest.py` runs under `valgrind --tool=cachegrind` at two horizons; the
 difference divided by the difference in connections is the marginal cost of one connection
 (start-up, imports and the stationary placement cancel out). The last-level cache is simulated
-at 1 MB (this machine's L2 per core), so "LL misses" are what leaves L2. Needs valgrind; the numba
+at 1 MB by default (`--l2`; `lscpu` reports 1 MiB for 2 instances, 512 KB per core, which the
+fourth session's figures use), so "LL misses" are what leaves L2. `--branches` adds cachegrind's
+branch simulation: a simple predictor, trustworthy where the outcome is data (a heap's compares),
+pessimistic for loop patterns a real CPU's history-based predictor learns. Needs valgrind; the numba
 backend must be compiled (cached) before, or the compile runs under valgrind for many minutes.
 """
 from __future__ import annotations
@@ -34,8 +38,9 @@ print("CONNECTIONS", r.connections)
 """
 
 
-def _totals(path: str) -> tuple[int, int, int]:
-    """(instructions, D1 misses, LL misses) of the whole program from a cachegrind out file."""
+def _totals(path: str) -> tuple[int, int, int, int]:
+    """(instructions, D1 misses, LL misses, mispredicted branches) of the whole program from a
+    cachegrind out file (0 mispredictions without branch simulation)."""
     events = summary = None
     for line in open(path):
         if line.startswith("events:"):
@@ -43,14 +48,16 @@ def _totals(path: str) -> tuple[int, int, int]:
         elif line.startswith("summary:"):
             summary = [int(x) for x in line.split()[1:]]
     v = dict(zip(events, summary))
-    return v["Ir"], v.get("D1mr", 0) + v.get("D1mw", 0), v.get("DLmr", 0) + v.get("DLmw", 0)
+    return (v["Ir"], v.get("D1mr", 0) + v.get("D1mw", 0), v.get("DLmr", 0) + v.get("DLmw", 0),
+            v.get("Bcm", 0) + v.get("Bim", 0))
 
 
-def measure(name: str, horizon: float, backend: str,
-            estimate: bool = False) -> tuple[int, tuple[int, int, int]]:
+def measure(name: str, horizon: float, backend: str, estimate: bool = False, l2: int = 1048576,
+            branches: bool = False) -> tuple[int, tuple[int, int, int, int]]:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
-        cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--LL=1048576,16,64",
+        cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--LL={l2},16,64",
+               f"--branch-sim={'yes' if branches else 'no'}",
                f"--cachegrind-out-file={out}", sys.executable, "-c",
                CHILD.format(here=str(HERE), name=name, horizon=horizon, backend=backend,
                             estimate=estimate)]
@@ -68,16 +75,23 @@ def main(argv=None) -> int:
     ap.add_argument("--horizons", nargs=2, type=float, default=[100.0, 300.0],
                     metavar=("SHORT", "LONG"))
     ap.add_argument("--estimate", action="store_true", help="with the conditional estimate")
+    ap.add_argument("--l2", type=int, default=1048576, help="simulated last-level cache, bytes")
+    ap.add_argument("--branches", action="store_true", help="simulate branch prediction too")
     args = ap.parse_args(argv)
+    if args.l2 < 65536 or args.l2 & (args.l2 - 1):
+        print(f"--l2 {args.l2}: must be a power of two of at least 65536 bytes", file=sys.stderr)
+        return 2
     if shutil.which("valgrind") is None:
         print("valgrind not found: apt-get install valgrind", file=sys.stderr)
         return 2
-    print(f"{'scenario':<12}{'backend':<9}{'Ir/conn':>10}{'D1 miss/conn':>14}{'LL miss/conn':>14}")
+    print(f"{'scenario':<12}{'backend':<9}{'Ir/conn':>10}{'D1 miss/conn':>14}{'LL miss/conn':>14}"
+          + (f"{'Bmiss/conn':>12}" if args.branches else ""))
     for name in args.scenarios:
-        n1, a = measure(name, args.horizons[0], args.backend, args.estimate)
-        n2, b = measure(name, args.horizons[1], args.backend, args.estimate)
+        n1, a = measure(name, args.horizons[0], args.backend, args.estimate, args.l2, args.branches)
+        n2, b = measure(name, args.horizons[1], args.backend, args.estimate, args.l2, args.branches)
         per = [(y - x) / (n2 - n1) for x, y in zip(a, b)]
-        print(f"{name:<12}{args.backend:<9}{per[0]:>10.0f}{per[1]:>14.2f}{per[2]:>14.2f}")
+        print(f"{name:<12}{args.backend:<9}{per[0]:>10.0f}{per[1]:>14.2f}{per[2]:>14.2f}"
+              + (f"{per[3]:>12.2f}" if args.branches else ""))
     return 0
 
 
