@@ -124,7 +124,9 @@ cdef extern from *:
     #if defined(__GNUC__)
     #define COLLIDE_HOT static inline __attribute__((always_inline))
     #define COLLIDE_UNLIKELY(x) __builtin_expect(!!(x), 0)
+    #define COLLIDE_PREFETCH(p) __builtin_prefetch((const void *)(p))
     #else
+    #define COLLIDE_PREFETCH(p) ((void)0)
     #define COLLIDE_HOT static inline
     #define COLLIDE_UNLIKELY(x) (x)
     #endif
@@ -153,6 +155,7 @@ cdef extern from *:
     }
     """
     int64_t rng_randint(collide_pcg64 *g, bitgen_t *b, int64_t n) nogil
+    void COLLIDE_PREFETCH(const void *p) nogil
     double rng_uniform(collide_pcg64 *g, bitgen_t *b) nogil
     double rng_exponential(collide_pcg64 *g, bitgen_t *b) nogil
 
@@ -351,6 +354,10 @@ cdef inline void heap_sift_down(int32_t *heap, double *hkey, const int64_t *seri
     while True:
         first = 4 * i + 1
         if first + 4 <= n:
+            if 16 * i + 20 < n:     # hints: the grandchildren's ends, read at the next level
+                COLLIDE_PREFETCH(&hkey[4 * first + 1])
+                COLLIDE_PREFETCH(&hkey[4 * first + 9])
+                COLLIDE_PREFETCH(&hkey[4 * first + 16])
             k0 = hkey[first]
             k1 = hkey[first + 1]
             k2 = hkey[first + 2]
@@ -1580,6 +1587,8 @@ cdef class Engine:
                 expiry = self.twq_exp[si[S_TWQ_HEAD]]
                 si[S_TWQ_HEAD] = (si[S_TWQ_HEAD] + 1) % self.twq_key.shape[0]
                 si[S_TWQ_N] -= 1
+                if si[S_TWQ_N] > 0:     # a hint for the next expiry's slot, events from now
+                    COLLIDE_PREFETCH(&self.tw_key[2 * self.tw_home(self.twq_key[si[S_TWQ_HEAD]])])
                 i = self.tw_find(key)
                 if i >= 0 and self.tw_exp[2 * i + 1] == expiry:
                     self.tw_delete(i)
@@ -1604,6 +1613,9 @@ cdef class Engine:
                 m = rows[L * h + L_PORTC]
                 p = m & 0xFFFF
                 close = (m & L_CLOSE) != 0
+                if tw_on and close:     # a hint: the TIME_WAIT entry is written below
+                    COLLIDE_PREFETCH(&self.tw_key[2 * self.tw_home(((d // n) * 65536 + p) * nb
+                                                                   + target)])
                 pt[s] = PT_HELD
                 live[d] -= 1
                 if Ends is end_clock:
@@ -1705,6 +1717,8 @@ cdef class Engine:
                     target = rng_randint(&g, bg, nb)
                 else:
                     target = self.zs[j] + rng_randint(&g, bg, self.zc[j])
+                if tw_on:       # a hint only: the lookup comes after the lifetime's draw
+                    COLLIDE_PREFETCH(&self.tw_key[2 * self.tw_home((ip * 65536 + p) * nb + target)])
                 nholders = 0
                 for jj in range(n):
                     if jj != j and row_target(pt, rows, b + jj) == target:

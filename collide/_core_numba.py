@@ -12,7 +12,7 @@ import math
 import numba as nb
 import numpy as np
 from llvmlite import ir as llvmir
-from numba.core import types
+from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from . import _params as C
@@ -69,6 +69,26 @@ def _lcg128(typingctx, hi, lo, inc_hi, inc_lo):
         return context.make_tuple(builder, signature.return_type,
                                   (builder.trunc(builder.lshr(new, c64), i64),
                                    builder.trunc(new, i64)))
+    return sig, codegen
+
+
+@intrinsic
+def prefetch(typingctx, ary, idx):
+    """A hint, no effect on results: start loading ary[idx]'s cache line (llvm.prefetch, read,
+    high locality), as `COLLIDE_PREFETCH` in _core.pyx."""
+    if not isinstance(ary, types.Array):
+        return None
+    sig = types.void(ary, idx)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        a = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, a, [args[1]], wraparound=False)
+        i8p, i32 = llvmir.IntType(8).as_pointer(), llvmir.IntType(32)
+        fnty = llvmir.FunctionType(llvmir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
     return sig, codegen
 
 
@@ -264,6 +284,10 @@ def heap_sift_down(heap, hkey, serial, n, i, c, kc):
     while True:
         first = 4 * i + 1
         if first + 4 <= n:
+            if 16 * i + 20 < n:     # hints: the grandchildren's ends, read at the next level
+                prefetch(hkey, 4 * first + 1)
+                prefetch(hkey, 4 * first + 9)
+                prefetch(hkey, 4 * first + 16)
             k0 = hkey[first]
             k1 = hkey[first + 1]
             k2 = hkey[first + 2]
@@ -417,6 +441,8 @@ def tw_expire(keys, exps, qkey, qexp, si):
     expiry = qexp[si[T.TWQ_HEAD]]
     si[T.TWQ_HEAD] = (si[T.TWQ_HEAD] + 1) % qkey.shape[0]
     si[T.TWQ_N] -= 1
+    if si[T.TWQ_N] > 0:         # a hint for the next expiry's slot, events from now
+        prefetch(keys, 2 * _tw_home(si, qkey[si[T.TWQ_HEAD]], keys.shape[0] >> 1))
     i = tw_find(keys, si, key)
     if i >= 0 and exps[2 * i + 1] == expiry:
         tw_delete(keys, exps, si, i)
@@ -1621,6 +1647,8 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
             target = np.int64(rows[L * h + L_TGT])
             m = np.int64(rows[L * h + L_PORTC])
             p = m & 0xFFFF
+            if tw_on and (m & L_CLOSE) != 0:    # a hint: the TIME_WAIT entry is written below
+                prefetch(tw_key, 2 * _tw_home(si, ((d // n) * 65536 + p) * nb_ + target, tw_cap))
             pt[s] = PT_HELD
             live[d] -= 1
             if not heap_ends:
@@ -1690,6 +1718,8 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
             if track:
                 est_sum[d] -= rows_port_distinct(pt, rows, b, n, j)
             g, target, nholders = draw_target(g, cross, nb_, zs, zc, j, pt, rows, b, n)
+            if tw_on:           # a hint only: the lookup comes after the lifetime's draw
+                prefetch(tw_key, 2 * _tw_home(si, (ip * 65536 + p) * nb_ + target, tw_cap))
             if heap_ends:
                 g, life = rng_lifetime(g, dist, pf, xa, emp_n)
             g, close = draw_close(g, scf)
