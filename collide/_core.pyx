@@ -1602,6 +1602,9 @@ cdef class Engine:
                 if Ends is end_clock:
                     end_t0 = t                  # end_connection's clock_sync is a no-op then
                     h = <int32_t>rng_randint(&g, bg, nl)              # a row of the live list
+                    # a hint: the last row moves into h below and its port slot is rewritten;
+                    # that line and h's own slot are then loaded at the same time
+                    COLLIDE_PREFETCH(&pt[rows[L * (nl - 1) + L_ENTRY]])
                 else:
                     h = heap[0]
                     heap_n -= 1

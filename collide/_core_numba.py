@@ -1421,6 +1421,8 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
             t = clock
             end_t0 = t
             g, h = rng_randint(g, nl)                       # a row of the live list
+            # a hint: the last row moves into h below and its port slot is rewritten
+            prefetch(pt, rows[L * (nl - 1) + L_ENTRY])
             # end_connection(h, t, False), its clock_sync a no-op at end_t0 == t
             s = np.int64(rows[L * h + L_ENTRY])
             d = np.int64(rows[L * h + L_DEST])
@@ -1642,6 +1644,7 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
             else:
                 end_t0 = t                  # end_connection's clock_sync is a no-op then
                 g, h = rng_randint(g, nl)   # a row of the live list
+                prefetch(pt, rows[L * (nl - 1) + L_ENTRY])  # a hint: see advance_plain
             s = np.int64(rows[L * h + L_ENTRY])
             d = np.int64(rows[L * h + L_DEST])
             target = np.int64(rows[L * h + L_TGT])
