@@ -12,9 +12,7 @@ from collide import _core
 SIZES = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 21, 64, 333, 1001]
 
 
-def _backends():
-    yield pytest.param(_core.heap_order, id="cython")
-    yield pytest.param("numba", id="numba")
+BACKENDS = [pytest.param(_core.heap_order, id="cython"), pytest.param("numba", id="numba")]
 
 
 def _order(backend, keys, serial):
@@ -35,7 +33,7 @@ def _cases():
         yield n, "infinite ends", np.where(rng.random(n) < 0.3, np.inf, rng.integers(0, 4, n) * 0.5)
 
 
-@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_heap_pops_in_end_then_serial_order(backend):
     rng = np.random.default_rng(5)
     for n, label, keys in _cases():
@@ -45,7 +43,7 @@ def test_heap_pops_in_end_then_serial_order(backend):
         assert np.array_equal(got, want), (n, label, got[:12], want[:12])
 
 
-@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_heap_order_needs_the_serials(backend):
     """With every end equal the order is the serials' alone: a heap that ignored them fails."""
     serial = np.array([5, 3, 9, 1, 7, 2, 8], np.int64)
