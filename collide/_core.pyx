@@ -1616,16 +1616,15 @@ cdef class Engine:
                 m = rows[L * h + L_PORTC]
                 p = m & 0xFFFF
                 close = (m & L_CLOSE) != 0
+                if track or tw_on:
+                    ip = d // n
+                    j = d - ip * n
                 if tw_on and close:     # a hint: the TIME_WAIT entry is written below
-                    COLLIDE_PREFETCH(&self.tw_key[2 * self.tw_home(((d // n) * 65536 + p) * nb
-                                                                   + target)])
+                    COLLIDE_PREFETCH(&self.tw_key[2 * self.tw_home((ip * 65536 + p) * nb + target)])
                 pt[s] = PT_HELD
                 live[d] -= 1
                 if Ends is end_clock:
                     nl = rows_remove(rows, pt, nl, h)
-                if track or tw_on:
-                    ip = d // n
-                    j = d - ip * n
                 if track:
                     rows_port_holder_changed(&pt[s - j], rows, &est_sum[d - j], n, j, target, -1)
                 if tw_on and close:

@@ -1650,15 +1650,15 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
             target = np.int64(rows[L * h + L_TGT])
             m = np.int64(rows[L * h + L_PORTC])
             p = m & 0xFFFF
+            if track or tw_on:
+                ip = d // n
+                j = d - ip * n
             if tw_on and (m & L_CLOSE) != 0:    # a hint: the TIME_WAIT entry is written below
-                prefetch(tw_key, 2 * _tw_home(si, ((d // n) * 65536 + p) * nb_ + target, tw_cap))
+                prefetch(tw_key, 2 * _tw_home(si, (ip * 65536 + p) * nb_ + target, tw_cap))
             pt[s] = PT_HELD
             live[d] -= 1
             if not heap_ends:
                 nl = rows_remove(rows, pt, nl, h)
-            if track or tw_on:
-                ip = d // n
-                j = d - ip * n
             if track:
                 rows_port_holder_changed(pt, rows, est_sum, s - j, d - j, n, j, target, -1)
             if tw_on and (m & L_CLOSE) != 0:
