@@ -63,7 +63,9 @@ def measure(name: str, horizon: float, backend: str, estimate: bool = False, l2:
                             estimate=estimate)]
         # a fixed hash seed: Python's start-up differs with it, and that would not cancel out
         env = dict(os.environ, PYTHONHASHSEED="0")
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        # run in the temporary directory: from the checkout, `python -c` would import the
+        # package's source tree (no compiled core) instead of the installed build
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env, cwd=tmp)
         n = int(re.search(r"CONNECTIONS (\d+)", res.stdout).group(1))
         return n, _totals(out)
 
