@@ -405,6 +405,170 @@ def heap_order(const double[::1] keys, const int64_t[::1] serial):
     return out
 
 
+# -- the plain loop's end-time queue: a calendar of buckets ----------------------------------------
+# Ends only move forward (an arrival at t queues t + life >= t, and t is never before the last end
+# taken), so a calendar queue (Brown 1988) serves them: bucket q = floor(end / W) of a ring of M
+# buckets, W chosen so that about two ends fall in each; the least is found by walking the ring
+# forward. An end then costs a few instructions on lines read in order, where the 4-ary heap
+# sifted through log4(live) levels (about 390 instructions per connection under lognormal
+# lifetimes, half the loop). Exact: buckets are in end order (floor of a product by a positive
+# constant is monotone), ties inside a bucket go by serial, so ends leave in the heap's
+# (end, serial) order and every result is the same. Only the plain loop uses it; the heap arrays
+# are rebuilt from it when the loop gives its rows back.
+ctypedef struct CalEntry:    # per record id, 16 bytes: one line read visits an entry
+    double key              # its end
+    int32_t next            # the next id in its bucket (-1: none)
+    int32_t spare
+
+ctypedef struct Calendar:
+    int32_t *head           # M bucket heads (a record id, -1: empty)
+    CalEntry *e             # per record id
+    const int64_t *serial   # per record id: its serial (ties of the ends)
+    const int32_t *rows     # the plain loop's rows (hints only; NULL: none)
+    double invw             # 1 / W
+    int64_t mask            # M - 1
+    int64_t cur             # the least entry's bucket; no entry is in an earlier one
+    int64_t n               # entries
+    int32_t least           # the least entry (-1: empty)
+
+DEF CAL_FAR = 4611686018427387904     # 2**62: the bucket of ends beyond any ring (inf)
+
+
+cdef inline int64_t cal_bucket(const Calendar *c, double key) noexcept nogil:
+    cdef double x = key * c.invw
+    return <int64_t>x if x < 4.0e18 else CAL_FAR
+
+
+cdef inline void cal_clear(Calendar *c) noexcept nogil:
+    cdef int64_t b
+    for b in range(c.mask + 1):
+        c.head[b] = -1
+    c.cur = 0
+    c.n = 0
+    c.least = -1
+
+
+cdef inline void cal_insert(Calendar *c, int32_t id, double key) noexcept nogil:
+    cdef int64_t q = cal_bucket(c, key)
+    cdef int64_t b = q & c.mask
+    cdef int32_t m = c.least
+    c.e[id].next = c.head[b]
+    c.head[b] = id
+    c.e[id].key = key
+    c.n += 1
+    if m < 0 or heap_before(c.serial, key, id, c.e[m].key, m):
+        c.least = id
+        c.cur = q
+
+
+cdef void cal_find_least(Calendar *c) noexcept nogil:
+    """Walk the ring from bucket `cur` to the first bucket holding an entry of its own year (not
+    one a whole ring ahead); the least of those is the least of all. A ring walked in full
+    without one (entries sparse beside W) falls back to a scan of every entry."""
+    cdef int64_t cur = c.cur, steps = 0, b
+    cdef int32_t x, best
+    cdef double kx, kb = INFINITY
+    while True:
+        best = -1
+        x = c.head[cur & c.mask]
+        while x >= 0:
+            kx = c.e[x].key
+            if cal_bucket(c, kx) == cur and (best < 0 or heap_before(c.serial, kx, x, kb, best)):
+                best = x
+                kb = kx
+            x = c.e[x].next
+        if best >= 0:
+            c.least = best
+            c.cur = cur
+            # hints: the entry and the row of an end a few buckets ahead, read when it is due
+            x = c.head[(cur + 3) & c.mask]
+            if x >= 0:
+                COLLIDE_PREFETCH(&c.e[x])
+                if c.rows != NULL:
+                    COLLIDE_PREFETCH(&c.rows[4 * x])      # L = 4 ints per row
+            return
+        cur += 1
+        steps += 1
+        if steps > c.mask:
+            break
+    best = -1
+    for b in range(c.mask + 1):
+        x = c.head[b]
+        while x >= 0:
+            kx = c.e[x].key
+            if best < 0 or heap_before(c.serial, kx, x, kb, best):
+                best = x
+                kb = kx
+            x = c.e[x].next
+    c.least = best
+    c.cur = cal_bucket(c, kb)
+
+
+cdef inline int32_t cal_pop(Calendar *c) noexcept nogil:
+    """Remove and return the least entry (the calendar is not empty)."""
+    cdef int32_t id = c.least, x
+    cdef int64_t b = c.cur & c.mask
+    x = c.head[b]
+    if x == id:
+        c.head[b] = c.e[id].next
+    else:
+        while c.e[x].next != id:
+            x = c.e[x].next
+        c.e[x].next = c.e[id].next
+    c.n -= 1
+    if c.n == 0:
+        c.least = -1
+    else:
+        cal_find_least(c)
+    return id
+
+
+cdef inline void cal_to_heap(Calendar *c, int32_t *heap, double *hkey) noexcept nogil:
+    """Write the entries as a valid 4-ary heap (any order, then Floyd's heapify)."""
+    cdef int64_t b, i = 0, n = c.n
+    cdef int32_t x
+    for b in range(c.mask + 1):
+        x = c.head[b]
+        while x >= 0:
+            heap[i] = x
+            hkey[i] = c.e[x].key
+            i += 1
+            x = c.e[x].next
+    if n > 1:
+        for i in range((n - 2) // 4, -1, -1):
+            heap_sift_down(heap, hkey, c.serial, n, i, heap[i], hkey[i])
+
+
+def calendar_order(const double[::1] keys, const int64_t[::1] serial, double width,
+                   Py_ssize_t buckets, const int64_t[::1] pop_after):
+    """A test hook for the calendar: insert ids 0..n-1 with these ends, popping once before each
+    insert i where pop_after[i] is 1 (an end between arrivals), then pop the rest; the popped
+    ids in order. `buckets` must be a power of two."""
+    cdef Py_ssize_t n = keys.shape[0], i, k = 0
+    if serial.shape[0] != n or pop_after.shape[0] != n:
+        raise ValueError("serial and pop_after must have as many entries as keys")
+    if buckets < 1 or buckets & (buckets - 1) or not width > 0:
+        raise ValueError(f"buckets={buckets}, width={width}: a power of two and a positive width")
+    head = np.empty(buckets, np.int32)
+    ent = np.empty(2 * max(n, 1), np.float64)      # CalEntry: 16 bytes
+    out = np.empty(n, np.int32)
+    cdef int32_t[::1] hv = head, o = out
+    cdef double[::1] ev = ent
+    cdef Calendar c
+    c.head, c.e, c.serial, c.rows = &hv[0], <CalEntry *>&ev[0], &serial[0], NULL
+    c.invw, c.mask = 1.0 / width, buckets - 1
+    cal_clear(&c)
+    for i in range(n):
+        if pop_after[i] and c.n > 0:
+            o[k] = cal_pop(&c)
+            k += 1
+        cal_insert(&c, <int32_t>i, keys[i])
+    while c.n > 0:
+        o[k] = cal_pop(&c)
+        k += 1
+    return out
+
+
 # -- steps of the specialised loop shared by its two ways to end a connection --------------------
 # The plain loop keeps its own compact copy of what it touches: connections as 16-byte rows, and
 # port slots `pt` of 4 bytes per entry (PT_FREE, PT_HELD or the holder's row + 1) where the shared
@@ -612,6 +776,9 @@ cdef class Engine:
     cdef int64_t[::1] c_serial, cl_node, tw_key, twq_key, cq_dp
     cdef double[::1] hkey
     cdef int32_t[::1] rows, pt    # `_advance_plain`'s rows and port slots (`rows_enter`)
+    cdef int32_t[::1] cal_head    # ... and its calendar of ends (not under the clock)
+    cdef double[::1] cal_ent      # CalEntry per record id (two doubles' room)
+    cdef Calendar cal
     cdef bint compact             # rows and pt hold the connections (crec, ptab, llist are stale)
     cdef double[::1] c_t0, c_life
     cdef int64_t[::1] dhist
@@ -658,6 +825,8 @@ cdef class Engine:
         # scratch that outlives `bind` (None: not yet made; a memoryview is not None by itself)
         self.rows = None
         self.pt = None
+        self.cal_head = None
+        self.cal_ent = None
         self.bind(state)
 
     def bind(self, s):
@@ -676,6 +845,8 @@ cdef class Engine:
         if self.pt is None or self.pt.shape[0] != need:      # (all free between runs of the loop)
             self.pt = _take_slot_table(need) if self.plain else np.zeros(1, np.int32)
         self.c_end, self.c_serial = s["c_end"], s["c_serial"]
+        if self.plain and not self.memoryless:
+            self.bind_calendar(s["ids"].shape[0])
         self.ids, self.heap, self.cl_node, self.cl_exp = s["ids"], s["heap"], s["cl_node"], \
             s["cl_exp"]
         self.ntl, self.tw_key, self.tw_exp = s["ntl"], s["tw_key"], s["tw_exp"]
@@ -687,6 +858,28 @@ cdef class Engine:
         self.dhist = s["dhist"]
         self.tw_cap = T.tw_capacity(s)
         self.tw_shift = T.tw_shift(self.tw_cap)
+
+    def bind_calendar(self, Py_ssize_t ids):
+        """Size the plain loop's calendar: W for about two ends per bucket at the scenario's
+        rate, M (a power of two) for twice the expected live connections, so that the ring spans
+        several mean lifetimes; W and M change only the speed, never the order."""
+        cdef double rate = self.pf[RATE], mean = self.pf[MEAN]
+        cdef double live = rate * mean if rate > 0 and mean > 0 and rate * mean < 1e9 else 1e3
+        cdef Py_ssize_t m = 64
+        while m < 2 * live and m < (1 << 24):
+            m *= 2
+        if self.cal_head is None or self.cal_head.shape[0] != m:
+            self.cal_head = np.full(m, -1, np.int32)
+        if self.cal_ent is None or self.cal_ent.shape[0] != 2 * ids:
+            self.cal_ent = np.empty(2 * ids, np.float64)
+        self.cal.head, self.cal.e = &self.cal_head[0], <CalEntry *>&self.cal_ent[0]
+        self.cal.serial = &self.c_serial[0]
+        self.cal.rows = &self.rows[0]
+        self.cal.invw = rate / 2.0 if rate > 0 else 1.0
+        self.cal.mask = m - 1
+        self.cal.n = 0
+        self.cal.least = -1
+        self.cal.cur = 0
 
     # -- public entry points (thin: hand over to nogil kernels) ------------------------------------
     cdef void load_rng(self):
@@ -757,6 +950,7 @@ cdef class Engine:
             rows_leave(&self.rows[0], &self.pt[0], &self.llist[0], &self.crec[0], &self.ids[0],
                        &self.ptab[0], self.si[S_LIVE_N], self.ids.shape[0])
         else:
+            cal_to_heap(&self.cal, &self.heap[0], &self.hkey[0])
             rows_leave_heap(&self.rows[0], &self.pt[0], &self.heap[0], self.si[S_HEAP_N],
                             &self.ids[0], self.si[S_FREE_TOP], &self.crec[0], &self.ptab[0])
         self.compact = False
@@ -778,7 +972,9 @@ cdef class Engine:
 
     def scratch_bytes(self):
         """Bytes the engine holds beside the shared state (the plain loop's rows and slots)."""
-        return self.rows.nbytes + (self.pt.nbytes if self.pt is not None else 0)
+        cal = (self.cal_head.nbytes + self.cal_ent.nbytes
+               if self.cal_head is not None else 0)
+        return self.rows.nbytes + (self.pt.nbytes if self.pt is not None else 0) + cal
 
     def schedule_first_arrival(self):
         with self.bit_generator.lock:
@@ -1547,21 +1743,23 @@ cdef class Engine:
         cdef int32_t *rows = &self.rows[0]
         cdef int32_t *pt = &self.pt[0]
         cdef int64_t b
+        cdef Calendar cal
         if not self.compact:
             if Ends is end_clock:
                 rows_enter(rows, pt, llist, crec, ptab, nl)
             else:
                 rows_enter_heap(rows, pt, heap, heap_n, crec, ptab)
+                cal_clear(&self.cal)
+                for i in range(heap_n):
+                    cal_insert(&self.cal, heap[i], hkey[i])
             self.compact = True
+        if Ends is end_heap:
+            cal = self.cal
         while True:
             if Ends is end_heap:
                 # drop_dead_tops: reset connections' entries leave the top and give their ids back
-                while heap_n > 0 and rows[L * heap[0] + L_PORTC] & L_DEAD:
-                    h = heap[0]
-                    heap_n -= 1
-                    if heap_n > 0:
-                        heap_sift_down(heap, hkey, c_serial, heap_n, 0, heap[heap_n], hkey[heap_n])
-                    ids[free_top] = h
+                while cal.n > 0 and rows[L * cal.least + L_PORTC] & L_DEAD:
+                    ids[free_top] = cal_pop(&cal)
                     free_top += 1
             if free_top == 0:
                 code = 1
@@ -1577,7 +1775,7 @@ cdef class Engine:
             if Ends is end_clock:
                 t = clock
             else:
-                t = hkey[0] if heap_n > 0 else INFINITY
+                t = cal.e[cal.least].key if cal.n > 0 else INFINITY
             if t_tw < t and t_tw <= t_next:
                 # a TIME_WAIT entry expires (unless it was renewed or taken over since)
                 if t_tw >= t_stop:
@@ -1606,10 +1804,7 @@ cdef class Engine:
                     # that line and h's own slot are then loaded at the same time
                     COLLIDE_PREFETCH(&pt[rows[L * (nl - 1) + L_ENTRY]])
                 else:
-                    h = heap[0]
-                    heap_n -= 1
-                    if heap_n > 0:
-                        heap_sift_down(heap, hkey, c_serial, heap_n, 0, heap[heap_n], hkey[heap_n])
+                    h = cal_pop(&cal)
                 s = rows[L * h + L_ENTRY]
                 d = rows[L * h + L_DEST]
                 target = rows[L * h + L_TGT]
@@ -1801,13 +1996,15 @@ cdef class Engine:
                         synced = True
                     nl += 1
                 else:                                             # heap_push
-                    heap_sift_up(heap, hkey, c_serial, heap_n, c, t + life)
-                    heap_n += 1
+                    cal_insert(&cal, c, t + life)
                 break
             if Ends is end_clock and synced:
                 clock = end_t0 + end_e * mean / <double>nl if nl > 0 else INFINITY
             t_next = self.next_arrival_after(t, rng_exponential(&g, bg))
         self.pcg = g
+        if Ends is end_heap:
+            self.cal = cal
+            heap_n = cal.n
         si[S_LIVE_N] = nl
         si[S_HEAP_N] = heap_n
         si[S_FREE_TOP] = free_top

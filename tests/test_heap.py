@@ -50,3 +50,61 @@ def test_heap_order_needs_the_serials(backend):
     got = _order(backend, np.zeros(7), serial)
     assert list(got) == list(np.argsort(serial))
     assert list(got) != list(range(7))
+
+
+# -- the plain loop's calendar of ends (`Calendar` in _core.pyx) --------------------------------
+# It must pop in exactly the heap's (end, serial) order whatever the bucket width and ring size:
+# widths far below the gaps (most buckets empty, ends a ring or more ahead, the fallback scan)
+# and far above them (every end in one bucket), ends before the current least (the ring walks
+# back), equal ends and infinite ones. The reference is heapq on (end, serial).
+
+def _calendar_reference(keys, serial, pop_before):
+    import heapq
+    q, out = [], []
+    for i, k in enumerate(keys):
+        if pop_before[i] and q:
+            out.append(heapq.heappop(q)[2])
+        heapq.heappush(q, (k, serial[i], i))
+    while q:
+        out.append(heapq.heappop(q)[2])
+    return out
+
+
+def _calendar_cases():
+    rng = np.random.default_rng(20261128)
+    for n in SIZES:
+        t = np.cumsum(rng.exponential(1.0, n))       # arrivals, then ends = arrival + life
+        yield n, "arrival + lognormal life", t + rng.lognormal(1.0, 1.0, n)
+        yield n, "arrival + fixed life", t + 5.0
+        yield n, "few values", rng.integers(0, 3, n).astype(np.float64)
+        yield n, "all equal", np.full(n, 7.5)
+        yield n, "descending", np.arange(n, 0, -1, dtype=np.float64)
+        yield n, "heavy tail", t + rng.pareto(0.8, n) * 3.0
+        yield n, "infinite ends", np.where(rng.random(n) < 0.3, np.inf, t)
+
+
+@pytest.mark.parametrize("width,buckets", [(1.0, 64), (0.01, 64), (1e-6, 1024), (1e6, 64),
+                                           (0.5, 1), (3.0, 2)])
+def test_calendar_pops_in_end_then_serial_order(width, buckets):
+    rng = np.random.default_rng(11)
+    for n, label, keys in _calendar_cases():
+        keys = np.ascontiguousarray(keys, np.float64)
+        serial = rng.permutation(n).astype(np.int64) * 3 + 1
+        for pops in (np.zeros(n, np.int64), (rng.random(n) < 0.5).astype(np.int64)):
+            got = list(_core.calendar_order(keys, serial, width, buckets, pops))
+            want = _calendar_reference(keys, serial, pops)
+            assert got == want, (n, label, width, buckets, got[:12], want[:12])
+
+
+def test_calendar_order_needs_the_serials():
+    serial = np.array([5, 3, 9, 1, 7, 2, 8], np.int64)
+    got = list(_core.calendar_order(np.zeros(7), serial, 1.0, 64, np.zeros(7, np.int64)))
+    assert got == list(np.argsort(serial)) and got != list(range(7))
+
+
+def test_calendar_order_checks_its_arguments():
+    one = np.zeros(1)
+    with pytest.raises(ValueError, match="power of two"):
+        _core.calendar_order(one, np.zeros(1, np.int64), 1.0, 3, np.zeros(1, np.int64))
+    with pytest.raises(ValueError, match="as many entries"):
+        _core.calendar_order(one, np.zeros(2, np.int64), 1.0, 4, np.zeros(1, np.int64))
