@@ -706,6 +706,163 @@ def rows_remove(rows, pt, nl, i):
     return nl
 
 
+# -- the plain loop's end-time queue: a calendar of buckets (`Calendar` in _core.pyx) --------------
+# Bucket q = floor(end / W) of a ring of M buckets (`head`, a record id or -1); per record id, its
+# end at ent[2 id] and the next id of its bucket at nxt[4 id + 2] (`nxt` is an int32 view of `ent`:
+# one 16-byte entry, as CalEntry). The least is found by walking the ring forward; buckets are in
+# end order and ties inside one go by serial, so ends leave in the heap's (end, serial) order.
+# The scalars travel as locals: cur (the least's bucket, none earlier), n, least (-1: empty).
+CAL_FAR = np.int64(1 << 62)     # the bucket of ends beyond any ring (inf)
+
+
+@jit
+def cal_bucket(invw, key):
+    x = key * invw
+    return np.int64(x) if x < 4.0e18 else CAL_FAR
+
+
+@jit
+def cal_clear(head):
+    for b in range(head.shape[0]):
+        head[b] = -1
+
+
+@jit
+def cal_insert(head, ent, nxt, serial, invw, least, cur, c, key):
+    """Queue record c with its end; returns the new (least, cur)."""
+    q = cal_bucket(invw, key)
+    b = q & (head.shape[0] - 1)
+    nxt[4 * c + 2] = head[b]
+    head[b] = c
+    ent[2 * c] = key
+    if least < 0 or heap_before(serial, key, c, ent[2 * least], least):
+        return np.int64(c), q
+    return least, cur
+
+
+@jit
+def cal_find_least(head, ent, nxt, serial, rows, invw, cur):
+    """Walk from bucket cur to the first holding an entry of its own year: (least, its bucket).
+    A whole ring walked without one falls back to a scan of every entry."""
+    mask = head.shape[0] - 1
+    steps = 0
+    kb = np.inf
+    while True:
+        best = np.int64(-1)
+        x = np.int64(head[cur & mask])
+        while x >= 0:
+            kx = ent[2 * x]
+            if cal_bucket(invw, kx) == cur and (best < 0 or heap_before(serial, kx, x, kb, best)):
+                best = x
+                kb = kx
+            x = np.int64(nxt[4 * x + 2])
+        if best >= 0:
+            # hints: the entry and the row of an end a few buckets ahead, read when it is due
+            x = np.int64(head[(cur + 3) & mask])
+            if x >= 0:
+                prefetch(ent, 2 * x)
+                prefetch(rows, L * x)
+            return best, cur
+        cur += 1
+        steps += 1
+        if steps > mask:
+            break
+    best = np.int64(-1)
+    for b in range(mask + 1):
+        x = np.int64(head[b])
+        while x >= 0:
+            kx = ent[2 * x]
+            if best < 0 or heap_before(serial, kx, x, kb, best):
+                best = x
+                kb = kx
+            x = np.int64(nxt[4 * x + 2])
+    return best, cal_bucket(invw, kb)
+
+
+@jit
+def cal_pop(head, ent, nxt, serial, rows, invw, least, cur, n):
+    """Remove the least entry (n > 0); returns (it, new least, new cur, n - 1)."""
+    c = least
+    b = cur & (head.shape[0] - 1)
+    x = np.int64(head[b])
+    if x == c:
+        head[b] = nxt[4 * c + 2]
+    else:
+        while nxt[4 * x + 2] != c:
+            x = np.int64(nxt[4 * x + 2])
+        nxt[4 * x + 2] = nxt[4 * c + 2]
+    n -= 1
+    if n == 0:
+        return c, np.int64(-1), cur, n
+    least, cur = cal_find_least(head, ent, nxt, serial, rows, invw, cur)
+    return c, least, cur, n
+
+
+@jit
+def cal_from_heap(head, ent, nxt, serial, invw, heap, hkey, heap_n):
+    """Queue the heap's entries; returns (least, cur)."""
+    cal_clear(head)
+    least, cur = np.int64(-1), np.int64(0)
+    for i in range(heap_n):
+        least, cur = cal_insert(head, ent, nxt, serial, invw, least, cur, np.int64(heap[i]),
+                                hkey[i])
+    return least, cur
+
+
+@jit
+def cal_to_heap(head, ent, nxt, serial, n, heap, hkey):
+    """Write the entries as a valid 4-ary heap (any order, then Floyd's heapify)."""
+    i = 0
+    for b in range(head.shape[0]):
+        x = np.int64(head[b])
+        while x >= 0:
+            heap[i] = x
+            hkey[i] = ent[2 * x]
+            i += 1
+            x = np.int64(nxt[4 * x + 2])
+    for i in range((n - 2) // 4, -1, -1):
+        heap_sift_down(heap, hkey, serial, n, i, heap[i], hkey[i])
+
+
+def calendar_buffers(ids, buckets):
+    """(head, ent, nxt) for `ids` record ids and a ring of `buckets` (a power of two)."""
+    head = np.full(buckets, -1, np.int32)
+    ent = np.zeros(2 * max(ids, 1), np.float64)
+    return head, ent, ent.view(np.int32)
+
+
+def calendar_order(keys, serial, width, buckets, pop_after):
+    """As `_core.calendar_order`: insert ids 0..n-1 with these ends, popping once before each
+    insert i where pop_after[i] is 1, then pop the rest; the popped ids in order."""
+    n = keys.shape[0]
+    if serial.shape[0] != n or pop_after.shape[0] != n:
+        raise ValueError("serial and pop_after must have as many entries as keys")
+    if buckets < 1 or buckets & (buckets - 1) or not width > 0:
+        raise ValueError(f"buckets={buckets}, width={width}: a power of two and a positive width")
+    head, ent, nxt = calendar_buffers(n, buckets)
+    return _calendar_order(keys, serial, 1.0 / width, pop_after, head, ent, nxt)
+
+
+@jit_alloc
+def _calendar_order(keys, serial, invw, pop_after, head, ent, nxt):
+    n = keys.shape[0]
+    out = np.empty(n, np.int32)
+    rows = np.zeros(L * max(n, 1), np.int32)
+    least, cur, m, k = np.int64(-1), np.int64(0), np.int64(0), 0
+    for i in range(n):
+        if pop_after[i] != 0 and m > 0:
+            c, least, cur, m = cal_pop(head, ent, nxt, serial, rows, invw, least, cur, m)
+            out[k] = c
+            k += 1
+        least, cur = cal_insert(head, ent, nxt, serial, invw, least, cur, np.int64(i), keys[i])
+        m += 1
+    while m > 0:
+        c, least, cur, m = cal_pop(head, ent, nxt, serial, rows, invw, least, cur, m)
+        out[k] = c
+        k += 1
+    return out
+
+
 @jit
 def tracking(pi):
     return pi[C.ESTIMATE] != 0 and pi[C.ALLOC] == 0 and pi[C.CROSS] != 0 and pi[C.CIP] != 0 \
@@ -1563,7 +1720,8 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
 
 
 @jit
-def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
+def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt, cal_head, cal_ent,
+                         cal_nxt, cal_st, invw):
     """`advance_plain` for every plain scenario (`plain(pi)`): also TIME_WAIT, sticky clients,
     per-client IPs and ends by the end-time heap (any lifetime law but the exponential; the end
     clock for it). The same steps, draws and floating-point operations in the same order as
@@ -1572,7 +1730,9 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
     (fused types), these are flags tested at run time: one more copy of the loop to compile, no
     measurable cost on the wall clock (docs/engine.md). The connections are `rows` (in live-list
     order under the clock, by record id under the heap; `rows_enter`/`rows_enter_heap`, done by
-    `advance`) and the port slots `pt`."""
+    `advance`) and the port slots `pt`; under the heap the ends are in the calendar
+    (`cal_head`, `cal_ent`, `cal_nxt`; `cal_st` = cur, n, least; `invw` = 1 / W; built by
+    `_enter_rows`), as in `Engine._advance_plain`."""
     heap_ends = pi[C.DIST] != 0
     si, sf = S[SI], S[SF]
     ids, dense = S[IDS], S[DENSE]
@@ -1598,14 +1758,13 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
     first, t_next = sf[T.FIRST], sf[T.NEXT_ARR]
     t_tw, life = np.inf, 0.0
     client, ip, j = np.int64(0), np.int64(0), np.int64(0)
+    cal_cur, cal_n, cal_least = cal_st[0], cal_st[1], cal_st[2]
     while True:
         if heap_ends:
             # drop_dead_tops: reset connections' entries leave the top and give their ids back
-            while heap_n > 0 and (rows[L * heap[0] + L_PORTC] & L_DEAD) != 0:
-                h = np.int64(heap[0])
-                heap_n -= 1
-                if heap_n > 0:
-                    heap_sift_down(heap, hkey, c_serial, heap_n, 0, heap[heap_n], hkey[heap_n])
+            while cal_n > 0 and (rows[L * cal_least + L_PORTC] & L_DEAD) != 0:
+                h, cal_least, cal_cur, cal_n = cal_pop(cal_head, cal_ent, cal_nxt, c_serial, rows,
+                                                       invw, cal_least, cal_cur, cal_n)
                 ids[free_top] = h
                 free_top += 1
         if free_top == 0:
@@ -1620,7 +1779,7 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
                 break
             t_tw = twq_exp[si[T.TWQ_HEAD]] if si[T.TWQ_N] > 0 else np.inf
         if heap_ends:
-            t = hkey[0] if heap_n > 0 else np.inf
+            t = cal_ent[2 * cal_least] if cal_n > 0 else np.inf
         else:
             t = clock
         if t_tw < t and t_tw <= t_next:
@@ -1637,10 +1796,8 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
                 code = T.DONE
                 break
             if heap_ends:
-                h = np.int64(heap[0])
-                heap_n -= 1
-                if heap_n > 0:
-                    heap_sift_down(heap, hkey, c_serial, heap_n, 0, heap[heap_n], hkey[heap_n])
+                h, cal_least, cal_cur, cal_n = cal_pop(cal_head, cal_ent, cal_nxt, c_serial, rows,
+                                                       invw, cal_least, cal_cur, cal_n)
             else:
                 end_t0 = t                  # end_connection's clock_sync is a no-op then
                 g, h = rng_randint(g, nl)   # a row of the live list
@@ -1791,8 +1948,9 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
             if measure and live[d] > peak:
                 peak = live[d]
             if heap_ends:                                     # heap_push
-                heap_sift_up(heap, hkey, c_serial, heap_n, c, t + life)
-                heap_n += 1
+                cal_least, cal_cur = cal_insert(cal_head, cal_ent, cal_nxt, c_serial, invw,
+                                                cal_least, cal_cur, c, t + life)
+                cal_n += 1
             else:                                             # live_add
                 if not synced:
                     e = end_e - (t - end_t0) * np.float64(nl) / mean
@@ -1807,6 +1965,9 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
         t_next = next_arrival_after(pi, pf, xa, t, e)
     st[0], st[1] = g[0], g[1]
     si[T.LIVE_N] = nl
+    if heap_ends:
+        cal_st[0], cal_st[1], cal_st[2] = cal_cur, cal_n, cal_least
+        heap_n = cal_n
     si[T.HEAP_N] = heap_n
     si[T.FREE_TOP] = free_top
     si[T.SERIAL] = serial
@@ -1858,15 +2019,32 @@ class PlainRows:
     """One run's rows and port slots for the plain loops (Cython keeps them in its `Engine`;
     `collide.engine._Compiled` holds one of these for numba). `compact`: rows and pt hold the
     connections, and the records, the live list, the free ids and the port table are stale."""
-    __slots__ = ("rows", "pt", "compact")
+    __slots__ = ("rows", "pt", "compact", "cal_head", "cal_ent", "cal_nxt", "cal_st", "invw")
 
     def __init__(self):
         self.rows = None
         self.pt = None
         self.compact = False
+        self.cal_head, self.cal_ent, self.cal_nxt = calendar_buffers(1, 1)   # (the end clock's)
+        self.cal_st = np.array([0, 0, -1], np.int64)     # cur, n, least
+        self.invw = 1.0
+
+    def size_calendar(self, ids, pf):
+        """As `Engine.bind_calendar`: W for about two ends per bucket at the scenario's rate, M
+        (a power of two) for twice the expected live connections; only the speed depends on
+        them."""
+        rate, mean = float(pf[C.RATE]), float(pf[C.MEAN])
+        live = rate * mean if rate > 0 and mean > 0 and rate * mean < 1e9 else 1e3
+        m = 64
+        while m < 2 * live and m < (1 << 24):
+            m *= 2
+        if self.cal_head.shape[0] != m or self.cal_ent.shape[0] != 2 * ids:
+            self.cal_head, self.cal_ent, self.cal_nxt = calendar_buffers(ids, m)
+        self.invw = rate / 2.0 if rate > 0 else 1.0
 
     def nbytes(self):
-        return sum(a.nbytes for a in (self.rows, self.pt) if a is not None)
+        return sum(a.nbytes for a in (self.rows, self.pt, self.cal_head, self.cal_ent)
+                   if a is not None)
 
 
 def give_back_rows(S, pi, rows):
@@ -1881,6 +2059,8 @@ def give_back_rows(S, pi, rows):
         rows_leave(rows.rows, rows.pt, S[LLIST], S[CREC], S[IDS], S[PTAB], si[T.LIVE_N],
                    S[IDS].shape[0])
     else:
+        cal_to_heap(rows.cal_head, rows.cal_ent, rows.cal_nxt, S[C_SERIAL], si[T.HEAP_N],
+                    S[HEAP], S[HKEY])
         rows_leave_heap(rows.rows, rows.pt, S[HEAP], si[T.HEAP_N], S[IDS], si[T.FREE_TOP],
                         S[CREC], S[PTAB])
     rows.compact = False
@@ -1897,7 +2077,7 @@ def release(S, pi, rows):
     _slot_tables.setdefault(table.shape[0], []).append(table)
 
 
-def _enter_rows(S, pi, rows):
+def _enter_rows(S, pi, pf, rows):
     """Size the scratch for the state (the records grow) and build rows and slots if the loop
     does not hold them yet."""
     if rows.compact:
@@ -1915,6 +2095,10 @@ def _enter_rows(S, pi, rows):
         rows_enter(rows.rows, rows.pt, S[LLIST], S[CREC], S[PTAB], si[T.LIVE_N])
     else:
         rows_enter_heap(rows.rows, rows.pt, S[HEAP], si[T.HEAP_N], S[CREC], S[PTAB])
+        rows.size_calendar(S[IDS].shape[0], pf)
+        least, cur = cal_from_heap(rows.cal_head, rows.cal_ent, rows.cal_nxt, S[C_SERIAL],
+                                   rows.invw, S[HEAP], S[HKEY], si[T.HEAP_N])
+        rows.cal_st[:] = (cur, si[T.HEAP_N], least)
     rows.compact = True
 
 
@@ -1930,11 +2114,13 @@ def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows=None):
     own = rows is None
     if own:
         rows = PlainRows()
-    _enter_rows(S, pi, rows)
+    _enter_rows(S, pi, pf, rows)
     if plain_base(pi):
         code = advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows.rows, rows.pt)
     else:
-        code = advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows.rows, rows.pt)
+        code = advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows.rows, rows.pt,
+                                    rows.cal_head, rows.cal_ent, rows.cal_nxt, rows.cal_st,
+                                    rows.invw)
     if own:
         release(S, pi, rows)
     elif code != T.DONE:        # the state grows: Python's `grow` copies the records

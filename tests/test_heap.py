@@ -1,8 +1,8 @@
-"""The end-time heap pops in (end, serial) order, ties included, in both compiled backends.
+"""The end-time queues pop in (end, serial) order, ties included, in both compiled backends.
 
-The sifts pick the least of four children without branches and fall back to an exact path when
-ends are equal; engine runs almost never produce equal ends, so the fallback is tested here,
-directly, with keys drawn from a handful of values.
+The heap's sifts pick the least of four children without branches and fall back to an exact path
+when ends are equal; the plain loop's calendar keeps ends in buckets a ring apart. Engine runs
+almost never produce equal ends or ends a ring ahead, so both are tested here, directly.
 """
 import numpy as np
 import pytest
@@ -83,28 +83,39 @@ def _calendar_cases():
         yield n, "infinite ends", np.where(rng.random(n) < 0.3, np.inf, t)
 
 
+def _calendar(backend):
+    if backend == "numba":
+        from collide import _core_numba
+        return _core_numba.calendar_order
+    return _core.calendar_order
+
+
+@pytest.mark.parametrize("backend", ["cython", "numba"])
 @pytest.mark.parametrize("width,buckets", [(1.0, 64), (0.01, 64), (1e-6, 1024), (1e6, 64),
                                            (0.5, 1), (3.0, 2)])
-def test_calendar_pops_in_end_then_serial_order(width, buckets):
+def test_calendar_pops_in_end_then_serial_order(backend, width, buckets):
     rng = np.random.default_rng(11)
+    calendar_order = _calendar(backend)
     for n, label, keys in _calendar_cases():
         keys = np.ascontiguousarray(keys, np.float64)
         serial = rng.permutation(n).astype(np.int64) * 3 + 1
         for pops in (np.zeros(n, np.int64), (rng.random(n) < 0.5).astype(np.int64)):
-            got = list(_core.calendar_order(keys, serial, width, buckets, pops))
+            got = list(calendar_order(keys, serial, width, buckets, pops))
             want = _calendar_reference(keys, serial, pops)
             assert got == want, (n, label, width, buckets, got[:12], want[:12])
 
 
-def test_calendar_order_needs_the_serials():
+@pytest.mark.parametrize("backend", ["cython", "numba"])
+def test_calendar_order_needs_the_serials(backend):
     serial = np.array([5, 3, 9, 1, 7, 2, 8], np.int64)
-    got = list(_core.calendar_order(np.zeros(7), serial, 1.0, 64, np.zeros(7, np.int64)))
+    got = list(_calendar(backend)(np.zeros(7), serial, 1.0, 64, np.zeros(7, np.int64)))
     assert got == list(np.argsort(serial)) and got != list(range(7))
 
 
-def test_calendar_order_checks_its_arguments():
+@pytest.mark.parametrize("backend", ["cython", "numba"])
+def test_calendar_order_checks_its_arguments(backend):
     one = np.zeros(1)
     with pytest.raises(ValueError, match="power of two"):
-        _core.calendar_order(one, np.zeros(1, np.int64), 1.0, 3, np.zeros(1, np.int64))
+        _calendar(backend)(one, np.zeros(1, np.int64), 1.0, 3, np.zeros(1, np.int64))
     with pytest.raises(ValueError, match="as many entries"):
-        _core.calendar_order(one, np.zeros(2, np.int64), 1.0, 4, np.zeros(1, np.int64))
+        _calendar(backend)(one, np.zeros(2, np.int64), 1.0, 4, np.zeros(1, np.int64))
