@@ -103,7 +103,7 @@ def _prepared(live: float, backend: str, law: str = "exponential"):
 def test_scaling_ns_per_connection(benchmark, backend, law, live):
     """Nanoseconds per connection of the event loop alone (placement excluded) against the number
     of live connections: flat or logarithmic is the target (exponential lifetimes: the end clock,
-    no queue; lognormal: the end-time heap)."""
+    no queue; lognormal: the plain loop's calendar of ends)."""
     benchmark.group = "scaling"
     if backend == "numba":
         _prepared(1e3, backend, law)[0]()

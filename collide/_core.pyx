@@ -77,12 +77,12 @@ ctypedef short with_estimate
 ctypedef fused Estimate:
     without_estimate
     with_estimate
-# ... and ends by the end clock (exponential lifetimes) or the heap (any other law)
+# ... and ends by the end clock (exponential lifetimes) or the calendar (any other law)
 ctypedef signed char end_clock
-ctypedef short end_heap
+ctypedef short end_calendar
 ctypedef fused Ends:
     end_clock
-    end_heap
+    end_calendar
 # ... and with or without the extras: TIME_WAIT, clients (sticky nodes, per-client NAT IPs)
 ctypedef signed char without_extras
 ctypedef short with_extras
@@ -574,8 +574,8 @@ def calendar_order(const double[::1] keys, const int64_t[::1] serial, double wid
 # port slots `pt` of 4 bytes per entry (PT_FREE, PT_HELD or the holder's row + 1) where the shared
 # port table `ptab` has 8 (slot and target, interleaved); a taken slot's target is read from its
 # row. Under the end clock the rows are in live-list order (a uniformly drawn position picks the
-# same connection as `llist`); under the heap they are indexed by record id. An end reads one row
-# instead of a 32-byte record anywhere among the records, and an arrival looks at a port table
+# same connection as `llist`); under the calendar they are indexed by record id. An end reads one
+# row instead of a 32-byte record anywhere among the records, and an arrival looks at a port table
 # half the size. `rows_enter` builds rows and slots from records, `rows_leave` gives records
 # (under the clock: ids 0..nl-1 in list order) and port-table entries back and frees the slots;
 # both are linear in the live connections, and run only when the loop is entered after
@@ -1680,16 +1680,17 @@ cdef class Engine:
         if self.memoryless:
             return self._advance_plain(t_stop, <without_estimate>0, <end_clock>0, extras)
         if self.estimate:
-            return self._advance_plain(t_stop, <with_estimate>1, <end_heap>0, extras)
-        return self._advance_plain(t_stop, <without_estimate>0, <end_heap>0, extras)
+            return self._advance_plain(t_stop, <with_estimate>1, <end_calendar>0, extras)
+        return self._advance_plain(t_stop, <without_estimate>0, <end_calendar>0, extras)
 
     cdef int _advance_plain(self, double t_stop, Estimate with_est, Ends ends,
                             Extras extras) noexcept nogil:
         """`_advance` for the common case: random ports, client IP preservation, no reuse delay
-        and no delayed connects; ends by the end clock (exponential lifetimes) or the heap (any
-        other law). The same steps, draws and floating-point
-        operations in the same order; the generator, the clock, the heap size and the counters
-        live in locals and the arrays are raw pointers, so the compiler keeps them in registers.
+        and no delayed connects; ends by the end clock (exponential lifetimes) or the calendar
+        (any other law; built from the heap on entry, given back as one). The same steps, draws
+        and floating-point operations in the same order; the generator, the clock, the calendar's
+        scalars and the counters live in locals and the arrays are raw pointers, so the compiler
+        keeps them in registers.
         The clock is synchronised where `_advance` would (a reset victim's end, a new connection)
         and its ring time computed once where `_advance` overwrites it."""
         cdef collide_pcg64 g = self.pcg
@@ -1753,10 +1754,10 @@ cdef class Engine:
                 for i in range(heap_n):
                     cal_insert(&self.cal, heap[i], hkey[i])
             self.compact = True
-        if Ends is end_heap:
+        if Ends is end_calendar:
             cal = self.cal
         while True:
-            if Ends is end_heap:
+            if Ends is end_calendar:
                 # drop_dead_tops: reset connections' entries leave the top and give their ids back
                 while cal.n > 0 and rows[L * cal.least + L_PORTC] & L_DEAD:
                     ids[free_top] = cal_pop(&cal)
@@ -1831,7 +1832,7 @@ cdef class Engine:
                     self.twq_key[i] = key
                     self.twq_exp[i] = expiry
                     si[S_TWQ_N] += 1
-                if Ends is end_heap:
+                if Ends is end_calendar:
                     ids[free_top] = h
                 free_top += 1
                 pt[s] = PT_FREE                                       # port_freed
@@ -1920,7 +1921,7 @@ cdef class Engine:
                 for jj in range(n):
                     if jj != j and row_target(pt, rows, b + jj) == target:
                         nholders += 1
-                if Ends is end_heap:
+                if Ends is end_calendar:
                     life = rng_lifetime(&g, bg, dist, pf, xa, emp_n)
                 close = scf >= 1.0 or (scf > 0.0 and rng_uniform(&g, bg) < scf)
                 if nholders > 0:
@@ -2002,7 +2003,7 @@ cdef class Engine:
                 clock = end_t0 + end_e * mean / <double>nl if nl > 0 else INFINITY
             t_next = self.next_arrival_after(t, rng_exponential(&g, bg))
         self.pcg = g
-        if Ends is end_heap:
+        if Ends is end_calendar:
             self.cal = cal
             heap_n = cal.n
         si[S_LIVE_N] = nl
