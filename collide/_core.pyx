@@ -860,14 +860,9 @@ cdef class Engine:
         self.tw_shift = T.tw_shift(self.tw_cap)
 
     def bind_calendar(self, Py_ssize_t ids):
-        """Size the plain loop's calendar: W for about two ends per bucket at the scenario's
-        rate, M (a power of two) for twice the expected live connections, so that the ring spans
-        several mean lifetimes; W and M change only the speed, never the order."""
-        cdef double rate = self.pf[RATE], mean = self.pf[MEAN]
-        cdef double live = rate * mean if rate > 0 and mean > 0 and rate * mean < 1e9 else 1e3
-        cdef Py_ssize_t m = 64
-        while m < 2 * live and m < (1 << 24):
-            m *= 2
+        """Size the plain loop's calendar (`_state.calendar_shape`: W and M change only the speed,
+        never the order) for `ids` records."""
+        m, invw = T.calendar_shape(np.asarray(self.pi), np.asarray(self.pf), np.asarray(self.xa))
         if self.cal_head is None or self.cal_head.shape[0] != m:
             self.cal_head = np.full(m, -1, np.int32)
         if self.cal_ent is None or self.cal_ent.shape[0] != 2 * ids:
@@ -875,7 +870,7 @@ cdef class Engine:
         self.cal.head, self.cal.e = &self.cal_head[0], <CalEntry *>&self.cal_ent[0]
         self.cal.serial = &self.c_serial[0]
         self.cal.rows = &self.rows[0]
-        self.cal.invw = rate / 2.0 if rate > 0 else 1.0
+        self.cal.invw = invw
         self.cal.mask = m - 1
         self.cal.n = 0
         self.cal.least = -1

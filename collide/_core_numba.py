@@ -2029,18 +2029,11 @@ class PlainRows:
         self.cal_st = np.array([0, 0, -1], np.int64)     # cur, n, least
         self.invw = 1.0
 
-    def size_calendar(self, ids, pf):
-        """As `Engine.bind_calendar`: W for about two ends per bucket at the scenario's rate, M
-        (a power of two) for twice the expected live connections; only the speed depends on
-        them."""
-        rate, mean = float(pf[C.RATE]), float(pf[C.MEAN])
-        live = rate * mean if rate > 0 and mean > 0 and rate * mean < 1e9 else 1e3
-        m = 64
-        while m < 2 * live and m < (1 << 24):
-            m *= 2
+    def size_calendar(self, ids, pi, pf, xa):
+        """As `Engine.bind_calendar` (`_state.calendar_shape`: only the speed depends on it)."""
+        m, self.invw = T.calendar_shape(pi, pf, xa)
         if self.cal_head.shape[0] != m or self.cal_ent.shape[0] != 2 * ids:
             self.cal_head, self.cal_ent, self.cal_nxt = calendar_buffers(ids, m)
-        self.invw = rate / 2.0 if rate > 0 else 1.0
 
     def nbytes(self):
         return sum(a.nbytes for a in (self.rows, self.pt, self.cal_head, self.cal_ent)
@@ -2077,7 +2070,7 @@ def release(S, pi, rows):
     _slot_tables.setdefault(table.shape[0], []).append(table)
 
 
-def _enter_rows(S, pi, pf, rows):
+def _enter_rows(S, pi, pf, xa, rows):
     """Size the scratch for the state (the records grow) and build rows and slots if the loop
     does not hold them yet."""
     if rows.compact:
@@ -2095,7 +2088,7 @@ def _enter_rows(S, pi, pf, rows):
         rows_enter(rows.rows, rows.pt, S[LLIST], S[CREC], S[PTAB], si[T.LIVE_N])
     else:
         rows_enter_heap(rows.rows, rows.pt, S[HEAP], si[T.HEAP_N], S[CREC], S[PTAB])
-        rows.size_calendar(S[IDS].shape[0], pf)
+        rows.size_calendar(S[IDS].shape[0], pi, pf, xa)
         least, cur = cal_from_heap(rows.cal_head, rows.cal_ent, rows.cal_nxt, S[C_SERIAL],
                                    rows.invw, S[HEAP], S[HKEY], si[T.HEAP_N])
         rows.cal_st[:] = (cur, si[T.HEAP_N], least)
@@ -2114,7 +2107,7 @@ def advance(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows=None):
     own = rows is None
     if own:
         rows = PlainRows()
-    _enter_rows(S, pi, pf, rows)
+    _enter_rows(S, pi, pf, xa, rows)
     if plain_base(pi):
         code = advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows.rows, rows.pt)
     else:

@@ -125,6 +125,23 @@ def heap_array(count: int, dtype) -> np.ndarray:
     return line_aligned(count, dtype, 0, lead=1)
 
 
+def calendar_shape(pi: np.ndarray, pf: np.ndarray, xa: np.ndarray) -> tuple[int, float]:
+    """(M, 1 / W) of the plain loop's calendar of ends (`Calendar` in _core.pyx, `cal_*` in
+    _core_numba.py): W for about two ends per bucket at the highest rate of the run (a schedule's
+    peak: a bucket crowded by a peak costs a scan per end, where an empty one in a lull costs a
+    step), M, a power of two, for twice the live connections that rate keeps, so that one turn of
+    the ring spans several mean lifetimes. They decide the speed, never the order."""
+    m_sched, n_emp = int(pi[C.SCHED_N]), int(pi[C.EMP_N])
+    rates = xa[2 * n_emp + m_sched: 2 * n_emp + 2 * m_sched]
+    rate = max([float(pf[C.RATE])] + [float(r) for r in rates])
+    mean = float(pf[C.MEAN])
+    live = rate * mean if rate > 0 and 0 < mean and rate * mean < 1e9 else 1e3
+    buckets = 64
+    while buckets < 2 * live and buckets < (1 << 24):
+        buckets *= 2
+    return buckets, (rate / 2.0 if rate > 0 else 1.0)
+
+
 def new_records(count: int) -> np.ndarray:
     rec = line_aligned(count * REC, np.int32, 0)
     rec[R_POS::REC] = -1

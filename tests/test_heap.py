@@ -119,3 +119,18 @@ def test_calendar_order_checks_its_arguments(backend):
         _calendar(backend)(one, np.zeros(1, np.int64), 1.0, 3, np.zeros(1, np.int64))
     with pytest.raises(ValueError, match="as many entries"):
         _calendar(backend)(one, np.zeros(2, np.int64), 1.0, 4, np.zeros(1, np.int64))
+
+
+def test_calendar_is_sized_for_the_busiest_segment():
+    """W = 2 / (the run's highest rate) and M = pow2(2 x the live connections at that rate): a
+    schedule's peak sizes the ring, not its first segment (which sizes the warm-up)."""
+    from collide import _params as C, _state as T
+    from collide.scenario import Scenario
+    base = {"traffic": {"rate": 50.0, "duration": {"dist": "lognormal", "mean": 4.0, "sigma": 1.0},
+                        "horizon": 60.0}}
+    flat = Scenario.from_dict(base)
+    pi, pf, _, _, _, xa = C.build(flat, False)
+    assert T.calendar_shape(pi, pf, xa) == (512, 25.0)          # 2 x 200 live -> 512; W = 2/50
+    peaked = flat.replace({"traffic.schedule": [[0, 50.0], [20.0, 3000.0], [40.0, 10.0]]})
+    pi, pf, _, _, _, xa = C.build(peaked, False)
+    assert T.calendar_shape(pi, pf, xa) == (32768, 1500.0)      # 2 x 12,000 live -> 32,768
