@@ -1789,7 +1789,7 @@ cdef class Engine:
                 continue
             if t <= t_next:
                 # a connection ends: the clock rings (a uniformly chosen live one: end_by_clock)
-                # or the heap's top is due (heap_pop); then end_connection(h, t, False)
+                # or the calendar's least is due (cal_pop); then end_connection(h, t, False)
                 if t >= t_stop:
                     code = 0
                     break
@@ -1949,7 +1949,7 @@ cdef class Engine:
                             live[d] -= 1
                             if Ends is end_clock:
                                 nl = rows_remove(rows, pt, nl, h)
-                            else:               # its heap entry goes when it reaches the top
+                            else:               # its entry goes when it is the least
                                 rows[L * h + L_PORTC] |= L_DEAD
                             if track:
                                 rows_port_holder_changed(&pt[b], rows, &est_sum[d - jj], n, jj,

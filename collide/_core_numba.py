@@ -1723,21 +1723,21 @@ def advance_plain(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt):
 def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt, cal_head, cal_ent,
                          cal_nxt, cal_st, invw):
     """`advance_plain` for every plain scenario (`plain(pi)`): also TIME_WAIT, sticky clients,
-    per-client IPs and ends by the end-time heap (any lifetime law but the exponential; the end
-    clock for it). The same steps, draws and floating-point operations in the same order as
-    `advance_general` (`Engine._advance_plain` in _core.pyx); the heap size, like the generator
-    and the counters, lives in a local. Where Cython compiles a copy per end source and extras
-    (fused types), these are flags tested at run time: one more copy of the loop to compile, no
-    measurable cost on the wall clock (docs/engine.md). The connections are `rows` (in live-list
-    order under the clock, by record id under the heap; `rows_enter`/`rows_enter_heap`, done by
-    `advance`) and the port slots `pt`; under the heap the ends are in the calendar
-    (`cal_head`, `cal_ent`, `cal_nxt`; `cal_st` = cur, n, least; `invw` = 1 / W; built by
-    `_enter_rows`), as in `Engine._advance_plain`."""
+    per-client IPs and ends by the calendar (any lifetime law but the exponential; the end clock
+    for it). The same steps, draws and floating-point operations in the same order as
+    `advance_general` (`Engine._advance_plain` in _core.pyx); the calendar's scalars, like the
+    generator and the counters, live in locals. Where Cython compiles a copy per end source and
+    extras (fused types), these are flags tested at run time: one more copy of the loop to
+    compile, no measurable cost on the wall clock (docs/engine.md). The connections are `rows` (in
+    live-list order under the clock, by record id under the calendar; `rows_enter`/
+    `rows_enter_heap`, done by `advance`) and the port slots `pt`; the ends are in the calendar
+    (`cal_head`, `cal_ent`, `cal_nxt`; `cal_st` = cur, n, least; `invw` = 1 / W; built from the
+    heap by `_enter_rows`), as in `Engine._advance_plain`."""
     heap_ends = pi[C.DIST] != 0
     si, sf = S[SI], S[SF]
     ids, dense = S[IDS], S[DENSE]
     free, fpos, live, free_n, est_sum = S[FREE], S[FPOS], S[LIVE], S[FREE_N], S[EST_SUM]
-    heap, hkey, c_serial = S[HEAP], S[HKEY], S[C_SERIAL]
+    c_serial = S[C_SERIAL]
     tw_key, tw_exp, twq_key, twq_exp = S[TW_KEY], S[TW_EXP], S[TWQ_KEY], S[TWQ_EXP]
     cl_node, cl_exp = S[CL_NODE], S[CL_EXP]
     n, Pn, k, nb_, limit = pi[C.N], pi[C.P], pi[C.K], pi[C.B], pi[C.LIMIT]
@@ -1791,7 +1791,7 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt, cal_
             continue
         if t <= t_next:
             # a connection ends: the clock rings (a uniformly chosen live one: end_by_clock)
-            # or the heap's top is due (heap_pop); then end_connection(h, t, False)
+            # or the calendar's least is due (cal_pop); then end_connection(h, t, False)
             if t >= t_stop:
                 code = T.DONE
                 break
@@ -1911,7 +1911,7 @@ def advance_plain_extras(S, pi, pf, zs, zc, wcum, xa, st, t_stop, rows, pt, cal_
                         dh = np.int64(rows[L * h + L_DEST])
                         pt[b + jj] = PT_HELD
                         live[dh] -= 1
-                        if heap_ends:           # its heap entry goes when it reaches the top
+                        if heap_ends:           # its entry goes when it is the least
                             rows[L * h + L_PORTC] |= L_DEAD
                         else:
                             nl = rows_remove(rows, pt, nl, h)
