@@ -33,8 +33,8 @@ else:
 
 extensions = [
     Extension(
-        "collide._core",
-        ["collide/_core.pyx"],
+        "collide.engine._core",
+        ["collide/engine/_core.pyx"],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,

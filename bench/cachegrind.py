@@ -1,7 +1,7 @@
 """Instructions and cache misses per simulated connection, from cachegrind (repeatable where wall
 time is not: on a shared VM the same run moves by ±30 % from minute to minute).
 
-    python bench/cachegrind.py base lognormal --backend cython --horizons 100 300 [--estimate]
+    python bench/cachegrind.py base lognormal --backend cython --horizons 100 300 [--estimate full]
     python bench/cachegrind.py lognormal --l2 524288 --branches    # this VM's L2; mispredictions
 
 Each scenario of `bench/conftest.py` runs under `valgrind --tool=cachegrind` at two horizons; the
@@ -52,7 +52,7 @@ def _totals(path: str) -> tuple[int, int, int, int]:
             v.get("Bcm", 0) + v.get("Bim", 0))
 
 
-def measure(name: str, horizon: float, backend: str, estimate: bool = False, l2: int = 1048576,
+def measure(name: str, horizon: float, backend: str, estimate: str = "off", l2: int = 1048576,
             branches: bool = False) -> tuple[int, tuple[int, int, int, int]]:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="cython", choices=["cython", "numba"])
     ap.add_argument("--horizons", nargs=2, type=float, default=[100.0, 300.0],
                     metavar=("SHORT", "LONG"))
-    ap.add_argument("--estimate", action="store_true", help="with the conditional estimate")
+    ap.add_argument("--estimate", default="off", choices=["off", "target", "full"],
+                    help="the conditional estimate kept (default off)")
     ap.add_argument("--l2", type=int, default=1048576, help="simulated last-level cache, bytes")
     ap.add_argument("--branches", action="store_true", help="simulate branch prediction too")
     args = ap.parse_args(argv)

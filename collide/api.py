@@ -1,6 +1,7 @@
 """The Python API: `simulate`, `first_reset`, and their JSON-ready results (DESIGN §4.3, §4.4)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 from dataclasses import dataclass, field
@@ -9,7 +10,6 @@ from typing import Callable
 import numpy as np
 
 from . import engine
-from ._params import estimate_defined
 from .analytic import analytic as _analytic
 from .scenario import ALLOCATORS, Scenario
 from .stats import kaplan_meier_quantile, wilson
@@ -43,7 +43,9 @@ class Result:
     elapsed_s: float
     state_bytes: int = 0
     finished: bool = True
-    horizon_s: float = field(default=0.0)
+    horizon_s: float = field(default=0.0)      # the measured window covered (measured_s)
+    estimate: str | None = None                # "target" or "full" (None: off)
+    replicates: int = 1
     # delayed connects (issue 7 items 1, 5; docs/model-fidelity.md)
     delayed_connects: int = 0
     pending_connects: int = 0          # measured connections still retrying at the window's end
@@ -84,8 +86,17 @@ class Result:
         return self.collisions / self.horizon_s * 3600.0 if self.horizon_s else 0.0
 
     @property
+    def measured_s(self) -> float:
+        """Simulated seconds of measured window behind every rate (all replicates)."""
+        return self.horizon_s
+
+    @property
+    def interrupted(self) -> bool:
+        return not self.finished
+
+    @property
     def analytic(self):
-        return _analytic(self.scenario) if self.finished else None
+        return _analytic(self.scenario)
 
     @property
     def connections_per_second(self) -> float:
@@ -107,8 +118,12 @@ class Result:
             "collisions_per_hour": self.collisions_per_hour,
             "expected_collisions": self.expected_collisions,
             "expected_collisions_se": self.expected_collisions_se,
+            "estimate": self.estimate,
             "first_collision_s": self.first_collision_s,
             "peak_live_per_destination": self.peak_live_per_destination,
+            "peak_live_exact": False,
+            "measured_s": self.measured_s, "interrupted": self.interrupted,
+            "replicates": self.replicates,
             "analytic": a.to_dict() if a is not None else None,
             "seed": self.seed, "backend": self.backend, "elapsed_s": self.elapsed_s,
             "scenario": self.scenario.to_dict(),
@@ -120,26 +135,99 @@ class Result:
         }
 
 
-def _estimate(raw: engine.RawRun, scenario: Scenario, estimate: bool):
-    if not estimate or not estimate_defined(scenario) or not raw.finished:
+def _estimate(raw: engine.RawRun):
+    """The estimate's total and its standard error from the batch means of the window covered.
+
+    Batches of the window are equal in time except the last one an interruption cut short, so
+    the error is that of a ratio estimator: n / (n - 1) * sum (S_i - r w_i)^2 with r = sum S /
+    sum w over the n batches covered (for equal batches, n times the variance of the sums)."""
+    if raw.estimate == "off":
         return None, None
-    b = raw.batches
-    total = float(b.sum())
-    nb = b.size
-    se = float(math.sqrt(nb * b.var(ddof=1))) if nb > 1 else None
-    return total, se
+    b, w = raw.batches, raw.batch_weights
+    used = w > 0
+    total = float(b[used].sum())
+    n = int(used.sum())
+    if n < 2:
+        return total, None
+    r = total / float(w[used].sum())
+    dev = b[used] - r * w[used]
+    return total, float(math.sqrt(n / (n - 1) * float(np.dot(dev, dev))))
 
 
-def simulate(scenario, seed: int | None = None, backend: str = "cython", estimate: bool = True,
-             progress: Callable[[float], None] | None = None) -> Result:
-    """Simulate a scenario once. `scenario` is a Scenario, a dict, a built-in name or a TOML path.
+def simulate(scenario, seed: int | None = None, backend: str = "cython", estimate=None,
+             progress: Callable[[float], None] | None = None, replicates: int = 1,
+             workers: int = 1) -> Result:
+    """Simulate a scenario. `scenario` is a Scenario, a dict, a built-in name or a TOML path.
 
-    The same (scenario, seed) gives the same counts on every backend (DESIGN §2.4).
+    `estimate`: "full", "target" or "off" (None: the default of docs/model.md; True/False are the
+    default and "off"). The same (scenario, seed) gives the same counts on every backend.
+    With `replicates` R > 1 the result pools R independent replicates on the streams
+    SeedSequence(seed).spawn(R), run on `workers` processes: identical for any worker count.
     """
     scenario = Scenario.load(scenario)
     seed = fresh_seed() if seed is None else int(seed)
+    if replicates < 1:
+        raise ValueError(f"--replicates {replicates}: must be >= 1")
+    if replicates > 1:
+        return _replicated(scenario, seed, backend, estimate, progress, replicates, workers)
     raw = engine.run(scenario, engine.bit_generator(seed), backend, estimate, progress)
-    return _result(scenario, seed, backend, estimate, raw)
+    return _result(scenario, seed, backend, raw)
+
+
+def _one_replicate(args) -> Result:
+    scenario, seed, r, R, backend, estimate = args
+    raw = engine.run(scenario, engine.bit_generator(seed, r, R), backend, estimate)
+    return _result(scenario, seed, backend, raw)
+
+
+def pool_results(results: list) -> Result:
+    """R replicates as one result: counts and measured time summed, the estimate summed with its
+    standard errors in quadrature, the first collision of the first replicate, the largest peak."""
+    first = results[0]
+    total = {k: sum(getattr(x, k) for x in results)
+             for k in ("connections", "established", "allocation_failures", "failed_connects",
+                       "collisions", "reset_victims", "time_wait_hits", "pairs", "delayed_connects",
+                       "pending_connects", "horizon_s", "elapsed_s", "state_bytes")}
+    hist: dict = {}
+    for x in results:
+        for delay, count in x.connect_delay_histogram:
+            hist[delay] = hist.get(delay, 0) + count
+    ex = [x.expected_collisions for x in results]
+    se = [x.expected_collisions_se for x in results]
+    return dataclasses.replace(
+        first, **total, connect_delay_histogram=tuple(sorted(hist.items())),
+        peak_live_per_destination=max(x.peak_live_per_destination for x in results),
+        expected_collisions=None if any(e is None for e in ex) else float(sum(ex)),
+        expected_collisions_se=None if any(s is None for s in se)
+        else float(math.sqrt(sum(s * s for s in se))),
+        finished=all(x.finished for x in results), replicates=len(results))
+
+
+def _replicated(scenario, seed, backend, estimate, progress, replicates, workers) -> Result:
+    tasks = [(scenario, seed, r, replicates, backend, estimate) for r in range(replicates)]
+    results: list = []
+    workers = max(1, min(int(workers), replicates))
+    try:
+        if workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+            with ProcessPoolExecutor(workers) as pool:
+                for r in pool.map(_one_replicate, tasks):
+                    results.append(r)
+                    if progress:
+                        progress(len(results) / replicates)
+        else:
+            for task in tasks:
+                r = _one_replicate(task)
+                results.append(r)
+                if progress:
+                    progress(len(results) / replicates)
+                if not r.finished:
+                    break
+    except KeyboardInterrupt:
+        if not results:
+            raise
+    return pool_results(results) if results[-1].finished or len(results) == 1 else \
+        dataclasses.replace(pool_results(results), finished=False)
 
 
 @dataclass(frozen=True)
@@ -165,7 +253,7 @@ class AllocatorRange:
 
 
 def simulate_allocators(scenario, seed: int | None = None, backend: str = "cython",
-                        estimate: bool = True, progress: Callable[[float], None] | None = None,
+                        estimate=None, progress: Callable[[float], None] | None = None,
                         allocators: tuple[str, ...] = ALLOCATORS) -> AllocatorRange:
     """`simulate` under each allocator (random, sequential, linux, eim), all with the same seed."""
     scenario = Scenario.load(scenario)
@@ -181,13 +269,13 @@ def simulate_allocators(scenario, seed: int | None = None, backend: str = "cytho
     return AllocatorRange(results)
 
 
-def _result(scenario, seed, backend, estimate, raw: engine.RawRun) -> Result:
-    exp, se = _estimate(raw, scenario, estimate)
-    horizon = scenario.traffic.horizon if raw.finished else raw.measured_s
+def _result(scenario, seed, backend, raw: engine.RawRun) -> Result:
+    exp, se = _estimate(raw)
     return Result(scenario=scenario, seed=seed, backend=backend, **raw.counters,
                   first_collision_s=raw.first_collision_s, expected_collisions=exp,
                   expected_collisions_se=se, elapsed_s=raw.elapsed_s,
-                  state_bytes=raw.state_bytes, finished=raw.finished, horizon_s=horizon)
+                  state_bytes=raw.state_bytes, finished=raw.finished, horizon_s=raw.measured_s,
+                  estimate=None if raw.estimate == "off" else raw.estimate)
 
 
 # -- time to the first reset ------------------------------------------------------------------------
@@ -237,7 +325,7 @@ class FirstReset:
 def _first_reset_one(args) -> float | None:
     """One replicate: run until the first collision or the horizon (picklable for pools)."""
     scenario, seed, r, R, backend = args
-    raw = engine.run(scenario, engine.bit_generator(seed, r, R), backend, estimate=False,
+    raw = engine.run(scenario, engine.bit_generator(seed, r, R), backend, estimate="off",
                      until_first=True)
     return raw.first_collision_s
 

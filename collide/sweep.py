@@ -315,10 +315,10 @@ def _one_horizon(scenario: Scenario, seed: int, replicates: int, backend: str) -
     results = []
     for r in range(replicates):
         bitgen = engine.bit_generator(seed) if replicates == 1 else engine.bit_generator(seed, r, replicates)
-        raw = engine.run(scenario, bitgen, backend, True)
+        raw = engine.run(scenario, bitgen, backend, None)
         if not raw.finished:
             raise _PointInterrupted()
-        results.append(_result(scenario, seed, backend, True, raw))
+        results.append(_result(scenario, seed, backend, raw))
     return _pool(scenario, results)
 
 

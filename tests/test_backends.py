@@ -119,15 +119,17 @@ def test_same_counts_numba_cython_seed_scenario(seed):
         _counts(simulate(s, seed=seed, backend="cython"))
 
 
-# Golden counts: a change of the algorithm or of the draws changes these, and must be a decision.
-# Last moved by issue 3 (end clock for exponential lifetimes, rejection-sampled ports): seed/1 was
-# 119,773 connections, 193 collisions, first at 4.777 s, peak 396.
+# Golden counts: a change of the algorithm or of the draws changes these, and must be a decision
+# (bench/agree.py first: the old and the new engine must agree in distribution). Last moved by
+# issue 15 (the lazy core: a lifetime drawn per arrival, horizon lists; the peak sampled at 101
+# instants): seed/1 was 120,139 connections, 205 collisions, first at 1.648 s, peak 397 (exact).
 def test_golden_seed_scenario():
     r = simulate("seed", seed=1, backend="cython")
     assert (r.connections, r.collisions, r.established, r.reset_victims, r.time_wait_hits,
             r.allocation_failures, r.peak_live_per_destination) == \
-        (120139, 205, 120139, 205, 0, 0, 397)
-    assert r.first_collision_s == pytest.approx(1.6482569929523037, rel=0, abs=1e-12)
+        (120234, 211, 120234, 211, 0, 0, 385)
+    assert r.first_collision_s == pytest.approx(4.387240730585669, rel=0, abs=1e-12)
+    assert r.expected_collisions == pytest.approx(208.37971007785433, rel=1e-12)
 
 
 def test_golden_small_everything():
@@ -138,7 +140,7 @@ def test_golden_small_everything():
     assert got == GOLDEN_EVERYTHING, got
 
 
-GOLDEN_EVERYTHING = (2363, 336, 2363, 336, 194, 0, 0, 336)
+GOLDEN_EVERYTHING = (2425, 364, 2425, 364, 223, 0, 0, 364)
 
 
 def test_golden_exhaustion_linux():
@@ -148,7 +150,7 @@ def test_golden_exhaustion_linux():
     assert got == GOLDEN_EXHAUSTION_LINUX, got
 
 
-GOLDEN_EXHAUSTION_LINUX = (3496, 2089, 47, 100)
+GOLDEN_EXHAUSTION_LINUX = (3581, 2139, 44, 100)
 
 
 scenario_strategy = st.fixed_dictionaries({
@@ -191,168 +193,117 @@ def test_property_backends_agree(overrides, seed):
         + c["pending_connects"]
 
 
-def test_chunking_does_not_change_counts():
-    s = small().replace(CASES["everything"])
-    one = engine.run(s, engine.bit_generator(3), "cython", chunks=1)
-    many = engine.run(s, engine.bit_generator(3), "cython", chunks=37)
-    assert one.counters == many.counters
-    assert np.array_equal(one.batches, many.batches)
+@pytest.mark.parametrize("name", ["everything", "delays-schedule-empirical", "exhaustion",
+                                  "dense-then-sparse"])
+def test_work_budget_does_not_change_counts(name):
+    """Kernel calls stop after any amount of work and go on where they stopped: the counts, the
+    estimate's batches and the generator's state are the same for any budget."""
+    s = small().replace(CASES[name])
+    runs = []
+    for budget in (1, 7, 1 << 30):
+        bg = engine.bit_generator(3)
+        raw = engine.run(s, bg, "cython", "full", budget=budget)
+        runs.append((raw.counters, raw.batches.tolist(), raw.first_collision_s, bg.state))
+    assert runs[0] == runs[1] == runs[2]
 
 
 def test_state_grows_past_first_guess():
-    # a heavy tail pushes live connections far above the first capacity guess: GROW paths run
+    # a heavy tail keeps records far longer than the first guesses: the GROW paths run
     s = small().replace({"traffic.duration": {"dist": "pareto", "mean": 10.0, "alpha": 1.1},
                          "nat.port_max": 9000, "traffic.warmup": 0, "traffic.horizon": 400.0,
-                         "target.server_close_fraction": 1.0, "target.time_wait": 30.0})
+                         "target.server_close_fraction": 1.0, "target.time_wait": 30.0,
+                         "target.on_collision": "delay-new"})
     a = _counts(simulate(s, seed=11, backend="cython"))
     b = _counts(simulate(s, seed=11, backend="numba"))
     assert a == b
 
 
-@pytest.mark.parametrize("name", ["default-random", "lognormal", "dense-then-sparse"])
+@pytest.mark.parametrize("name", ["default-random", "lognormal", "dense-then-sparse", "linux"])
 def test_generator_left_where_the_reference_leaves_it(name):
-    """The Cython core runs an inlined PCG64 and writes its state back: afterwards the bit generator
-    continues exactly where the reference's `random_raw()` calls left it."""
+    """The compiled kernels run an inlined PCG64 and write its state back: afterwards the bit
+    generator continues exactly where the reference's draws left it."""
     s = small().replace(CASES[name])
     states = {}
     for b in ("python", "numba", "cython"):
         bg = engine.bit_generator(77)
-        engine.run(s, bg, b, chunks=7)
+        engine.run(s, bg, b, budget=50)
         states[b] = bg.state
     assert states["python"] == states["numba"] == states["cython"]
 
 
 @pytest.mark.parametrize("law", ["exponential", "lognormal"])
 def test_every_grow_path_keeps_counts(monkeypatch, law):
-    """Start the compiled state tiny so that records, the TIME_WAIT table and its expiry queue all
-    grow mid-run (and during placement): the counts stay the reference's."""
-    from collide import _state as T
+    """Start the state tiny so that the retry records, the TIME_WAIT table and the `full`
+    estimate's event pool all grow mid-run (and during placement): the counts stay the
+    reference's."""
+    from collide.engine import state as T
     real_new, real_grow, codes = T.new_state, T.grow, []
-    monkeypatch.setattr(T, "new_state", lambda pi, pf, cap: real_new(pi, pf, 16))
-    monkeypatch.setattr(T, "_pow2", lambda n: 16)
-    monkeypatch.setattr(T, "grow", lambda s, code: (codes.append(code), real_grow(s, code)))
+
+    def tiny(pi, pf, xa):                  # the real layout, with the growable parts minimal
+        st = real_new(pi, pf, xa)
+        st["tw"] = T.new_tw(2)
+        st.update(T.new_pending(2))
+        st["si"][T.PD_TOP] = 2
+        st["ev_t"], st["ev_s"], st["ev_next"] = T.new_events(16)
+        return st
+    monkeypatch.setattr(T, "new_state", tiny)
+    monkeypatch.setattr(T, "grow", lambda s, code, t, f: (codes.append(code),
+                                                          real_grow(s, code, t, f)))
     s = small().replace({"target.server_close_fraction": 1.0, "target.time_wait": 6.0,
-                         "traffic.duration": {"dist": law, "mean": 8.0}, "traffic.rate": 50.0})
-    results = {b: _counts(simulate(s, seed=4, backend=b)) for b in ("python", "numba", "cython")}
+                         "traffic.duration": {"dist": law, "mean": 8.0}, "traffic.rate": 50.0,
+                         "target.on_collision": "delay-new", "load_balancer.targets": 1,
+                         "nat.reuse_delay": 0.2})
+    results = {b: _counts(simulate(s, seed=4, backend=b, estimate="full"))
+               for b in ("python", "numba", "cython")}
     assert results["python"] == results["numba"] == results["cython"]
-    assert {T.GROW_CONN, T.GROW_TW, T.GROW_TWQ} <= set(codes)
+    assert {T.GROW_PEND, T.GROW_TW, T.GROW_EV} <= set(codes)
     assert results["cython"]["time_wait_hits"] > 0
 
 
-# issue 3: plain scenarios (random ports, client IP preservation, no reuse delay, no delayed
-# connects; any lifetime law) run a specialised loop in the compiled backends;
-# the debug switch sends them through the general loop, which must give the same counts and leave
-# the generator in the same place.
-def _plain_switches():
-    from collide import _core, _core_numba
-    return [_core.use_plain_loop] + ([_core_numba.use_plain_loop]
-                                     if hasattr(_core_numba, "use_plain_loop") else [])
-
-
-def _run_with_plain_loop(s, on, backend, seed, estimate=True):
-    switches = _plain_switches()
-    was = [sw(on) for sw in switches]
-    try:
-        bg = engine.bit_generator(seed)
-        raw = engine.run(s, bg, backend, estimate=estimate, chunks=5)
-        return raw.counters, list(raw.batches), raw.first_collision_s, bg.state
-    finally:
-        for sw, w in zip(switches, was):
-            sw(w)
-
-
-@pytest.mark.parametrize("backend", ["cython", "numba"])
+# The Cython kernel is specialised at compile time (plain, extras, general; and the estimate): the
+# debug switch sends every scenario through the general copy, which must give the same counts.
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_plain_loop_same_as_general_loop(name, backend):
+def test_specialised_kernels_same_as_general(name):
+    from collide.engine import _core
     s = small().replace(CASES[name])
-    assert _run_with_plain_loop(s, True, backend, 31) == _run_with_plain_loop(s, False, backend, 31)
+
+    def once(general):
+        was = _core.use_general_kernel(general)
+        try:
+            bg = engine.bit_generator(31)
+            raw = engine.run(s, bg, "cython", "full", budget=333)
+            return raw.counters, raw.batches.tolist(), raw.first_collision_s, bg.state
+        finally:
+            _core.use_general_kernel(was)
+    assert once(False) == once(True)
 
 
-def test_plain_loop_runs_for_plain_scenarios():
-    from collide import _core, _core_numba, _params as C
-    from collide._state import new_state
+def test_modes_of_the_cython_kernel():
+    from collide.engine import _core, params as C
 
-    def plain(s):
-        pi, pf, zs, zc, w, xa = C.build(s, True)
-        cython = _core.Engine(pi, pf, zs, zc, w, xa, engine.bit_generator(1),
-                              new_state(pi, pf, 64)).plain
-        assert _core_numba.plain.py_func(pi) == cython    # numba's plain loops: the same set
-        return cython
+    def mode(s):
+        pi, pf, zs, zc, w, xa = C.build(s, "off")
+        return _core.Engine(pi, pf, zs, zc, w, xa, engine.bit_generator(1)).mode
 
-    plain_cases = {"cold", "count", "cross-zone-off", "default-random", "dense-lognormal-reset",
-                   "dense-then-sparse", "empirical", "exhaustion", "fail-new", "fixed", "lognormal",
-                   "many-nodes", "pareto", "per-client-ips", "per-connection-ips",
-                   "per-zone-targets", "placement-collisions", "schedule", "schedule-cold-fixed",
-                   "sticky", "time-wait", "time-wait-all", "warmup-seconds", "weights"}
-    assert {n for n in CASES if plain(small().replace(CASES[n]))} == plain_cases
-    assert plain(Scenario.builtin("seed"))
-
-
-@pytest.mark.parametrize("name, loop", [("default-random", "advance_plain"),
-                                        ("time-wait", "advance_plain_extras"),
-                                        ("sticky", "advance_plain_extras"),
-                                        ("per-client-ips", "advance_plain_extras"),
-                                        ("lognormal", "advance_plain_extras"),
-                                        ("dense-lognormal-reset", "advance_plain_extras"),
-                                        ("fixed", "advance_plain_extras"),
-                                        ("everything", "advance_general"),
-                                        ("cip-off", "advance_general")])
-def test_numba_dispatch_picks_the_loop(monkeypatch, name, loop):
-    """Every `advance` call of a run goes to one numba loop: the base scenario's plain loop, the
-    plain loop with extras and heap ends for the other plain scenarios, the general loop for the
-    rest."""
-    from collide import _core_numba
-    loops = ("advance_plain", "advance_plain_extras", "advance_general")
-    calls = []
-    for f in loops:
-        real = getattr(_core_numba, f)
-        monkeypatch.setattr(_core_numba, f,
-                            lambda *a, _f=f, _real=real: (calls.append(_f), _real(*a))[1])
-    engine.run(small().replace(CASES[name]), engine.bit_generator(2), "numba", chunks=3)
-    assert calls and set(calls) == {loop}
-
-
-@pytest.mark.parametrize("backend", ["cython", "numba"])
-@pytest.mark.parametrize("name", ["default-random", "time-wait-all", "dense-lognormal-reset",
-                                  "dense-then-sparse", "sticky", "fail-new", "lognormal"])
-def test_plain_loop_hands_over_to_general_loop_mid_run(name, backend):
-    """The plain loops keep their rows and port slots between calls (Cython: the engine; numba:
-    `_core_numba.PlainRows`) and give them back as records and port-table entries before the
-    general loop runs: switching loops after every chunk must leave the counts the reference's."""
-    from collide import _core, _core_numba
-    switch = _core.use_plain_loop if backend == "cython" else _core_numba.use_plain_loop
-    s = small().replace(CASES[name])
-    ref = engine.run(s, engine.bit_generator(5), "python")
-    flips = []
-
-    def flip(_fraction):
-        flips.append(switch(len(flips) % 2 == 1))
-
-    was = switch(True)
-    try:
-        got = engine.run(s, engine.bit_generator(5), backend, chunks=8, progress=flip)
-    finally:
-        switch(was)
-    assert len(flips) == 8
-    assert ref.counters == got.counters
-    assert list(ref.batches) == list(got.batches)
-    assert ref.first_collision_s == got.first_collision_s
+    plain = {"cold", "count", "cross-zone-off", "default-random", "dense-lognormal-reset",
+             "dense-then-sparse", "empirical", "exhaustion", "fail-new", "fixed", "lognormal",
+             "many-nodes", "pareto", "per-connection-ips", "per-zone-targets",
+             "placement-collisions", "schedule", "schedule-cold-fixed", "warmup-seconds"}
+    extras = {"per-client-ips", "sticky", "time-wait", "time-wait-all", "weights"}
+    got = {n: mode(small().replace(CASES[n])) for n in CASES}
+    assert {n for n, m in got.items() if m == 0} == plain
+    assert {n for n, m in got.items() if m == 1} == extras
+    assert mode(Scenario.builtin("seed")) == 0
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
-@given(overrides=scenario_strategy, seed=st.integers(0, 2**32), estimate=st.booleans())
-def test_property_plain_loop_matches_reference(overrides, seed, estimate):
-    # the strategy, narrowed to plain scenarios: the specialised loop against the reference
-    overrides = dict(overrides, **{"nat.allocator": "random", "nat.reuse_delay": 0.0,
-                                   "target.challenge_ack_limit": 0, "target.kernel": "modern",
-                                   "load_balancer.client_ip_preservation": True})
-    if overrides["target.on_collision"] == "delay-new":
-        overrides["target.on_collision"] = "reset-existing"
+@given(overrides=scenario_strategy, seed=st.integers(0, 2**32),
+       estimate=st.sampled_from(["off", "target", "full"]), budget=st.integers(1, 5000))
+def test_property_compiled_match_reference_in_any_calls(overrides, seed, estimate, budget):
     s = small().replace(overrides)
     ref = engine.run(s, engine.bit_generator(seed), "python", estimate=estimate)
     for backend in ("cython", "numba"):
-        # in chunks: the loops stop and start again at each boundary
-        got = engine.run(s, engine.bit_generator(seed), backend, estimate=estimate, chunks=3)
+        got = engine.run(s, engine.bit_generator(seed), backend, estimate=estimate, budget=budget)
         assert ref.counters == got.counters, backend
-        assert list(ref.batches) == list(got.batches), backend
+        assert ref.batches.tolist() == got.batches.tolist(), backend
         assert ref.first_collision_s == got.first_collision_s, backend

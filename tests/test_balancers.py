@@ -65,7 +65,12 @@ def test_cross_zone_off_no_longer_vanishes_but_one_balancer_does():
     # same-zone nodes only: 2 of 6 nodes (the other balancer's node in the zone) can meet
     x = 200 * 5 / (6 * 2 * 64512)
     assert closed_form(two).collision_probability == pytest.approx(x, rel=1e-9)
-    assert collide.simulate(two, seed=2).expected_collisions is None   # not tracked there
+    # the estimates now follow zones too (docs/engine.md): both agree with the count
+    for est in ("target", "full"):
+        r = collide.simulate(two.replace({"traffic.horizon": 3000.0}), seed=2, estimate=est)
+        z = (r.collisions - r.expected_collisions) / math.sqrt(
+            r.expected_collisions + r.expected_collisions_se ** 2)
+        assert r.collisions > 100 and abs(z) < 4, (est, r.collisions, r.expected_collisions)
 
 
 @pytest.mark.parametrize("table,message", [

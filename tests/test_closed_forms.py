@@ -81,11 +81,11 @@ Z_BOUND = NormalDist().inv_cdf(1 - FAMILY_ALPHA / (2 * len(GRID)))
 def _run(s: Scenario, seed: int, wrong: bool = False):
     if not wrong:
         raw = engine.run(s, engine.bit_generator(seed), "cython", estimate=True)
-        return _result(s, seed, "cython", True, raw)
+        return _result(s, seed, "cython", raw)
     # the wrong engine: the NAT hands out ports from only the lower half of its range
     half = s.replace({"nat.port_max": s.nat.port_min + s.nat.ports // 2 - 1})
     raw = engine.run(half, engine.bit_generator(seed), "cython", estimate=True)
-    return _result(half, seed, "cython", True, raw)
+    return _result(half, seed, "cython", raw)
 
 
 def z_score(s: Scenario, r) -> float:

@@ -1,4 +1,5 @@
-"""Engine semantics: invariants, zero cases, allocators, the conditional estimate, first-reset, CLI."""
+"""Engine semantics: invariants of the lazy state, zero cases, allocators, the estimates,
+first-reset, CLI."""
 import json
 import math
 import subprocess
@@ -8,55 +9,87 @@ import numpy as np
 import pytest
 
 import collide
-from collide import _params as C, engine
-from collide._core_python import HELD, Connection, Simulation
+from collide import engine
 from collide.analytic import analytic as closed_form
+from collide.engine import _core_python as ref, params as C, state as T
+from collide.engine.driver import Run, _Interrupt
 from collide.scenario import Scenario
 
 from .conftest import small
 
 
-def reference(s: Scenario, seed: int) -> Simulation:
-    """Run the reference engine and hand back its state for inspection."""
-    arrays = C.build(s, True)
-    sim = Simulation(*arrays, engine.bit_generator(seed))
+def reference(s: Scenario, seed: int, estimate="full") -> Run:
+    """The reference engine's run, placed, for stepping and inspection."""
+    r = Run(s, engine.bit_generator(seed), "python", estimate)
     if s.traffic.warmup == "auto":
-        r, a = sim.draw_stationary()
-        sim.place_stationary(r, np.argsort(-np.array(a), kind="stable"))
-    sim.schedule_first_arrival()
-    return sim
+        with _Interrupt() as stop:
+            assert r.place(1 << 30, stop)
+    return r
 
 
-def check_state(sim: Simulation):
-    n = sim.n
-    cooling = {(d, p) for _, d, p in sim.cool_queue[sim.cool_head:]}
-    for d, slots in enumerate(sim.slot):
-        held = [p for p, h in enumerate(slots) if isinstance(h, Connection)]
-        assert sim.live[d] == len(held) >= 0
-        for p in held:                                  # a held port is never also free
-            assert not sim.is_free(d, p)
-            assert slots[p].dest == d and slots[p].port == p and slots[p].alive
-        for p, h in enumerate(slots):                   # between events only cooling ports are HELD
-            assert (h == HELD) == ((d, p) in cooling)
-    for pool, free in enumerate(sim.free):
-        if sim.pi[C.ALLOC] == 3:                        # eim: the pool of an IP
-            free_ports = [p for p in range(sim.ports) if sim.pos[pool][p] >= 0]
-        else:
-            free_ports = [p for p in range(sim.ports) if sim.is_free(pool, p)]
-        assert sim.free_n[pool] == len(free_ports)
-        if sim.dense[pool]:                             # a listed pool: list and positions agree
-            assert sorted(free) == free_ports
-            for i, p in enumerate(free):
-                assert sim.pos[pool][p] == i
-    if sim.memoryless:                                  # the end clock's list: every live connection
-        live = [h for slots in sim.slot for h in slots if isinstance(h, Connection) and h.retry < 0]
-        assert sorted(id(h) for h in sim.live_list) == sorted(id(h) for h in live)
-        for i, h in enumerate(sim.live_list):
-            assert h.lpos == i
-    if sim.pi[C.ALLOC] == 3:                             # eim: a port is live towards one node
-        for ip in range(sim.k):
-            for p in range(sim.ports):
-                assert sum(isinstance(sim.slot[ip * n + j][p], Connection) for j in range(n)) <= 1
+def check_state(r: Run, drained: bool):
+    """What the lazy state promises between kernel calls (docs/engine.md). `drained`: the call
+    ended right after an event at `now`, so the `full` estimate's events up to now are applied."""
+    st, pi, pf, now = r.state, r.pi, r.pf, r.now
+    K, N, P, B = (int(pi[x]) for x in (C.K, C.N, C.P, C.B))
+    reuse = float(pf[C.REUSE])
+    si = st["si"]
+    ends = st["slot_end"].reshape(K, P, N)
+    tgts = st["slot_tgt"].reshape(K, P, N)
+    # retrying connects hold their slot with end = +inf and no target, and nothing else does
+    pending = st["heap"][:si[T.HEAP_N]]
+    pend_slots = sorted(int(x) for x in st["pd_slot"][pending])
+    assert sorted(np.flatnonzero(st["slot_end"] == np.inf).tolist()) == pend_slots
+    assert (st["slot_tgt"][pend_slots] == -1).all()
+    assert si[T.PD_TOP] + si[T.HEAP_N] == st["pd_slot"].size
+    # a live slot has a target; the per-destination bound holds
+    live = (ends > now) & (ends < np.inf)
+    assert (tgts[live] >= 0).all()
+    held = (ends > now).sum(axis=1).ravel()
+    if pi[C.LIMITED]:
+        assert (st["dest"][T.D_UB::T.DW] >= held).all()
+        assert held.max(initial=0) <= pi[C.CAP]
+    if pi[C.ALLOC] == 3:                     # eim: a port is held towards at most one node
+        assert ((ends + reuse > now).sum(axis=2) <= 1).all()
+    # horizon lists: every port free before the horizon is listed, once, at its position
+    if pi[C.ALLOC] in (0, 3):
+        pools = K if pi[C.ALLOC] == 3 else K * N
+        for q in range(pools):
+            if st["pool"][q * T.HW + T.H_MODE] != 1:
+                continue
+            n = int(st["pool"][q * T.HW + T.H_LEN])
+            lst = st["hl_list"][q * P:q * P + n]
+            assert len(set(lst.tolist())) == n
+            pos = st["hl_pos"][q * P:(q + 1) * P]
+            assert (pos[lst] == np.arange(n)).all() and (pos >= 0).sum() == n
+            ip, j = (q, None) if pi[C.ALLOC] == 3 else divmod(q, N)
+            ft = (ends[ip].max(axis=1) if j is None else ends[ip, :, j]) + reuse
+            assert set(np.flatnonzero(ft <= st["pool_th"][q]).tolist()) <= set(lst.tolist())
+    # the `full` estimate's flags and sums are the state's own
+    if pi[C.SUMS] and drained:
+        fl = st["flags"].reshape(K, P, N)
+        assert ((fl & T.F_LIVE) > 0).tolist() == live.tolist()
+        taken = ends + reuse > now
+        assert ((fl & T.F_TAKEN) > 0).tolist() == taken.tolist()
+        assert st["est_free"].tolist() == (P - taken.sum(axis=1)).ravel().tolist()
+        want = []
+        for ip in range(K):
+            for j in range(N):
+                lo, hi = (0, B) if pi[C.CROSS] else (int(r.arrays[2][j]),
+                                                     int(r.arrays[2][j] + r.arrays[3][j]))
+                tot = 0
+                for p in np.flatnonzero(~taken[ip, :, j]):
+                    tot += len({int(tgts[ip, p, m]) for m in range(N)
+                                if m != j and live[ip, p, m] and lo <= tgts[ip, p, m] < hi})
+                want.append(tot)
+        assert st["est_sum"].tolist() == want
+    # TIME_WAIT: one live record per 4-tuple at most
+    tw = st["tw"].reshape(-1, T.TWB)
+    keys = tw[:, 0:6:2][tw[:, 1:6:2] > now]
+    assert len(set(keys.tolist())) == keys.size
+    c = {name: int(si[i]) for name, i in engine.driver.COUNTERS}
+    assert c["connections"] == c["established"] + c["allocation_failures"] + \
+        c["failed_connects"] + c["pending_connects"]
 
 
 @pytest.mark.parametrize("overrides", [
@@ -65,18 +98,39 @@ def check_state(sim: Simulation):
     {"target.on_collision": "fail-new"}, {"target.on_collision": "count"},
     {"target.server_close_fraction": 1.0}, {"traffic.rate": 90.0, "nat.port_max": 2049},
     {"traffic.duration": {"dist": "lognormal", "mean": 6.0, "sigma": 1.0}, "nat.reuse_delay": 0.5},
+    {"target.on_collision": "delay-new", "nat.reuse_delay": 0.5},
+    {"target.kernel": "pre-3.6", "target.server_close_fraction": 0.5},
+    {"traffic.rate": 120.0, "nat.port_max": 2063, "nat.per_destination_limit": 64,
+     "nat.allocator": "eim", "load_balancer.nodes": 2},
+    {"load_balancer.balancers": 2, "load_balancer.cross_zone": False,
+     "load_balancer.targets": [1, 2, 2]},
 ])
 def test_invariants_hold_throughout(overrides):
     s = small().replace(overrides).replace({"traffic.horizon": 20.0})
-    sim = reference(s, 4)
-    for t in np.linspace(1, 20, 12):
-        sim.advance(float(t))
-        check_state(sim)
-        c = sim.c
-        assert c["connections"] == c["established"] + c["allocation_failures"] + \
-            c["failed_connects"]
-        if s.target.on_collision != "count":
-            assert c["pairs"] == c["collisions"]
+    r = reference(s, 4)
+    check_state(r, drained=True)
+    code = T.BUDGET
+    steps = 0
+    while code != T.DONE:
+        code = r.advance(20.0, 97)
+        check_state(r, drained=code == T.BUDGET)
+        steps += 1
+    assert steps > 5
+    si = r.state["si"]
+    if s.target.on_collision != "count":
+        assert si[T.PAIRS] == si[T.COLL]
+
+
+def test_horizon_lists_are_entered_and_left():
+    """A crowded destination draws from its horizon list, and leaves it when the load falls."""
+    s = small().replace({"traffic.schedule": [[0, 60.0], [20.0, 2.0]], "nat.port_max": 2049,
+                         "traffic.horizon": 60.0})
+    r = reference(s, 3)
+    modes = set()
+    while r.advance(60.0, 200) != T.DONE:
+        check_state(r, drained=True)
+        modes.add(tuple(r.state["pool"][T.H_MODE::T.HW].tolist()))
+    assert any(1 in m for m in modes) and any(set(m) == {0} for m in modes)
 
 
 @pytest.mark.parametrize("overrides", [
@@ -97,9 +151,10 @@ def test_linux_uses_low_parity_first():
                          "traffic.duration": {"dist": "fixed", "mean": 1000.0},
                          "traffic.rate": 10.0, "traffic.horizon": 4.0, "load_balancer.nodes": 1,
                          "nat.port_min": 2001, "nat.port_max": 2100})
-    sim = reference(s, 2)
-    sim.advance(4.0)
-    held = [p for p, h in enumerate(sim.slot[0]) if h is not None]
+    r = reference(s, 2)
+    while r.advance(4.0, 1 << 20) != T.DONE:
+        pass
+    held = np.flatnonzero(r.state["slot_end"] > -np.inf).tolist()     # one node, one ip
     assert 10 < len(held) <= 50
     assert all(p % 2 == 0 for p in held)      # index 0 = port 2001: the range's low parity
 
@@ -108,11 +163,12 @@ def test_sequential_hands_out_consecutive_ports():
     s = small().replace({"nat.allocator": "sequential", "traffic.warmup": 0,
                          "traffic.duration": {"dist": "fixed", "mean": 1000.0},
                          "traffic.rate": 10.0, "traffic.horizon": 3.0, "load_balancer.nodes": 1})
-    sim = reference(s, 3)
-    sim.advance(3.0)
-    conns = sorted((h.serial, h.port) for h in sim.slot[0] if h is not None)
-    ports = [p for _, p in conns]
-    P = sim.ports
+    r = reference(s, 3)
+    while r.advance(3.0, 1 << 20) != T.DONE:
+        pass
+    ends = r.state["slot_end"]
+    ports = [int(p) for p in np.argsort(ends) if ends[p] > -np.inf]   # in the order taken
+    P = int(r.pi[C.P])
     assert len(ports) > 10
     assert all((b - a) % P == 1 for a, b in zip(ports, ports[1:]))
 
@@ -122,15 +178,20 @@ def test_random_allocator_is_uniform_over_free_ports():
     s = small().replace({"traffic.warmup": 0, "traffic.duration": {"dist": "fixed", "mean": 1e-6},
                          "traffic.rate": 1000.0, "traffic.horizon": 40.0, "load_balancer.nodes": 1,
                          "nat.port_min": 1, "nat.port_max": 50})
-    sim = reference(s, 5)
     counts = np.zeros(50)
-    orig = sim.port_taken
+    orig = ref.allocate_pooled
 
-    def spy(d, p):
+    def spy(*a):
+        g, p, w = orig(*a)
         counts[p] += 1
-        orig(d, p)
-    sim.port_taken = spy
-    sim.advance(40.0)
+        return g, p, w
+    ref.allocate_pooled = spy
+    try:
+        r = reference(s, 5)
+        while r.advance(40.0, 1 << 20) != T.DONE:
+            pass
+    finally:
+        ref.allocate_pooled = orig
     expected = counts.sum() / 50
     chi2 = ((counts - expected) ** 2 / expected).sum()
     assert counts.sum() > 30000
@@ -201,7 +262,7 @@ def test_first_reset_cold_and_censoring():
     assert d["start"] == "cold" and d["analytic_mean_s"] is None
 
 
-def test_replicate_streams_follow_design():
+def test_replicate_streams_follow_the_model():
     a = engine.bit_generator(7, 2, 5).random_raw(3)
     b = np.random.PCG64(np.random.SeedSequence(7).spawn(5)[2]).random_raw(3)
     assert np.array_equal(a, b)
@@ -215,14 +276,17 @@ def test_simulate_json_has_design_keys():
     keys = {"schema_version", "connections", "established", "allocation_failures",
             "failed_connects", "collisions", "reset_victims", "time_wait_hits", "pairs",
             "collision_probability", "collision_probability_ci", "collisions_per_hour",
-            "expected_collisions", "expected_collisions_se", "first_collision_s",
-            "peak_live_per_destination", "analytic", "seed", "backend", "elapsed_s", "scenario"}
+            "expected_collisions", "expected_collisions_se", "estimate", "first_collision_s",
+            "peak_live_per_destination", "peak_live_exact", "measured_s", "interrupted",
+            "replicates", "analytic", "seed", "backend", "elapsed_s", "scenario"}
     assert keys <= set(d)
     assert d["schema_version"] == 1 and d["seed"] == 5 and d["backend"] == "cython"
     assert set(d["analytic"]) == {"collision_probability", "collisions_per_hour", "form"}
     assert d["collision_probability"] == d["collisions"] / d["connections"]
     assert d["collisions_per_hour"] == pytest.approx(d["collisions"] / 30 * 3600)
     assert d["scenario"]["traffic"]["horizon"] == 30.0
+    assert d["measured_s"] == 30.0 and d["interrupted"] is False and d["replicates"] == 1
+    assert d["estimate"] == "full" and d["peak_live_exact"] is False
     # --seed reproduces
     again = json.loads(subprocess.run([sys.executable, "-m", "collide.cli", "simulate",
                                        "--scenario", "seed", "--horizon", "30", "--seed", "5",

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 import collide
-from collide import _params as C
-from collide._core_python import Simulation
+from collide.engine import _core_python as ref, params as C
 from collide.analytic import analytic, applies, mean_live_fraction
 from collide.api import simulate, simulate_allocators
 from collide.scenario import Scenario, ScenarioError
@@ -113,8 +112,14 @@ def test_length_biased_draw_is_proportional_to_the_lifetime():
     """The stationary start picks lifetime i with probability values[i] / total (DESIGN §2.5)."""
     s = small().replace({"traffic.duration": {"dist": "empirical", "file": str(EXAMPLE_CSV),
                                               "column": "duration_s"}})
-    sim = Simulation(*C.build(s, False), np.random.PCG64(5))
-    draws = np.array([sim.biased_lifetime() for _ in range(20000)])
+    pi, pf, zs, zc, w, xa = C.build(s)
+    st = np.random.PCG64(5).state["state"]
+    g = (st["state"], st["inc"])
+    draws = []
+    for _ in range(20000):
+        g, x = ref.draw_biased_lifetime(g, int(pi[C.DIST]), pf, xa, int(pi[C.EMP_N]))
+        draws.append(x)
+    draws = np.array(draws)
     v = np.array(_example_values())
     expected = float((v * v).sum() / v.sum())          # E of the length-biased law
     sd = math.sqrt(float((v ** 3).sum() / v.sum()) - expected ** 2)
@@ -189,12 +194,16 @@ def test_next_arrival_inversion_is_exact():
     """One exponential word per arrival, walked across segment ends."""
     s = Scenario.from_dict({"traffic": {"schedule": [[0, 2.0], [1.0, 4.0], [3.0, 1.0]],
                                         "warmup": 0}})
-    sim = Simulation(*C.build(s, False), np.random.PCG64(1))
-    assert sim.next_arrival_after(0.0, 1.0) == pytest.approx(0.5)
-    assert sim.next_arrival_after(0.0, 2.0) == pytest.approx(1.0)      # exactly at the boundary
-    assert sim.next_arrival_after(0.5, 3.0) == pytest.approx(1.5)      # 1 in seg 0, 2 in seg 1
-    assert sim.next_arrival_after(0.0, 12.0) == pytest.approx(5.0)     # 2 + 8 + 2
-    assert sim.next_arrival_after(-5.0, 2.0) == pytest.approx(-4.0)    # before the window: seg 0
+    pi, pf, zs, zc, w, xa = C.build(s)
+
+    def after(t, e):
+        return ref.next_arrival_after(t, e, pf[C.RATE], xa, 2 * int(pi[C.EMP_N]),
+                                      int(pi[C.SCHED_N]))
+    assert after(0.0, 1.0) == pytest.approx(0.5)
+    assert after(0.0, 2.0) == pytest.approx(1.0)      # exactly at the boundary
+    assert after(0.5, 3.0) == pytest.approx(1.5)      # 1 in seg 0, 2 in seg 1
+    assert after(0.0, 12.0) == pytest.approx(5.0)     # 2 + 8 + 2
+    assert after(-5.0, 2.0) == pytest.approx(-4.0)    # before the window: seg 0
 
 
 @pytest.mark.parametrize("extra", [{}, {"traffic.duration": EMPIRICAL}, {"traffic.warmup": 0},

@@ -199,7 +199,7 @@ def test_replicates_are_pooled():
     seed = point_seed(4, 0)
     from collide import engine
     from collide.api import _result
-    runs = [_result(s, seed, "cython", True, engine.run(s, engine.bit_generator(seed, r, 3)))
+    runs = [_result(s, seed, "cython", engine.run(s, engine.bit_generator(seed, r, 3)))
             for r in range(3)]
     assert row["replicates"] == 3
     assert row["connections"] == sum(r.connections for r in runs)

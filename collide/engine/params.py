@@ -1,4 +1,4 @@
-"""Scenario → flat parameter arrays shared by the three backends, and the run's time line.
+"""Scenario → the flat parameter arrays every backend reads, and the run's time line.
 
 All three backends read the same arrays, so derived floats (lognormal mu, Pareto scale, cumulative
 weights) are computed once here and are bit-identical everywhere.
@@ -9,16 +9,17 @@ import math
 
 import numpy as np
 
-from .scenario import NODE_PORTS_PER_TARGET, Scenario
+from ..scenario import NODE_PORTS_PER_TARGET, Scenario
 
 # integer parameters (pi)
-K, N, B, P, LIMIT, CLIENTS, IP_PER_CLIENT, STICKY, ALLOC, DIST, OUTCOME, CROSS, CIP, WEIGHTED, \
-    ESTIMATE, NBATCH, TW_ON, COOL_ON, NODE_LIMIT, NEED_CLIENT, EMP_N, SCHED_N = range(22)
-SYN_N, CA_LIMIT = 22, 23    # SYN retry times (in xa after the schedule); challenge ACKs per second
-N_PI = 24
+(K, N, B, P, CAP, LIMITED, CLIENTS, IP_PER_CLIENT, STICKY, ALLOC, DIST, OUTCOME, CROSS, CIP,
+ WEIGHTED, EST, SUMS, NBATCH, TW_ON, REUSE_ON, NODE_LIMIT, NEED_CLIENT, EMP_N, SCHED_N, SYN_N,
+ CA_LIMIT, COLLIDABLE, NTL_SIZE, EV_M, UNTIL_FIRST, DELAYS) = range(31)
+N_PI = 31
 # float parameters (pf)
-RATE, MEAN, MU, SIGMA, XM, ALPHA, DNS_TTL, TW, SCF, REUSE, T_MEASURE, T_END = range(12)
-N_PF = 12
+(RATE, MEAN, MU, SIGMA, XM, ALPHA, DNS_TTL, TW, SCF, REUSE, T_MEASURE, T_END, EV_INVW,
+ BATCH_SCALE) = range(14)
+N_PF = 14
 
 ALLOC_CODES = {"random": 0, "sequential": 1, "linux": 2, "eim": 3}
 DIST_CODES = {"exponential": 0, "fixed": 1, "lognormal": 2, "pareto": 3, "empirical": 4}
@@ -26,20 +27,36 @@ OUTCOME_CODES = {"reset-existing": 0, "fail-new": 1, "count": 2, "delay-new": 3}
 # effective outcome codes: 3 = the new connection retries (delay-new, pre-6.4 PAWS drop),
 # 4 = the holders are reset and the new connection retries (pre-3.6)
 KERNEL_OUTCOME = {"pre-6.4": 3, "pre-3.6": 4}
+ESTIMATES = ("off", "target", "full")
+EST_OFF, EST_TARGET, EST_FULL = 0, 1, 2
 NBATCHES = 32          # batches for the conditional estimate's standard error
+PEAK_SAMPLES = 100     # live counts are read at t_measure + i * horizon / 100, i = 0..100
 LINUX_EPOCH_S = 10.0   # Linux redraws the per-destination port offset every 10 s
+NTL_MAX = 1 << 22      # counters of the node-target limit (client IP preservation off)
 
 
-def estimate_defined(s: Scenario) -> bool:
-    """The conditional estimate of DESIGN §3 exists for `random`, `sequential` and `eim`.
-
-    The kernels' running sums assume every other node's target can be the arrival's (cross-zone on,
-    or one balancer with cross-zone off, where the estimate is 0); several balancers with cross-zone
-    off share targets by zone only, which the sums do not track, so there it is not reported."""
+def collidable(s: Scenario) -> bool:
+    """Whether a 4-tuple collision can happen at all (docs/model.md, closed forms: zero)."""
     lb = s.load_balancer
-    if lb.balancers > 1 and not lb.cross_zone:
+    if lb.total_nodes < 2 or not lb.client_ip_preservation or s.nat.allocator == "eim":
         return False
-    return s.nat.allocator in ("random", "sequential", "eim")
+    return lb.cross_zone or lb.balancers > 1
+
+
+def resolve_estimate(s: Scenario, estimate) -> str:
+    """The estimate a run keeps: "off", "target" or "full" (docs/model.md, estimators).
+
+    `None` or `True` take the default, the one with the most precision per second of wall time:
+    `full` (its standard error is several times smaller than `target`'s for a cost well under
+    the square of that factor, bench/README.md); where no collision is possible both are exactly
+    zero and `target` costs nothing. `False` is "off"."""
+    if estimate is None or estimate is True:
+        return "full" if collidable(s) else "target"
+    if estimate is False:
+        return "off"
+    if estimate not in ESTIMATES:
+        raise ValueError(f"--estimate {estimate!r}: must be one of {', '.join(ESTIMATES)}")
+    return estimate
 
 
 def time_line(s: Scenario) -> tuple[float, float]:
@@ -80,14 +97,34 @@ def extra_array(s: Scenario, t_measure: float) -> np.ndarray:
     return np.concatenate([values, np.cumsum(values), starts, rates, syn]).astype(np.float64)
 
 
-def build(s: Scenario, estimate: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                                 np.ndarray, np.ndarray]:
+def peak_rate(s: Scenario) -> float:
+    t = s.traffic
+    return max([t.rate_before] + [r for _, r in t.schedule])
+
+
+def calendar_shape(s: Scenario) -> tuple[int, float]:
+    """(M, 1 / W) of the `full` estimate's ring of ends: W for about two events per bucket at the
+    run's highest rate (a crowded bucket costs a scan per arrival, an empty one a step), M, a power
+    of two, so that one turn spans about four mean lifetimes. They decide the speed, never a
+    result: events are applied by time, whichever bucket holds them."""
+    rate = peak_rate(s)
+    mean = s.traffic.duration.mean
+    width = 2.0 / rate if rate > 0 else 1.0
+    turn = 4.0 * mean if mean > 0 else 1.0
+    buckets = 64
+    while buckets * width < turn and buckets < (1 << 22):
+        buckets *= 2
+    return buckets, 1.0 / width
+
+
+def build(s: Scenario, estimate: str = "off", until_first: bool = False) -> tuple:
     """(pi, pf, zone_start, zone_count, cumulative weights, extra array `xa`)."""
     lb, nat, tr, tg = s.load_balancer, s.nat, s.traffic, s.target
     pi = np.zeros(N_PI, np.int64)
     pf = np.zeros(N_PF, np.float64)
     pi[K], pi[N], pi[B], pi[P] = nat.ips, lb.total_nodes, lb.total_targets, nat.ports
-    pi[LIMIT] = nat.capacity
+    pi[CAP] = nat.capacity
+    pi[LIMITED] = nat.capacity < nat.ports
     pi[CLIENTS] = tr.clients
     pi[IP_PER_CLIENT] = nat.ip_choice == "per-client" and nat.ips > 1
     pi[STICKY] = lb.node_choice == "sticky" and lb.total_nodes > 1
@@ -95,15 +132,23 @@ def build(s: Scenario, estimate: bool) -> tuple[np.ndarray, np.ndarray, np.ndarr
     pi[ALLOC] = ALLOC_CODES[nat.allocator]
     pi[DIST] = DIST_CODES[tr.duration.dist]
     pi[OUTCOME] = OUTCOME_CODES[tg.on_collision]
+    if tg.kernel in KERNEL_OUTCOME:
+        pi[OUTCOME] = KERNEL_OUTCOME[tg.kernel]
     pi[CROSS] = lb.cross_zone
     pi[CIP] = lb.client_ip_preservation
-    uniform = len(set(lb.all_weights)) == 1
-    pi[WEIGHTED] = not uniform
-    pi[ESTIMATE] = estimate and estimate_defined(s)
+    pi[WEIGHTED] = len(set(lb.all_weights)) != 1
+    pi[COLLIDABLE] = collidable(s)
+    est = ESTIMATES.index(estimate)
+    pi[EST] = est if pi[COLLIDABLE] else min(est, EST_TARGET)   # nothing to sum where it is 0
+    pi[SUMS] = pi[EST] == EST_FULL and pi[ALLOC] == 0
     pi[NBATCH] = NBATCHES
     pi[TW_ON] = tg.time_wait > 0 and tg.server_close_fraction > 0 and lb.client_ip_preservation
-    pi[COOL_ON] = nat.reuse_delay > 0
+    pi[REUSE_ON] = nat.reuse_delay > 0
     pi[NODE_LIMIT] = NODE_PORTS_PER_TARGET
+    pi[NTL_SIZE] = 1 if lb.client_ip_preservation else min(lb.total_nodes * lb.total_targets,
+                                                            NTL_MAX)
+    pi[UNTIL_FIRST] = until_first
+    pi[DELAYS] = pi[OUTCOME] >= 3 or tg.challenge_ack_limit > 0
     d = tr.duration
     # with a schedule, warm-up and the stationary start run at the first segment's rate
     pf[RATE], pf[MEAN] = tr.rate_before, d.mean
@@ -113,6 +158,8 @@ def build(s: Scenario, estimate: bool) -> tuple[np.ndarray, np.ndarray, np.ndarr
     pf[DNS_TTL], pf[TW], pf[SCF], pf[REUSE] = lb.dns_ttl, tg.time_wait, tg.server_close_fraction, \
         nat.reuse_delay
     pf[T_MEASURE], pf[T_END] = time_line(s)
+    pf[BATCH_SCALE] = NBATCHES / (pf[T_END] - pf[T_MEASURE])
+    pi[EV_M], pf[EV_INVW] = calendar_shape(s)
     # node e of the engine is node e % nodes (its zone) of balancer e // nodes: zones repeat
     zc = np.array(lb.zone_targets, np.int64)
     zs = np.concatenate([[0], np.cumsum(zc)[:-1]]).astype(np.int64)
@@ -123,7 +170,5 @@ def build(s: Scenario, estimate: bool) -> tuple[np.ndarray, np.ndarray, np.ndarr
     pi[SCHED_N] = len(tr.schedule)
     pi[SYN_N] = len(tg.syn_retries)
     pi[CA_LIMIT] = tg.challenge_ack_limit
-    if tg.kernel in KERNEL_OUTCOME:
-        pi[OUTCOME] = KERNEL_OUTCOME[tg.kernel]
     xa = extra_array(s, float(pf[T_MEASURE]))
     return pi, pf, zs, zc, w, xa

@@ -1,0 +1,230 @@
+"""The flat state every backend works on: a tuple of NumPy arrays, laid out once here.
+
+The heart of it is one slot per (NAT ip, port, node): `slot_end`, the end time of its last holder,
+and `slot_tgt`, that holder's target (-1: the port is held without a 4-tuple, by a connect that is
+retrying). A slot is live at t iff end > t and its target is set; its port is free for the node at t
+iff end + reuse_delay <= t; a retrying connect holds it with end = +inf. Nothing is done when a
+connection ends (docs/engine.md). The other arrays are small, or exist only while the scenario
+asks for what they serve (TIME_WAIT, retries, the `full` estimate's running sums).
+
+Arrays that can run out (retries, TIME_WAIT records, the `full` estimate's events) make the kernel
+return a GROW code before the arrival that could need more; `grow` enlarges them and the kernel
+goes on where it stopped.
+"""
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+from . import params as C
+
+# scalar slots in si (int64)
+(CONN, EST, AFAIL, FAILED, COLL, RESETS, TWHITS, PAIRS, DELAYED, PENDING, CA_SEC, CA_USED, PEAK,
+ SAMPLE_I, FIRST_SEEN, PD_TOP, HEAP_N, PD_SERIAL, TW_INS, EV_FREE, EV_USED, EV_CUR, PLACE_I,
+ PLACE_N, STARTED, TRIES) = range(26)
+N_SI = 26
+# scalar slots in sf (float64): the next arrival, the time every event before it is done, the
+# first measured collision (seconds into the window; -1: none yet)
+NEXT_ARR, NOW, FIRST = range(3)
+N_SF = 3
+# per destination (ip, node), DW int64 each in `dest`: an upper bound of the ports it holds (exact
+# after a recount), the sequential cursor, Linux's epoch, offset and perturbation, a scratch count
+DW = 8
+D_UB, D_CURSOR, D_LIN_EPOCH, D_LIN_OFF, D_LIN_PERT, D_SCRATCH = range(6)
+# per port pool (random: a destination; eim: a NAT ip), HW int64 each in `pool`: the pool's mode
+# (0: rejection over all ports; 1: rejection over the horizon list), the list's length, the
+# failed tries since the last count; the horizon time is in `pool_th`
+HW = 4
+H_MODE, H_LEN, H_MISS = range(3)
+# `full` estimate: slot flags (bit 0 counted as a live holder, bit 1 counted as taken) and events
+# (code = 2 * slot + kind: 0 = a holder's end, 1 = a port's release after the reuse delay) in a
+# ring of buckets: EVB inline (time, code) pairs per bucket (`ev_b`, one cache line, empty: time
+# +inf), the rest in a pool chained from `ev_head`
+F_LIVE, F_TAKEN = 1, 2
+EVB = 4
+# TIME_WAIT records: buckets of 8 float64 = 64 bytes: three (key, expiry) pairs and the overflow
+# mark (the latest expiry of any record stored past this bucket from a home at or before it)
+TWB = 8
+TW_OVF = 6
+
+# kernel return codes
+DONE, BUDGET, FIRST_HIT, GROW_PEND, GROW_TW, GROW_EV = range(6)
+
+FIELDS = ("si", "sf", "slot_end", "slot_tgt", "dest", "pool", "pool_th", "hl_list", "hl_pos",
+          "cl_node", "cl_exp", "ntl", "tw", "pd_slot", "pd_tgt", "pd_retry", "pd_flags",
+          "pd_serial", "pd_t0", "pd_life", "pd_at", "pd_stack", "heap", "est_sum", "est_free",
+          "flags", "ev_b", "ev_t", "ev_s", "ev_next", "ev_head", "batches", "dhist",
+          "place_life", "place_order")
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(4, int(n - 1).bit_length())
+
+
+HUGE = 2 << 20          # transparent huge pages: 2 MiB
+
+
+def line_aligned(count: int, dtype, fill) -> np.ndarray:
+    """A 1-d array that starts a 64-byte cache line (NumPy aligns to 16 bytes only). Arrays of a
+    megabyte or more are read at random by the kernels: they get memory of their own, aligned to
+    2 MiB and advised to use transparent huge pages, where 4 KiB pages would cost a TLB miss on
+    most accesses (madvise mode, the usual default; elsewhere the advice is a no-op)."""
+    dtype = np.dtype(dtype)
+    nbytes = count * dtype.itemsize
+    if nbytes >= (1 << 20) and hasattr(mmap, "MADV_HUGEPAGE"):
+        size = -(-nbytes // HUGE) * HUGE + HUGE
+        m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        m.madvise(mmap.MADV_HUGEPAGE)
+        raw = np.frombuffer(m, np.uint8)
+        off = (-raw.ctypes.data) % HUGE
+        arr = raw[off:off + nbytes].view(dtype)
+        arr.fill(fill)
+        return arr
+    per_line = 64 // dtype.itemsize
+    buf = np.full(count + per_line, fill, dtype)
+    off = (-buf.ctypes.data % 64) // dtype.itemsize
+    return buf[off:off + count]
+
+
+def new_state(pi: np.ndarray, pf: np.ndarray, xa: np.ndarray) -> dict:
+    k, n, ports = int(pi[C.K]), int(pi[C.N]), int(pi[C.P])
+    dests = k * n
+    pools = k if pi[C.ALLOC] == 3 else dests
+    listed = pi[C.ALLOC] in (0, 3)
+    slots = dests * ports
+    s = {}
+    s["si"] = np.zeros(N_SI, np.int64)
+    s["si"][CA_SEC] = -1
+    s["sf"] = np.zeros(N_SF, np.float64)
+    s["sf"][FIRST] = -1.0
+    s["sf"][NEXT_ARR] = np.inf
+    s["slot_end"] = line_aligned(slots, np.float64, -np.inf)
+    s["slot_tgt"] = line_aligned(slots, np.int32, -1)
+    dest = np.zeros(dests * DW, np.int64)
+    dest[D_CURSOR::DW] = -1
+    dest[D_LIN_EPOCH::DW] = -1
+    s["dest"] = dest
+    s["pool"] = np.zeros(pools * HW, np.int64)
+    s["pool_th"] = np.zeros(pools, np.float64)
+    s["hl_list"] = line_aligned(pools * ports if listed else 1, np.int32, 0)
+    s["hl_pos"] = line_aligned(pools * ports if listed else 1, np.int32, -1)
+    clients = int(pi[C.CLIENTS]) if pi[C.NEED_CLIENT] else 1
+    s["cl_node"] = np.zeros(clients, np.int64)
+    s["cl_exp"] = np.full(clients, -np.inf, np.float64)
+    s["ntl"] = np.zeros(int(pi[C.NTL_SIZE]), np.int64)
+    if pi[C.TW_ON]:
+        live = pf[C.RATE] * pf[C.SCF] * (pf[C.MEAN] + pf[C.TW])
+        rates = xa[2 * int(pi[C.EMP_N]) + int(pi[C.SCHED_N]):2 * int(pi[C.EMP_N]) + 2 * int(pi[C.SCHED_N])]
+        if rates.size:
+            live *= max(1.0, float(rates.max()) / max(float(pf[C.RATE]), 1e-300))
+        buckets = _pow2(int(min(live, 1e8) * 4 / 3) + 16)
+    else:
+        buckets = 1
+    s["tw"] = new_tw(buckets)
+    cap = 1024 if pi[C.DELAYS] else 1
+    s.update(new_pending(cap))
+    s["si"][PD_TOP] = cap
+    s["est_sum"] = np.zeros(dests, np.int64)
+    s["est_free"] = np.full(dests, ports, np.int64)
+    sums = bool(pi[C.SUMS])
+    s["flags"] = line_aligned(slots if sums else 1, np.uint8, 0)
+    m = int(pi[C.EV_M]) if sums else 1
+    s["ev_b"] = line_aligned(m * 2 * EVB, np.float64, np.inf)
+    ev = _pow2(int(0.1 * pf[C.RATE] * pf[C.MEAN]) + 1024) if sums else 16
+    s["ev_t"], s["ev_s"], s["ev_next"] = new_events(ev)
+    s["si"][EV_FREE] = 0
+    s["ev_head"] = np.full(m, -1, np.int64)
+    s["batches"] = np.zeros(int(pi[C.NBATCH]), np.float64)
+    s["dhist"] = np.zeros(max(1, int(pi[C.SYN_N])), np.int64)
+    s["place_life"] = np.zeros(1, np.float64)
+    s["place_order"] = np.zeros(1, np.int64)
+    return s
+
+
+def new_tw(buckets: int) -> np.ndarray:
+    """An empty TIME_WAIT table: keys -1, expiries and overflow marks -inf."""
+    tw = line_aligned(buckets * TWB, np.float64, -np.inf)
+    tw.reshape(buckets, TWB)[:, 0:6:2] = -1.0
+    return tw
+
+
+def new_pending(cap: int) -> dict:
+    """Records of connects that retry (delay-new), a stack of free ids, a heap of ids."""
+    return {"pd_slot": np.zeros(cap, np.int64), "pd_tgt": np.zeros(cap, np.int64),
+            "pd_retry": np.zeros(cap, np.int64), "pd_flags": np.zeros(cap, np.int64),
+            "pd_serial": np.zeros(cap, np.int64), "pd_t0": np.zeros(cap, np.float64),
+            "pd_life": np.zeros(cap, np.float64), "pd_at": np.zeros(cap, np.float64),
+            "pd_stack": np.arange(cap, dtype=np.int64)[::-1].copy(),
+            "heap": np.zeros(cap, np.int64)}
+
+
+def _events(cap: int):
+    nxt = np.arange(1, cap + 1, dtype=np.int64)
+    nxt[-1] = -1
+    return np.zeros(cap, np.float64), np.zeros(cap, np.int64), nxt
+
+
+def new_events(cap: int):
+    """The `full` estimate's overflow pool: times, codes, and a free list through `next`."""
+    return _events(cap)
+
+
+def as_tuple(s: dict) -> tuple:
+    return tuple(s[f] for f in FIELDS)
+
+
+def set_placement(s: dict, life: np.ndarray, order: np.ndarray) -> None:
+    """The stationary connections to place at t = 0, oldest first (`order` into `life`)."""
+    s["place_life"] = np.ascontiguousarray(life, np.float64) if life.size else np.zeros(1)
+    s["place_order"] = np.ascontiguousarray(order, np.int64) if order.size else np.zeros(1, np.int64)
+    s["si"][PLACE_N] = order.size
+    s["si"][PLACE_I] = 0
+
+
+def grow(s: dict, code: int, t: float, tw_rehash) -> None:
+    """Enlarge what the kernel ran out of (in place in the dict); `tw_rehash(old, new, t)` is the
+    backend's kernel that moves the live TIME_WAIT records."""
+    si = s["si"]
+    if code == GROW_PEND:
+        old = s["pd_slot"].size
+        new = new_pending(2 * old)
+        for f in ("pd_slot", "pd_tgt", "pd_retry", "pd_flags", "pd_serial", "pd_t0", "pd_life",
+                  "pd_at", "heap"):
+            new[f][:old] = s[f]
+        top = int(si[PD_TOP])               # the free ids: the old stack, then the new ids
+        stack = new["pd_stack"]
+        stack[:top] = s["pd_stack"][:top]
+        stack[top:top + old] = np.arange(2 * old - 1, old - 1, -1)
+        si[PD_TOP] = top + old
+        s.update(new)
+    elif code == GROW_TW:
+        old = s["tw"]
+        live = int(np.count_nonzero(old.reshape(-1, TWB)[:, 1:6:2] > t))
+        buckets = old.size // TWB
+        while 4 * live > 3 * buckets:              # live records at most a quarter of the entries
+            buckets *= 2
+        new = new_tw(buckets)
+        tw_rehash(old, new, t)
+        s["tw"] = new
+        si[TW_INS] = live
+    elif code == GROW_EV:
+        old = s["ev_t"].size
+        t_, s_, n_ = new_events(2 * old)
+        t_[:old], s_[:old] = s["ev_t"], s["ev_s"]
+        n_[:old] = s["ev_next"]
+        # the new entries form the free list, in front of whatever was left of the old one
+        n_[2 * old - 1] = si[EV_FREE]
+        si[EV_FREE] = old
+        s["ev_t"], s["ev_s"], s["ev_next"] = t_, s_, n_
+
+
+def tw_capacity(tw: np.ndarray) -> int:
+    """Records the kernel may insert before asking for a rehash (the kernels compute it alike):
+    half of the entries, so a probe always finds a dead entry near home."""
+    return (tw.size // TWB) * 3 // 2
+
+
+def state_bytes(s: dict) -> int:
+    """Bytes of state."""
+    return int(sum(a.nbytes for a in s.values()))
