@@ -32,8 +32,13 @@ CONNECT_TIMEOUT_S = 10.0
 LEVEL = 0.999              # the predicted interval's coverage
 
 
-class LabPermissionError(LabConfigError):
-    """Not root: the CLI prints one line and exits 2."""
+class LabUnavailable(LabConfigError):
+    """This machine cannot run the lab (docs/model.md §4.2, exit 3): no root, or a system package
+    missing. The message is one line saying what to do."""
+
+
+class LabPermissionError(LabUnavailable):
+    """Not root: the CLI prints one line and exits 3."""
 
 
 class LabInterrupted(KeyboardInterrupt):
@@ -189,10 +194,11 @@ def check_environment() -> None:
                                  "run it as root")
     missing = missing_tools()
     if missing:
-        raise LabConfigError("collide lab needs the Debian packages " + ", ".join(missing)
-                             + " (apt-get install -y nftables conntrack iproute2)")
+        raise LabUnavailable("collide lab needs the Debian packages " + ", ".join(missing)
+                             + ": apt-get install -y " + " ".join(missing))
     if not Path("/proc/sys/net").exists():
-        raise LabConfigError("collide lab: /proc/sys/net is not available")
+        raise LabUnavailable("collide lab: /proc/sys/net is not available (run it on a Linux host "
+                             "or a privileged container)")
 
 
 # -- the run ----------------------------------------------------------------------------------------
