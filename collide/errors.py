@@ -10,6 +10,8 @@ raises them as they are (`InputError` is a `ValueError`, so older `except ValueE
 """
 from __future__ import annotations
 
+import click
+
 __all__ = ["CollideError", "InputError", "Unavailable", "EXIT_INPUT", "EXIT_UNAVAILABLE",
            "EXIT_INTERRUPTED"]
 
@@ -18,19 +20,19 @@ EXIT_UNAVAILABLE = 3
 EXIT_INTERRUPTED = 130
 
 
-class CollideError(Exception):
-    """An error with a one-line message and the exit code the command line gives it."""
+class CollideError(click.ClickException):
+    """An error with a one-line message and the exit code the command line gives it (a click
+    exception, so a command invoked on its own, e.g. by click's test runner, ends the same way)."""
     exit_code = 1
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split("\n")))
 
-    def format_message(self) -> str:       # the name click's exceptions use
-        return str(self)
+    def __str__(self) -> str:
+        return self.message
 
     def show(self, file=None) -> None:
-        import click
-        click.echo(f"collide: error: {self}", err=True, file=file)
+        click.echo(f"collide: error: {self.message}", err=True, file=file)
 
 
 class InputError(CollideError, ValueError):

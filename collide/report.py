@@ -31,7 +31,7 @@ import numpy as np
 from . import __version__
 from .analytic import analytic, applies, is_zero
 from .scenario import Scenario, builtin_names
-from .stats import kaplan_meier, kaplan_meier_quantile, z_value
+from .stats import garwood, kaplan_meier, kaplan_meier_quantile, z_value
 
 SCHEMA_VERSION = 1
 HOUR, DAY = 3600.0, 86400.0
@@ -51,44 +51,6 @@ SEGMENT_CLOSED_FORM_MAX = 24
 
 __all__ = ["build_report", "child_seed", "garwood", "rate_estimate", "verdict_of", "SCHEMA_VERSION",
            "LOW_PER_HOUR", "HIGH_PER_HOUR"]
-
-
-# -- small statistics -------------------------------------------------------------------------------
-def _chi2_quantile(p: float, nu: float) -> float:
-    """Wilson–Hilferty approximation (relative error well under 1 % for nu >= 2)."""
-    z = z_value(2 * p - 1) if p > 0.5 else -z_value(1 - 2 * p)
-    h = 2.0 / (9.0 * nu)
-    return nu * max(0.0, 1 - h + z * math.sqrt(h)) ** 3
-
-
-def _pois_cdf(k: int, mu: float) -> float:
-    if mu <= 0:
-        return 1.0
-    log_term = -mu
-    total = math.exp(log_term)
-    for i in range(1, k + 1):
-        log_term += math.log(mu / i)
-        total += math.exp(log_term)
-    return min(1.0, total)
-
-
-def garwood(count: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact (Garwood) interval for a Poisson mean given an observed count."""
-    a = (1 - confidence) / 2
-    if count == 0:
-        return 0.0, -math.log(a)
-    if count > 60:
-        return _chi2_quantile(a, 2 * count) / 2, _chi2_quantile(1 - a, 2 * count + 2) / 2
-
-    def solve(f):     # f increasing in mu, root by bisection
-        lo, hi = 0.0, count * 3.0 + 20.0
-        for _ in range(80):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
-        return (lo + hi) / 2
-    low = solve(lambda mu: (1 - _pois_cdf(count - 1, mu)) - a)     # P(X >= k | mu) = a
-    high = solve(lambda mu: a - _pois_cdf(count, mu))              # P(X <= k | mu) = a
-    return low, high
 
 
 def child_seed(seed: int, index: int) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import math
 import os
 import shutil
 import signal
@@ -45,33 +44,11 @@ class LabInterrupted(KeyboardInterrupt):
     """SIGTERM during a run (the namespaces are removed before it propagates)."""
 
 
-# -- Poisson interval (stdlib) --------------------------------------------------------------------
-def _poisson_cdf_table(mu: float, kmax: int) -> list[float]:
-    cdf, acc = [], 0.0
-    logp = -mu
-    for k in range(kmax + 1):
-        if k > 0:
-            logp += math.log(mu) - math.log(k)
-        acc += math.exp(logp)
-        cdf.append(acc)
-    return cdf
-
-
 def poisson_interval(mu: float, level: float = LEVEL) -> tuple[int, int]:
-    """Exact central interval [lo, hi] of a Poisson(mu) count: P(X < lo) <= a/2 and P(X > hi) <= a/2."""
-    if mu <= 0:
-        return (0, 0)
-    a = (1.0 - level) / 2.0
-    kmax = int(mu + 12 * math.sqrt(mu) + 30)
-    if mu > 5e5:     # normal approximation beyond what the table needs
-        z = 3.2905267314919255 if level == LEVEL else None
-        if z is None:
-            raise ValueError("level")
-        return (max(0, math.floor(mu - z * math.sqrt(mu))), math.ceil(mu + z * math.sqrt(mu)))
-    cdf = _poisson_cdf_table(mu, kmax)
-    lo = next(k for k, c in enumerate(cdf) if c > a)
-    hi = next((k for k, c in enumerate(cdf) if c >= 1.0 - a), kmax)
-    return (lo, hi)
+    """Exact central interval [lo, hi] of a Poisson(mu) count: P(X < lo) <= a/2 and P(X > hi) <= a/2
+    (collide.stats, SciPy)."""
+    from ..stats import poisson_interval as interval
+    return interval(mu, level)
 
 
 # -- the model's side -----------------------------------------------------------------------------
