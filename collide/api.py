@@ -235,10 +235,14 @@ class FirstReset:
 
 
 def _first_reset_one(args) -> float | None:
-    """One replicate: run until the first collision or the horizon (picklable for pools)."""
+    """One replicate: run until the first collision or the horizon (picklable for pools).
+    A replicate cut by Ctrl-C is not a censored one: the interruption goes on up."""
     scenario, seed, r, R, backend = args
-    raw = engine.run(scenario, engine.bit_generator(seed, r, R), backend, estimate=False,
-                     until_first=True)
+    # replicate r's stream is SeedSequence(seed).spawn(R)[r], built directly (no R-long spawn)
+    bitgen = np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(r,)))
+    raw = engine.run(scenario, bitgen, backend, estimate=False, until_first=True)
+    if not raw.finished:
+        raise KeyboardInterrupt
     return raw.first_collision_s
 
 
@@ -253,15 +257,22 @@ def first_reset(scenario, replicates: int = 100, seed: int | None = None, start:
         raise ValueError(f"--replicates {replicates}: must be >= 1")
     scenario = scenario.replace({"traffic.warmup": "auto" if start == "steady" else 0})
     seed = fresh_seed() if seed is None else int(seed)
-    tasks = [(scenario, seed, r, replicates, backend) for r in range(replicates)]
+    tasks = ((scenario, seed, r, replicates, backend) for r in range(replicates))
     times: list = [None] * replicates
-    if workers > 1 and replicates > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(workers) as pool:
-            for i, t in enumerate(pool.map(_first_reset_one, tasks, chunksize=max(1, replicates // (4 * workers)))):
+    workers = min(workers, replicates)
+    if workers > 1:
+        from .pool import imap, process_pool, stop_pool
+        pool = process_pool(workers)
+        ok = False
+        try:
+            for i, t in enumerate(imap(pool, _first_reset_one, tasks, workers,
+                                       chunk=max(1, min(64, replicates // (4 * workers))))):
                 times[i] = t
                 if progress:
                     progress((i + 1) / replicates)
+            ok = True
+        finally:
+            stop_pool(pool, interrupted=not ok)
     else:
         for i, task in enumerate(tasks):
             times[i] = _first_reset_one(task)

@@ -23,7 +23,6 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -114,6 +113,8 @@ def _run_task(task):
         from .api import simulate
         _, scenario, seed, backend = task
         r = simulate(scenario, seed=seed, backend=backend)
+        if not r.finished:          # a cut run is not a result: the page is not written
+            raise KeyboardInterrupt
         d = r.to_dict()
         d.pop("scenario")
         d["horizon_s"] = r.horizon_s
@@ -181,10 +182,14 @@ class _Variants:
         path = self.cache.get(f)
         if path is None:
             if self.dir is None:
-                self.dir = tempfile.mkdtemp(prefix="collide-report-lifetimes-")
+                # named after this process, so the next report clears it if this one is killed
+                from .files import clear_stale, make_temp_dir
+                near = os.path.join(tempfile.gettempdir(), "collide-report-lifetimes")
+                clear_stale(near)
+                self.dir = str(make_temp_dir(near, "lifetimes"))
             path = os.path.join(self.dir, f"lifetimes-{len(self.cache)}.txt")
             with open(path, "w", encoding="utf-8") as fh:
-                fh.write("\n".join(repr(v * f) for v in d.values) + "\n")
+                fh.write("\n".join(repr(float(v) * f) for v in d.values) + "\n")
             self.cache[f] = path
         return s.replace({"traffic.duration": {"dist": "empirical", "file": path}})
 
@@ -526,7 +531,10 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
     # the long first-reset task first, so it overlaps the many short ones
     order = sorted(tasks, key=lambda k: k != "first_reset")
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        from .pool import process_pool, stop_pool, width
+        pool = process_pool(width(workers, len(tasks) + 4))
+        ok = False
+        try:
             futs = {pool.submit(_run_task, tasks[k]): k for k in order}
             headroom, extra = plan_headroom()
             tasks.update(extra)
@@ -538,6 +546,9 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
                 done[0] += 1
                 if progress:
                     progress(done[0] / total)
+            ok = True
+        finally:               # Ctrl-C or an error: queued runs cancelled, running ones stopped
+            stop_pool(pool, interrupted=not ok)
     else:
         headroom, extra = plan_headroom()
         tasks.update(extra)

@@ -17,9 +17,6 @@ import html
 import io
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 __all__ = ["write_report", "fmt_num", "fmt_pct", "fmt_duration", "FIGURES", "headline"]
@@ -665,9 +662,10 @@ def write_report(data: dict, out_dir, scenario_toml: str | None = None) -> Path:
     data["page"] = page
     figs = make_figures(data)
     plt = _plt()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".collide-report-", dir=out.parent))
-    try:
+    from .files import staging_dir
+    # written in a folder beside OUT, then moved in: a failure or a kill leaves no half page
+    # (and the next run clears a folder a kill left)
+    with staging_dir(out, "--out") as tmp:
         (tmp / "figures").mkdir()
         pngs = {}
         for name, fig in figs.items():
@@ -682,12 +680,4 @@ def write_report(data: dict, out_dir, scenario_toml: str | None = None) -> Path:
         (tmp / "summary.md").write_text(render_md(data, page), encoding="utf-8")
         if scenario_toml is not None:
             (tmp / "scenario.toml").write_text(scenario_toml, encoding="utf-8")
-        out.mkdir(parents=True, exist_ok=True)
-        for item in tmp.iterdir():
-            dest = out / item.name
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            os.replace(item, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
