@@ -72,6 +72,8 @@ def _open_for_reading(path, what: str):
         raise os_error(exc, what, path, "read") from None
     if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{what} {path}: is a directory, not a file")
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        raise InputError(f"{what} {path}: a device, not a file")
     try:
         return open(p, "rb"), st
     except OSError as exc:

@@ -222,6 +222,41 @@ def size_first_reset(scenario, replicates: int, start: str = "steady", workers: 
                      connections=per * replicates, drivers=drivers, run=run)
 
 
+#: Grids larger than this are sized from a sample of their points.
+SAMPLE = 2_000
+
+
+def size_sweep(spec, workers: int = 1) -> Size:
+    """A sweep: every point's connections summed (a uniform sample of points, scaled, for large
+    grids), the largest point's state per worker, `replicates` runs per point."""
+    import numpy as np
+    n, R = len(spec), spec.replicates
+    if n <= SAMPLE:
+        idx = range(n)
+    else:
+        idx = np.random.default_rng(0).choice(n, SAMPLE, replace=False).tolist()
+    conns = placed = 0.0
+    biggest = None
+    for i in idx:
+        r = size_run(spec.scenarios[i])
+        conns += r.connections
+        placed += r.placed
+        if biggest is None or r.state_bytes > biggest.state_bytes:
+            biggest = r
+    scale = n / len(idx)
+    runs = n * R
+    total_conns, total_placed = conns * scale * R, placed * scale * R
+    drivers = [(total_conns, f"{_fmt(n)} points x {_fmt(R)} replicate(s) x about "
+                             f"{_fmt(conns / len(idx))} connections each (traffic.rate x "
+                             "traffic.horizon)"),
+               (total_placed, f"{_fmt(n)} points x {_fmt(R)} replicate(s) x a stationary start of "
+                              f"about {_fmt(placed / len(idx))} live connections"),
+               (runs * PER_RUN_S.get(spec.backend, 2e-3) * RATE.get(spec.backend, 3e6),
+                f"{_fmt(n)} points x {_fmt(R)} replicate(s) (axes and replicates)")]
+    return size_runs("sweep", spec.base, runs=runs, workers=workers, backend=spec.backend,
+                     connections=total_conns, placed=total_placed, drivers=drivers, run=biggest)
+
+
 def check(size: Size, force: bool = False, echo=None) -> None:
     """Refuse (one line) what cannot fit or would take more than a day unless `force`; state the
     estimate of a large run through `echo(line)`."""
