@@ -1,4 +1,4 @@
-"""The Python API: `simulate`, `first_reset`, and their JSON-ready results (DESIGN §4.3, §4.4)."""
+"""The Python API: `simulate`, `first_reset`, and their JSON-ready results (docs/model.md §4.3, §4.4)."""
 from __future__ import annotations
 
 import math
@@ -24,7 +24,7 @@ def fresh_seed() -> int:
 
 @dataclass(frozen=True)
 class Result:
-    """One simulation: counters, derived rates, the closed form beside them (DESIGN §4.3)."""
+    """One simulation: counters, derived rates, the closed form beside them (docs/model.md §4.3)."""
     scenario: Scenario
     seed: int
     backend: str
@@ -134,7 +134,7 @@ def simulate(scenario, seed: int | None = None, backend: str = "cython", estimat
              progress: Callable[[float], None] | None = None) -> Result:
     """Simulate a scenario once. `scenario` is a Scenario, a dict, a built-in name or a TOML path.
 
-    The same (scenario, seed) gives the same counts on every backend (DESIGN §2.4).
+    The same (scenario, seed) gives the same counts on every backend (docs/model.md §2.4).
     """
     scenario = Scenario.load(scenario)
     seed = fresh_seed() if seed is None else int(seed)
@@ -193,7 +193,7 @@ def _result(scenario, seed, backend, estimate, raw: engine.RawRun) -> Result:
 # -- time to the first reset ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FirstReset:
-    """Time to the first collision over R replicates (DESIGN §4.4)."""
+    """Time to the first collision over R replicates (docs/model.md §4.4)."""
     scenario: Scenario
     seed: int
     start: str

@@ -171,7 +171,7 @@ def simulate(seed, backend, fmt, no_estimate, all_allocators, force, **kw):
 @backend_option
 @format_option
 @click.option("--replicates", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Independent runs (DESIGN §2.4 streams).")
+              help="Independent runs (docs/model.md §2.4 streams).")
 @click.option("--start", type=click.Choice(["steady", "cold"]), default="steady", show_default=True,
               help="steady: from the stationary state; cold: from empty (a load test beginning).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,

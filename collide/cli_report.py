@@ -1,4 +1,4 @@
-"""`collide report`: the risk report for one deployment (DESIGN §4.6, issue 5)."""
+"""`collide report`: the risk report for one deployment (docs/model.md §4.6, issue 5)."""
 from __future__ import annotations
 
 import sys

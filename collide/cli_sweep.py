@@ -1,4 +1,4 @@
-"""`collide sweep` and `collide plot` (DESIGN §4.2, §4.5). Registered lazily by collide.cli."""
+"""`collide sweep` and `collide plot` (docs/model.md §4.2, §4.5). Registered lazily by collide.cli."""
 from __future__ import annotations
 
 import sys
@@ -42,7 +42,7 @@ def _connect(address: str):
               help="Simulation engine (default: the sweep file's, else cython).")
 def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force, rel_error,
                   max_connections, backend):
-    """Run a grid of scenarios (DESIGN §4.5): one pooled row per point, appended to --out as it finishes.
+    """Run a grid of scenarios (docs/model.md §4.5): one pooled row per point, appended to --out as it finishes.
 
     Rows do not depend on --workers, the executor or an interruption: Ctrl-C keeps what finished,
     and --resume completes it.

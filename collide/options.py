@@ -1,4 +1,4 @@
-"""Reusable click options, one registry for every subcommand (DESIGN §4.2).
+"""Reusable click options, one registry for every subcommand (docs/model.md §4.2).
 
   --scenario NAME / --config FILE       a built-in scenario or a TOML file
   --set KEY=VALUE (repeatable)          any scenario key, dotted
@@ -50,7 +50,7 @@ def scenario_options(f):
         click.option("--scenario", "scenario_name", metavar="NAME",
                      help=f"A built-in scenario: {', '.join(builtin_names())}."),
         click.option("--config", "config_path", metavar="FILE", type=click.Path(dir_okay=False),
-                     help="A scenario TOML file (DESIGN §4.1 tables)."),
+                     help="A scenario TOML file (docs/model.md §4.1 tables)."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Override any key, e.g. --set nat.ips=2 (repeatable)."),
         click.option("--rate", type=float, help="New connections per second (traffic.rate)."),

@@ -1,11 +1,11 @@
-"""The risk report's numbers (DESIGN §4.6, issue 5): one dictionary with everything the page shows.
+"""The risk report's numbers (docs/model.md §4.6, issue 5): one dictionary with everything the page shows.
 
 `build_report(scenario, seed=...)` runs every simulation the page needs (today's scenario, the
 mitigations, the NAT allocators, the sensitivity curves, the headroom confirmations and the time to
 the first reset) over a small process pool and returns a JSON-ready dict. `collide.report_html`
 turns that dict into `index.html`, `summary.json`, `summary.md` and the figures.
 
-Estimates. A rate comes from the conditional estimate of DESIGN §3 where the allocator defines one
+Estimates. A rate comes from the conditional estimate of docs/model.md §3 where the allocator defines one
 (`random`, `sequential`, `eim`: unbiased, low variance, 95 % interval = ± 1.96 batch-means standard
 errors), else from the collision count with an exact (Garwood) Poisson 95 % interval. Every Monte
 Carlo number carries its interval and, where §3 gives one, the closed form beside it.
@@ -53,7 +53,7 @@ __all__ = ["build_report", "child_seed", "garwood", "rate_estimate", "verdict_of
 
 
 def child_seed(seed: int, index: int) -> int:
-    """A sub-run's seed, as a sweep point's (DESIGN §2.4): `collide simulate --seed` repeats it."""
+    """A sub-run's seed, as a sweep point's (docs/model.md §2.4): `collide simulate --seed` repeats it."""
     ss = np.random.SeedSequence(seed, spawn_key=(index,))
     return int(ss.generate_state(1, np.uint64)[0])
 
@@ -276,7 +276,7 @@ def _headroom_plan(s: Scenario, today_per_hour: float, V: "_Variants | None" = N
                 if v is not None:
                     row["value"], row["method"] = v, "closed form (bisection)"
             if row["value"] is None and not is_zero(s) and today_per_hour > 0:
-                # collisions per hour grow about as rate² and as the mean lifetime (DESIGN §3)
+                # collisions per hour grow about as rate² and as the mean lifetime (docs/model.md §3)
                 row["value"] = today * (target / today_per_hour) ** (1.0 / power)
                 row["method"] = f"scaled from today's simulation (risk ∝ {'rate²' if power == 2 else 'lifetime'})"
             elif row["value"] is None and row["method"] is None:
@@ -784,7 +784,7 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
             "replicates_first_reset": replicates, "arrival_budget_per_run": ARRIVAL_BUDGET,
             "assumptions": [
                 "Poisson arrivals; each connection draws its NAT IP, NLB node, NAT port and target "
-                "independently (DESIGN §2.1); the NLB flow hash includes the TCP sequence number, "
+                "independently (docs/model.md §2.1); the NLB flow hash includes the TCP sequence number, "
                 "so every connection is a fresh target draw.",
                 "The NAT's port allocator is not documented by AWS; 'random' (uniform over free "
                 "ports per destination) is the best public guess, hence the allocator range.",
@@ -795,7 +795,7 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
                 "of at least one reset in a window T is 1 − exp(−rate·T), which assumes the steady "
                 "rate holds through T (a load test that starts cold sees fewer in its first "
                 "minutes).",
-                "Closed forms (DESIGN §3) are exact for the random allocator in 'count' mode and "
+                "Closed forms (docs/model.md §3) are exact for the random allocator in 'count' mode and "
                 "upper bounds, tight at small probabilities, under reset-existing; none applies to "
                 "sticky DNS, sequential or linux allocators, or near port exhaustion.",
                 f"Secondary runs (mitigations, allocators, sensitivity) that start from the "

@@ -1,4 +1,4 @@
-"""The scenario model: DESIGN §4.1 tables loaded into typed, immutable, validated objects.
+"""The scenario model: docs/model.md §4.1 tables loaded into typed, immutable, validated objects.
 
 Every key has a default; unknown keys, wrong types and out-of-range values raise
 :class:`ScenarioError` with one line naming the key, the value and what is allowed.
@@ -541,7 +541,7 @@ def _challenge_limit(value: Any) -> int:
 
 @dataclass(frozen=True)
 class Scenario:
-    """One deployment: traffic, NAT, load balancer and target settings (DESIGN §4.1)."""
+    """One deployment: traffic, NAT, load balancer and target settings (docs/model.md §4.1)."""
     traffic: Traffic = field(default_factory=Traffic)
     nat: Nat = field(default_factory=Nat)
     load_balancer: LoadBalancer = field(default_factory=LoadBalancer)
@@ -626,7 +626,7 @@ class Scenario:
 
     # -- output -------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """The resolved scenario as nested tables, every key present (DESIGN §4.1 names)."""
+        """The resolved scenario as nested tables, every key present (docs/model.md §4.1 names)."""
         t, n, lb, tg = self.traffic, self.nat, self.load_balancer, self.target
         traffic = {"rate": t.rate, "duration": t.duration.to_dict(), "horizon": t.horizon,
                    "warmup": t.warmup, "clients": t.clients}
@@ -641,13 +641,13 @@ class Scenario:
                               else lb.targets,
                               "cross_zone": lb.cross_zone,
                               "client_ip_preservation": lb.client_ip_preservation,
-                              # shown only when used, so single-balancer files stay DESIGN §4.1
+                              # shown only when used, so single-balancer files stay docs/model.md §4.1
                               **({"balancers": lb.balancers,
                                   "balancer_weights": list(lb.balancer_weights)}
                                  if lb.balancers > 1 or lb.balancer_weights else {})},
             "target": {"time_wait": tg.time_wait, "server_close_fraction": tg.server_close_fraction,
                        "on_collision": tg.on_collision,
-                       # shown only when used, so files without them stay DESIGN §4.1
+                       # shown only when used, so files without them stay docs/model.md §4.1
                        **({"kernel": tg.kernel} if tg.kernel != "modern" else {}),
                        **({"syn_retries": list(tg.syn_retries)}
                           if tg.syn_retries != SYN_RETRIES else {}),

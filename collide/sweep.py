@@ -1,4 +1,4 @@
-"""Sweeps: a grid of scenarios run on any executor, one pooled row per point (DESIGN §4.5).
+"""Sweeps: a grid of scenarios run on any executor, one pooled row per point (docs/model.md §4.5).
 
     >>> import collide
     >>> res = collide.sweep("seed", {"traffic.rate": [100, 200, 400], "nat.ips": [1, 2]},
@@ -19,7 +19,7 @@ A sweep file (TOML) holds the same arguments::
     "load_balancer.targets" = [3, 6, 12]
     "traffic.clients" = [1, 2, 4]
 
-Determinism: point `i` runs with the seed ``SeedSequence(sweep_seed, spawn_key=(i,))`` (DESIGN §2.4), so
+Determinism: point `i` runs with the seed ``SeedSequence(sweep_seed, spawn_key=(i,))`` (docs/model.md §2.4), so
 the rows do not depend on the executor, the number of workers, the order points finish in or on an
 interruption and ``resume``. With one replicate, ``collide simulate --seed SEED`` plus the point's keys
 reproduces the row. With R replicates, replicate r uses ``SeedSequence(SEED).spawn(R)[r]``; counters are
@@ -56,7 +56,7 @@ from .scenario import ALIASES, Scenario, ScenarioError
 __all__ = ["sweep", "SweepSpec", "SweepResult", "SweepError", "SweepInterrupted", "load_sweep",
            "expand_axis", "point_seed", "read_rows", "METRIC_COLUMNS", "TAIL_COLUMNS"]
 
-#: The metrics of DESIGN §4.3, nested names joined by `_` (scenario, backend, schema_version left out).
+#: The metrics of docs/model.md §4.3, nested names joined by `_` (scenario, backend, schema_version left out).
 METRIC_COLUMNS = (
     "connections", "established", "allocation_failures", "failed_connects", "collisions",
     "reset_victims", "time_wait_hits", "pairs", "collision_probability",
@@ -395,7 +395,7 @@ def spec_from_dict(data: Mapping, root: str | Path | None = None, **overrides) -
 
 
 def point_seed(sweep_seed: int, index: int) -> int:
-    """DESIGN §2.4: the seed of point `index`, which `collide simulate --seed` takes as is."""
+    """docs/model.md §2.4: the seed of point `index`, which `collide simulate --seed` takes as is."""
     ss = np.random.SeedSequence(sweep_seed, spawn_key=(index,))
     return int(ss.generate_state(1, np.uint64)[0])
 

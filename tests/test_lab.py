@@ -1,4 +1,4 @@
-"""The lab on the real kernel (DESIGN §5, issue 6). Needs root, iproute2, nftables and conntrack;
+"""The lab on the real kernel (docs/model.md §5, issue 6). Needs root, iproute2, nftables and conntrack;
 skips with the reason elsewhere. The kernel runs go one at a time and take about a minute in all."""
 from __future__ import annotations
 

@@ -183,7 +183,7 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
             progress=None, *, seed: int | None = None, port_range: tuple[int, int] | None = None,
             clients: int | None = None, keep_logs: str | Path | None = None,
             max_rate: float = MAX_RATE) -> dict:
-    """Run `scenario` on the kernel for `seconds` of load and compare with the model (DESIGN §4.6).
+    """Run `scenario` on the kernel for `seconds` of load and compare with the model (docs/model.md §4.6).
 
     `cross_zone` None keeps the scenario's setting; `nat` is "random" (fully-random SNAT; the model's
     `random` allocator) or "preserve" (port-preserving SNAT in front of Linux clients; `linux`).
@@ -352,7 +352,7 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
                        nat=nat, clients=n_clients)
     pred = predict(m, seed=seed)
     if pred["analytic"] is not None:
-        predicted, source = pred["analytic"], "analytic (cold-start form, DESIGN §3)"
+        predicted, source = pred["analytic"], "analytic (cold-start form, docs/model.md §3)"
     elif pred["simulated_expected"] is not None:
         predicted, source = pred["simulated_expected"], f"simulate ({pred['simulated_seeds']} seeds)"
     elif pred["simulated_mean"] is not None:
