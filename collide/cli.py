@@ -241,6 +241,16 @@ def _quiet_libraries() -> None:
         os.environ["PYTHONWARNINGS"] = "ignore"
 
 
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def main():
     """Run the command; map every ending to its exit code (docs/model.md §4.2): 0 done, 2 bad
     input, 3 the environment cannot do it, 130 interrupted, 1 a bug (with its traceback)."""
@@ -259,6 +269,11 @@ def main():
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _caused_by_interrupt(exc):       # Ctrl-C inside a library (an import, a class body)
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        raise
     # a command that ends through ctx.exit(code) returns the code in standalone_mode=False
     sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
 
