@@ -343,3 +343,14 @@ def test_ctrl_c_sweep_keeps_finished_rows(work):
     assert rows[0].startswith("traffic.rate,")
     rc, _, err = run("sweep", "s.toml", "--out", "r.csv", "--resume", cwd=work)
     assert rc == 0 and (work / "r.csv").read_text().count("\n") == 61
+
+
+# -- notebooks are committed with their outputs -------------------------------------------------------------
+@pytest.mark.parametrize("name", ["01-field-report.ipynb", "02-capacity-planning.ipynb"])
+def test_notebooks_carry_their_figures(name):
+    nb = json.loads((Path(__file__).parent.parent / "notebooks" / name).read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code), "run the notebook and save it"
+    assert any("image/png" in o.get("data", {}) for c in code for o in c.get("outputs", []))
+    assert not any(o.get("name") == "stderr" or o.get("output_type") == "error"
+                   for c in code for o in c.get("outputs", []))
