@@ -808,6 +808,13 @@ def run_spec(spec: SweepSpec, executor=None, workers: int | None = None, out=Non
     """Run a validated sweep. See :func:`sweep`. `overwrite=False` refuses an existing `out`
     (the command line's default); `keep_rows=False` returns no rows (they are in `out`), so memory
     does not grow with the number of points."""
+    if progress is True:                 # a tqdm bar on a terminal or in a notebook
+        from .progress import count_bar
+        update, close = count_bar("points", unit="point")
+        try:
+            return run_spec(spec, executor, workers, out, resume, update, overwrite, keep_rows, lock)
+        finally:
+            close()
     t0 = time.perf_counter()
     columns = spec.columns
     n = len(spec)
@@ -988,7 +995,8 @@ def sweep(base, axes: Mapping, overrides: Mapping | None = None, replicates: int
     `executor`: any ``concurrent.futures.Executor`` (e.g. Dask's ``client.get_executor()``) or an object
     with ``imap_unordered``/``map`` (a Ray pool); default a local process pool with `workers` processes
     (all cores); ``workers=1`` runs inline. `out` (.csv, .jsonl, .parquet) gets each row as soon as its
-    point finishes; `resume` skips points already there. `progress(done, total)` after each point.
+    point finishes; `resume` skips points already there. `progress(done, total)` after each point,
+    or `progress=True` for a progress bar (terminal or notebook).
     Ctrl-C raises :class:`SweepInterrupted` (a KeyboardInterrupt) carrying the finished rows.
     """
     spec = build_spec(base, axes, overrides=overrides, zip=zip, replicates=replicates, seed=seed,
