@@ -292,6 +292,22 @@ def _parse_chunk(lines: list[str], first: int, column_index: int | None, path: s
 
     def bad(line: int, problem: str):
         raise ScenarioError(f"traffic.duration.file {path}, line {line}: {problem}")
+    if column_index is None and lines:
+        # fast path: one number a line, no comment, no blank line (numpy parses them in C)
+        joined = "\n".join(lines)
+        if "#" not in joined:
+            tokens = joined.split()
+            if len(tokens) == len(lines):
+                try:
+                    values = np.array(tokens, dtype=np.float64)
+                except ValueError:
+                    values = None
+                if values is not None:
+                    ok = np.isfinite(values) & (values > 0)
+                    if not ok.all():
+                        i = int(np.argmin(ok))
+                        bad(first + i, f"lifetime {tokens[i]} must be a finite number of seconds > 0")
+                    return values
     cells, where = [], []
     if column_index is None:
         for i, line in enumerate(lines):
