@@ -251,6 +251,19 @@ def test_large_grid_and_replicates_refused_at_once(work):
 
 
 def test_large_feasible_run_states_its_estimate():
+    from collide.scenario import Scenario
+    from collide.sizing import check, size_runs
+    said = []
+    s = Scenario.builtin("seed").replace({"nat.ips": 1024})       # 2.4 GB of port slots: fits
+    check(size_runs("simulate", s), echo=said.append)
+    assert len(said) == 1 and said[0].startswith("simulate: about") and "GiB of memory" in said[0]
+    said.clear()
+    check(size_runs("simulate", Scenario.builtin("seed")), echo=said.append)
+    assert said == []                                           # a small run says nothing
+
+
+@pytest.mark.slow
+def test_large_feasible_run_states_its_estimate_on_stderr():
     rc, _, err = run("simulate", "--scenario", "seed", "--horizon", "5", "--set", "nat.ips=1024",
                      "--seed", "1", "--format", "json")
     assert rc == 0 and err.startswith("simulate: about") and "GiB of memory" in err
