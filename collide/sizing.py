@@ -263,8 +263,11 @@ def check(size: Size, force: bool = False, echo=None) -> None:
     avail = available_memory()
     if size.memory_bytes > 0.9 * avail and not force:
         name, (nbytes, why) = max(size.run.parts.items(), key=lambda kv: kv[1][0])
-        per = "" if size.runs <= 1 or size.workers <= 1 else \
-            f" x {min(size.workers, size.runs)} processes"
+        procs = min(size.workers, size.runs)
+        per = "" if size.runs <= 1 or size.workers <= 1 else f" x {procs} processes"
+        if procs > 1 and WORKER_BYTES * procs > nbytes * procs:
+            why, nbytes, per = (f"--workers {size.workers}: {procs} processes of about "
+                                f"{human_bytes(WORKER_BYTES)} each"), WORKER_BYTES * procs, ""
         raise Unavailable(
             f"{size.what}: needs about {human_bytes(size.memory_bytes)} of memory, this machine has "
             f"{human_bytes(avail)} available: {why} take {human_bytes(nbytes)}{per}; make it "
