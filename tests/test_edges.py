@@ -282,7 +282,8 @@ def test_lifetimes_file_is_streamed(tmp_path):
 def test_lab_without_packages_exits_3(tmp_path):
     env = dict(os.environ, PATH=str(Path(sys.executable).parent))
     rc, _, err = run("lab", "--seconds", "2", env=env)
-    assert rc == 3 and "apt-get install" in one_line(err)
+    line = one_line(err)
+    assert rc == 3 and ("apt-get install" in line or "needs root" in line)
 
 
 # -- Ctrl-C --------------------------------------------------------------------------------------------
@@ -298,9 +299,10 @@ def _interrupt(args, cwd, after: float, timeout: float = 30):
 
 
 @pytest.mark.slow
-def test_ctrl_c_report_writes_no_page(work):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_report_writes_no_page(work, workers):
     rc, out, err, took = _interrupt(["report", "--scenario", "seed", "--out", "rep", "--seed", "1",
-                                     "--workers", "2"], work, after=2.0)
+                                     "--workers", workers, "--horizon", "6000"], work, after=2.0)
     assert rc == 130, err
     assert not (work / "rep").exists()
     assert not [p for p in os.listdir(work) if "collide-tmp" in p]
