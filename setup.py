@@ -2,7 +2,7 @@
 COLLIDE_LINENUMS=1 adds #line directives so that profilers (cachegrind, perf annotate) report .pyx
 lines.
 
-DESIGN §2.4: no -ffast-math, no FMA contraction, no -march=native, so that the compiled core's
+docs/model.md §2.4: no -ffast-math, no FMA contraction, no -march=native, so that the compiled core's
 floating point matches the numba twin and the Python reference bit for bit.
 """
 import os

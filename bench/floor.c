@@ -1,4 +1,4 @@
-/* The floor DESIGN §2.4 sets under any engine of the base scenario: per connection, the raw words
+/* The floor docs/model.md §2.4 sets under any engine of the base scenario: per connection, the raw words
  * and floating-point work the contract fixes, and nothing else. PCG64 (128-bit LCG, XSL-RR
  * output) inlined as in collide/_core.pyx; an exponential is -log(((w >> 11) + 1) * 2^-53); an
  * integer in [0, n) is Lemire's multiply-shift on w >> 32 (the rare rejection step left out).

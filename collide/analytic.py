@@ -1,10 +1,10 @@
-"""Closed forms of DESIGN §3: collision rates where the birthday-type argument is exact.
+"""Closed forms of docs/model.md §3: collision rates where the birthday-type argument is exact.
 
 For the `random` allocator below exhaustion, each destination's held ports are a uniform random set,
 so an arrival through node j meets a holder on node i with probability m_i / (B·P), m_i the mean live
 connections on destination (ip, i). Nodes are independent, which gives the product forms below. They
 hold exactly in `count` mode; under `reset-existing` / `fail-new` they are upper bounds that are tight
-for small probabilities (DESIGN §3).
+for small probabilities (docs/model.md §3).
 """
 from __future__ import annotations
 
@@ -233,7 +233,7 @@ def _scheduled(s: Scenario) -> Analytic:
 
 
 def cold_pairs_exact(s: Scenario) -> float:
-    """DESIGN §3's cold-start pair count for fixed or exponential lifetimes, uniform weights."""
+    """docs/model.md §3's cold-start pair count for fixed or exponential lifetimes, uniform weights."""
     lam, T = s.traffic.rate, s.traffic.horizon
     lb, nat = s.load_balancer, s.nat
     N, B, P, k, D = lb.nodes, lb.total_targets, nat.ports, nat.ips, s.traffic.duration.mean
@@ -248,7 +248,7 @@ def cold_pairs_exact(s: Scenario) -> float:
 
 
 def time_wait_hits_per_connection(s: Scenario) -> float:
-    """DESIGN §5: steady-state TIME_WAIT hits per connection, all connections closed by the server."""
+    """docs/model.md §5: steady-state TIME_WAIT hits per connection, all connections closed by the server."""
     lb, nat = s.load_balancer, s.nat
     N, B, P, k, D = lb.nodes, lb.total_targets, nat.ports, nat.ips, s.traffic.duration.mean
     a = s.traffic.rate / (k * B * P)

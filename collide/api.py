@@ -1,4 +1,4 @@
-"""The Python API: `simulate`, `first_reset`, and their JSON-ready results (DESIGN §4.3, §4.4)."""
+"""The Python API: `simulate`, `first_reset`, and their JSON-ready results (docs/model.md §4.3, §4.4)."""
 from __future__ import annotations
 
 import dataclasses
@@ -24,7 +24,7 @@ def fresh_seed() -> int:
 
 @dataclass(frozen=True)
 class Result:
-    """One simulation: counters, derived rates, the closed form beside them (DESIGN §4.3)."""
+    """One simulation: counters, derived rates, the closed form beside them (docs/model.md §4.3)."""
     scenario: Scenario
     seed: int
     backend: str
@@ -159,10 +159,11 @@ def simulate(scenario, seed: int | None = None, backend: str = "cython", estimat
              workers: int = 1) -> Result:
     """Simulate a scenario. `scenario` is a Scenario, a dict, a built-in name or a TOML path.
 
-    `estimate`: "full", "target" or "off" (None: the default of docs/model.md; True/False are the
-    default and "off"). The same (scenario, seed) gives the same counts on every backend.
-    With `replicates` R > 1 the result pools R independent replicates on the streams
-    SeedSequence(seed).spawn(R), run on `workers` processes: identical for any worker count.
+    `estimate`: "full", "target" or "off" (None: the default of docs/model.md §3; True/False are
+    the default and "off"). The same (scenario, seed) gives the same counts on every backend
+    (docs/model.md §2.4). With `replicates` R > 1 the result pools R independent replicates on
+    the streams SeedSequence(seed).spawn(R), run on `workers` processes: identical for any worker
+    count.
     """
     scenario = Scenario.load(scenario)
     seed = fresh_seed() if seed is None else int(seed)
@@ -281,7 +282,7 @@ def _result(scenario, seed, backend, raw: engine.RawRun) -> Result:
 # -- time to the first reset ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FirstReset:
-    """Time to the first collision over R replicates (DESIGN §4.4)."""
+    """Time to the first collision over R replicates (docs/model.md §4.4)."""
     scenario: Scenario
     seed: int
     start: str
@@ -323,10 +324,13 @@ class FirstReset:
 
 
 def _first_reset_one(args) -> float | None:
-    """One replicate: run until the first collision or the horizon (picklable for pools)."""
+    """One replicate: run until the first collision or the horizon (picklable for pools).
+    A replicate cut by Ctrl-C is not a censored one: the interruption goes on up."""
     scenario, seed, r, R, backend = args
     raw = engine.run(scenario, engine.bit_generator(seed, r, R), backend, estimate="off",
                      until_first=True)
+    if not raw.finished:
+        raise KeyboardInterrupt
     return raw.first_collision_s
 
 
@@ -341,15 +345,22 @@ def first_reset(scenario, replicates: int = 100, seed: int | None = None, start:
         raise ValueError(f"--replicates {replicates}: must be >= 1")
     scenario = scenario.replace({"traffic.warmup": "auto" if start == "steady" else 0})
     seed = fresh_seed() if seed is None else int(seed)
-    tasks = [(scenario, seed, r, replicates, backend) for r in range(replicates)]
+    tasks = ((scenario, seed, r, replicates, backend) for r in range(replicates))
     times: list = [None] * replicates
-    if workers > 1 and replicates > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(workers) as pool:
-            for i, t in enumerate(pool.map(_first_reset_one, tasks, chunksize=max(1, replicates // (4 * workers)))):
+    workers = min(workers, replicates)
+    if workers > 1:
+        from .pool import imap, process_pool, stop_pool
+        pool = process_pool(workers)
+        ok = False
+        try:
+            for i, t in enumerate(imap(pool, _first_reset_one, tasks, workers,
+                                       chunk=max(1, min(64, replicates // (4 * workers))))):
                 times[i] = t
                 if progress:
                     progress((i + 1) / replicates)
+            ok = True
+        finally:
+            stop_pool(pool, interrupted=not ok)
     else:
         for i, task in enumerate(tasks):
             times[i] = _first_reset_one(task)

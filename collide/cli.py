@@ -9,8 +9,9 @@ import sys
 import click
 
 from . import __version__
-from .options import (BadInput, backend_option, bad_input, format_option, handle_value_errors,
-                      pop_scenario, progress_bar, scenario_options, seed_option)
+from .errors import EXIT_INTERRUPTED, CollideError
+from .options import (backend_option, bad_input, check_size, force_option, format_option,
+                      handle_value_errors, pop_scenario, progress_bar, scenario_options, seed_option)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -135,11 +136,14 @@ def _allocators_table(ar) -> str:
 @click.option("--all-allocators", is_flag=True,
               help="Run under each NAT allocator (random, sequential, linux, eim) with one seed "
                    "and print the range.")
+@force_option
 @handle_value_errors
-def simulate(seed, backend, fmt, no_estimate, all_allocators, **kw):
+def simulate(seed, backend, fmt, no_estimate, all_allocators, force, **kw):
     """Simulate a scenario: collisions, resets, TIME_WAIT hits, the closed form beside them."""
     from .api import fresh_seed, simulate as run, simulate_allocators
+    from .sizing import size_runs
     s = pop_scenario(kw)
+    check_size(size_runs("simulate", s, runs=4 if all_allocators else 1, backend=backend), force)
     seed = fresh_seed() if seed is None else seed
     update, done = progress_bar("simulating")
     if all_allocators:
@@ -167,22 +171,28 @@ def simulate(seed, backend, fmt, no_estimate, all_allocators, **kw):
 @backend_option
 @format_option
 @click.option("--replicates", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Independent runs (DESIGN §2.4 streams).")
+              help="Independent runs (docs/model.md §2.4 streams).")
 @click.option("--start", type=click.Choice(["steady", "cold"]), default="steady", show_default=True,
               help="steady: from the stationary state; cold: from empty (a load test beginning).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes to spread the replicates over.")
 @click.option("--no-estimate", is_flag=True, hidden=True)
+@force_option
 @handle_value_errors
-def first_reset(seed, backend, fmt, replicates, start, workers, no_estimate, **kw):
+def first_reset(seed, backend, fmt, replicates, start, workers, no_estimate, force, **kw):
     """Time to the first reset: R replicates until the first collision or the horizon."""
     from .api import first_reset as run, fresh_seed
+    from .sizing import size_first_reset
     s = pop_scenario(kw)
+    workers = min(workers, replicates)          # no process without a replicate to run
+    check_size(size_first_reset(s, replicates, start, workers, backend), force)
     seed = fresh_seed() if seed is None else seed
     update, done = progress_bar("replicates")
-    fr = run(s, replicates=replicates, seed=seed, start=start, backend=backend, workers=workers,
-             progress=update)
-    done()
+    try:
+        fr = run(s, replicates=replicates, seed=seed, start=start, backend=backend,
+                 workers=workers, progress=update)
+    finally:
+        done()
     d = fr.to_dict()
     if fmt == "json":
         click.echo(json.dumps(d, indent=2))
@@ -220,25 +230,52 @@ def _register_lazy():
 _register_lazy()
 
 
+def _quiet_libraries() -> None:
+    """Library warnings (numba, numpy, matplotlib, tqdm) are not the user's business: silence them
+    here and in every process started from here, unless the user asked for them (-W,
+    PYTHONWARNINGS)."""
+    import os
+    import warnings
+    if not sys.warnoptions and not os.environ.get("PYTHONWARNINGS"):
+        warnings.simplefilter("ignore")
+        os.environ["PYTHONWARNINGS"] = "ignore"
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def main():
+    """Run the command; map every ending to its exit code (docs/model.md §4.2): 0 done, 2 bad
+    input, 3 the environment cannot do it, 130 interrupted, 1 a bug (with its traceback)."""
+    _quiet_libraries()
     try:
-        cli.main(standalone_mode=False)
-    except BadInput as exc:
+        rv = cli.main(standalone_mode=False)
+    except CollideError as exc:
         exc.show()
-        sys.exit(2)
-    except click.exceptions.Abort:
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:     # usage errors: bad flag values, unknown options
         msg = exc.format_message().replace("\n", " ")
         click.echo(f"collide: error: {msg}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    sys.exit(0)
+    except Exception as exc:
+        if _caused_by_interrupt(exc):       # Ctrl-C inside a library (an import, a class body)
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        raise
+    # a command that ends through ctx.exit(code) returns the code in standalone_mode=False
+    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,13 @@
-"""`collide report`: the risk report for one deployment (DESIGN §4.6, issue 5)."""
+"""`collide report`: the risk report for one deployment (docs/model.md §4.6, issue 5)."""
 from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import click
 
-from .options import (backend_option, bad_input, handle_value_errors, pop_scenario, progress_bar,
-                      scenario_options, seed_option)
+from .options import (backend_option, bad_input, check_size, force_option, handle_value_errors,
+                      pop_scenario, progress_bar, scenario_options, seed_option)
 
 
 @click.command("report")
@@ -21,8 +20,9 @@ from .options import (backend_option, bad_input, handle_value_errors, pop_scenar
 @backend_option
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Processes for the simulations.")
+@force_option
 @handle_value_errors
-def report_command(out_dir, window, seed, backend, workers, **kw):
+def report_command(out_dir, window, seed, backend, workers, force, **kw):
     """Write a risk report: verdict, mitigations, sensitivity, port headroom, how it was computed."""
     from .api import fresh_seed
     from .report import build_report
@@ -35,9 +35,9 @@ def report_command(out_dir, window, seed, backend, workers, **kw):
     s = pop_scenario(kw)
     if not (window > 0) or window != window or window == float("inf"):
         bad_input(f"--window {window}: must be a positive number of seconds")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        bad_input(f"--out {out_dir}: exists and is not a directory")
+    from .files import check_output_dir
+    out = check_output_dir(out_dir, "--out")        # before the simulations, not after
+    check_size(_report_size(s, backend, workers), force)
     seed = fresh_seed() if seed is None else seed
     where = f"--scenario {given_scenario}" if given_plain else f"--config {out / 'scenario.toml'}"
     command = (f"collide report {where} --out {out} --window {window:g} --seed {seed} "
@@ -55,8 +55,21 @@ def report_command(out_dir, window, seed, backend, workers, **kw):
         click.echo("interrupted: nothing written", err=True)
         sys.exit(130)
     done()
-    write_report(data, out, scenario_toml=s.to_toml())
+    write_report(data, out, scenario_toml=s.to_toml())      # all or nothing (collide.files)
     v = data["verdict"]
     click.echo(f"risk {v['level']}: {v['collisions_per_hour']:.4g} collisions per hour "
                f"(95 % {v['collisions_per_hour_ci'][0]:.4g} – {v['collisions_per_hour_ci'][1]:.4g}); "
                f"wrote {out / 'index.html'} in {time.perf_counter() - t0:.1f} s")
+
+
+def _report_size(s, backend: str, workers: int):
+    """Today's run in full, then about 40 secondary runs capped at the report's arrival budget and
+    the first-reset replicates (collide.report)."""
+    from .report import ARRIVAL_BUDGET, FIRST_RESET_ARRIVALS, FIRST_RESET_REPLICATES
+    from .sizing import size_run, size_runs
+    run = size_run(s)
+    secondary = 40 * min(ARRIVAL_BUDGET, run.connections)
+    first = FIRST_RESET_REPLICATES * min(FIRST_RESET_ARRIVALS, run.connections)
+    return size_runs("report", s, runs=41 + FIRST_RESET_REPLICATES, workers=workers,
+                     backend=backend, connections=run.connections + secondary + first,
+                     placed=run.placed * (41 + FIRST_RESET_REPLICATES), run=run)

@@ -1,44 +1,12 @@
-"""`collide sweep` and `collide plot` (DESIGN §4.2, §4.5). Registered lazily by collide.cli."""
+"""`collide sweep` and `collide plot` (docs/model.md §4.2, §4.5). Registered lazily by collide.cli."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import click
 
 from .options import bad_input, parse_assignments
-
-
-def _progress(total_label: str = "points"):
-    """A progress callback (points done, rate, ETA) on a terminal; None otherwise."""
-    if not sys.stderr.isatty():
-        return None, lambda: None
-    state = {"t0": time.perf_counter(), "start": None, "last": 0.0, "shown": False}
-
-    def update(done: int, total: int):
-        now = time.perf_counter()
-        if state["start"] is None:
-            state["start"] = done          # points found by --resume do not count towards the rate
-        if done < total and now - state["last"] < 0.2:
-            return
-        state["last"] = now
-        ran = done - state["start"]
-        elapsed = now - state["t0"]
-        rate = ran / elapsed if elapsed > 0 else 0.0
-        eta = (total - done) / rate if rate > 0 else None
-        pct = done / total if total else 1.0
-        bar = "#" * int(pct * 25)
-        eta_s = "--" if eta is None else (f"{eta:.0f} s" if eta < 120 else f"{eta / 60:.1f} min")
-        sys.stderr.write(f"\r{total_label} [{bar:<25}] {done}/{total}  {rate:.1f}/s  ETA {eta_s}   ")
-        sys.stderr.flush()
-        state["shown"] = True
-
-    def done():
-        if state["shown"]:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-    return update, done
 
 
 def _connect(address: str):
@@ -61,6 +29,10 @@ def _connect(address: str):
 @click.option("--scheduler", metavar="ADDRESS", default=None,
               help="Run on an existing Dask distributed cluster, e.g. tcp://10.0.0.5:8786.")
 @click.option("--resume", is_flag=True, help="Skip the points already in --out.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out (kept otherwise).")
+@click.option("--force", is_flag=True,
+              help="Run even when the size check says it will not fit in memory or would take "
+                   "more than a day.")
 @click.option("--rel-error", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True), default=None,
               help="Run each point until its collision rate has this relative standard error "
                    "(the horizon grows from traffic.horizon), capped by --max-connections.")
@@ -68,15 +40,22 @@ def _connect(address: str):
               help="Cap per point for --rel-error (default 1e8 connections).")
 @click.option("--backend", type=click.Choice(["cython", "numba", "python"]), default=None,
               help="Simulation engine (default: the sweep file's, else cython).")
-def sweep_command(sweep_file, out, workers, scheduler, resume, rel_error, max_connections, backend):
-    """Run a grid of scenarios (DESIGN §4.5): one pooled row per point, appended to --out as it finishes.
+def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force, rel_error,
+                  max_connections, backend):
+    """Run a grid of scenarios (docs/model.md §4.5): one pooled row per point, appended to --out as it finishes.
 
     Rows do not depend on --workers, the executor or an interruption: Ctrl-C keeps what finished,
     and --resume completes it.
     """
+    from .files import check_output_file
+    from .options import check_size
+    from .pool import width
+    from .sizing import size_sweep
     from .sweep import SweepError, SweepInterrupted, _out_format, load_sweep, run_spec
     if not Path(sweep_file).exists():
         bad_input(f"SWEEP.toml {sweep_file}: no such file")
+    if resume and overwrite:
+        bad_input("--resume and --overwrite: give one (finish the sweep in --out, or replace it)")
     try:
         _out_format(Path(out))
         spec = load_sweep(sweep_file, rel_error=rel_error, backend=backend,
@@ -85,6 +64,25 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, rel_error, max_co
         bad_input(str(exc))
     if workers is not None and scheduler is not None:
         bad_input("--workers and --scheduler: give one (the cluster decides its workers)")
+    check_output_file(out, "--out")                   # before any point runs
+    from .files import OutputLock
+    from .sweep import exists
+    lock = OutputLock(out, "--out")                   # one writer at a time (exit 3)
+    if exists(out) and not resume and not overwrite:
+        lock.release()
+        bad_input(f"--out {out}: exists; give --resume to finish that sweep, or --overwrite to "
+                  "replace it (nothing was run)")
+    if scheduler is None:
+        asked = workers
+        workers = width(workers, len(spec))          # no process without a point to run
+        if asked is not None and asked > workers:
+            click.echo(f"sweep: --workers {asked}: {len(spec)} point(s), so {workers} process(es)",
+                       err=True)
+    try:
+        check_size(size_sweep(spec, workers or 1), force)
+    except BaseException:
+        lock.release()
+        raise
     client = executor = None
     if scheduler is not None:
         client = _connect(scheduler)
@@ -93,9 +91,11 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, rel_error, max_co
         "1 process (inline)" if workers == 1 else f"{workers or __import__('os').cpu_count()} processes")
     click.echo(f"sweep: {len(spec)} points x {spec.replicates} replicate(s), seed {spec.seed}, on {where}"
                + (f", rel-error {spec.rel_error:g}" if spec.rel_error else ""), err=True)
-    update, done = _progress()
+    from .progress import count_bar
+    update, done = count_bar("points", unit="point")
     try:
-        res = run_spec(spec, executor=executor, workers=workers, out=out, resume=resume, progress=update)
+        res = run_spec(spec, executor=executor, workers=workers, out=out, resume=resume,
+                       progress=update, overwrite=overwrite, keep_rows=False, lock=lock)
     except SweepError as exc:
         done()
         bad_input(str(exc))
@@ -124,10 +124,14 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, rel_error, max_co
 @click.option("--out", "out", required=True, metavar="FILE", help="Figure: .png or .svg.")
 def plot_command(results, x, y, hue, where, title, out):
     """Plot a sweep's RESULTS (.csv, .jsonl, .parquet): METRIC against KEY, bands and the closed form."""
+    from .files import check_output_file
     from .plot import PlotError, plot_sweep
     from .sweep import SweepError
     if not Path(results).exists():
         bad_input(f"RESULTS {results}: no such file")
+    if Path(out).suffix.lower() not in (".png", ".svg"):
+        bad_input(f"--out {out}: must end in .png or .svg")
+    check_output_file(out, "--out")                   # before reading and drawing
     filt = parse_assignments(where, "--where", "nat.ips=1")
     try:
         path = plot_sweep(results, x=x, y=y, hue=hue, out=out, where=filt or None, title=title)

@@ -1,4 +1,4 @@
-"""Reusable click options, one registry for every subcommand (DESIGN §4.2).
+"""Reusable click options, one registry for every subcommand (docs/model.md §4.2).
 
   --scenario NAME / --config FILE       a built-in scenario or a TOML file
   --set KEY=VALUE (repeatable)          any scenario key, dotted
@@ -9,24 +9,20 @@
 from __future__ import annotations
 
 import functools
-import sys
 import tomllib
 
 import click
 
+from .errors import InputError
 from .scenario import ALLOCATORS, OUTCOMES, Scenario, ScenarioError, builtin_names
 
 
-class BadInput(click.ClickException):
-    """Bad input: one line on stderr, exit code 2, no traceback (DESIGN §4.2)."""
-    exit_code = 2
-
-    def show(self, file=None):
-        click.echo(f"collide: error: {self.format_message()}", err=True, file=file)
+#: Bad input: one line on stderr, exit code 2, no traceback (docs/model.md §4.2).
+BadInput = InputError
 
 
 def bad_input(message: str):
-    raise BadInput(message)
+    raise InputError(message)
 
 
 def _parse_value(key: str, text: str):
@@ -54,7 +50,7 @@ def scenario_options(f):
         click.option("--scenario", "scenario_name", metavar="NAME",
                      help=f"A built-in scenario: {', '.join(builtin_names())}."),
         click.option("--config", "config_path", metavar="FILE", type=click.Path(dir_okay=False),
-                     help="A scenario TOML file (DESIGN §4.1 tables)."),
+                     help="A scenario TOML file (docs/model.md §4.1 tables)."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Override any key, e.g. --set nat.ips=2 (repeatable)."),
         click.option("--rate", type=float, help="New connections per second (traffic.rate)."),
@@ -81,12 +77,14 @@ def resolve_scenario(scenario_name=None, config_path=None, sets=(), rate=None, d
                      on_collision=None, cross_zone=None, client_ip_preservation=None,
                      default: str | None = "seed") -> Scenario:
     """The scenario the flags describe; BadInput (exit 2) on anything wrong."""
-    if scenario_name and config_path:
+    if scenario_name is not None and config_path is not None:
         bad_input("--scenario and --config: give one, not both")
+    if scenario_name is not None and not scenario_name.strip():
+        bad_input(f"--scenario {scenario_name!r}: an empty name; allowed: {', '.join(builtin_names())}")
     try:
-        if config_path:
+        if config_path is not None:
             s = Scenario.from_toml(config_path)
-        elif scenario_name:
+        elif scenario_name is not None:
             s = Scenario.builtin(scenario_name)
         elif default:
             s = Scenario.builtin(default)
@@ -99,9 +97,22 @@ def resolve_scenario(scenario_name=None, config_path=None, sets=(), rate=None, d
                  "target.on_collision": on_collision, "load_balancer.cross_zone": cross_zone,
                  "load_balancer.client_ip_preservation": client_ip_preservation}
         changes.update({k: v for k, v in flags.items() if v is not None})
+        _check_duration_flag(s, changes, duration)
         return s.replace(changes) if changes else s
     except ScenarioError as exc:
         bad_input(str(exc))
+
+
+def _check_duration_flag(s: Scenario, changes: dict, duration) -> None:
+    """--duration sets the mean of the lifetime law; a measured (empirical) law has none to set."""
+    if duration is None:
+        return
+    law = changes.get("traffic.duration", s.traffic.duration.to_dict())
+    if isinstance(law, dict) and law.get("dist") == "empirical":
+        where = law.get("file") or "the file"
+        bad_input(f"--duration {duration:g}: the lifetimes are measured (traffic.duration.dist = "
+                  f"\"empirical\", {where}) and have no mean to set; scale the file's values, or "
+                  "give a law with a mean (--set 'traffic.duration={dist=\"exponential\", mean=5}')")
 
 
 SCENARIO_KEYS = ("scenario_name", "config_path", "sets", "rate", "duration", "horizon", "nodes",
@@ -122,25 +133,21 @@ format_option = click.option("--format", "fmt", type=click.Choice(["table", "jso
                              default="table", show_default=True, help="Output format.")
 
 
+force_option = click.option("--force", is_flag=True,
+                            help="Run even when the size check says it will not fit in memory or "
+                                 "would take more than a day.")
+
+
+def check_size(size, force: bool) -> None:
+    """Refuse or state the size of what a command is about to do (collide.sizing)."""
+    from .sizing import check
+    check(size, force, echo=lambda line: click.echo(line, err=True))
+
+
 def progress_bar(label: str):
-    """A progress callback that draws a bar on a terminal and stays quiet otherwise."""
-    if not sys.stderr.isatty():
-        return None, lambda: None
-    state = {"last": -1}
-
-    def update(fraction: float):
-        pct = int(fraction * 100)
-        if pct != state["last"]:
-            state["last"] = pct
-            bar = "#" * (pct // 4)
-            sys.stderr.write(f"\r{label} [{bar:<25}] {pct:3d}%")
-            sys.stderr.flush()
-
-    def done():
-        if state["last"] >= 0:
-            sys.stderr.write("\r" + " " * (len(label) + 35) + "\r")
-            sys.stderr.flush()
-    return update, done
+    """(update(fraction), done) for the engine's progress callback (collide.progress, tqdm)."""
+    from .progress import fraction_bar
+    return fraction_bar(label)
 
 
 def handle_value_errors(f):

@@ -12,10 +12,12 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from .errors import InputError
+
 __all__ = ["plot_sweep", "PlotError", "LABELS"]
 
 
-class PlotError(ValueError):
+class PlotError(InputError):
     """A bad plot request (unknown column, no rows, unknown file type); the message is one line."""
 
 
@@ -129,6 +131,14 @@ def plot_sweep(rows_or_path, x: str, y: str, hue: str | None = None, out: str | 
         rows = [r for r in rows if all(_same(r.get(k), v) for k, v in where.items())]
         if not rows:
             raise PlotError("--where " + ", ".join(f"{k}={v}" for k, v in where.items()) + ": no row matches")
+    for flag, col in (("--x", x), ("--y", y)):
+        if not any(_num(r.get(col)) is not None for r in rows):
+            sample = next((r.get(col) for r in rows if r.get(col) is not None), None)
+            numeric = [c for c in columns if any(_num(r.get(c)) is not None for r in rows[:50])]
+            raise PlotError(f"{flag} {col}: the column holds no numbers"
+                            + (f" (e.g. {sample!r})" if sample is not None else " (all empty)")
+                            + "; numeric columns: " + (", ".join(numeric[:6]) or "none")
+                            + (", ..." if len(numeric) > 6 else ""))
 
     others = [c for c in columns if "." in c and c not in (x, hue)
               and len({repr(r.get(c)) for r in rows}) > 1]
@@ -196,7 +206,7 @@ def plot_sweep(rows_or_path, x: str, y: str, hue: str | None = None, out: str | 
             ax.fill_between(xs, lo, hi, color=c, alpha=0.18, lw=0)
         if any(v is not None for v in ay):
             ax.plot(xs, clean(ay), "--", color=c, lw=1.0, alpha=0.9,
-                    label=None if drawn_analytic else "closed form (DESIGN §3)")
+                    label=None if drawn_analytic else "closed form (docs/model.md §3)")
             drawn_analytic = True
 
     if logx:
@@ -222,7 +232,11 @@ def plot_sweep(rows_or_path, x: str, y: str, hue: str | None = None, out: str | 
     if handles:
         ax.legend(fontsize=8, title=bands_note, title_fontsize=7)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
+    from .files import atomic_file, check_output_file
+    check_output_file(out, "--out")
+    try:
+        with atomic_file(out, "--out") as tmp:         # no half-written figure on a failure
+            fig.savefig(tmp, format=out.suffix.lower()[1:])
+    finally:
+        plt.close(fig)
     return out

@@ -1,11 +1,11 @@
-"""The risk report's numbers (DESIGN §4.6, issue 5): one dictionary with everything the page shows.
+"""The risk report's numbers (docs/model.md §4.6, issue 5): one dictionary with everything the page shows.
 
 `build_report(scenario, seed=...)` runs every simulation the page needs (today's scenario, the
 mitigations, the NAT allocators, the sensitivity curves, the headroom confirmations and the time to
 the first reset) over a small process pool and returns a JSON-ready dict. `collide.report_html`
 turns that dict into `index.html`, `summary.json`, `summary.md` and the figures.
 
-Estimates. A rate comes from the conditional estimate of DESIGN §3 where the allocator defines one
+Estimates. A rate comes from the conditional estimate of docs/model.md §3 where the allocator defines one
 (`random`, `sequential`, `eim`: unbiased, low variance, 95 % interval = ± 1.96 batch-means standard
 errors), else from the collision count with an exact (Garwood) Poisson 95 % interval. Every Monte
 Carlo number carries its interval and, where §3 gives one, the closed form beside it.
@@ -23,7 +23,6 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -31,7 +30,7 @@ import numpy as np
 from . import __version__
 from .analytic import analytic, applies, is_zero
 from .scenario import Scenario, builtin_names
-from .stats import kaplan_meier, kaplan_meier_quantile, z_value
+from .stats import garwood, kaplan_meier, kaplan_meier_quantile, z_value
 
 SCHEMA_VERSION = 1
 HOUR, DAY = 3600.0, 86400.0
@@ -53,46 +52,8 @@ __all__ = ["build_report", "child_seed", "garwood", "rate_estimate", "verdict_of
            "LOW_PER_HOUR", "HIGH_PER_HOUR"]
 
 
-# -- small statistics -------------------------------------------------------------------------------
-def _chi2_quantile(p: float, nu: float) -> float:
-    """Wilson–Hilferty approximation (relative error well under 1 % for nu >= 2)."""
-    z = z_value(2 * p - 1) if p > 0.5 else -z_value(1 - 2 * p)
-    h = 2.0 / (9.0 * nu)
-    return nu * max(0.0, 1 - h + z * math.sqrt(h)) ** 3
-
-
-def _pois_cdf(k: int, mu: float) -> float:
-    if mu <= 0:
-        return 1.0
-    log_term = -mu
-    total = math.exp(log_term)
-    for i in range(1, k + 1):
-        log_term += math.log(mu / i)
-        total += math.exp(log_term)
-    return min(1.0, total)
-
-
-def garwood(count: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact (Garwood) interval for a Poisson mean given an observed count."""
-    a = (1 - confidence) / 2
-    if count == 0:
-        return 0.0, -math.log(a)
-    if count > 60:
-        return _chi2_quantile(a, 2 * count) / 2, _chi2_quantile(1 - a, 2 * count + 2) / 2
-
-    def solve(f):     # f increasing in mu, root by bisection
-        lo, hi = 0.0, count * 3.0 + 20.0
-        for _ in range(80):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if f(mid) < 0 else (lo, mid)
-        return (lo + hi) / 2
-    low = solve(lambda mu: (1 - _pois_cdf(count - 1, mu)) - a)     # P(X >= k | mu) = a
-    high = solve(lambda mu: a - _pois_cdf(count, mu))              # P(X <= k | mu) = a
-    return low, high
-
-
 def child_seed(seed: int, index: int) -> int:
-    """A sub-run's seed, as a sweep point's (DESIGN §2.4): `collide simulate --seed` repeats it."""
+    """A sub-run's seed, as a sweep point's (docs/model.md §2.4): `collide simulate --seed` repeats it."""
     ss = np.random.SeedSequence(seed, spawn_key=(index,))
     return int(ss.generate_state(1, np.uint64)[0])
 
@@ -152,6 +113,8 @@ def _run_task(task):
         from .api import simulate
         _, scenario, seed, backend = task
         r = simulate(scenario, seed=seed, backend=backend)
+        if not r.finished:          # a cut run is not a result: the page is not written
+            raise KeyboardInterrupt
         d = r.to_dict()
         d.pop("scenario")
         d["horizon_s"] = r.horizon_s
@@ -219,10 +182,14 @@ class _Variants:
         path = self.cache.get(f)
         if path is None:
             if self.dir is None:
-                self.dir = tempfile.mkdtemp(prefix="collide-report-lifetimes-")
+                # named after this process, so the next report clears it if this one is killed
+                from .files import clear_stale, make_temp_dir
+                near = os.path.join(tempfile.gettempdir(), "collide-report-lifetimes")
+                clear_stale(near)
+                self.dir = str(make_temp_dir(near, "lifetimes"))
             path = os.path.join(self.dir, f"lifetimes-{len(self.cache)}.txt")
             with open(path, "w", encoding="utf-8") as fh:
-                fh.write("\n".join(repr(v * f) for v in d.values) + "\n")
+                fh.write("\n".join(repr(float(v) * f) for v in d.values) + "\n")
             self.cache[f] = path
         return s.replace({"traffic.duration": {"dist": "empirical", "file": path}})
 
@@ -309,7 +276,7 @@ def _headroom_plan(s: Scenario, today_per_hour: float, V: "_Variants | None" = N
                 if v is not None:
                     row["value"], row["method"] = v, "closed form (bisection)"
             if row["value"] is None and not is_zero(s) and today_per_hour > 0:
-                # collisions per hour grow about as rate² and as the mean lifetime (DESIGN §3)
+                # collisions per hour grow about as rate² and as the mean lifetime (docs/model.md §3)
                 row["value"] = today * (target / today_per_hour) ** (1.0 / power)
                 row["method"] = f"scaled from today's simulation (risk ∝ {'rate²' if power == 2 else 'lifetime'})"
             elif row["value"] is None and row["method"] is None:
@@ -564,7 +531,10 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
     # the long first-reset task first, so it overlaps the many short ones
     order = sorted(tasks, key=lambda k: k != "first_reset")
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        from .pool import process_pool, stop_pool, width
+        pool = process_pool(width(workers, len(tasks) + 4))
+        ok = False
+        try:
             futs = {pool.submit(_run_task, tasks[k]): k for k in order}
             headroom, extra = plan_headroom()
             tasks.update(extra)
@@ -576,6 +546,9 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
                 done[0] += 1
                 if progress:
                     progress(done[0] / total)
+            ok = True
+        finally:               # Ctrl-C or an error: queued runs cancelled, running ones stopped
+            stop_pool(pool, interrupted=not ok)
     else:
         headroom, extra = plan_headroom()
         tasks.update(extra)
@@ -811,7 +784,7 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
             "replicates_first_reset": replicates, "arrival_budget_per_run": ARRIVAL_BUDGET,
             "assumptions": [
                 "Poisson arrivals; each connection draws its NAT IP, NLB node, NAT port and target "
-                "independently (DESIGN §2.1); the NLB flow hash includes the TCP sequence number, "
+                "independently (docs/model.md §2.1); the NLB flow hash includes the TCP sequence number, "
                 "so every connection is a fresh target draw.",
                 "The NAT's port allocator is not documented by AWS; 'random' (uniform over free "
                 "ports per destination) is the best public guess, hence the allocator range.",
@@ -822,7 +795,7 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
                 "of at least one reset in a window T is 1 − exp(−rate·T), which assumes the steady "
                 "rate holds through T (a load test that starts cold sees fewer in its first "
                 "minutes).",
-                "Closed forms (DESIGN §3) are exact for the random allocator in 'count' mode and "
+                "Closed forms (docs/model.md §3) are exact for the random allocator in 'count' mode and "
                 "upper bounds, tight at small probabilities, under reset-existing; none applies to "
                 "sticky DNS, sequential or linux allocators, or near port exhaustion.",
                 f"Secondary runs (mitigations, allocators, sensitivity) that start from the "

@@ -1,4 +1,4 @@
-"""Render a report dict (`collide.report.build_report`) as files (DESIGN §4.6).
+"""Render a report dict (`collide.report.build_report`) as files (docs/model.md §4.6).
 
     OUT/index.html      one self-contained page: inline CSS, figures embedded as base64 PNG, no script,
                         no network
@@ -17,9 +17,6 @@ import html
 import io
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 __all__ = ["write_report", "fmt_num", "fmt_pct", "fmt_duration", "FIGURES", "headline"]
@@ -148,7 +145,7 @@ def _fig_sensitivity(plt, sec: dict, xlabel: str, unit: str):
     cx = [x for x, y in zip(sec["closed_form_x"], sec["closed_form_y"]) if y is not None and y > 0]
     cy = [y for y in sec["closed_form_y"] if y is not None and y > 0]
     if cx:
-        ax.plot(cx, cy, "--", color="C3", lw=1.2, label="closed form (DESIGN §3)")
+        ax.plot(cx, cy, "--", color="C3", lw=1.2, label="closed form (docs/model.md §3)")
     today = next((p for p in pts if p["factor"] == 1.0), None)
     if today is not None:
         ax.plot([today["x"]], [max(today["collisions_per_hour"], floor)], "*", color="black", ms=13,
@@ -475,7 +472,7 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
         P.append(f"<p class='small'>{'; '.join(extra)}. {e(dl['method'])}.</p>")
     P.append(f"<p class='small'>Measured: {v['counted_collisions']:,} collisions counted in "
              f"{v['connections']:,} connections over {fmt_duration(v['horizon_s'])}; rates from the "
-             f"{e(v['method'])} (DESIGN §3). {cf_text}. Time to first reset from "
+             f"{e(v['method'])} (docs/model.md §3). {cf_text}. Time to first reset from "
              f"{fr['replicates']} replicates ({e(str(fr['start']))} start, {fr['censored']} censored at "
              f"{fmt_duration(fr['horizon_s'])}); 95 % intervals by bootstrap.</p>")
     P.append("<h3>Headroom</h3><table><tr><th>quantity</th><th>today</th><th>risk reaches</th><th>at</th>"
@@ -554,7 +551,7 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
              "(<code>per-client</code>) gives a single busy client no relief.</p>")
     P.append("<h3 id='s-allocators'>3b. Uncertainty about the NAT's port allocator</h3>")
     P.append("<p class='small'>Providers do not document how their NAT picks ports, so today's scenario is "
-             "shown under each allocator of DESIGN §2.3. The range is the honest answer.</p>")
+             "shown under each allocator of docs/model.md §2.3. The range is the honest answer.</p>")
     P.append(_img("allocators", pngs["allocators"], "Collisions per hour under each NAT port allocator"))
     P.append("<table><tr><th>allocator</th><th>collisions / hour</th><th>95 %</th><th>closed form</th>"
              "<th>method</th></tr>")
@@ -665,9 +662,10 @@ def write_report(data: dict, out_dir, scenario_toml: str | None = None) -> Path:
     data["page"] = page
     figs = make_figures(data)
     plt = _plt()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".collide-report-", dir=out.parent))
-    try:
+    from .files import staging_dir
+    # written in a folder beside OUT, then moved in: a failure or a kill leaves no half page
+    # (and the next run clears a folder a kill left)
+    with staging_dir(out, "--out") as tmp:
         (tmp / "figures").mkdir()
         pngs = {}
         for name, fig in figs.items():
@@ -682,12 +680,4 @@ def write_report(data: dict, out_dir, scenario_toml: str | None = None) -> Path:
         (tmp / "summary.md").write_text(render_md(data, page), encoding="utf-8")
         if scenario_toml is not None:
             (tmp / "scenario.toml").write_text(scenario_toml, encoding="utf-8")
-        out.mkdir(parents=True, exist_ok=True)
-        for item in tmp.iterdir():
-            dest = out / item.name
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            os.replace(item, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -1,4 +1,4 @@
-"""The scenario model: DESIGN §4.1 tables loaded into typed, immutable, validated objects.
+"""The scenario model: docs/model.md §4.1 tables loaded into typed, immutable, validated objects.
 
 Every key has a default; unknown keys, wrong types and out-of-range values raise
 :class:`ScenarioError` with one line naming the key, the value and what is allowed.
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
+
+from .errors import InputError
 
 __all__ = ["Scenario", "Traffic", "Duration", "Nat", "LoadBalancer", "Target", "ScenarioError",
            "builtin_names", "NODE_PORTS_PER_TARGET"]
@@ -32,8 +34,8 @@ KERNELS = ("modern", "pre-6.4", "pre-3.6")
 SYN_RETRIES = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 
-class ScenarioError(ValueError):
-    """A scenario key has a value that is not allowed. The message is one line."""
+class ScenarioError(InputError):
+    """A scenario key has a value that is not allowed. The message is one line (exit 2)."""
 
 
 def _fmt(value: Any) -> str:
@@ -116,7 +118,11 @@ class Duration:
         """E[L^2], for the length-biased (equilibrium) law."""
         m = self.mean
         if self.dist == "empirical":
-            return math.fsum(v * v for v in self.values) / len(self.values)
+            if len(self.values) <= 1_000_000:
+                return math.fsum(v * v for v in self.values) / len(self.values)
+            import numpy as np          # a measured file of millions: pairwise sum, as precise
+            a = np.asarray(self.values)
+            return float(np.dot(a, a)) / a.size
         if self.dist == "exponential":
             return 2 * m * m
         if self.dist == "fixed":
@@ -259,59 +265,132 @@ def _check_keys(prefix: str, given: Mapping, allowed) -> None:
                                 f"allowed: {', '.join(allowed)}")
 
 
+#: A lifetimes file is read as a stream up to this size (about 10^8 values); beyond, it is refused.
+LIFETIMES_MAX_BYTES = 2 ** 30
+#: Files larger than this show a progress bar while they are read.
+LIFETIMES_PROGRESS_BYTES = 32 * 2 ** 20
+
+
 def _read_lifetimes(path: Path, column: str | None) -> tuple[float, ...]:
     """Lifetimes in seconds from a file: one a line, or a CSV column named in a header line."""
     try:
-        stamp = path.stat().st_mtime_ns
+        st = path.stat()
     except OSError as exc:
         raise ScenarioError(f"traffic.duration.file = {str(path)!r}: cannot read "
                             f"({exc.strerror})") from None
-    return _read_lifetimes_cached(str(path), column, stamp)
+    import stat as _stat
+    if _stat.S_ISDIR(st.st_mode):
+        raise ScenarioError(f"traffic.duration.file = {str(path)!r}: is a directory, not a file")
+    return _read_lifetimes_cached(str(path), column, st.st_mtime_ns, st.st_size)
 
 
-@functools.lru_cache(maxsize=32)
-def _read_lifetimes_cached(path: str, column: str | None, _stamp: int) -> tuple[float, ...]:
+def _parse_chunk(lines: list[str], first: int, column_index: int | None, path: str, column):
+    """One chunk of a lifetimes file as a float array; ScenarioError names the first bad line."""
     import csv
+
+    import numpy as np
 
     def bad(line: int, problem: str):
         raise ScenarioError(f"traffic.duration.file {path}, line {line}: {problem}")
+    if column_index is None and lines:
+        # fast path: one number a line, no comment, no blank line (numpy parses them in C)
+        joined = "\n".join(lines)
+        if "#" not in joined:
+            tokens = joined.split()
+            if len(tokens) == len(lines):
+                try:
+                    values = np.array(tokens, dtype=np.float64)
+                except ValueError:
+                    values = None
+                if values is not None:
+                    ok = np.isfinite(values) & (values > 0)
+                    if not ok.all():
+                        i = int(np.argmin(ok))
+                        bad(first + i, f"lifetime {tokens[i]} must be a finite number of seconds > 0")
+                    return values
+    cells, where = [], []
+    if column_index is None:
+        for i, line in enumerate(lines):
+            t = line.strip()
+            if t and not t.startswith("#"):
+                cells.append(t)
+                where.append(first + i)
+    else:
+        for i, row in enumerate(csv.reader(lines)):
+            if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
+                continue
+            if column_index >= len(row):
+                bad(first + i, f"no field for column {column!r}")
+            cells.append(row[column_index].strip())
+            where.append(first + i)
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"traffic.duration.file = {path!r}: cannot read "
-                            f"({getattr(exc, 'strerror', None) or exc})") from None
-    rows = list(csv.reader(text.splitlines()))
-    col = 0
-    first = 0
-    if column is not None:
-        if not rows:
-            bad(1, f"empty file, expected a header naming column {column!r}")
-        header = [h.strip() for h in rows[0]]
-        if column not in header:
-            bad(1, f"no column {column!r} in the header (columns: {', '.join(header)})")
-        col, first = header.index(column), 1
-    values = []
-    for i in range(first, len(rows)):
-        row = rows[i]
-        if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
-            continue
-        if column is None and len(row) != 1:
-            bad(i + 1, f"{len(row)} fields, expected one lifetime a line "
-                       "(or set traffic.duration.column for a CSV)")
-        if col >= len(row):
-            bad(i + 1, f"no field for column {column!r}")
-        cell = row[col].strip()
-        try:
-            v = float(cell)
-        except ValueError:
-            bad(i + 1, f"{cell!r} is not a number of seconds")
-        if not math.isfinite(v) or v <= 0:
-            bad(i + 1, f"lifetime {cell} must be a finite number of seconds > 0")
-        values.append(v)
-    if not values:
-        bad(len(rows), "no lifetimes in the file")
-    return tuple(values)
+        values = np.array(cells, dtype=np.float64)
+    except ValueError:
+        values = None
+    if values is None:                   # find the first bad cell, and say what is wrong with it
+        for cell, line in zip(cells, where):
+            try:
+                float(cell)
+            except ValueError:
+                if column_index is None and "," in cell:
+                    bad(line, f"{len(cell.split(','))} fields, expected one lifetime a line "
+                              "(or set traffic.duration.column for a CSV)")
+                bad(line, f"{cell!r} is not a number of seconds")
+    ok = np.isfinite(values) & (values > 0)
+    if not ok.all():
+        i = int(np.argmin(ok))
+        bad(where[i], f"lifetime {cells[i]} must be a finite number of seconds > 0")
+    return values
+
+
+@functools.lru_cache(maxsize=8)
+def _read_lifetimes_cached(path: str, column: str | None, _stamp: int, size: int) -> tuple[float, ...]:
+    """Stream-parse the file: bounded (LIFETIMES_MAX_BYTES, lines of at most 1 MiB), a chunk at a
+    time into float arrays, a progress bar for large files."""
+    import csv
+
+    import numpy as np
+
+    from . import files
+    from .errors import InputError
+    what = "traffic.duration.file"
+    bar = None
+    if size > LIFETIMES_PROGRESS_BYTES:
+        from .progress import Progress
+        bar = Progress("reading lifetimes", total=size, unit="B", unit_scale=True)
+    parts = []
+    col = None
+    last = 0
+    try:
+        for first, lines in files.iter_line_chunks(
+                path, what, LIFETIMES_MAX_BYTES,
+                progress=None if bar is None else (lambda n, _t: bar.update_to(n))):
+            last = first + len(lines) - 1
+            if column is not None and col is None:
+                if not lines:
+                    continue
+                header = [h.strip() for h in next(csv.reader(lines[:1]))]
+                if column not in header:
+                    raise ScenarioError(f"traffic.duration.file {path}, line 1: no column "
+                                        f"{column!r} in the header (columns: {', '.join(header)})")
+                col = header.index(column)
+                lines, first = lines[1:], first + 1
+            parts.append(_parse_chunk(lines, first, col, path, column))
+    except InputError as exc:
+        if isinstance(exc, ScenarioError):
+            raise
+        raise ScenarioError(str(exc)) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    if column is not None and col is None:
+        raise ScenarioError(f"traffic.duration.file {path}, line 1: empty file, expected a header "
+                            f"naming column {column!r}")
+    values = np.concatenate(parts) if parts else np.empty(0)
+    if values.size == 0:
+        raise ScenarioError(f"traffic.duration.file {path}, line {max(last, 1)}: no lifetimes in "
+                            "the file")
+    return tuple(values.tolist())
 
 
 def _duration(value: Any, base: Path | None = None) -> Duration:
@@ -478,7 +557,7 @@ def _challenge_limit(value: Any) -> int:
 
 @dataclass(frozen=True)
 class Scenario:
-    """One deployment: traffic, NAT, load balancer and target settings (DESIGN §4.1)."""
+    """One deployment: traffic, NAT, load balancer and target settings (docs/model.md §4.1)."""
     traffic: Traffic = field(default_factory=Traffic)
     nat: Nat = field(default_factory=Nat)
     load_balancer: LoadBalancer = field(default_factory=LoadBalancer)
@@ -500,11 +579,14 @@ class Scenario:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "Scenario":
-        path = Path(path)
+        from .files import read_text
+        if str(path) == "":
+            raise ScenarioError("--config '': an empty path; give a scenario TOML file")
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ScenarioError(f"--config {path}: cannot read ({exc.strerror})") from None
+            text = read_text(path, "--config", expected="a scenario file is a few KB of TOML")
+        except InputError as exc:
+            raise ScenarioError(str(exc)) from None
+        path = Path(path)
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -560,7 +642,7 @@ class Scenario:
 
     # -- output -------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """The resolved scenario as nested tables, every key present (DESIGN §4.1 names)."""
+        """The resolved scenario as nested tables, every key present (docs/model.md §4.1 names)."""
         t, n, lb, tg = self.traffic, self.nat, self.load_balancer, self.target
         traffic = {"rate": t.rate, "duration": t.duration.to_dict(), "horizon": t.horizon,
                    "warmup": t.warmup, "clients": t.clients}
@@ -575,13 +657,13 @@ class Scenario:
                               else lb.targets,
                               "cross_zone": lb.cross_zone,
                               "client_ip_preservation": lb.client_ip_preservation,
-                              # shown only when used, so single-balancer files stay DESIGN §4.1
+                              # shown only when used, so single-balancer files stay docs/model.md §4.1
                               **({"balancers": lb.balancers,
                                   "balancer_weights": list(lb.balancer_weights)}
                                  if lb.balancers > 1 or lb.balancer_weights else {})},
             "target": {"time_wait": tg.time_wait, "server_close_fraction": tg.server_close_fraction,
                        "on_collision": tg.on_collision,
-                       # shown only when used, so files without them stay DESIGN §4.1
+                       # shown only when used, so files without them stay docs/model.md §4.1
                        **({"kernel": tg.kernel} if tg.kernel != "modern" else {}),
                        **({"syn_retries": list(tg.syn_retries)}
                           if tg.syn_retries != SYN_RETRIES else {}),

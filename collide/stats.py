@@ -1,91 +1,111 @@
-"""Small statistics used by the results: Wilson intervals, Poisson intervals, Kaplan–Meier.
+"""Every interval and survival curve collide shows, from SciPy, in one module.
 
-Written here rather than taken from scipy: each is a few lines and scipy would be a heavy
-runtime dependency for them.
+- `wilson`: the Wilson score interval of a proportion (collisions per connection);
+- `garwood`: the exact (Garwood) interval of a Poisson mean from an observed count, by the
+  gamma quantiles it is defined with (a count of 0 has its own closed form: [0, -ln(a)]);
+- `poisson_cdf`, `poisson_interval`: the Poisson law of a predicted count (the lab's check);
+- `kaplan_meier`, `kaplan_meier_quantile`: survival of censored times (first-reset replicates that saw
+  no collision are censored at the horizon).
+
+`wilson` and `garwood` take arrays as well as numbers (SciPy's special functions are vectorised), so
+a sweep or a plot computes all its intervals in one call. SciPy is imported on first use: the
+command line starts without it.
 """
 from __future__ import annotations
 
-import math
-from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
 
-__all__ = ["wilson", "z_value", "poisson_interval", "kaplan_meier", "kaplan_meier_quantile"]
+__all__ = ["wilson", "garwood", "z_value", "poisson_cdf", "poisson_interval", "kaplan_meier",
+           "kaplan_meier_quantile"]
+
+
+def _special():
+    import scipy.special
+    return scipy.special
 
 
 def z_value(confidence: float) -> float:
-    """Two-sided standard normal quantile: z_value(0.95) = 1.95996..."""
-    return NormalDist().inv_cdf(0.5 + confidence / 2)
+    """Two-sided standard normal quantile: z_value(0.95) = 1.959963984540054."""
+    return float(_special().ndtri(0.5 + confidence / 2))
 
 
-def wilson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (sound at 0 and at small counts)."""
-    if trials <= 0:
-        return (0.0, 1.0)
+def _out(lo, hi, scalar: bool):
+    if scalar:
+        return float(lo), float(hi)
+    return lo, hi
+
+
+def wilson(successes, trials, confidence: float = 0.95):
+    """Wilson score interval (low, high) for a binomial proportion; sound at 0 and at small counts.
+    Numbers give floats, arrays give arrays; no trials gives (0, 1)."""
+    scalar = np.ndim(successes) == 0 and np.ndim(trials) == 0
+    k = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(trials, dtype=np.float64)
     z = z_value(confidence)
-    p = successes / trials
-    denom = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    lo = 0.0 if successes == 0 else max(0.0, centre - half)     # exact ends, no rounding dust
-    hi = 1.0 if successes == trials else min(1.0, centre + half)
-    return (lo, hi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / n
+        denom = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+        lo = np.where(k <= 0, 0.0, np.maximum(0.0, centre - half))   # exact ends, no rounding dust
+        hi = np.where(k >= n, 1.0, np.minimum(1.0, centre + half))
+    lo = np.where(n > 0, lo, 0.0)
+    hi = np.where(n > 0, hi, 1.0)
+    return _out(lo, hi, scalar)
 
 
-def _poisson_cdf(k: int, mu: float) -> float:
-    if k < 0:
-        return 0.0
-    # sum in log space for stability
-    term = math.exp(-mu)
-    if term == 0.0:     # large mu: normal approximation with continuity correction
-        return NormalDist(mu, math.sqrt(mu)).cdf(k + 0.5)
-    total = term
-    for i in range(1, k + 1):
-        term *= mu / i
-        total += term
-    return min(1.0, total)
+def garwood(count, confidence: float = 0.95):
+    """Exact (Garwood) interval (low, high) for a Poisson mean given an observed count k:
+    low = Gamma(k, 1) quantile a, high = Gamma(k + 1, 1) quantile 1 - a, a = (1 - confidence)/2;
+    for k = 0, low = 0 and high = -ln(a). Numbers give floats, arrays give arrays."""
+    sp = _special()
+    scalar = np.ndim(count) == 0
+    k = np.asarray(count, dtype=np.float64)
+    if np.any(k < 0) or not np.all(np.isfinite(k)):
+        raise ValueError(f"garwood: counts must be finite and >= 0 (got {count!r})")
+    a = (1 - confidence) / 2
+    with np.errstate(invalid="ignore"):
+        lo = np.where(k > 0, sp.gammaincinv(np.maximum(k, 1.0), a), 0.0)
+    hi = sp.gammainccinv(k + 1, a)
+    return _out(lo, hi, scalar)
+
+
+def poisson_cdf(k, mu):
+    """P(X <= k) for X ~ Poisson(mu); arrays welcome."""
+    out = _special().pdtr(np.floor(np.asarray(k, dtype=np.float64)), np.asarray(mu, np.float64))
+    out = np.where(np.asarray(k) < 0, 0.0, out)
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def poisson_interval(mu: float, confidence: float = 0.999) -> tuple[int, int]:
-    """Central interval [lo, hi] of counts for a Poisson(mu) with at least `confidence` mass."""
-    if mu <= 0:
+    """Central interval [lo, hi] of counts of a Poisson(mu): P(X < lo) <= a and P(X > hi) <= a,
+    a = (1 - confidence)/2, each end the smallest that does it."""
+    if not mu > 0:
         return (0, 0)
+    from scipy.stats import poisson
     tail = (1 - confidence) / 2
-    lo = 0
-    while _poisson_cdf(lo, mu) < tail:
-        lo += 1
-    hi = lo
-    while _poisson_cdf(hi, mu) < 1 - tail:
-        hi += 1
-    return (lo, hi)
+    lo, hi = poisson.ppf([tail, 1 - tail], mu)
+    return int(lo), int(hi)
 
 
 def kaplan_meier(times: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Survival after each event time; None = censored at the horizon (after every event)."""
-    events = sorted(t for t in times if t is not None)
-    n = len(times)
-    ts, surv = [0.0], [1.0]
-    s = 1.0
-    at_risk = n
-    i = 0
-    while i < len(events):
-        t = events[i]
-        d = 0
-        while i < len(events) and events[i] == t:
-            d += 1
-            i += 1
-        s *= 1 - d / at_risk
-        at_risk -= d
-        ts.append(t)
-        surv.append(s)
-    return np.array(ts), np.array(surv)
+    """Kaplan–Meier survival just after each event time, starting at (0, 1); None = censored at
+    the horizon, after every event."""
+    events = np.array([t for t in times if t is not None], dtype=np.float64)
+    if events.size == 0:
+        return np.array([0.0]), np.array([1.0])
+    censored = len(times) - events.size
+    from scipy.stats import CensoredData, ecdf
+    # censored at the last event's time: still at risk there, as "after every event" means
+    data = CensoredData(uncensored=events, right=np.full(censored, events.max()))
+    sf = ecdf(data).sf
+    return (np.concatenate([[0.0], sf.quantiles]), np.concatenate([[1.0], sf.probabilities]))
 
 
 def kaplan_meier_quantile(times: Sequence[float | None], q: float) -> float | None:
     """Smallest t with 1 - S(t) >= q, or None if the curve never gets there."""
     ts, surv = kaplan_meier(times)
-    for t, s in zip(ts[1:], surv[1:]):
-        if 1 - s >= q - 1e-12:
-            return float(t)
-    return None
+    hit = np.nonzero(1 - surv[1:] >= q - 1e-12)[0]
+    return float(ts[1:][hit[0]]) if hit.size else None

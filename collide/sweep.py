@@ -1,4 +1,4 @@
-"""Sweeps: a grid of scenarios run on any executor, one pooled row per point (DESIGN §4.5).
+"""Sweeps: a grid of scenarios run on any executor, one pooled row per point (docs/model.md §4.5).
 
     >>> import collide
     >>> res = collide.sweep("seed", {"traffic.rate": [100, 200, 400], "nat.ips": [1, 2]},
@@ -19,7 +19,7 @@ A sweep file (TOML) holds the same arguments::
     "load_balancer.targets" = [3, 6, 12]
     "traffic.clients" = [1, 2, 4]
 
-Determinism: point `i` runs with the seed ``SeedSequence(sweep_seed, spawn_key=(i,))`` (DESIGN §2.4), so
+Determinism: point `i` runs with the seed ``SeedSequence(sweep_seed, spawn_key=(i,))`` (docs/model.md §2.4), so
 the rows do not depend on the executor, the number of workers, the order points finish in or on an
 interruption and ``resume``. With one replicate, ``collide simulate --seed SEED`` plus the point's keys
 reproduces the row. With R replicates, replicate r uses ``SeedSequence(SEED).spawn(R)[r]``; counters are
@@ -42,13 +42,10 @@ import io
 import json
 import dataclasses
 import math
-import os
-import signal
 import time
 import tomllib
-from concurrent.futures import FIRST_COMPLETED, Executor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
-from itertools import product
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -59,7 +56,7 @@ from .scenario import ALIASES, Scenario, ScenarioError
 __all__ = ["sweep", "SweepSpec", "SweepResult", "SweepError", "SweepInterrupted", "load_sweep",
            "expand_axis", "point_seed", "read_rows", "METRIC_COLUMNS", "TAIL_COLUMNS"]
 
-#: The metrics of DESIGN §4.3, nested names joined by `_` (scenario, backend, schema_version left out).
+#: The metrics of docs/model.md §4.3, nested names joined by `_` (scenario, backend, schema_version left out).
 METRIC_COLUMNS = (
     "connections", "established", "allocation_failures", "failed_connects", "collisions",
     "reset_victims", "time_wait_hits", "pairs", "collision_probability",
@@ -162,6 +159,87 @@ def _check_key(where: str, key: str, base: Scenario) -> str:
     return dotted
 
 
+# -- the grid, point by point ---------------------------------------------------------------------------
+#: Grids up to this many points have every point's scenario built and checked before any runs;
+#: larger ones have each axis value checked on the base, and are built as they run (memory does not
+#: grow with the number of points).
+FULL_CHECK = 50_000
+
+
+def _key(v: Any):
+    """A value as a row holds it and as the grid holds it compare equal (1 == 1.0, lists as JSON)."""
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return (type(v).__name__, v)
+    if isinstance(v, (int, float)):
+        return ("num", float(v))
+    return ("json", _show(v))
+
+
+class _Points(Sequence):
+    """The points of a product of factors (the last varies fastest, as itertools.product), by
+    index, without holding them."""
+
+    def __init__(self, grid: list[list[dict]]):
+        self.grid = grid
+        self.sizes = [len(f) for f in grid]
+        self.n = math.prod(self.sizes)
+        self._lookup = None
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        parts = []
+        for factor, size in zip(reversed(self.grid), reversed(self.sizes)):
+            i, r = divmod(i, size)
+            parts.append(factor[r])
+        point = {}
+        for part in reversed(parts):
+            point.update(part)
+        return point
+
+    def index_of(self, row: Mapping) -> int | None:
+        """The index of the point whose keys have the row's values, or None."""
+        if self._lookup is None:
+            self._lookup = [{tuple(_key(v) for v in part.values()): j for j, part in enumerate(f)}
+                            for f in self.grid]
+        index = 0
+        for factor, size, lookup in zip(self.grid, self.sizes, self._lookup):
+            j = lookup.get(tuple(_key(row.get(k)) for k in factor[0]))
+            if j is None:
+                return None
+            index = index * size + j
+        return index
+
+
+class _Scenarios(Sequence):
+    """The scenario of each point, built on demand (SweepError names a point that is not allowed)."""
+
+    def __init__(self, base: Scenario, points: _Points):
+        self.base, self.points = base, points
+
+    def __len__(self):
+        return len(self.points)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        point = self.points[i]
+        try:
+            return self.base.replace(point)
+        except ScenarioError as exc:
+            where = ", ".join(f"{k}={_show(v)}" for k, v in point.items())
+            raise SweepError(f"point {i} ({where}): {exc}") from None
+
+
 # -- the specification ------------------------------------------------------------------------------
 @dataclass
 class SweepSpec:
@@ -251,17 +329,18 @@ def build_spec(base, axes: Mapping, overrides: Mapping | None = None, zip: Mappi
     if not columns:
         raise SweepError("axes: no axis given (add at least one key = [values] under [axes])")
 
-    points, scenarios = [], []
-    for index, combo in enumerate(product(*grid)):
-        point = {}
-        for part in combo:
-            point.update(part)
-        try:
-            scenarios.append(base_s.replace(point))
-        except ScenarioError as exc:
-            where = ", ".join(f"{k}={_show(v)}" for k, v in point.items())
-            raise SweepError(f"point {index} ({where}): {exc}") from None
-        points.append(point)
+    points = _Points(grid)
+    scenarios: Sequence = _Scenarios(base_s, points)
+    if len(points) <= FULL_CHECK:
+        scenarios = [scenarios[i] for i in range(len(points))]     # every point, up front
+    else:
+        for factor in grid:             # each value on the base; combinations as they run
+            for part in factor:
+                try:
+                    base_s.replace(part)
+                except ScenarioError as exc:
+                    where = ", ".join(f"{k}={_show(v)}" for k, v in part.items())
+                    raise SweepError(f"axes ({where}): {exc}") from None
     return SweepSpec(base=base_s, axes=columns, zip_keys=tuple(zip_keys), overrides=fixed,
                      replicates=replicates, seed=seed, rel_error=rel_error,
                      max_connections=max_connections, backend=backend, points=points,
@@ -270,11 +349,15 @@ def build_spec(base, axes: Mapping, overrides: Mapping | None = None, zip: Mappi
 
 def load_sweep(path: str | Path, **overrides) -> SweepSpec:
     """Parse and validate a sweep file; keyword arguments (rel_error, backend...) take precedence."""
+    from .errors import InputError
+    from .files import read_text
+    try:
+        text = read_text(path, "SWEEP.toml", expected="a sweep file is a few KB of TOML")
+    except InputError as exc:
+        raise SweepError(str(exc)) from None
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SweepError(f"{path}: cannot read ({exc.strerror})") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SweepError(f"{path}: not valid TOML ({exc})") from None
     return spec_from_dict(data, root=path.parent, **overrides)
@@ -287,12 +370,21 @@ def spec_from_dict(data: Mapping, root: str | Path | None = None, **overrides) -
             raise SweepError(f"{key}: unknown sweep key{_did_you_mean(key, SWEEP_KEYS)}; "
                              f"allowed: {', '.join(SWEEP_KEYS)}")
     base = data.get("base", "seed")
-    if isinstance(base, str) and root is not None:
-        from .scenario import builtin_names
-        if base not in builtin_names() and not Path(base).is_absolute():
-            candidate = Path(root) / base
-            if candidate.exists() or not Path(base).exists():
-                base = str(candidate)
+    from .scenario import _did_you_mean, builtin_names
+    names = builtin_names()
+    if not isinstance(base, str) or not base.strip():
+        raise SweepError(f"base = {_show(base)}: must be a built-in scenario name "
+                         f"({', '.join(names)}) or the path of a scenario file")
+    if base not in names:
+        candidate = Path(base) if Path(base).is_absolute() or root is None else Path(root) / base
+        if not candidate.exists() and not Path(base).exists():
+            looks_like_path = "/" in base or base.endswith(".toml")
+            raise SweepError(f"base = {_show(base)}: "
+                             + ("no such scenario file" if looks_like_path else
+                                f"not a built-in scenario{_did_you_mean(base, names)} nor a file")
+                             + f"; built-in: {', '.join(names)}")
+        if candidate.exists() or not Path(base).exists():
+            base = str(candidate)
     kw = {k: data[k] for k in ("seed", "replicates", "rel_error", "max_connections", "backend")
           if k in data}
     kw.update({k: v for k, v in overrides.items() if v is not None})
@@ -303,63 +395,101 @@ def spec_from_dict(data: Mapping, root: str | Path | None = None, **overrides) -
 
 
 def point_seed(sweep_seed: int, index: int) -> int:
-    """DESIGN §2.4: the seed of point `index`, which `collide simulate --seed` takes as is."""
+    """docs/model.md §2.4: the seed of point `index`, which `collide simulate --seed` takes as is."""
     ss = np.random.SeedSequence(sweep_seed, spawn_key=(index,))
     return int(ss.generate_state(1, np.uint64)[0])
 
 
 # -- one point (runs in a worker) ---------------------------------------------------------------------
 def _one_horizon(scenario: Scenario, seed: int, replicates: int, backend: str) -> dict:
+    """Run the point's replicates one after another, pooling as they finish (memory does not grow
+    with the number of replicates)."""
     from . import engine
     from .api import _result
-    results = []
+    pooled = _Pooled(scenario)
     for r in range(replicates):
-        bitgen = engine.bit_generator(seed) if replicates == 1 else engine.bit_generator(seed, r, replicates)
+        bitgen = engine.bit_generator(seed) if replicates == 1 else \
+            engine.bit_generator(seed, r, replicates)
         raw = engine.run(scenario, bitgen, backend, None)
         if not raw.finished:
             raise _PointInterrupted()
-        results.append(_result(scenario, seed, backend, raw))
-    return _pool(scenario, results)
+        pooled.add(_result(scenario, seed, backend, raw))
+    return pooled.row()
+
+
+_SUMMED = ("connections", "established", "allocation_failures", "failed_connects", "collisions",
+           "reset_victims", "time_wait_hits", "pairs", "delayed_connects", "pending_connects")
+
+
+class _Pooled:
+    """Replicates pooled as they come: counters summed, rates over R horizons, expected collisions
+    summed with standard errors in quadrature, the peak the largest, the first collision replicate
+    0's, connect delays from the summed histogram."""
+
+    def __init__(self, scenario: Scenario):
+        self.scenario = scenario
+        self.R = 0
+        self.total = dict.fromkeys(_SUMMED, 0)
+        self.hist: dict = {}
+        self.ex, self.var = 0.0, 0.0
+        self.ex_none = self.se_none = False
+        self.peak = 0
+        self.first = None
+        self.template = None
+
+    def add(self, x) -> None:
+        if self.R == 0:
+            self.first, self.template = x.first_collision_s, x
+        self.R += 1
+        for k in _SUMMED:
+            self.total[k] += getattr(x, k)
+        for delay, count in x.connect_delay_histogram:
+            self.hist[delay] = self.hist.get(delay, 0) + count
+        if x.expected_collisions is None:
+            self.ex_none = True
+        else:
+            self.ex += x.expected_collisions
+        if x.expected_collisions_se is None:
+            self.se_none = True
+        else:
+            self.var += x.expected_collisions_se ** 2
+        self.peak = max(self.peak, x.peak_live_per_destination)
+
+    def row(self) -> dict:
+        from .analytic import analytic
+        from .stats import wilson
+        scenario, R = self.scenario, self.R
+        pooled = dataclasses.replace(self.template,
+                                     connect_delay_histogram=tuple(sorted(self.hist.items())))
+        conn, coll = self.total["connections"], self.total["collisions"]
+        lo, hi = wilson(coll, conn)
+        horizon = scenario.traffic.horizon
+        a = analytic(scenario)
+        row = dict(self.total)
+        row.update({
+            "collision_probability": coll / conn if conn else 0.0,
+            "collision_probability_ci_low": lo, "collision_probability_ci_high": hi,
+            "collisions_per_hour": coll / (R * horizon) * 3600.0,
+            "expected_collisions": None if self.ex_none else float(self.ex),
+            "expected_collisions_se": None if self.se_none else float(math.sqrt(self.var)),
+            "first_collision_s": self.first,
+            "peak_live_per_destination": self.peak,
+            "analytic_collision_probability": a.collision_probability if a else None,
+            "analytic_collisions_per_hour": a.collisions_per_hour if a else None,
+            "analytic_form": a.form if a else None,
+            "connect_delay_p50_s": pooled.connect_delay_p50_s,
+            "connect_delay_p99_s": pooled.connect_delay_p99_s,
+            "replicates": R, "horizon_s": horizon,
+        })
+        return row
 
 
 def _pool(scenario: Scenario, results: list) -> dict:
-    from .analytic import analytic
-    from .stats import wilson
-    R = len(results)
-    total = {k: sum(getattr(x, k) for x in results)
-             for k in ("connections", "established", "allocation_failures", "failed_connects",
-                       "collisions", "reset_victims", "time_wait_hits", "pairs", "delayed_connects",
-                       "pending_connects")}
-    # connect delays take only the SYN schedule's values: pool the histograms, then the quantiles
-    hist: dict = {}
+    """One row from a point's replicate results (see _Pooled)."""
+    pooled = _Pooled(scenario)
     for x in results:
-        for delay, count in x.connect_delay_histogram:
-            hist[delay] = hist.get(delay, 0) + count
-    pooled = dataclasses.replace(results[0], connect_delay_histogram=tuple(sorted(hist.items())))
-    ex = [x.expected_collisions for x in results]
-    se = [x.expected_collisions_se for x in results]
-    conn, coll = total["connections"], total["collisions"]
-    lo, hi = wilson(coll, conn)
-    horizon = scenario.traffic.horizon
-    a = analytic(scenario)
-    row = dict(total)
-    row.update({
-        "collision_probability": coll / conn if conn else 0.0,
-        "collision_probability_ci_low": lo, "collision_probability_ci_high": hi,
-        "collisions_per_hour": coll / (R * horizon) * 3600.0,
-        "expected_collisions": None if any(e is None for e in ex) else float(sum(ex)),
-        "expected_collisions_se": None if any(s is None for s in se)
-        else float(math.sqrt(sum(s * s for s in se))),
-        "first_collision_s": results[0].first_collision_s,
-        "peak_live_per_destination": max(x.peak_live_per_destination for x in results),
-        "analytic_collision_probability": a.collision_probability if a else None,
-        "analytic_collisions_per_hour": a.collisions_per_hour if a else None,
-        "analytic_form": a.form if a else None,
-        "connect_delay_p50_s": pooled.connect_delay_p50_s,
-        "connect_delay_p99_s": pooled.connect_delay_p99_s,
-        "replicates": R, "horizon_s": horizon,
-    })
-    return row
+        pooled.add(x)
+    return pooled.row()
 
 
 def relative_error(row: dict) -> float | None:
@@ -399,10 +529,6 @@ def _run_point(task: tuple) -> tuple[int, dict]:
     return index, row
 
 
-def _ignore_sigint():
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 # -- output -------------------------------------------------------------------------------------------
 def _fmt_csv(v: Any) -> str:
     if v is None:
@@ -437,7 +563,11 @@ def _parse_csv(text: str) -> Any:
     return text
 
 
-def _out_format(path: Path) -> str:
+#: Results files are read whole: beyond this size they are refused (a mistaken file, a device).
+MAX_RESULTS_BYTES = 2 ** 30
+
+
+def _out_format(path: Path, what: str = "--out") -> str:
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return "csv"
@@ -447,108 +577,192 @@ def _out_format(path: Path) -> str:
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise SweepError(f"--out {path}: parquet needs pyarrow (pip install pyarrow); "
-                             "or write .csv / .jsonl") from None
+            raise SweepError(f"{what} {path}: parquet needs pyarrow (pip install pyarrow); "
+                             "or use .csv / .jsonl") from None
         return "parquet"
-    raise SweepError(f"--out {path}: unknown format {suffix or '(no extension)'}; "
+    raise SweepError(f"{what} {path}: unknown format {suffix or '(no extension)'}; "
                      "allowed: .csv, .jsonl, .parquet")
 
 
-def _complete_lines(path: Path) -> str:
-    """The file's text up to its last newline (a line cut by a crash is dropped)."""
+def _complete_lines(path: Path, what: str = "RESULTS") -> str:
+    """The file's text up to its last newline (a line cut by a crash is dropped); bounded, UTF-8."""
     if not path.exists():
         return ""
-    text = path.read_text(encoding="utf-8")
+    from .errors import InputError
+    from .files import read_text
+    try:
+        text = read_text(path, what, MAX_RESULTS_BYTES)
+    except InputError as exc:
+        raise SweepError(str(exc)) from None
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     return text
 
 
-def _read_csv_text(text: str) -> list[dict]:
-    reader = csv.DictReader(io.StringIO(text))
-    return [{k: _parse_csv(v) for k, v in row.items()} for row in reader]
+def _read_csv_text(text: str, what: str = "RESULTS", path="") -> list[dict]:
+    rows = []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return []
+        if len(set(header)) != len(header) or any(not h for h in header):
+            raise SweepError(f"{what} {path}, line 1: not a results header (empty or repeated "
+                             "column names)")
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise SweepError(f"{what} {path}, line {reader.line_num}: {len(row)} fields, the "
+                                 f"header has {len(header)} (a damaged or foreign file?)")
+            rows.append({k: _parse_csv(v) for k, v in zip(header, row)})
+    except csv.Error as exc:
+        raise SweepError(f"{what} {path}, line {reader.line_num}: not CSV ({exc})") from None
+    return rows
 
 
-def _read_jsonl_text(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def _read_jsonl_text(text: str, what: str = "RESULTS", path="") -> list[dict]:
+    rows = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise SweepError(f"{what} {path}, line {i}: not JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise SweepError(f"{what} {path}, line {i}: a JSON {type(row).__name__}, expected one "
+                             "object (a row) a line")
+        rows.append(row)
+    return rows
 
 
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".partial.jsonl")
 
 
-def read_rows(path: str | Path) -> list[dict]:
-    """Rows of a sweep output (.csv, .jsonl, .parquet), values typed back (numbers, booleans, None)."""
+def read_rows(path: str | Path, what: str = "RESULTS") -> list[dict]:
+    """Rows of a sweep output (.csv, .jsonl, .parquet), values typed back (numbers, booleans, None).
+    A damaged, foreign or unreadable file is a SweepError naming `what`, the file and the line."""
     path = Path(path)
-    fmt = _out_format(path)
+    fmt = _out_format(path, what)
+    if path.is_dir():
+        raise SweepError(f"{what} {path}: is a directory, not a results file")
     if fmt == "csv":
-        return _read_csv_text(_complete_lines(path))
+        return _read_csv_text(_complete_lines(path, what), what, path)
     if fmt == "jsonl":
-        return _read_jsonl_text(_complete_lines(path))
+        return _read_jsonl_text(_complete_lines(path, what), what, path)
     rows = []
     if path.exists():
+        import pyarrow as pa
         import pyarrow.parquet as pq
-        rows = pq.read_table(path).to_pylist()
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SweepError(f"{what} {path}: not a Parquet file ({first})") from None
     side = _sidecar(path)
     if side.exists():
-        rows += _read_jsonl_text(_complete_lines(side))
+        rows += _read_jsonl_text(_complete_lines(side, what), what, side)
     return rows
 
 
-class _Writer:
-    """Appends each finished row at once and flushes (parquet: to a side file, converted at the end)."""
+def exists(path) -> bool:
+    """Whether `path` holds results (a non-empty file, or a parquet sweep's side file)."""
+    path = Path(path)
+    return (path.is_file() and path.stat().st_size > 0) or _sidecar(path).exists()
 
-    def __init__(self, path: Path, columns: list[str], resume: bool):
+
+class _Writer:
+    """Appends each finished row at once and flushes (parquet: to a side file, converted at the
+    end). Holds an flock beside the output for its whole life, so a second sweep on the same
+    output is refused (exit 3); an existing output is kept unless `resume` or `overwrite`."""
+
+    def __init__(self, path: Path, columns: list[str], resume: bool, overwrite: bool = False,
+                 lock=None):
+        from .files import OutputLock
         self.path, self.columns, self.fmt = path, columns, _out_format(path)
         self.existing: list[dict] = []
+        self.lock = lock or OutputLock(path, "--out")
+        try:
+            self._open(resume, overwrite)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, resume: bool, overwrite: bool):
+        path, columns = self.path, self.columns
+        side = _sidecar(path)
+        if exists(path) and not resume and not overwrite:
+            raise SweepError(f"--out {path}: exists; give --resume to finish that sweep, or "
+                             "--overwrite to replace it (nothing was run)")
         if resume:
-            try:
-                self.existing = read_rows(path)
-            except Exception as exc:   # a file we cannot read is not one we wrote
-                raise SweepError(f"--resume: cannot read {path} ({exc})") from None
+            self.existing = read_rows(path, "--resume: --out")
             if self.fmt == "csv" and path.exists():
-                header = next(csv.reader(io.StringIO(_complete_lines(path))), None)
+                header = next(csv.reader(io.StringIO(_complete_lines(path, "--out"))), None)
                 if header is not None and header != columns:
                     raise SweepError(f"--resume: {path} has other columns than this sweep "
-                                     f"(use another --out, or remove the file)")
+                                     f"(use another --out, or --overwrite)")
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.target = _sidecar(path) if self.fmt == "parquet" else path
+        self.target = side if self.fmt == "parquet" else path
         if self.fmt == "parquet":
             if not resume and path.exists():
                 path.unlink()
-            text = _complete_lines(self.target) if resume else ""
+            text = _complete_lines(self.target, "--out") if resume else ""
         else:
-            text = _complete_lines(path) if resume else ""
-        self.fh = open(self.target, "w", encoding="utf-8", newline="")
-        self.fh.write(text)
-        if self.fmt == "csv" and not text:
-            self._csv().writerow(columns)
-        self.fh.flush()
+            text = _complete_lines(path, "--out") if resume else ""
+        from .files import os_error
+        try:
+            self.fh = open(self.target, "w", encoding="utf-8", newline="")
+            self.fh.write(text)
+            if self.fmt == "csv" and not text:
+                self._csv().writerow(columns)
+            self.fh.flush()
+        except OSError as exc:
+            raise os_error(exc, "--out", path) from None
 
     def _csv(self):
         return csv.writer(self.fh, lineterminator="\n")
 
     def write(self, row: dict):
-        if self.fmt == "csv":
-            self._csv().writerow([_fmt_csv(row.get(c)) for c in self.columns])
-        else:
-            self.fh.write(json.dumps({c: row.get(c) for c in self.columns}) + "\n")
-        self.fh.flush()
+        from .files import os_error
+        at = self.fh.tell()
+        try:
+            if self.fmt == "csv":
+                self._csv().writerow([_fmt_csv(row.get(c)) for c in self.columns])
+            else:
+                self.fh.write(json.dumps({c: row.get(c) for c in self.columns}) + "\n")
+            self.fh.flush()
+        except OSError as exc:           # no partial row: back to the last complete one
+            try:
+                self.fh = open(self.target, "r+", encoding="utf-8", newline="")
+                self.fh.truncate(at)
+                self.fh.close()
+            except OSError:
+                pass
+            raise os_error(exc, "--out", self.path) from None
 
     def close(self):
-        self.fh.close()
-        if self.fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-            rows = read_rows(self.path)
-            data = {c: [r.get(c) for r in rows] for c in self.columns}
-            arrays = [pa.array(data[c], type=pa.uint64()) if c == "seed" else pa.array(data[c])
-                      for c in self.columns]
-            table = pa.Table.from_arrays(arrays, names=self.columns)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            pq.write_table(table, tmp)
-            os.replace(tmp, self.path)
-            self.target.unlink(missing_ok=True)
+        try:
+            try:
+                self.fh.close()
+            except OSError:
+                pass
+            if self.fmt == "parquet":
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                from .files import atomic_file
+                rows = read_rows(self.path, "--out")
+                data = {c: [r.get(c) for r in rows] for c in self.columns}
+                arrays = [pa.array(data[c], type=pa.uint64()) if c == "seed" else pa.array(data[c])
+                          for c in self.columns]
+                table = pa.Table.from_arrays(arrays, names=self.columns)
+                with atomic_file(self.path, "--out") as tmp:
+                    pq.write_table(table, tmp)
+                self.target.unlink(missing_ok=True)
+        finally:
+            self.lock.release()
 
 
 # -- the result -----------------------------------------------------------------------------------------
@@ -582,73 +796,113 @@ def _same(a, b) -> bool:
     return a == b
 
 
+#: Grids up to this many points run their costliest points first; larger ones run in index order,
+#: point by point, so that nothing is held for the points not yet run.
+SORT_MAX = 100_000
+
+
 def run_spec(spec: SweepSpec, executor=None, workers: int | None = None, out=None,
-             resume: bool = False, progress: Callable[[int, int], None] | None = None) -> SweepResult:
-    """Run a validated sweep. See :func:`sweep`."""
+             resume: bool = False, progress: Callable[[int, int], None] | None = None,
+             overwrite: bool = True, keep_rows: bool = True, lock=None) -> SweepResult:
+    """Run a validated sweep. See :func:`sweep`. `overwrite=False` refuses an existing `out`
+    (the command line's default); `keep_rows=False` returns no rows (they are in `out`), so memory
+    does not grow with the number of points."""
+    if progress is True:                 # a tqdm bar on a terminal or in a notebook
+        from .progress import count_bar
+        update, close = count_bar("points", unit="point")
+        try:
+            return run_spec(spec, executor, workers, out, resume, update, overwrite, keep_rows, lock)
+        finally:
+            close()
     t0 = time.perf_counter()
     columns = spec.columns
     n = len(spec)
-    seeds = [point_seed(spec.seed, i) for i in range(n)]
-    done: dict[int, dict] = {}
+    done = bytearray(n)              # 1 where the point's row is written (or found by --resume)
+    rows: dict[int, dict] = {}
+    count = [0]
     writer = None
     if out is not None:
         out = Path(out)
-        writer = _Writer(out, columns, resume)
-        by_seed = {s: i for i, s in enumerate(seeds)}
-        for row in writer.existing:
-            i = by_seed.get(row.get("seed"))
-            if i is None or not all(_same(row.get(k), v) for k, v in spec.points[i].items()):
-                writer.fh.close()
-                raise SweepError(f"--resume: {out} holds a row of another sweep (seed {row.get('seed')}); "
-                                 "use another --out, or remove the file")
-            done[i] = {c: row.get(c) for c in columns}
+        writer = _Writer(out, columns, resume, overwrite, lock)
+        try:
+            for row in writer.existing:
+                i = spec.points.index_of(row) if isinstance(spec.points, _Points) else next(
+                    (j for j, p in enumerate(spec.points)
+                     if all(_same(row.get(k), v) for k, v in p.items())), None)
+                if i is None or row.get("seed") != point_seed(spec.seed, i) or done[i]:
+                    raise SweepError(f"--resume: {out} holds a row of another sweep (seed "
+                                     f"{row.get('seed')}); use another --out, or --overwrite")
+                done[i] = 1
+                count[0] += 1
+                if keep_rows:
+                    rows[i] = {c: row.get(c) for c in columns}
+        except BaseException:
+            writer.close()
+            raise
+        writer.existing = []
     elif resume:
         raise SweepError("--resume needs --out FILE (the rows to skip are read from it)")
-    skipped = len(done)
-    todo = [i for i in range(n) if i not in done]
-    # the costliest points (most connections to simulate) go first, so no long point is left for the end
-    todo.sort(key=lambda i: -spec.scenarios[i].traffic.rate * spec.scenarios[i].traffic.horizon)
-    tasks = [(i, spec.scenarios[i], seeds[i], spec.replicates, spec.backend, spec.rel_error,
-              spec.max_connections) for i in todo]
+    skipped = count[0]
+    todo_n = n - skipped
+
+    def todo_indices():
+        if n <= SORT_MAX:
+            # the costliest points (most connections to simulate) go first, so no long point is
+            # left for the end
+            idx = [i for i in range(n) if not done[i]]
+            idx.sort(key=lambda i: -spec.scenarios[i].traffic.rate * spec.scenarios[i].traffic.horizon)
+            return iter(idx)
+        return (i for i in range(n) if not done[i])
+
+    def tasks():
+        for i in todo_indices():
+            yield (i, spec.scenarios[i], point_seed(spec.seed, i), spec.replicates, spec.backend,
+                   spec.rel_error, spec.max_connections)
 
     def finish(index: int, metrics: dict):
         row = dict(spec.points[index])
         row.update(metrics)
         row = {c: row.get(c) for c in columns}
-        done[index] = row
         if writer is not None:
             writer.write(row)
+        done[index] = 1
+        count[0] += 1
+        if keep_rows:
+            rows[index] = row
         if progress is not None:
-            progress(len(done), n)
+            progress(count[0], n)
 
     if progress is not None:
-        progress(len(done), n)
+        progress(count[0], n)
     interrupted = False
     own = None
+    ok = False
     try:
-        if tasks:
-            if executor is None and (workers == 1 or len(tasks) == 1):
-                for task in tasks:
+        if todo_n:
+            if executor is None and (workers == 1 or todo_n == 1):
+                for task in tasks():
                     try:
                         finish(*_run_point(task))
                     except _PointInterrupted:
                         raise KeyboardInterrupt from None
             else:
                 if executor is None:
-                    from concurrent.futures import ProcessPoolExecutor
-                    own = executor = ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1,
-                                                         initializer=_ignore_sigint)
-                _drive(executor, tasks, finish, workers)
+                    from .pool import process_pool, width
+                    workers = width(workers, todo_n)        # no process without a point
+                    own = executor = process_pool(workers)
+                _drive(executor, tasks(), finish, workers, todo_n)
+        ok = True
     except KeyboardInterrupt:
         interrupted = True
     finally:
         if own is not None:
-            _stop_pool(own, interrupted)
+            from .pool import stop_pool
+            stop_pool(own, interrupted=not ok)
         if writer is not None:
             writer.close()
-    rows = [done[i] for i in sorted(done)]
-    result = SweepResult(rows=rows, columns=columns, out=None if out is None else str(out),
-                         written=len(done) - skipped, skipped=skipped, total=n,
+    result = SweepResult(rows=[rows[i] for i in sorted(rows)], columns=columns,
+                         out=None if out is None else str(out),
+                         written=count[0] - skipped, skipped=skipped, total=n,
                          interrupted=interrupted, elapsed_s=time.perf_counter() - t0)
     if interrupted:
         raise SweepInterrupted(result)
@@ -670,34 +924,37 @@ BATCH_CONNECTIONS = 200_000
 
 
 def _batches(tasks: list, width: int) -> list[list]:
-    size = max(1, min(BATCH_MAX, len(tasks) // (8 * width)))    # >= 8 batches per worker
-    out, batch, work = [], [], 0.0
+    return list(_iter_batches(tasks, width, len(tasks)))
+
+
+def _iter_batches(tasks: Iterable, width: int, count: int):
+    """Batches of tasks, made as they are asked for (the tasks are a generator)."""
+    size = max(1, min(BATCH_MAX, count // (8 * width)))    # >= 8 batches per worker
+    batch, work = [], 0.0
     for task in tasks:
         scenario, replicates, rel_error = task[1], task[3], task[5]
         cost = scenario.traffic.rate * scenario.traffic.horizon * replicates
         if rel_error is not None or cost >= BATCH_CONNECTIONS:
-            out.append([task])
+            yield [task]
             continue
         batch.append(task)
         work += cost
         if len(batch) >= size or work >= BATCH_CONNECTIONS:
-            out.append(batch)
+            yield batch
             batch, work = [], 0.0
     if batch:
-        out.append(batch)
-    return out
+        yield batch
 
 
-def _drive(executor, tasks: list, finish: Callable, workers: int | None):
+def _drive(executor, tasks: Iterable, finish: Callable, workers: int | None, count: int):
     """Run tasks on an Executor (submit, bounded window, short points in small batches) or
     anything with imap_unordered / map (one point per task)."""
     if hasattr(executor, "submit"):
         width = workers or getattr(executor, "_max_workers", None) or 64
         window = max(8, 4 * int(width))
-        batches = _batches(tasks, int(width))
         pending: set = set()
         try:
-            for batch in batches:
+            for batch in _iter_batches(tasks, int(width), count):
                 pending.add(executor.submit(_run_points, batch))
                 if len(pending) >= window:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -723,29 +980,11 @@ def _drive(executor, tasks: list, finish: Callable, workers: int | None):
         raise TypeError("executor: needs .submit (concurrent.futures.Executor), .imap_unordered or .map")
 
 
-def _stop_pool(pool, interrupted: bool):
-    if not interrupted:
-        pool.shutdown(wait=True)
-        return
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for p in procs:        # running points are abandoned: their rows were never written
-        try:
-            p.terminate()
-        except Exception:
-            pass
-    for p in procs:
-        try:
-            p.join(timeout=5)
-        except Exception:
-            pass
-
-
 def sweep(base, axes: Mapping, overrides: Mapping | None = None, replicates: int = 1, seed: int = 0,
           executor=None, workers: int | None = None, out=None, resume: bool = False,
           rel_error: float | None = None, progress: Callable[[int, int], None] | None = None,
           zip: Mapping | None = None, backend: str = "cython",
-          max_connections: int | None = None) -> SweepResult:
+          max_connections: int | None = None, overwrite: bool = True) -> SweepResult:
     """Run `base` (a Scenario, dict, built-in name or TOML path) over the grid of `axes`.
 
     `axes`: dotted key -> list of values, or a ``{"linspace"|"logspace"|"range": [...]}`` helper;
@@ -755,13 +994,14 @@ def sweep(base, axes: Mapping, overrides: Mapping | None = None, replicates: int
     `executor`: any ``concurrent.futures.Executor`` (e.g. Dask's ``client.get_executor()``) or an object
     with ``imap_unordered``/``map`` (a Ray pool); default a local process pool with `workers` processes
     (all cores); ``workers=1`` runs inline. `out` (.csv, .jsonl, .parquet) gets each row as soon as its
-    point finishes; `resume` skips points already there. `progress(done, total)` after each point.
+    point finishes; `resume` skips points already there. `progress(done, total)` after each point,
+    or `progress=True` for a progress bar (terminal or notebook).
     Ctrl-C raises :class:`SweepInterrupted` (a KeyboardInterrupt) carrying the finished rows.
     """
     spec = build_spec(base, axes, overrides=overrides, zip=zip, replicates=replicates, seed=seed,
                       rel_error=rel_error, max_connections=max_connections, backend=backend)
     return run_spec(spec, executor=executor, workers=workers, out=out, resume=resume,
-                    progress=progress)
+                    progress=progress, overwrite=overwrite)
 
 
 def rows_of(source) -> list[dict]:

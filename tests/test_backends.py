@@ -1,4 +1,4 @@
-"""The three backends implement one algorithm and read the same words: identical counts (DESIGN §2.4)."""
+"""The three backends implement one algorithm and read the same words: identical counts (docs/model.md §2.4)."""
 from pathlib import Path
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The Monte Carlo against the closed forms of DESIGN §3, in `count` mode, on a grid of scenarios.
+"""The Monte Carlo against the closed forms of docs/model.md §3, in `count` mode, on a grid of scenarios.
 
 Each comparison uses z = (observed − predicted) / SE with
   SE² = predicted·(1 − p)   (collisions given the path: a sum of Bernoulli(e_i), a martingale)
@@ -126,7 +126,7 @@ def test_grid_covers_the_issue_ranges():
 
 
 def test_cold_event_form_matches_design_pairs():
-    """The integrated cold form equals DESIGN §3's pair formula for fixed and exponential lives."""
+    """The integrated cold form equals docs/model.md §3's pair formula for fixed and exponential lives."""
     for dist in ("fixed", "exponential"):
         s = Scenario.from_dict().replace({"traffic.warmup": 0, "traffic.horizon": 100.0,
                                           "traffic.duration": {"dist": dist, "mean": 20.0},

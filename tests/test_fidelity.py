@@ -109,7 +109,7 @@ def test_bad_empirical_keys(duration, fragment):
 
 
 def test_length_biased_draw_is_proportional_to_the_lifetime():
-    """The stationary start picks lifetime i with probability values[i] / total (DESIGN §2.5)."""
+    """The stationary start picks lifetime i with probability values[i] / total (docs/model.md §2.5)."""
     s = small().replace({"traffic.duration": {"dist": "empirical", "file": str(EXAMPLE_CSV),
                                               "column": "duration_s"}})
     pi, pf, zs, zc, w, xa = C.build(s)

@@ -1,4 +1,4 @@
-"""The lab on the real kernel (DESIGN §5, issue 6). Needs root, iproute2, nftables and conntrack;
+"""The lab on the real kernel (docs/model.md §5, issue 6). Needs root, iproute2, nftables and conntrack;
 skips with the reason elsewhere. The kernel runs go one at a time and take about a minute in all."""
 from __future__ import annotations
 
@@ -85,10 +85,10 @@ def test_counting_first_syn_rule():
     assert (c.collisions, c.pairs, c.nat_remaps, c.same_node_hits, c.mapped) == (1, 1, 1, 1, 2)
 
 
-def test_not_root_is_one_line_exit_2(monkeypatch):
+def test_not_root_is_one_line_exit_3(monkeypatch):
     monkeypatch.setattr(lab_run.os, "geteuid", lambda: 1000)
     r = CliRunner().invoke(lab_cli.lab_command, ["--scenario", "seed", "--seconds", "5"])
-    assert r.exit_code == 2
+    assert r.exit_code == 3
     assert r.output.strip().count("\n") == 0 and "root" in r.output
 
 

@@ -1,4 +1,4 @@
-"""`collide report`: the numbers, the files, the figures and bad input (issue 5, DESIGN §4.6)."""
+"""`collide report`: the numbers, the files, the figures and bad input (issue 5, docs/model.md §4.6)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Sweeps (DESIGN §4.5): axis expansion, up-front validation, determinism, resume, seeds, plots."""
+"""Sweeps (docs/model.md §4.5): axis expansion, up-front validation, determinism, resume, seeds, plots."""
 from __future__ import annotations
 
 import json

@@ -36,11 +36,11 @@ class BackendUnavailable(RuntimeError):
 
 
 def bit_generator(seed: int, replicate: int | None = None, replicates: int = 1) -> np.random.PCG64:
-    """PCG64(SeedSequence(seed)); replicate r of R uses SeedSequence(seed).spawn(R)[r]."""
-    ss = np.random.SeedSequence(seed)
-    if replicate is not None:
-        ss = ss.spawn(replicates)[replicate]
-    return np.random.PCG64(ss)
+    """PCG64(SeedSequence(seed)); replicate r of R uses SeedSequence(seed).spawn(R)[r], built
+    directly as SeedSequence(seed, spawn_key=(r,)) (the same stream, without R children)."""
+    if replicate is None:
+        return np.random.PCG64(np.random.SeedSequence(seed))
+    return np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(replicate,)))
 
 
 @dataclass

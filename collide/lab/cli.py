@@ -9,8 +9,9 @@ except ImportError:          # Python 3.10
 
 import click
 
+from ..errors import InputError
 from ..scenario import Scenario, ScenarioError
-from .run import LabInterrupted, run_lab
+from .run import LabInterrupted, LabUnavailable, run_lab
 from .topology import LabConfigError, LabError
 
 
@@ -37,9 +38,10 @@ def _ports(text: str | None):
 
 
 def _resolve(scenario: str | None, config: str | None, sets, overrides: dict) -> Scenario:
-    if scenario and config:
+    if scenario is not None and config is not None:
         raise ScenarioError("--scenario and --config: give one of them, not both")
-    s = Scenario.from_toml(config) if config else Scenario.builtin(scenario or "seed")
+    s = Scenario.from_toml(config) if config is not None else Scenario.builtin(
+        "seed" if scenario is None else scenario)
     changes = {}
     for item in sets:
         if "=" not in item:
@@ -47,6 +49,8 @@ def _resolve(scenario: str | None, config: str | None, sets, overrides: dict) ->
         k, v = item.split("=", 1)
         changes[k.strip()] = _value(v.strip())
     changes.update({k: v for k, v in overrides.items() if v is not None})
+    from ..options import _check_duration_flag
+    _check_duration_flag(s, changes, overrides.get("traffic.duration.mean"))
     return s.replace(changes) if changes else s
 
 
@@ -125,13 +129,20 @@ def lab_command(ctx, scenario_name, config, sets, rate, duration, nodes, targets
         s = _resolve(scenario_name, config, sets, {
             "traffic.rate": rate, "traffic.duration.mean": duration, "load_balancer.nodes": nodes,
             "load_balancer.targets": targets, "nat.ips": nat_ips})
+        if keep_logs is not None:            # the place for the logs, before the run
+            from ..files import check_output_dir
+            check_output_dir(keep_logs, "--keep-logs")
+
         def progress(message: str) -> None:      # JSON keeps stderr to what the user must know
             if fmt == "table" or "scaled down" in message or "removed" in message:
                 click.echo(message, err=True)
 
         result = run_lab(s, seconds, cross_zone=cross_zone, nat=nat, progress=progress, seed=seed,
                          port_range=_ports(ports), keep_logs=keep_logs)
-    except (ScenarioError, LabConfigError) as exc:
+    except LabUnavailable as exc:            # no root, a missing package: the machine's
+        _fail(ctx, str(exc), 3)
+        return
+    except (ScenarioError, LabConfigError, InputError) as exc:
         _fail(ctx, str(exc), 2)
         return
     except (KeyboardInterrupt, LabInterrupted):

@@ -1,4 +1,4 @@
-"""Turn the lab's logs into the model's quantities (DESIGN §2.2): collisions counted on first SYNs.
+"""Turn the lab's logs into the model's quantities (docs/model.md §2.2): collisions counted on first SYNs.
 
 Inputs, all timestamped with the same wall clock:
 * the clients' log (load.py): one record per arrival, its client address, port and node;

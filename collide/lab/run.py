@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import math
 import os
 import shutil
 import signal
@@ -32,41 +31,24 @@ CONNECT_TIMEOUT_S = 10.0
 LEVEL = 0.999              # the predicted interval's coverage
 
 
-class LabPermissionError(LabConfigError):
-    """Not root: the CLI prints one line and exits 2."""
+class LabUnavailable(LabConfigError):
+    """This machine cannot run the lab (docs/model.md §4.2, exit 3): no root, or a system package
+    missing. The message is one line saying what to do."""
+
+
+class LabPermissionError(LabUnavailable):
+    """Not root: the CLI prints one line and exits 3."""
 
 
 class LabInterrupted(KeyboardInterrupt):
     """SIGTERM during a run (the namespaces are removed before it propagates)."""
 
 
-# -- Poisson interval (stdlib) --------------------------------------------------------------------
-def _poisson_cdf_table(mu: float, kmax: int) -> list[float]:
-    cdf, acc = [], 0.0
-    logp = -mu
-    for k in range(kmax + 1):
-        if k > 0:
-            logp += math.log(mu) - math.log(k)
-        acc += math.exp(logp)
-        cdf.append(acc)
-    return cdf
-
-
 def poisson_interval(mu: float, level: float = LEVEL) -> tuple[int, int]:
-    """Exact central interval [lo, hi] of a Poisson(mu) count: P(X < lo) <= a/2 and P(X > hi) <= a/2."""
-    if mu <= 0:
-        return (0, 0)
-    a = (1.0 - level) / 2.0
-    kmax = int(mu + 12 * math.sqrt(mu) + 30)
-    if mu > 5e5:     # normal approximation beyond what the table needs
-        z = 3.2905267314919255 if level == LEVEL else None
-        if z is None:
-            raise ValueError("level")
-        return (max(0, math.floor(mu - z * math.sqrt(mu))), math.ceil(mu + z * math.sqrt(mu)))
-    cdf = _poisson_cdf_table(mu, kmax)
-    lo = next(k for k, c in enumerate(cdf) if c > a)
-    hi = next((k for k, c in enumerate(cdf) if c >= 1.0 - a), kmax)
-    return (lo, hi)
+    """Exact central interval [lo, hi] of a Poisson(mu) count: P(X < lo) <= a/2 and P(X > hi) <= a/2
+    (collide.stats, SciPy)."""
+    from ..stats import poisson_interval as interval
+    return interval(mu, level)
 
 
 # -- the model's side -----------------------------------------------------------------------------
@@ -189,10 +171,11 @@ def check_environment() -> None:
                                  "run it as root")
     missing = missing_tools()
     if missing:
-        raise LabConfigError("collide lab needs the Debian packages " + ", ".join(missing)
-                             + " (apt-get install -y nftables conntrack iproute2)")
+        raise LabUnavailable("collide lab needs the Debian packages " + ", ".join(missing)
+                             + ": apt-get install -y " + " ".join(missing))
     if not Path("/proc/sys/net").exists():
-        raise LabConfigError("collide lab: /proc/sys/net is not available")
+        raise LabUnavailable("collide lab: /proc/sys/net is not available (run it on a Linux host "
+                             "or a privileged container)")
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -200,7 +183,7 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
             progress=None, *, seed: int | None = None, port_range: tuple[int, int] | None = None,
             clients: int | None = None, keep_logs: str | Path | None = None,
             max_rate: float = MAX_RATE) -> dict:
-    """Run `scenario` on the kernel for `seconds` of load and compare with the model (DESIGN §4.6).
+    """Run `scenario` on the kernel for `seconds` of load and compare with the model (docs/model.md §4.6).
 
     `cross_zone` None keeps the scenario's setting; `nat` is "random" (fully-random SNAT; the model's
     `random` allocator) or "preserve" (port-preserving SNAT in front of Linux clients; `linux`).
@@ -369,7 +352,7 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
                        nat=nat, clients=n_clients)
     pred = predict(m, seed=seed)
     if pred["analytic"] is not None:
-        predicted, source = pred["analytic"], "analytic (cold-start form, DESIGN §3)"
+        predicted, source = pred["analytic"], "analytic (cold-start form, docs/model.md §3)"
     elif pred["simulated_expected"] is not None:
         predicted, source = pred["simulated_expected"], f"simulate ({pred['simulated_seeds']} seeds)"
     elif pred["simulated_mean"] is not None:
