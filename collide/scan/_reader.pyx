@@ -69,6 +69,7 @@ cdef class Reader:
     V6_BASE + an id into `addresses6`), sport, dport (uint16), seq, ack (uint32), flags (uint8,
     TCP flag bits), plen (uint32, TCP payload bytes as the IP header says), dirn (uint8).
     `port`: keep only packets to or from this TCP port (0: all).
+    `v6ids`, `addresses6`: the IPv6 address table, shared by the readers of one scan.
     """
     cdef object fh
     cdef bytearray buf
@@ -97,7 +98,7 @@ cdef class Reader:
     cdef object a_ts, a_src, a_dst, a_sport, a_dport, a_seq, a_ack, a_plen, a_flags, a_dir
     cdef int n
 
-    def __init__(self, path, int chunk=262144, int port=0):
+    def __init__(self, path, int chunk=262144, int port=0, dict v6ids=None, list addresses6=None):
         import os
         self.path = str(path)
         self.chunk = max(16, chunk)
@@ -114,8 +115,9 @@ cdef class Reader:
         self.truncated = False
         self.truncated_bytes = 0
         self.if_link, self.if_res, self.if_off = [], [], []
-        self.v6ids = {}
-        self.addresses6 = []
+        # IPv6 ids can be shared by the readers of one scan (pass the same dict and list)
+        self.v6ids = {} if v6ids is None else v6ids
+        self.addresses6 = [] if addresses6 is None else addresses6
         self.linktypes = []
         self._fill()
         self._header()
