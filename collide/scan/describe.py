@@ -204,4 +204,12 @@ def port_range(pmin: int, pmax: int, n: int) -> tuple[int, int, str]:
         if a <= pmin and pmax <= b and a >= lo - 3 * slack - 16 and b <= hi + 3 * slack + 16:
             return a, b, f"standard range {a}-{b}"
     a, b = max(1, int(math.floor(lo))), min(65535, int(math.ceil(hi)))
+    reach = 3 * slack + 1
+    # a configured range usually starts at a round number and ends just before one
+    for step in (1000, 100):
+        a2 = int(math.floor(pmin / step) * step)
+        b2 = int(math.ceil((pmax + 1) / step) * step) - 1
+        if pmin - a2 <= reach and b2 - pmax <= reach:
+            a, b = max(1, a2), min(65535, b2)
+            break
     return a, b, f"from the ports seen ({pmin}-{pmax})"

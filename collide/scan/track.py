@@ -150,7 +150,10 @@ class Tracker:
         elif how in ("reset-by-new-client", "client-rst", "target-rst"):
             self.c["resets"] += 1
         if not conn.midlife and conn.state == SYNCED:
-            self._sample(max(t - conn.t0, 1e-6), 1)
+            # a connection reset by a collision did not end by itself: its own lifetime is
+            # longer (censored there); the model draws lifetimes and applies the resets itself
+            self._sample(max(t - conn.t0, 1e-6), 0 if how in ("reset-by-new-client",
+                                                              "superseded") else 1)
         for rec in conn.victim_of:
             if rec.get("holder_end") is None:
                 rec["holder_end"] = {"time": t, "how": how,
