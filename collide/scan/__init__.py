@@ -315,6 +315,11 @@ def scan(paths, *, port: int | None = None, time_wait: float = 60.0, idle_timeou
     for t in truncated:
         notes.append(f"{t['file']}: the last record is cut short ({t['bytes']} bytes): "
                      "ignored, the rest used")
+    other_port = sum(r.other_port for r in readers)
+    if port and tcp == 0 and other_port > 0:
+        raise CaptureInputError(f"--port {port}: no TCP packets to or from it in "
+                                f"{', '.join(paths)} ({other_port:,} TCP packets on other ports); "
+                                "give the targets' listening port, or leave --port out")
     if packets > 0 and tcp == 0:
         what = f" to or from port {port}" if port else ""
         raise CaptureInputError(f"CAPTURE {', '.join(paths)}: no TCP packets{what} among "
