@@ -416,3 +416,33 @@ def test_bad_input_one_line_exit_2(tmp_path):
         assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, (args, lines)
         assert r.stdout == ""
         assert not out.exists(), args          # nothing half-written
+
+
+# -- collide report --capture -------------------------------------------------------------------
+def test_observed_section_renders():
+    from collide.scan.report import observed_html, observed_md, observed_section
+    o = scan(FIXTURE_FILES)
+    s = o.scenario(nodes=3, targets=6)
+    d = observed_section(o, s, given_nodes=True, seed=1, backend="cython")
+    assert d["collisions"] == o.collisions and d["verdict"].startswith("the NAT")
+    page = observed_html(d)
+    assert "id='observed-collisions'" in page and "reset-existing" in page
+    assert any("collisions" in line for line in observed_md(d))
+
+
+@pytest.mark.slow
+def test_report_with_capture(tmp_path):
+    out = tmp_path / "rep"
+    code, stdout, err = _run("report", "--capture", FIXTURE_FILES[0], "--capture",
+                             FIXTURE_FILES[1], "--nodes", "3", "--targets", "6", "--out", out,
+                             "--seed", "1", "--workers", "1")
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["observed"]["connections"] > 0 and "Observed" in (out / "summary.md").read_text()
+    assert "observed-verdict" in (out / "index.html").read_text()
+    assert Scenario.from_toml(out / "scenario.toml").traffic.duration.dist == "empirical"
+    bad = subprocess.run([sys.executable, "-m", "collide.cli", "report", "--capture",
+                          str(tmp_path / "nope.pcap"), "--out", str(tmp_path / "r2")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r2").exists()
