@@ -50,8 +50,15 @@ def _synthetic(path, n: int) -> None:
     a["dst"] = np.where(up, target, client)
     a["sport"] = np.where(up, cport, 6000)
     a["dport"] = np.where(up, 6000, cport)
-    a["seq"] = (conn * 7919 + k) & 0xFFFFFFFF
-    a["ack"] = (conn * 104729 + k) & 0xFFFFFFFF
+    # consistent sequence numbers: client ISN c, target ISN s; one byte in each data packet
+    c, s = (conn * 7919) & 0xFFFFFFFF, (conn * 104729) & 0xFFFFFFFF
+    cseq = np.array([0, 0, 1, 1, 0, 2, 0, 3, 0, 4], np.int64)   # client's seq - c (k = 0..9)
+    cack = np.array([0, 0, 1, 1, 0, 1, 0, 1, 0, 2], np.int64)   # client's ack - s
+    sseq = np.array([0, 0, 0, 0, 1, 0, 1, 0, 1, 0], np.int64)   # target's seq - s
+    sack = np.array([0, 1, 0, 0, 2, 0, 3, 0, 4, 0], np.int64)   # target's ack - c
+    a["seq"] = np.where(up, c + cseq[k], s + sseq[k]) & 0xFFFFFFFF
+    a["ack"] = np.where(up, np.where(k == 0, 0, s + cack[k]), c + sack[k]) & 0xFFFFFFFF
+    a["tlen"] = np.where(np.isin(k, [3, 5]), 41, 40)             # captured 54 bytes, as snaplen cuts
     a["off"] = 5 << 4
     flags = np.array([0x02, 0x12, 0x10, 0x18, 0x10, 0x18, 0x10, 0x11, 0x11, 0x10], np.uint8)
     a["flags"] = flags[k]

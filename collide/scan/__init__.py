@@ -268,7 +268,8 @@ def write_lifetimes(path: Path, values) -> None:
 
 def scan(paths, *, port: int | None = None, time_wait: float = 60.0, idle_timeout: float = 350.0,
          side: str = "auto", progress: Callable[[float], None] | None = None,
-         sample: int = 100_000, keep: int = 10_000, chunk: int = 262144) -> Observation:
+         sample: int = 100_000, keep: int = 10_000, chunk: int = 262144,
+         prefilter: bool = True) -> Observation:
     """Read the captures (merged in time order) and follow every 4-tuple; see the module doc."""
     t0 = time.perf_counter()
     paths = [str(p) for p in paths]
@@ -299,7 +300,7 @@ def scan(paths, *, port: int | None = None, time_wait: float = 60.0, idle_timeou
                     else:
                         reason = "the SYNs arrive at this host (link-layer direction)"
         tr = Tracker(ports, time_wait=time_wait, idle_timeout=idle_timeout, side=side_used,
-                     sample=sample, keep=keep)
+                     sample=sample, keep=keep, prefilter=prefilter)
         if first is not None:
             tr.feed(first)
             for ch in stream:

@@ -95,7 +95,8 @@ class Tracker:
     """Feed time-ordered chunks of packets (`feed`), then `finish(t_end)`."""
 
     def __init__(self, ports, *, time_wait=60.0, idle_timeout=350.0, side="target",
-                 sample=100_000, keep=10_000, seed=1):
+                 sample=100_000, keep=10_000, seed=1, prefilter=True):
+        self.prefilter = prefilter
         self.ports = np.array(sorted(ports), dtype=np.uint16)
         self.time_wait = float(time_wait)
         self.idle = float(idle_timeout)
@@ -106,7 +107,7 @@ class Tracker:
                       collisions=0, time_wait_hits=0, stale=0, new=0, moved=0, midlife=0,
                       challenge_acks=0, client_rsts=0, evicted=0, server_close=0,
                       client_close=0, resets=0, overlaps=0, tw_accepted=0, tw_acked=0,
-                      syn_recv_holders=0, refused=0)
+                      syn_recv_holders=0, refused=0, skipped=0)
         self.collisions: list[dict] = []
         self.tw_hits: list[dict] = []
         self.stale_hits: list[dict] = []
@@ -218,13 +219,20 @@ class Tracker:
             d = np.bincount(ch["dirn"][syn_in], minlength=3)
             for i in range(3):
                 self.syn_dirs[i] += int(d[i])
-        t_list = (ch["ts"].astype(np.float64) * 1e-9).tolist()
+        seq, ackn, plen, ts = ch["seq"], ch["ack"], ch["plen"], ch["ts"]
+        if self.prefilter and cl.size > 64:
+            keep = needed(cl, tg, flags)
+            if not keep.all():
+                self.c["skipped"] += int(cl.size - keep.sum())
+                cl, tg, up, flags = cl[keep], tg[keep], up[keep], flags[keep]
+                seq, ackn, plen, ts = seq[keep], ackn[keep], plen[keep], ts[keep]
+        t_list = (ts.astype(np.float64) * 1e-9).tolist()
         if self.t_first is None:
             self.t_first = t_list[0]
             self._next_evict = t_list[0] + 60.0
         self.t_last = t_list[-1]
         self._loop(t_list, cl.tolist(), tg.tolist(), up.tolist(), flags.tolist(),
-                   ch["seq"].tolist(), ch["ack"].tolist(), ch["plen"].tolist())
+                   seq.tolist(), ackn.tolist(), plen.tolist())
         if self.t_last >= self._next_evict:
             self._evict(self.t_last)
             self._next_evict = self.t_last + 60.0
@@ -291,8 +299,13 @@ class Tracker:
                     else:
                         continue
                 h.t_last = t
+                if h.state == SYN_RECV and h.t_synack is not None and t > h.t_synack:
+                    h.state = SYNCED          # the target sends again: the handshake completed
+                    h.t_est = t
                 if fl & FIN and h.s_fin is None:
                     h.s_fin = t
+                if fl & ACK and (h.c_next is None or ((ack - h.c_next) & MASK) < HALF):
+                    h.c_next = ack            # the target's ACK number is its RCV.NXT
                 nxt = (seq + pl + (1 if fl & FIN else 0)) & MASK
                 if h.s_next is None or ((nxt - h.s_next) & MASK) < HALF:
                     h.s_next = nxt
@@ -552,6 +565,34 @@ class Tracker:
                 self._sample(max(t_end - h.t0, 1e-6), 0)
         for rec in self.collisions:
             rec["outcome"] = outcome(rec, t_end)
+
+
+def needed(cl: np.ndarray, tg: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """The packets of a time-ordered chunk the classification reads; the rest (data and ACKs in
+    the middle of a connection) change nothing it looks at. Per 4-tuple, in time order, kept:
+    every SYN, FIN and RST and the two packets after each (the third ACK of a handshake, a
+    challenge ACK and the RST answering it, the last ACK of a close), the packet before each SYN
+    (what the holder last did: its idle time and RCV.NXT), and the first and last packet of the
+    4-tuple in the chunk (a connection seen mid-life; the last activity)."""
+    n = cl.size
+    order = np.lexsort((tg, cl))              # stable: time order within each 4-tuple
+    c, t = cl[order], tg[order]
+    same = np.zeros(n, bool)                  # same 4-tuple as the packet before (in this order)
+    same[1:] = (c[1:] == c[:-1]) & (t[1:] == t[:-1])
+    f = flags[order]
+    ctl = (f & (SYN | FIN | RST)) != 0
+    keep = ctl | ~same
+    keep[:-1] |= ~same[1:]                    # last of its 4-tuple
+    after1 = np.zeros(n, bool)
+    after1[1:] = ctl[:-1] & same[1:]
+    after2 = np.zeros(n, bool)
+    after2[2:] = ctl[:-2] & same[2:] & same[1:-1]
+    before = np.zeros(n, bool)
+    before[:-1] = ((f[1:] & SYN) != 0) & same[1:]
+    keep |= after1 | after2 | before
+    out = np.zeros(n, bool)
+    out[order[keep]] = True
+    return out
 
 
 def outcome(rec: dict, t_end: float) -> str:
