@@ -84,7 +84,11 @@ def _f(x, digits=3):
 
 
 def _t(rel):
-    return "-" if rel is None else f"+{rel * 1000:.1f} ms" if rel < 1 else f"+{rel:.2f} s"
+    if rel is None:
+        return "-"
+    if rel < 1e-3:
+        return f"+{rel * 1e6:.0f} us"
+    return f"+{rel * 1000:.1f} ms" if rel < 1 else f"+{rel:.2f} s"
 
 
 def format_table(d: dict, listed: int = 10) -> str:
