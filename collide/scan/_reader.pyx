@@ -285,6 +285,16 @@ cdef class Reader:
         self.o_seq, self.o_ack, self.o_plen = self.a_seq, self.a_ack, self.a_plen
         self.o_flags, self.o_dir = self.a_flags, self.a_dir
 
+    cdef int _refill(self, Py_ssize_t need) except -1:
+        """Fewer than `need` bytes left at pos: read more and return 1 to go on, or return 0 at
+        the end of the file (a partial record left there is the truncated tail)."""
+        if self.eof:
+            if self.have > self.pos:
+                self._truncated_tail()
+            return 0
+        self._need(need)
+        return 1
+
     cdef _truncated_tail(self):
         self.truncated = True
         self.truncated_bytes = self.have - self.pos
@@ -299,11 +309,8 @@ cdef class Reader:
         while self.n < self.chunk:
             avail = self.have - self.pos
             if avail < 16:
-                if self.eof:
-                    if avail > 0:
-                        self._truncated_tail()
+                if not self._refill(16):
                     return 0
-                self._fill()
                 continue
             p = <const uint8_t*>(<unsigned char*>self.buf) + self.pos
             caplen = rd32(p + 8, self.swap)
@@ -311,10 +318,8 @@ cdef class Reader:
                 raise CaptureError(f"corrupt: the record at byte {self.offset} claims {caplen} "
                                    "captured bytes")
             if avail < 16 + <Py_ssize_t>caplen:
-                if self.eof:
-                    self._truncated_tail()
+                if not self._refill(16 + caplen):
                     return 0
-                self._need(16 + caplen)
                 continue
             sec = rd32(p, self.swap)
             frac = rd32(p + 4, self.swap)
@@ -336,11 +341,8 @@ cdef class Reader:
         while self.n < self.chunk:
             avail = self.have - self.pos
             if avail < 12:
-                if self.eof:
-                    if avail > 0:
-                        self._truncated_tail()
+                if not self._refill(12):
                     return 0
-                self._fill()
                 continue
             p = <const uint8_t*>(<unsigned char*>self.buf) + self.pos
             btype = rd32(p, self.swap)
@@ -351,10 +353,8 @@ cdef class Reader:
             if blen < 12 or blen % 4 != 0 or blen > MAX_RECORD:
                 raise CaptureError(f"corrupt: pcapng block at byte {self.offset} has length {blen}")
             if avail < blen:
-                if self.eof:
-                    self._truncated_tail()
+                if not self._refill(blen):
                     return 0
-                self._need(blen)
                 continue
             if rd32(p + blen - 4, self.swap) != blen:
                 raise CaptureError(f"corrupt: pcapng block at byte {self.offset}: its trailing "

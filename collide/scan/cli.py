@@ -72,15 +72,8 @@ def write_out(out: str, obs, result) -> list[str]:
 
 
 def _f(x, digits=3):
-    if x is None:
-        return "-"
-    if isinstance(x, int):
-        return f"{x:,}"
-    if x == 0:
-        return "0"
-    if abs(x) >= 1e5 or abs(x) < 1e-3:
-        return f"{x:.{digits}g}"
-    return f"{x:,.{digits}g}" if abs(x) < 1000 else f"{x:,.0f}"
+    from ..cli import _num          # the command line's number format (imported late: cli loads us)
+    return _num(x, digits)
 
 
 def _t(rel):

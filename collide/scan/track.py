@@ -254,15 +254,12 @@ class Tracker:
                         continue          # a SYN-ACK from the client side: not a handshake we track
                     self._syn(t, key, slot, seq, cl, tg)
                     continue
-                h = slot.holder
                 if fl & RST:
                     self._client_rst(t, key, slot, seq)
                     continue
-                if h is None or h.end is not None:
-                    if fresh:
-                        h = self._midlife(t, key, slot, cl, tg)
-                    else:
-                        continue
+                h = self._holder(t, key, slot, fresh, cl, tg)
+                if h is None:
+                    continue
                 h.t_last = t
                 nxt = (seq + pl) & MASK
                 if h.state == SYN_RECV and fl & ACK and h.t_synack is not None:
@@ -292,12 +289,9 @@ class Tracker:
                 if slot.pending and pl == 0 and not fl & FIN:
                     if self._challenge(t, key, slot, seq, ack):
                         continue
-                h = slot.holder
-                if h is None or h.end is not None:
-                    if fresh:
-                        h = self._midlife(t, key, slot, cl, tg)
-                    else:
-                        continue
+                h = self._holder(t, key, slot, fresh, cl, tg)
+                if h is None:
+                    continue
                 h.t_last = t
                 if h.state == SYN_RECV and h.t_synack is not None and t > h.t_synack:
                     h.state = SYNCED          # the target sends again: the handshake completed
@@ -311,6 +305,14 @@ class Tracker:
                     h.s_next = nxt
 
     # -- events -------------------------------------------------------------------------------
+    def _holder(self, t, key, slot, fresh, cl, tg):
+        """The live holder an ordinary packet belongs to; on a 4-tuple first seen now, a
+        connection seen mid-life; None for a stray packet after the end."""
+        h = slot.holder
+        if h is not None and h.end is None:
+            return h
+        return self._midlife(t, key, slot, cl, tg) if fresh else None
+
     def _midlife(self, t, key, slot, cl, tg) -> Conn:
         h = Conn(None, t, midlife=True)
         h.client = cl >> 16
