@@ -465,3 +465,16 @@ def test_prefilter_changes_nothing(tmp_path):
             if k != "elapsed_s":
                 assert a[k] == b[k], k
     assert b["collisions"] == LAB["measured_collisions"]
+
+
+def test_memory_bounds_keep_the_totals(tmp_path, monkeypatch):
+    """Past the listed collisions and the counted sources the totals stay right."""
+    from collide.scan import track
+    p = _write(tmp_path, "c.pcap", pcap_bytes(_scenes().sorted()))
+    full = scan([p])
+    monkeypatch.setattr(track, "MAX_SOURCES", 0)
+    short = scan([p], keep=0, sample=3)
+    assert short.collisions == full.collisions and not short.collisions_list
+    assert short.outcomes == full.outcomes
+    assert short.lifetime["n"] == 3 and short.to_dict()["sources"] == full.connections
+    assert any("not listed" in n for n in short.notes)

@@ -100,6 +100,8 @@ class Observation:
     time_wait: float
     idle_timeout: float
     reader_counts: dict = field(default_factory=dict)
+    unlisted_outcomes: dict = field(default_factory=lambda: {"reset-existing": 0,
+                                                             "delay-new": 0, "unknown": 0})
 
     # -- headline numbers -------------------------------------------------------------------
     @property
@@ -120,7 +122,8 @@ class Observation:
 
     @property
     def outcomes(self) -> dict:
-        out = {"reset-existing": 0, "delay-new": 0, "unknown": 0}
+        """Over every collision: those listed, and those past the list (decided as they ended)."""
+        out = dict(self.unlisted_outcomes)
         for r in self.collisions_list:
             if r["kind"] == "collision":
                 out[r["outcome"]] = out.get(r["outcome"], 0) + 1
@@ -228,7 +231,7 @@ class Observation:
             "lifetime_sample": {"n": lt.get("n", 0), "ended": lt.get("ended", 0),
                                 "censored": lt.get("censored", 0)},
             "server_close_fraction": self.server_close_fraction,
-            "sources": len(self.sources),
+            "sources": len(self.sources) + self.counts.get("other_sources", 0),
             "nat_ips": self.nat_ips, "nat_k_eff": self.nat_k_eff,
             "nat_ports": [self.port_min, self.port_max], "nat_ports_how": self.port_how,
             "targets_seen": sorted(self.targets),
@@ -347,7 +350,7 @@ def scan(paths, *, port: int | None = None, time_wait: float = 60.0, idle_timeou
     if sched:
         notes.append(f"the rate moves: {len(sched)} segments (traffic.schedule)")
     life = describe.lifetime_law(tr.sample)
-    ips, k_eff, nnotes = describe.nat_ips(tr.sources)
+    ips, k_eff, nnotes = describe.nat_ips(tr.sources, tr.other_sources)
     notes += nnotes
     pmin, pmax, phow = describe.port_range(tr.port_min, tr.port_max, c["arrivals"])
     closed = c["server_close"] + c["client_close"]
@@ -379,9 +382,13 @@ def scan(paths, *, port: int | None = None, time_wait: float = 60.0, idle_timeou
     return Observation(
         files=paths, formats=formats, side=side_used, side_reason=reason,
         ports=sorted(ports), packets=packets, tcp_packets=tcp, t_first=tr.t_first,
-        t_last=tr.t_last, window=(w0, w1), counts=dict(c), collisions_list=tr.collisions,
+        t_last=tr.t_last, window=(w0, w1), counts=dict(c, other_sources=tr.other_sources),
+        collisions_list=tr.collisions,
         time_wait_list=tr.tw_hits, stale_list=tr.stale_hits, lifetime=life, rate_per_s=rate,
         schedule=sched, sources=sources, targets=targets, nat_ips=ips, nat_k_eff=k_eff,
         port_min=pmin, port_max=pmax, port_how=phow, server_close_fraction=scf, warmup=warm,
-        notes=notes, truncated=truncated, elapsed_s=time.perf_counter() - t0,
-        live_peak=tr.live_peak, time_wait=time_wait, idle_timeout=idle_timeout, reader_counts=rc)
+        notes=notes + ([f"collisions past the first {keep:,} are counted but not listed"]
+                       if c["collisions"] > keep else []),
+        truncated=truncated, elapsed_s=time.perf_counter() - t0,
+        live_peak=tr.live_peak, time_wait=time_wait, idle_timeout=idle_timeout, reader_counts=rc,
+        unlisted_outcomes=dict(tr.unlisted_outcomes))

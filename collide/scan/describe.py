@@ -176,20 +176,23 @@ def schedule(bins: dict, w0: float, w1: float, arrivals: int) -> list[list[float
 
 
 # -- sources and ports -------------------------------------------------------------------------
-def nat_ips(sources: dict) -> tuple[int, float, list]:
-    """(scenario nat.ips, k_eff, notes) from arrivals per source address."""
+def nat_ips(sources: dict, singletons: int = 0) -> tuple[int, float, list]:
+    """(scenario nat.ips, k_eff, notes) from arrivals per source address; `singletons`: arrivals
+    from sources past the counting bound, each taken as a one-connection source."""
     n = np.array(list(sources.values()), dtype=np.float64)
-    if n.size == 0:
+    if n.size == 0 and not singletons:
         return 1, 1.0, []
-    k_eff = float(n.sum() ** 2 / (n * n).sum())
+    total = n.sum() + singletons
+    k_eff = float(total ** 2 / ((n * n).sum() + singletons))
+    count = len(sources) + singletons
     ips = max(1, min(4096, int(round(k_eff))))
     notes = []
-    if n.size > NAT_MAX_IPS:
-        notes.append(f"{n.size:,} source addresses, more than a NAT has (AWS: at most {NAT_MAX_IPS}): "
+    if count > NAT_MAX_IPS:
+        notes.append(f"{count:,} source addresses, more than a NAT has (AWS: at most {NAT_MAX_IPS}): "
                      f"aggregated as {ips} equal NAT IPs (k_eff = (sum n)^2 / sum n^2 = {k_eff:.3g}), "
                      "which keeps the collision rate of sources with their own port spaces")
-    elif abs(k_eff - n.size) > 0.2 * n.size:
-        notes.append(f"{n.size} source addresses of unequal volume: nat.ips = {ips} "
+    elif abs(k_eff - count) > 0.2 * count:
+        notes.append(f"{count} source addresses of unequal volume: nat.ips = {ips} "
                      f"(k_eff = {k_eff:.3g})")
     return ips, k_eff, notes
 

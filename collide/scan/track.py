@@ -40,6 +40,7 @@ SYN, FIN, RST, ACK = 0x02, 0x01, 0x04, 0x10
 MASK = 0xFFFFFFFF
 CHALLENGE_WINDOW = 0.5      # s after a SYN within which the target's pure ACK is its answer
 PENDING_LIFE = 135.0        # s: Linux gives up a connect after about 127 s of SYN retries
+MAX_SOURCES = 100_000       # source addresses counted one by one (memory bound)
 HALF = 1 << 31
 
 # holder states, as the target sees them
@@ -127,6 +128,9 @@ class Tracker:
         self._next_evict = None
         self.live_by_port: dict[tuple, dict] = {}     # client side: (client, target port) -> {ip: n}
         self.port_min, self.port_max = 65536, -1
+        self.other_sources = 0
+        # outcomes of collisions past the `keep` listed, decided when their connection resolves
+        self.unlisted_outcomes = {"reset-existing": 0, "delay-new": 0, "unknown": 0}
         self.first_arrival = self.last_arrival = None
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -373,7 +377,11 @@ class Tracker:
             conn = Conn(seq, t)
             conn.client = client
             c["arrivals"] += 1
-            self.sources[client] = self.sources.get(client, 0) + 1
+            n_src = self.sources.get(client)
+            if n_src is not None or len(self.sources) < MAX_SOURCES:
+                self.sources[client] = (n_src or 0) + 1
+            else:
+                self.other_sources += 1     # past the bound: counted as one-connection sources
             tip = tg
             self.targets[tip] = self.targets.get(tip, 0) + 1
             b = int(t)
@@ -451,8 +459,16 @@ class Tracker:
         slot.tw_until = -1.0
         if conn.record is not None:
             conn.record["connect_delay_s"] = round(t - conn.t0, 6)
+            self._settle(conn.record, t)
         if self.client_side:
             self._live(key)
+
+    def _settle(self, rec, t) -> None:
+        """An unlisted collision whose new connection is resolved (connected, given up, or the
+        capture ended): count its outcome and let the record go."""
+        if rec.get("_dropped") and not rec.get("_settled"):
+            rec["_settled"] = True
+            self.unlisted_outcomes[outcome(rec, t)] += 1
 
     def _challenge(self, t, key, slot, seq, ack) -> bool:
         """A pure ACK from the target while attempts are pending: the answer to the latest SYN?"""
@@ -537,6 +553,8 @@ class Tracker:
                     if now - conn.t_last > PENDING_LIFE:
                         del slot.pending[isn]
                         self.pending_isn.pop((conn.client, isn), None)
+                        if conn.record is not None:
+                            self._settle(conn.record, now)
             h = slot.holder
             if h is not None and h.end is None:
                 if now - h.t_last > idle2:
@@ -565,6 +583,9 @@ class Tracker:
             h = slot.holder
             if h is not None and h.end is None and not h.midlife and h.state == SYNCED:
                 self._sample(max(t_end - h.t0, 1e-6), 0)
+            for conn in slot.pending.values():
+                if conn.record is not None:
+                    self._settle(conn.record, t_end)
         for rec in self.collisions:
             rec["outcome"] = outcome(rec, t_end)
 
