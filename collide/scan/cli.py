@@ -208,7 +208,8 @@ def scan_command(captures, nodes, targets, port, time_wait, idle_timeout, cross_
         bad_input(str(exc))
     check_out(out_dir)
     np_range = _ports(nat_ports)
-    seed = 1 if seed is None else seed
+    from ..api import fresh_seed
+    seed = fresh_seed() if seed is None else seed      # printed with the result
     update, done = progress_bar("reading")
     try:
         obs = scan(captures, port=port, time_wait=time_wait, idle_timeout=idle_timeout,
