@@ -38,7 +38,16 @@ extensions = [
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,
-    )
+    ),
+    # the capture reader of `collide scan`: it parses untrusted files, so its bounds checks are
+    # written out in the source (every read is guarded by a length test) rather than left to DEBUG
+    Extension(
+        "collide.scan._reader",
+        ["collide/scan/_reader.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=compile_args,
+    ),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives, emit_linenums=bool(os.environ.get("COLLIDE_LINENUMS")),

@@ -210,7 +210,8 @@ def first_reset(seed, backend, fmt, replicates, start, workers, no_estimate, for
 
 # -- subcommands that live in their own modules ------------------------------------------------------------
 _LAZY = {"sweep": ("collide.cli_sweep", "sweep_command"), "plot": ("collide.cli_sweep", "plot_command"),
-         "report": ("collide.cli_report", "report_command"), "lab": ("collide.lab.cli", "lab_command")}
+         "report": ("collide.cli_report", "report_command"), "lab": ("collide.lab.cli", "lab_command"),
+         "scan": ("collide.scan.cli", "scan_command")}
 
 
 def _register_lazy():

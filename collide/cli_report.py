@@ -20,9 +20,12 @@ from .options import (backend_option, bad_input, check_size, force_option, handl
 @backend_option
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Processes for the simulations.")
+@click.option("--capture", "captures", multiple=True, metavar="CAPTURE", type=click.Path(),
+              help="A packet capture at the targets (repeatable): adds an \"Observed\" section; "
+                   "without --scenario/--config the scenario is the capture's (collide scan).")
 @force_option
 @handle_value_errors
-def report_command(out_dir, window, seed, backend, workers, force, **kw):
+def report_command(out_dir, window, seed, backend, workers, captures, force, **kw):
     """Write a risk report: verdict, mitigations, sensitivity, port headroom, how it was computed."""
     from .api import fresh_seed
     from .report import build_report
@@ -32,6 +35,13 @@ def report_command(out_dir, window, seed, backend, workers, force, **kw):
         kw.get(k) is None for k in ("rate", "duration", "horizon", "nodes", "targets", "nat_ips",
                                     "allocator", "on_collision", "cross_zone",
                                     "client_ip_preservation"))
+    observed = made = None
+    given_nodes = kw.get("nodes") is not None
+    if captures:                  # issue 17: what the captures show, beside the model
+        from .scan.report import observe
+        observed, made = observe(captures, kw, seed=1 if seed is None else seed, backend=backend)
+        if made is not None:
+            kw["config_path"] = str(made)
     s = pop_scenario(kw)
     if not (window > 0) or window != window or window == float("inf"):
         bad_input(f"--window {window}: must be a positive number of seconds")
@@ -55,7 +65,20 @@ def report_command(out_dir, window, seed, backend, workers, force, **kw):
         click.echo("interrupted: nothing written", err=True)
         sys.exit(130)
     done()
-    write_report(data, out, scenario_toml=s.to_toml())      # all or nothing (collide.files)
+    if observed is not None:
+        from .scan.report import observed_section
+        data["observed"] = observed_section(observed, s, given_nodes=given_nodes or made is None,
+                                            seed=seed, backend=backend)
+    toml = s.to_toml()
+    if made is not None and s.traffic.duration.dist == "empirical":
+        toml = toml.replace(f'"{s.traffic.duration.file}"', '"lifetimes.csv"')
+    extra = {}
+    if made is not None:          # the capture's lifetimes beside the scenario that names them
+        import shutil
+        if (made.parent / "lifetimes.csv").exists():
+            extra["lifetimes.csv"] = (made.parent / "lifetimes.csv").read_bytes()
+        shutil.rmtree(made.parent, ignore_errors=True)
+    write_report(data, out, scenario_toml=toml, extra_files=extra)   # all or nothing (files.py)
     v = data["verdict"]
     click.echo(f"risk {v['level']}: {v['collisions_per_hour']:.4g} collisions per hour "
                f"(95 % {v['collisions_per_hour_ci'][0]:.4g} – {v['collisions_per_hour_ci'][1]:.4g}); "

@@ -583,6 +583,9 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
              f"Allocation failures: {_span(page, 'allocation-failures')} "
              f"({fmt_pct(pt['allocation_failure_fraction'])} of connections). With client IP preservation "
              f"off, each node may hold at most {pt['node_limit_per_target']:,} live connections per target.</p>")
+    if data.get("observed"):      # collide report --capture (issue 17)
+        from .scan.report import observed_html
+        P.append(observed_html(data["observed"]))
     # 6. how computed
     P.append("<h2 id='s-how'>6. How it was computed</h2><ul>")
     P.extend(f"<li>{e(a)}</li>" for a in comp["assumptions"])
@@ -638,6 +641,9 @@ def render_md(data: dict, page: dict) -> str:
         lines[_head_at(lines):_head_at(lines)] = [f"- Delayed connects: {page['delayed-connects-per-hour']['text']} per hour; "
                         f"connect delay p50 {page['connect-delay-p50']['text']}, p99 "
                         f"{page['connect-delay-p99']['text']}"]
+    if data.get("observed"):      # collide report --capture (issue 17)
+        from .scan.report import observed_md
+        lines += observed_md(data["observed"])
     lines += ["", f"Reproduce: `{data['computed']['command']}`", ""]
     return "\n".join(lines)
 
@@ -654,8 +660,10 @@ def _jsonable(x):
     return x
 
 
-def write_report(data: dict, out_dir, scenario_toml: str | None = None) -> Path:
-    """Write the page, the summaries and the figures into out_dir (created; files replaced)."""
+def write_report(data: dict, out_dir, scenario_toml: str | None = None,
+                 extra_files: dict | None = None) -> Path:
+    """Write the page, the summaries and the figures into out_dir (created; files replaced), with
+    `extra_files` ({name: bytes}) beside them."""
     out = Path(out_dir)
     data = _jsonable(data)
     page = headline(data)
@@ -680,4 +688,6 @@ def write_report(data: dict, out_dir, scenario_toml: str | None = None) -> Path:
         (tmp / "summary.md").write_text(render_md(data, page), encoding="utf-8")
         if scenario_toml is not None:
             (tmp / "scenario.toml").write_text(scenario_toml, encoding="utf-8")
+        for name, blob in (extra_files or {}).items():
+            (tmp / name).write_bytes(blob)
     return out

@@ -66,7 +66,8 @@ def format_table(r: dict) -> str:
         f"{r['port_min']}-{r['port_max']}), cross-zone {'on' if r['cross_zone'] else 'off'}, "
         f"{r['client_addresses']} client addresses",
         f"load: {r['rate_driven']:g} connections/s for {r['seconds']:g} s, {d['dist']} lifetimes "
-        f"(mean {d['mean']:g} s), cold start, seed {r['seed']}",
+        f"(mean {d['mean']:g} s), cold start, seed {r['seed']}; challenge ACKs routed to the "
+        f"{r['challenge_ack_routing']} connection's client",
         "",
         f"  connections              {r['connections']}",
         f"  measured collisions      {r['measured_collisions']}   (first SYNs meeting a connection "
@@ -96,6 +97,9 @@ def format_table(r: dict) -> str:
         lines.append(f"  median connect time of colliding connects {r['collision_connect_s_median']:.2f} s"
                      + (f" (model, delay-new with Linux SYN retries: {r['model_connect_delay_p50_s']:g} s)"
                         if r.get("model_connect_delay_p50_s") is not None else ""))
+    if r.get("captures"):
+        lines.append(f"captures: {len(r['captures'])} files, e.g. {r['captures'][0]} "
+                     f"(collide scan {' '.join(r['captures'][:1])} ...)")
     for n in r["notes"]:
         lines.append(f"note: {n}")
     return "\n".join(lines)
@@ -121,24 +125,35 @@ def format_table(r: dict) -> str:
 @click.option("--seed", type=int, help="Seed of the load's random draws (default: fresh, printed).")
 @click.option("--keep-logs", type=click.Path(file_okay=False), metavar="DIR",
               help="Copy the raw logs (conntrack events, server and client logs) to DIR.")
+@click.option("--challenge-ack", "routing", type=click.Choice(["older", "new"]), default="older",
+              show_default=True,
+              help="Where a target's challenge ACK goes: older (the established connection's node: "
+                   "the new connect is delayed) or new (the latest SYN's node: the older "
+                   "connection is reset).")
+@click.option("--capture", "capture_dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Write each target's packets (tcpdump in its namespace) to DIR/target-<t>.pcap "
+                   "for `collide scan`.")
 @click.pass_context
 def lab_command(ctx, scenario_name, config, sets, rate, duration, nodes, targets, nat_ips, cross_zone,
-                seconds, nat, ports, fmt, seed, keep_logs):
+                seconds, nat, ports, fmt, seed, keep_logs, routing, capture_dir):
     """Reproduce collisions on this machine's kernel (network namespaces; needs root)."""
     try:
         s = _resolve(scenario_name, config, sets, {
             "traffic.rate": rate, "traffic.duration.mean": duration, "load_balancer.nodes": nodes,
             "load_balancer.targets": targets, "nat.ips": nat_ips})
-        if keep_logs is not None:            # the place for the logs, before the run
-            from ..files import check_output_dir
+        from ..files import check_output_dir
+        if keep_logs is not None:            # the places for the logs and captures, before the run
             check_output_dir(keep_logs, "--keep-logs")
+        if capture_dir is not None:
+            check_output_dir(capture_dir, "--capture")
 
         def progress(message: str) -> None:      # JSON keeps stderr to what the user must know
             if fmt == "table" or "scaled down" in message or "removed" in message:
                 click.echo(message, err=True)
 
         result = run_lab(s, seconds, cross_zone=cross_zone, nat=nat, progress=progress, seed=seed,
-                         port_range=_ports(ports), keep_logs=keep_logs)
+                         port_range=_ports(ports), keep_logs=keep_logs, routing=routing,
+                         capture_dir=capture_dir)
     except LabUnavailable as exc:            # no root, a missing package: the machine's
         _fail(ctx, str(exc), 3)
         return

@@ -182,12 +182,17 @@ def check_environment() -> None:
 def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str = "random",
             progress=None, *, seed: int | None = None, port_range: tuple[int, int] | None = None,
             clients: int | None = None, keep_logs: str | Path | None = None,
-            max_rate: float = MAX_RATE) -> dict:
+            max_rate: float = MAX_RATE, routing: str = "older",
+            capture_dir: str | Path | None = None) -> dict:
     """Run `scenario` on the kernel for `seconds` of load and compare with the model (docs/model.md §4.6).
 
     `cross_zone` None keeps the scenario's setting; `nat` is "random" (fully-random SNAT; the model's
     `random` allocator) or "preserve" (port-preserving SNAT in front of Linux clients; `linux`).
-    `port_range` narrows the NAT's ports (the model uses the same). Returns a JSON-ready dict.
+    `port_range` narrows the NAT's ports (the model uses the same). `routing`: where a target's
+    challenge ACK goes, "older" (the established socket's node: the new connect is delayed) or
+    "new" (the node of the latest SYN: the older connection is reset). `capture_dir`: tcpdump runs
+    in each target's namespace and writes `target-<t>.pcap` there (`collide scan` reads them).
+    Returns a JSON-ready dict.
     """
     from ..scenario import Scenario
     t_start = time.time()
@@ -210,8 +215,19 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
     n_clients = clients or (min(s.traffic.clients, 16) if nat == "preserve"
                             else max(2, min(s.traffic.clients, 8)))
     topo = Topology(nodes=lb.nodes, zone_targets=lb.zone_targets, nat_ips=s.nat.ips, clients=n_clients,
-                    cross_zone=cz, nat=nat, port_min=pmin, port_max=pmax, ip_choice=s.nat.ip_choice)
+                    cross_zone=cz, nat=nat, port_min=pmin, port_max=pmax, ip_choice=s.nat.ip_choice,
+                    routing=routing)
     check_environment()
+    captures: list[str] = []
+    if capture_dir is not None:
+        if shutil.which("tcpdump") is None:
+            raise LabConfigError("collide lab --capture needs the Debian package tcpdump "
+                                 "(apt-get install -y tcpdump)")
+        cdir = Path(capture_dir)
+        if cdir.exists() and not cdir.is_dir():
+            raise LabConfigError(f"--capture {capture_dir}: exists and is not a directory")
+        cdir.mkdir(parents=True, exist_ok=True)
+        captures = [str(cdir / f"target-{t}.pcap") for t in range(topo.targets)]
 
     notes: list[str] = []
     D = s.traffic.duration.mean
@@ -284,6 +300,23 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
                  "conntrack", "-E", "-e", "NEW", "-p", "tcp", "-o", "timestamp", "-b", "8388608"],
                 stdout=f, stderr=subprocess.DEVNULL)
             f.close()
+        # packet captures at the targets: tcpdump in each backend namespace, headers only
+        dumps = []
+        for t, path in enumerate(captures):
+            err = open(workdir / f"tcpdump-{t}.err", "w")
+            dumps.append(procs.start(
+                ["timeout", "-s", "TERM", str(int(seconds + 120)), "ip", "netns", "exec",
+                 topo.backend_ns(t), "tcpdump", "-i", "any", "-n", "-s", "128", "-U", "-Z", "root",
+                 "--immediate-mode", "-w", path, "tcp", "port", str(PORT)],
+                stdout=subprocess.DEVNULL, stderr=err))
+            err.close()
+        for t, p in enumerate(dumps):
+            t_end = time.time() + 10
+            while "listening on" not in (workdir / f"tcpdump-{t}.err").read_text():
+                if p.poll() is not None or time.time() > t_end:
+                    raise LabError(f"tcpdump in target {t}'s namespace did not start: "
+                                   + (workdir / f"tcpdump-{t}.err").read_text().strip()[:200])
+                time.sleep(0.05)
         _wait_file(workdir / "servers.ready", srv, 10)
         time.sleep(0.4)   # let the listeners subscribe
         for name, p in listeners.items():
@@ -301,6 +334,16 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
         _say(progress, f"lab: {rate:g} connections/s for {seconds:g} s "
                        f"({s.traffic.duration.dist} lifetimes, mean {D:g} s)")
         load = procs.start([sys.executable, str(HERE / "load.py"), str(workdir / "load.json")])
+        if dumps:
+            # stop the captures in the load's grace period, before its exit closes the sockets
+            # still open: those connections are then censored at the capture's end, as they are
+            # in any real capture, instead of ending all at once
+            try:
+                load.wait(max(0.5, seconds + GRACE_S - 0.5))
+            except subprocess.TimeoutExpired:
+                pass
+            for p in dumps:
+                procs.stop(p)
         try:
             load.wait(seconds + GRACE_S + 30)
         except subprocess.TimeoutExpired:
@@ -411,6 +454,12 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
         "port_min": pmin,
         "port_max": pmax,
         "model_allocator": m.nat.allocator,
+        "challenge_ack_routing": routing,
+        "model_outcome": "delay-new" if routing == "older" else "reset-existing",
+        "captures": captures,
+        # the lifetimes the load drew (what a capture's lifetime estimate should find)
+        "lifetime_mean_s": (sum(r["life"] for r in load_recs if r.get("life") is not None)
+                            / max(1, sum(1 for r in load_recs if r.get("life") is not None))),
         "seed": seed,
         "notes": notes,
         "elapsed_s": round(time.time() - t_start, 2),

@@ -113,6 +113,11 @@ class Topology:
     port_min: int = 1024
     port_max: int = 65535
     ip_choice: str = "per-connection"    # NAT public IP: per connection, or per client address
+    #: where a target's challenge ACK goes: "older" (the established socket's node: the older
+    #: client gets it, the new connect is delayed) or "new" (the node the latest SYN of that
+    #: 4-tuple came through, as a return path by packet: the new client answers with an RST that
+    #: resets the older connection)
+    routing: str = "older"
     tag: str = field(default_factory=lambda: str(os.getpid()))
     created: list[str] = field(default_factory=list)
 
@@ -129,6 +134,8 @@ class Topology:
             raise LabConfigError(f"nat.ips = {self.nat_ips}: the lab builds 1..{MAX_NAT_IPS} NAT addresses")
         if not 1 <= self.clients <= MAX_CLIENT_ADDRS:
             raise LabConfigError(f"clients = {self.clients}: 1..{MAX_CLIENT_ADDRS} client addresses")
+        if self.routing not in ("older", "new"):
+            raise LabConfigError(f"--challenge-ack {self.routing!r}: allowed: older, new")
         if self.nat not in ("random", "preserve"):
             raise LabConfigError(f"--nat {self.nat!r}: allowed: random, preserve")
         if not 1024 <= self.port_min <= self.port_max <= 65535 or self.port_max - self.port_min < 15:
@@ -253,7 +260,7 @@ class Topology:
             f"    oifname != \"x*\" accept\n{pick}\n"
             "  }\n}\n")
         self._nft(self.nat_ns, rules)
-        self._sysctl(self.nat_ns, {"net.ipv4.ip_forward": 1, **_CT_TIMEOUTS})
+        self._sysctl(self.nat_ns, {"net.ipv4.ip_forward": 1, **_CT_TIMEOUTS, **self._liberal()})
 
     def _node(self, j: int) -> None:
         ns = self.node_ns(j)
@@ -275,7 +282,7 @@ class Topology:
             f"    iifname \"up0\" ip daddr {node_ip(j)} tcp dport {PORT} {dnat}\n"
             "  }\n}\n")
         self._nft(ns, rules)
-        self._sysctl(ns, {"net.ipv4.ip_forward": 1, **_CT_TIMEOUTS})
+        self._sysctl(ns, {"net.ipv4.ip_forward": 1, **_CT_TIMEOUTS, **self._liberal()})
 
     def _backend(self, t: int) -> None:
         ns = self.backend_ns(t)
@@ -291,12 +298,31 @@ class Topology:
         # through the node the connection came in on; kernel replies without a socket copy the mark
         self._sysctl(ns, {"net.ipv4.tcp_fwmark_accept": 1, "net.ipv4.fwmark_reflect": 1})
         pairs = ", ".join(f"\"n{j}\" : {j + 1}" for j in range(self.nodes))
+        by_packet = ""
+        if self.routing == "new":
+            # the 4-tuple's conntrack entry remembers the node of its latest SYN (a SYN on an
+            # established entry is "ignored" by conntrack but keeps its entry), and every packet
+            # the target sends on it, the established socket's challenge ACK included, is routed
+            # back through that node (RSTs the kernel sends for a dead socket keep the mark of the
+            # packet they answer, so a reset connection's client hears of it)
+            by_packet = (
+                "    tcp flags & (syn | ack) == syn ct mark set meta mark\n"
+                "  }\n"
+                "  chain out {\n    type route hook output priority mangle; policy accept;\n"
+                "    tcp flags & rst == 0 ct mark != 0 meta mark set ct mark\n")
         rules = (
             "table ip collide_lab {\n"
             "  chain pre {\n    type filter hook prerouting priority mangle; policy accept;\n"
             f"    meta mark set iifname map {{ {pairs} }}\n"
+            + by_packet +
             "  }\n}\n")
         self._nft(ns, rules)
+
+    def _liberal(self) -> dict:
+        """With the challenge ACK routed to the new client, the NAT and the node see an ACK on a
+        SYN_SENT entry and an RST whose sequence number belongs to the older connection: conntrack
+        must pass them with their entry (translated), as a load balancer's flow table does."""
+        return {"net.netfilter.nf_conntrack_tcp_be_liberal": 1} if self.routing == "new" else {}
 
     # -- teardown -----------------------------------------------------------------------------
     def teardown(self) -> list[str]:

@@ -1,0 +1,394 @@
+"""`collide scan`: find the collisions in a user's own packet captures, describe the traffic as a
+scenario, and hold the model's prediction against what was seen (issue 17, docs/scan.md).
+
+    >>> from collide.scan import scan
+    >>> obs = scan(["target-0.pcap", "target-1.pcap"], port=6000)
+    >>> obs.collisions, obs.rate_per_s, obs.lifetime["mean_s"]
+    >>> result = obs.verdict(nodes=3, targets=6, seed=1)
+"""
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import describe
+from .capture import CaptureInputError, Merged, check
+from .track import Tracker
+
+__all__ = ["scan", "Observation", "CaptureInputError", "SCHEMA_VERSION", "ScanInputError"]
+
+SCHEMA_VERSION = 1
+#: Linux's SYN retransmission times after the first SYN (initial RTO 1 s, doubling).
+LINUX_SYN_RETRIES = [1.0, 3.0, 7.0, 15.0, 31.0, 63.0]
+
+
+class ScanInputError(ValueError):
+    """A flag value that cannot work; one line."""
+
+
+def _addr(merged: Merged, value: int) -> str:
+    if value < (1 << 32):
+        return str(ipaddress.IPv4Address(value))
+    return str(ipaddress.IPv6Address(merged.addresses6[value - (1 << 32)]))
+
+
+def _endpoint(merged: Merged, packed: int) -> str:
+    ip = _addr(merged, packed >> 16)
+    return (f"[{ip}]" if ":" in ip else ip) + f":{packed & 0xFFFF}"
+
+
+def _service_ports(first: dict, port: int | None) -> set[int]:
+    """The listening ports: --port, else the ports pure SYNs went to in the first chunk, else the
+    port on one side of the most packets."""
+    if port:
+        return {int(port)}
+    import numpy as np
+    syn = (first["flags"] & 0x12) == 0x02
+    if syn.any():
+        ports, counts = np.unique(first["dport"][syn], return_counts=True)
+        top = counts.max()
+        # the ports that got a real share of the SYNs (not a stray ssh login)
+        return {int(p) for p, c in zip(ports, counts) if c >= max(1, top // 20)}
+    sa = (first["flags"] & 0x12) == 0x12
+    if sa.any():
+        ports, counts = np.unique(first["sport"][sa], return_counts=True)
+        return {int(ports[counts.argmax()])}
+    both = np.concatenate([first["sport"], first["dport"]])
+    ports, counts = np.unique(both, return_counts=True)
+    return {int(ports[counts.argmax()])}
+
+
+@dataclass
+class Observation:
+    """What the captures show (issue 17): counts, the collisions with their evidence, the traffic."""
+    files: list
+    formats: list
+    side: str
+    side_reason: str
+    ports: list
+    packets: int
+    tcp_packets: int
+    t_first: float | None
+    t_last: float | None
+    window: tuple
+    counts: dict
+    collisions_list: list
+    time_wait_list: list
+    stale_list: list
+    lifetime: dict
+    rate_per_s: float
+    schedule: list
+    sources: dict
+    targets: dict
+    nat_ips: int
+    nat_k_eff: float
+    port_min: int
+    port_max: int
+    port_how: str
+    server_close_fraction: float | None
+    warmup: object
+    notes: list
+    truncated: list
+    elapsed_s: float
+    live_peak: int
+    time_wait: float
+    idle_timeout: float
+    reader_counts: dict = field(default_factory=dict)
+    unlisted_outcomes: dict = field(default_factory=lambda: {"reset-existing": 0,
+                                                             "delay-new": 0, "unknown": 0})
+
+    # -- headline numbers -------------------------------------------------------------------
+    @property
+    def connections(self) -> int:
+        return self.counts["arrivals"]
+
+    @property
+    def collisions(self) -> int:
+        return self.counts["collisions"]
+
+    @property
+    def time_wait_hits(self) -> int:
+        return self.counts["time_wait_hits"]
+
+    @property
+    def span_s(self) -> float:
+        return self.window[1] - self.window[0]
+
+    @property
+    def outcomes(self) -> dict:
+        """Over every collision: those listed, and those past the list (decided as they ended)."""
+        out = dict(self.unlisted_outcomes)
+        for r in self.collisions_list:
+            if r["kind"] == "collision":
+                out[r["outcome"]] = out.get(r["outcome"], 0) + 1
+        return out
+
+    # -- the scenario -------------------------------------------------------------------------
+    def scenario(self, *, nodes: int | None = None, targets: int | None = None,
+                 cross_zone: bool | None = None, nat_ports: tuple | None = None,
+                 lifetimes_dir: str | None = None, on_collision: str | None = None):
+        """The scenario this traffic makes, with what a capture cannot show from the flags
+        (defaults where missing: nodes 3, targets as seen, cross-zone on). Writes the lifetimes
+        file into `lifetimes_dir` (a temporary directory if None)."""
+        from ..scenario import Scenario
+        seen = max(1, len(self.targets))
+        b = int(targets) if targets else seen
+        rate = max(self.rate_per_s, 1e-9) * b / seen
+        d = lifetimes_dir or tempfile.mkdtemp(prefix="collide-scan-")
+        if self.lifetime.get("values"):
+            write_lifetimes(Path(d) / "lifetimes.csv", self.lifetime["values"])
+            duration = {"dist": "empirical", "file": "lifetimes.csv", "column": "duration_s"}
+        else:
+            duration = {"dist": "exponential", "mean": self.lifetime.get("lower_bound_s") or 1.0}
+        pmin, pmax = nat_ports or (self.port_min, self.port_max)
+        traffic = {"rate": rate, "duration": duration, "horizon": max(self.span_s, 1e-3),
+                   "warmup": self.warmup, "clients": max(1, min(len(self.sources), 10_000_000))}
+        if self.schedule:
+            traffic["schedule"] = [[s, r * b / seen] for s, r in self.schedule]
+        if on_collision is None:
+            oc = self.outcomes
+            on_collision = "delay-new" if oc["delay-new"] > oc["reset-existing"] else "reset-existing"
+        n = int(nodes) if nodes else 3
+        target = {"time_wait": self.time_wait,
+                  "server_close_fraction": self.server_close_fraction or 0.0,
+                  "on_collision": on_collision}
+        if on_collision == "delay-new":
+            target["syn_retries"] = LINUX_SYN_RETRIES
+        cz = True if cross_zone is None else bool(cross_zone)
+        if not cz and b < n:
+            b = n
+        data = {"traffic": traffic,
+                "nat": {"ips": self.nat_ips, "port_min": pmin, "port_max": pmax,
+                        "per_destination_limit": min(55000, pmax - pmin + 1)},
+                "load_balancer": {"nodes": n, "targets": b, "cross_zone": cz},
+                "target": target}
+        return Scenario.from_dict(data, base_dir=d)
+
+    def verdict(self, *, nodes: int | None, targets: int | None = None,
+                cross_zone: bool | None = None, nat_ports=None, all_allocators: bool = False,
+                seed: int = 1, backend: str = "cython", progress=None,
+                lifetimes_dir: str | None = None) -> dict:
+        """Prediction and verdict (None entries and a `missing` message without --nodes)."""
+        from .verdict import ENVELOPE, predict, verdict
+        s = self.scenario(nodes=nodes, targets=targets, cross_zone=cross_zone,
+                          nat_ports=nat_ports, lifetimes_dir=lifetimes_dir)
+        seen = max(1, len(self.targets))
+        share = min(1.0, seen / s.load_balancer.total_targets)
+        missing = []
+        if not nodes:
+            missing.append("--nodes N: a capture cannot show how many load-balancer nodes there "
+                           "are (AWS NLB: one per enabled availability zone); no prediction without it")
+        if cross_zone is None:
+            missing.append("--cross-zone/--no-cross-zone: not visible in a capture; assumed on")
+        if not targets:
+            missing.append(f"--targets B: assumed the {seen} target(s) seen are all there are")
+        out = {"scenario": s, "missing": missing, "share": share, "predictions": None,
+               "verdict": None, "seed": seed}
+        if not nodes or self.side == "client":
+            return out
+        names = ENVELOPE if all_allocators else ("random",)
+        p = predict(s, share=share, seed=seed, backend=backend, allocators=names,
+                    progress=progress)
+        out["predictions"] = p
+        out["verdict"] = verdict(self.collisions, p, s)
+        return out
+
+    # -- JSON -----------------------------------------------------------------------------------
+    def to_dict(self, result: dict | None = None) -> dict:
+        def clean(rec):
+            return {k: v for k, v in rec.items() if not k.startswith("_")}
+        lt = self.lifetime
+        d = {
+            "schema_version": SCHEMA_VERSION,
+            "files": self.files, "formats": self.formats,
+            "capture_side": self.side, "capture_side_reason": self.side_reason,
+            "ports": self.ports,
+            "packets": self.packets, "tcp_packets": self.tcp_packets,
+            "start": self.t_first, "end": self.t_last,
+            "window_s": self.span_s,
+            "connections": self.connections,
+            "collisions": self.collisions,
+            "time_wait_hits": self.time_wait_hits,
+            "stale": self.counts["stale"],
+            "retransmissions": self.counts["retransmissions"],
+            "moved_by_nat": self.counts["moved"],
+            "seen_mid_life": self.counts["midlife"],
+            "challenge_acks": self.counts["challenge_acks"],
+            "client_rsts": self.counts["client_rsts"],
+            "port_overlaps": self.counts["overlaps"] if self.side == "client" else None,
+            "outcomes": self.outcomes,
+            "rate_per_s": self.rate_per_s,
+            "schedule": self.schedule or None,
+            "lifetime_mean_s": lt.get("mean_s"),
+            "lifetime_median_s": lt.get("median_s"),
+            "lifetime_naive_mean_s": lt.get("naive_mean_s"),
+            "lifetime_sample": {"n": lt.get("n", 0), "ended": lt.get("ended", 0),
+                                "censored": lt.get("censored", 0)},
+            "server_close_fraction": self.server_close_fraction,
+            "sources": len(self.sources) + self.counts.get("other_sources", 0),
+            "nat_ips": self.nat_ips, "nat_k_eff": self.nat_k_eff,
+            "nat_ports": [self.port_min, self.port_max], "nat_ports_how": self.port_how,
+            "targets_seen": sorted(self.targets),
+            "live_peak": self.live_peak,
+            "truncated": self.truncated,
+            "notes": self.notes,
+            "elapsed_s": self.elapsed_s,
+            "collisions_listed": [clean(r) for r in self.collisions_list],
+            "time_wait_listed": [clean(r) for r in self.time_wait_list[:1000]],
+            "stale_listed": [clean(r) for r in self.stale_list[:1000]],
+            "predicted_collisions": None, "predicted_interval": None, "predicted_range": None,
+            "predictions": None, "verdict": None, "missing": [], "scenario": None,
+        }
+        if result is not None:
+            d["missing"] = result["missing"]
+            d["scenario"] = result["scenario"].to_dict()
+            p = result["predictions"]
+            if p:
+                base = p.get("random") or next(iter(p.values()))
+                d["predicted_collisions"] = base["expected"]
+                d["predicted_interval"] = result["verdict"]["interval"]
+                d["predicted_range"] = [min(x["expected"] for x in p.values()),
+                                        max(x["expected"] for x in p.values())]
+                d["predictions"] = p
+                d["verdict"] = result["verdict"]["text"]
+                d["verdict_consider"] = result["verdict"]["consider"]
+                d["seed"] = result["seed"]
+        return d
+
+
+def write_lifetimes(path: Path, values) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("duration_s\n")
+        for v in values:
+            fh.write(f"{v:.6g}\n")
+
+
+def scan(paths, *, port: int | None = None, time_wait: float = 60.0, idle_timeout: float = 350.0,
+         side: str = "auto", progress: Callable[[float], None] | None = None,
+         sample: int = 100_000, keep: int = 10_000, chunk: int = 262144,
+         prefilter: bool = True) -> Observation:
+    """Read the captures (merged in time order) and follow every 4-tuple; see the module doc."""
+    t0 = time.perf_counter()
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise CaptureInputError("CAPTURE: give at least one capture file")
+    formats = [check(p) for p in paths]
+    merged = Merged(paths, port=port or 0, chunk=chunk)
+    try:
+        stream = merged.chunks(progress)
+        first = next(stream, None)
+        notes: list[str] = []
+        if first is None:
+            ports = {int(port)} if port else set()
+        else:
+            ports = _service_ports(first, port)
+        # where the capture was taken: link-layer direction of the SYNs, when the file has it
+        side_used, reason = side, "given"
+        if side == "auto":
+            side_used, reason = "target", "assumed (no direction in the link layer)"
+            if first is not None:
+                import numpy as np
+                syn = (first["flags"] & 0x12) == 0x02
+                dirs = np.bincount(first["dirn"][syn], minlength=3) if syn.any() else [0, 0, 0]
+                if dirs[1] + dirs[2] > 0:
+                    if dirs[2] > dirs[1]:
+                        side_used = "client"
+                        reason = "the SYNs leave this host (link-layer direction)"
+                    else:
+                        reason = "the SYNs arrive at this host (link-layer direction)"
+        tr = Tracker(ports, time_wait=time_wait, idle_timeout=idle_timeout, side=side_used,
+                     sample=sample, keep=keep, prefilter=prefilter)
+        if first is not None:
+            tr.feed(first)
+            for ch in stream:
+                tr.feed(ch)
+        tr.finish()
+    finally:
+        merged.close()
+    readers = merged.readers
+    packets = sum(r.packets for r in readers)
+    tcp = sum(r.tcp for r in readers)
+    truncated = [{"file": p, "bytes": r.truncated_bytes} for p, r in zip(paths, readers)
+                 if r.truncated]
+    for t in truncated:
+        notes.append(f"{t['file']}: the last record is cut short ({t['bytes']} bytes): "
+                     "ignored, the rest used")
+    other_port = sum(r.other_port for r in readers)
+    if port and tcp == 0 and other_port > 0:
+        raise CaptureInputError(f"--port {port}: no TCP packets to or from it in "
+                                f"{', '.join(paths)} ({other_port:,} TCP packets on other ports); "
+                                "give the targets' listening port, or leave --port out")
+    if packets > 0 and tcp == 0:
+        what = f" to or from port {port}" if port else ""
+        raise CaptureInputError(f"CAPTURE {', '.join(paths)}: no TCP packets{what} among "
+                                f"{packets:,} packets; expected a capture of the targets' TCP "
+                                "traffic")
+    if tcp > 0 and tr.c["packets"] - tr.c["other_port"] == 0:
+        raise CaptureInputError(f"--port {port}: no TCP packets to or from it")
+    if side_used == "client":
+        notes.append("taken at a client or NAT, not at a target: collisions happen at the target "
+                     "and cannot be counted here; shown: ports live towards two load-balancer "
+                     "addresses at once, and challenge-ACK symptoms")
+    if packets == 0:
+        notes.append("the capture holds no packets: a quiet capture (zero)")
+    elif tr.c["syns"] == 0:
+        notes.append("no SYN in the capture: no new connection, so no collision (zero)")
+    # describe the traffic
+    c = tr.c
+    w0, w1, wnotes = describe.window(tr.t_first, tr.t_last, tr.first_arrival, tr.last_arrival,
+                                     c["arrivals"])
+    notes += wnotes
+    span = w1 - w0
+    rate = c["arrivals"] / span if span > 0 else 0.0
+    sched = describe.schedule(tr.arrival_bins, w0, w1, c["arrivals"])
+    if sched:
+        notes.append(f"the rate moves: {len(sched)} segments (traffic.schedule)")
+    life = describe.lifetime_law(tr.sample)
+    ips, k_eff, nnotes = describe.nat_ips(tr.sources, tr.other_sources)
+    notes += nnotes
+    pmin, pmax, phow = describe.port_range(tr.port_min, tr.port_max, c["arrivals"])
+    closed = c["server_close"] + c["client_close"]
+    scf = c["server_close"] / closed if closed else None
+    if c["midlife"]:
+        warm = "auto"
+    else:
+        warm = 0.0
+    if c["evicted"]:
+        notes.append(f"{c['evicted']:,} connections idle more than {2 * idle_timeout:g} s were "
+                     "dropped from memory (lifetimes censored at their last packet)")
+    targets = {_endpoint(merged, k): v for k, v in tr.targets.items()}
+    sources = {_addr(merged, k): v for k, v in tr.sources.items()}
+
+    def fix(rec):
+        k = rec["_key"]
+        cl, tg = k >> 49, k & ((1 << 49) - 1)
+        rec["client"] = _endpoint(merged, cl)
+        rec["target"] = _endpoint(merged, tg)
+        mv = rec.get("moved_to")
+        if mv and "_key" in mv:
+            rec["moved_to"] = {"time": mv["time"], "client": _endpoint(merged, mv["_key"] >> 49)}
+        return rec
+    for lst in (tr.collisions, tr.tw_hits, tr.stale_hits):
+        for rec in lst:
+            fix(rec)
+    rc = {k: sum(getattr(r, k) for r in readers) for k in
+          ("non_tcp", "other_link", "fragments", "short", "no_timestamp", "other_port")}
+    return Observation(
+        files=paths, formats=formats, side=side_used, side_reason=reason,
+        ports=sorted(ports), packets=packets, tcp_packets=tcp, t_first=tr.t_first,
+        t_last=tr.t_last, window=(w0, w1), counts=dict(c, other_sources=tr.other_sources),
+        collisions_list=tr.collisions,
+        time_wait_list=tr.tw_hits, stale_list=tr.stale_hits, lifetime=life, rate_per_s=rate,
+        schedule=sched, sources=sources, targets=targets, nat_ips=ips, nat_k_eff=k_eff,
+        port_min=pmin, port_max=pmax, port_how=phow, server_close_fraction=scf, warmup=warm,
+        notes=notes + ([f"collisions past the first {keep:,} are counted but not listed"]
+                       if c["collisions"] > keep else []),
+        truncated=truncated, elapsed_s=time.perf_counter() - t0,
+        live_peak=tr.live_peak, time_wait=time_wait, idle_timeout=idle_timeout, reader_counts=rc,
+        unlisted_outcomes=dict(tr.unlisted_outcomes))

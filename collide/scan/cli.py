@@ -1,0 +1,255 @@
+"""`collide scan CAPTURE...`: the collisions in a capture, the traffic as a scenario, the verdict."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from ..options import BadInput, backend_option, bad_input, format_option, progress_bar, seed_option
+
+
+def _ports(text):
+    if text is None:
+        return None
+    try:
+        lo, hi = (int(x) for x in text.split("-"))
+    except ValueError:
+        bad_input(f"--nat-ports {text!r}: expected MIN-MAX, e.g. 1024-65535")
+    if not 1 <= lo <= hi <= 65535:
+        bad_input(f"--nat-ports {text!r}: need 1 <= MIN <= MAX <= 65535")
+    return lo, hi
+
+
+def check_out(out: str | None) -> None:
+    """--out DIR: a directory, or a path where one can be made; checked before any work."""
+    if out is None:
+        return
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        bad_input(f"--out {out}: exists and is not a directory; give a directory for "
+                  "scenario.toml and lifetimes.csv")
+    q = p
+    while not q.exists():
+        q = q.parent
+    if not q.is_dir() or not os.access(q, os.W_OK | os.X_OK):
+        bad_input(f"--out {out}: {q} is not a writable directory; give a directory you can write")
+
+
+def write_out(out: str, obs, result) -> list[str]:
+    """scenario.toml + lifetimes.csv, written whole or not at all (a temporary directory, then
+    renamed into place)."""
+    dest = Path(out)
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".collide-scan-", dir=dest))
+    try:
+        s = obs.scenario(nodes=result["nodes"], targets=result["targets"],
+                         cross_zone=result["cross_zone"], nat_ports=result["nat_ports"],
+                         lifetimes_dir=str(tmp))
+        text = s.to_toml()
+        if s.traffic.duration.dist == "empirical":
+            text = text.replace(repr(s.traffic.duration.file).replace("'", '"'), '"lifetimes.csv"')
+        head = ["# made by `collide scan` from " + ", ".join(os.path.basename(f) for f in obs.files),
+                f"# {obs.connections:,} connections over {obs.span_s:.6g} s; "
+                f"{obs.collisions:,} collisions seen"]
+        for m in result["missing"]:
+            head.append("# " + m.replace("--nodes N", "load_balancer.nodes").replace(
+                "no prediction without it", "set load_balancer.nodes (3 is a placeholder)"))
+        (tmp / "scenario.toml").write_text("\n".join(head) + "\n\n" + text, encoding="utf-8")
+        written = ["scenario.toml"]
+        if (tmp / "lifetimes.csv").exists():
+            written.append("lifetimes.csv")
+        for name in written:
+            os.replace(tmp / name, dest / name)
+        return [str(dest / n) for n in written]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _f(x, digits=3):
+    from ..cli import _num          # the command line's number format (imported late: cli loads us)
+    return _num(x, digits)
+
+
+def _t(rel):
+    if rel is None:
+        return "-"
+    if rel < 1e-3:
+        return f"+{rel * 1e6:.0f} us"
+    return f"+{rel * 1000:.1f} ms" if rel < 1 else f"+{rel:.2f} s"
+
+
+def format_table(d: dict, listed: int = 10) -> str:
+    rows = []
+    files = d["files"]
+    fmts = sorted(set(d["formats"]))
+    rows.append(("capture", f"{len(files)} file(s), {'/'.join(fmts)}, {d['packets']:,} packets "
+                            f"({d['tcp_packets']:,} TCP), {d['window_s']:.4g} s of traffic; taken "
+                            f"at the {d['capture_side']}s ({d['capture_side_reason']})"))
+    rows.append(("targets", f"{len(d['targets_seen'])} seen: " + ", ".join(d["targets_seen"][:6])
+                            + (" ..." if len(d["targets_seen"]) > 6 else "")))
+    sched = d["schedule"]
+    rate = f"{_f(d['rate_per_s'])} new connections/s" + (
+        f" (moving: {len(sched)} segments, " + ", ".join(
+            f"{r:.3g}/s from {s:g} s" for s, r in sched[:4]) + (" ..." if len(sched) > 4 else "")
+        + ")" if sched else " (steady)")
+    rows.append(("traffic", f"{d['connections']:,} connections, {rate}"))
+    ls = d["lifetime_sample"]
+    rows.append(("lifetimes", f"mean {_f(d['lifetime_mean_s'])} s, median "
+                              f"{_f(d['lifetime_median_s'])} s (Kaplan-Meier over {ls['n']:,}: "
+                              f"{ls['censored']:,} censored; completed only: "
+                              f"{_f(d['lifetime_naive_mean_s'])} s)"))
+    scf = d["server_close_fraction"]
+    rows.append(("closes", "-" if scf is None else f"target closes first {scf:.1%}"))
+    rows.append(("sources", f"{d['sources']:,} address(es) -> NAT IPs {d['nat_ips']}; client "
+                            f"ports {d['nat_ports'][0]}-{d['nat_ports'][1]} ({d['nat_ports_how']})"))
+    rows.append(("SYNs", f"{d['connections']:,} new, {d['retransmissions']:,} retransmissions, "
+                         f"{d['moved_by_nat']:,} moved to another port by the NAT, "
+                         f"{d['seen_mid_life']:,} connections seen mid-life"))
+    oc = d["outcomes"]
+    if d["capture_side"] == "client":
+        rows.append(("port overlaps", f"{d['port_overlaps']:,} SYNs from an ip:port live towards "
+                                      "another load-balancer address at that moment"))
+        rows.append(("symptoms", f"{d['challenge_acks']:,} SYNs answered by an ACK that does not "
+                                 f"acknowledge them (challenge ACKs); {d['client_rsts']:,} RSTs back"))
+    else:
+        rows.append(("collisions", f"{d['collisions']:,}  (reset-existing {oc['reset-existing']:,}, "
+                                   f"delay-new {oc['delay-new']:,}, unknown {oc['unknown']:,}); "
+                                   f"challenge ACKs {d['challenge_acks']:,}, client RSTs "
+                                   f"{d['client_rsts']:,}"))
+        rows.append(("TIME_WAIT hits", f"{d['time_wait_hits']:,}; stale holders (idle past the "
+                                       f"idle timeout) {d['stale']:,}"))
+    if d["predictions"]:
+        p = d["predictions"]
+        lo, hi = d["predicted_interval"]
+        parts = [f"{name} {_f(x['expected'])}" for name, x in p.items()]
+        rows.append(("predicted", f"{_f(d['predicted_collisions'])} for the targets captured "
+                                  f"(99.9 % interval for the count {lo}-{hi}; "
+                                  + ", ".join(parts) + ")"))
+        rows.append(("verdict", d["verdict"] + (
+            "" if d["verdict"].startswith("the NAT") else " -- consider: "
+            + "; ".join(d.get("verdict_consider", [])))))
+    for m in d["missing"]:
+        rows.append(("needs", m))
+    for n in d["notes"]:
+        rows.append(("note", n))
+    rows.append(("run", f"{d['elapsed_s']:.3g} s" + (f", seed {d['seed']}" if d.get("seed") is not None
+                                                    else "")))
+    w = max(len(r[0]) for r in rows)
+    out = [f"  {k:<{w}}  {v}" for k, v in rows]
+    cl = [r for r in d["collisions_listed"] if r["kind"] == "collision"]
+    if cl and listed:
+        out += ["", f"  first {min(listed, len(cl))} of {d['collisions']:,} collisions:",
+                "  time (s)    client -> target                         holder age  challenge ACK"
+                "      client RST  older ends          retx  connect     outcome"]
+        t0 = d["start"] or 0.0
+        for r in cl[:listed]:
+            h = r["holder"] or {}
+            age = "mid-life" if h.get("since") is None else f"{r['time'] - h['since']:.2f} s"
+            ca = r["challenge_ack"]
+            cas = "-" if ca is None else _t(ca["after_s"]) + (" names older" if ca["names_older"]
+                                                               else "")
+            rst = "-" if r["client_rst"] is None else _t(r["client_rst"]["after_s"])
+            he = r["holder_end"]
+            hes = "-" if he is None else f"{_t(he['after_s'])} {he['how'].replace('reset-by-new-client', 'reset')}"
+            cd = "-" if r["connect_delay_s"] is None else f"{r['connect_delay_s']:.3g} s"
+            out.append(f"  {r['time'] - t0:<10.3f}  {r['client'] + ' -> ' + r['target']:<40} "
+                       f"{age:>10}  {cas:<17}  {rst:>10}  {hes:<18}  {r['syn_retransmissions']:>4}  "
+                       f"{cd:>8}  {r['outcome']}")
+    return "\n".join(out)
+
+
+@click.command("scan")
+@click.argument("captures", nargs=-1, metavar="CAPTURE...", type=click.Path(dir_okay=True))
+@click.option("--nodes", type=click.IntRange(1, 64), help="Load-balancer nodes (a capture cannot "
+              "show them; needed for the prediction).")
+@click.option("--targets", type=click.IntRange(1, 10_000_000),
+              help="Targets in all (default: those seen; a capture of some scales the rate).")
+@click.option("--port", type=click.IntRange(1, 65535), help="The targets' TCP port "
+              "(default: the ports SYNs went to).")
+@click.option("--time-wait", type=click.FloatRange(0, 3600), default=60.0, show_default=True,
+              metavar="S", help="The targets' TIME_WAIT length.")
+@click.option("--idle-timeout", type=click.FloatRange(1, 86400, min_open=False), default=350.0,
+              show_default=True, metavar="S",
+              help="Load balancer's and NAT's idle timeout: a holder idle longer is stale.")
+@click.option("--cross-zone/--no-cross-zone", default=None,
+              help="Cross-zone load balancing (not visible in a capture; default: assumed on).")
+@click.option("--nat-ports", metavar="MIN-MAX", help="The NAT's port range (default: from the "
+              "client ports seen).")
+@click.option("--side", type=click.Choice(["auto", "target", "client"]), default="auto",
+              show_default=True, help="Where the capture was taken (auto: from the link layer's "
+              "direction, else target).")
+@click.option("--out", "out_dir", metavar="DIR", type=click.Path(file_okay=True),
+              help="Write scenario.toml + lifetimes.csv for simulate/sweep/report --config.")
+@click.option("--all-allocators", is_flag=True,
+              help="Predict under random, sequential and linux NAT allocators: the envelope.")
+@click.option("--list", "listed", type=click.IntRange(0), default=10, show_default=True,
+              help="Collisions listed in the table.")
+@seed_option
+@backend_option
+@format_option
+def scan_command(captures, nodes, targets, port, time_wait, idle_timeout, cross_zone, nat_ports,
+                 side, out_dir, all_allocators, listed, seed, backend, fmt):
+    """Find the 4-tuple collisions in packet captures taken at the targets (pcap, pcapng), describe
+    the traffic as a scenario and hold the model's prediction against what was seen."""
+    from . import CaptureInputError, scan
+    from .capture import check
+    if not captures:
+        bad_input("CAPTURE: give one or more capture files (pcap or pcapng, tcpdump -w)")
+    try:
+        for c in captures:           # every file checked before any work
+            check(c)
+    except CaptureInputError as exc:
+        bad_input(str(exc))
+    check_out(out_dir)
+    np_range = _ports(nat_ports)
+    from ..api import fresh_seed
+    seed = fresh_seed() if seed is None else seed      # printed with the result
+    update, done = progress_bar("reading")
+    try:
+        obs = scan(captures, port=port, time_wait=time_wait, idle_timeout=idle_timeout,
+                   side=side, progress=update)
+    except CaptureInputError as exc:
+        done()
+        bad_input(str(exc))
+    except KeyboardInterrupt:
+        done()
+        click.echo("interrupted: nothing written", err=True)
+        sys.exit(130)
+    done()
+    update, done = progress_bar("predicting")
+    tmp = tempfile.mkdtemp(prefix="collide-scan-")
+    try:
+        res = obs.verdict(nodes=nodes, targets=targets, cross_zone=cross_zone, nat_ports=np_range,
+                          all_allocators=all_allocators, seed=seed, backend=backend,
+                          progress=update, lifetimes_dir=tmp)
+        done()
+        d = obs.to_dict(res)
+        d["seed"] = seed
+        if out_dir:
+            res.update(nodes=nodes, targets=targets, cross_zone=cross_zone, nat_ports=np_range)
+            d["written"] = write_out(out_dir, obs, res)
+    except KeyboardInterrupt:
+        done()
+        click.echo("interrupted: nothing written", err=True)
+        sys.exit(130)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if fmt == "json":
+        click.echo(json.dumps(d, indent=2, allow_nan=False, default=_json_default))
+    else:
+        click.echo(format_table(d, listed))
+        if d.get("written"):
+            click.echo(f"\n  wrote {', '.join(d['written'])}  (collide simulate --config "
+                       f"{Path(out_dir) / 'scenario.toml'})")
+
+
+def _json_default(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    raise TypeError(type(x).__name__)
