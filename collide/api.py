@@ -205,30 +205,32 @@ def pool_results(results: list) -> Result:
 
 
 def _replicated(scenario, seed, backend, estimate, progress, replicates, workers) -> Result:
-    tasks = [(scenario, seed, r, replicates, backend, estimate) for r in range(replicates)]
+    """R replicates, in order, on `workers` processes (collide.pool: they ignore Ctrl-C and die
+    with their parent). Ctrl-C keeps the replicates that finished, pooled and marked interrupted."""
+    from .pool import imap, process_pool, stop_pool, width
+    tasks = ((scenario, seed, r, replicates, backend, estimate) for r in range(replicates))
     results: list = []
-    workers = max(1, min(int(workers), replicates))
+    workers = width(workers, replicates)
+    interrupted = False
+    pool = process_pool(workers) if workers > 1 else None
     try:
-        if workers > 1:
-            from concurrent.futures import ProcessPoolExecutor
-            with ProcessPoolExecutor(workers) as pool:
-                for r in pool.map(_one_replicate, tasks):
-                    results.append(r)
-                    if progress:
-                        progress(len(results) / replicates)
-        else:
-            for task in tasks:
-                r = _one_replicate(task)
-                results.append(r)
-                if progress:
-                    progress(len(results) / replicates)
-                if not r.finished:
-                    break
+        it = imap(pool, _one_replicate, tasks, workers) if pool else map(_one_replicate, tasks)
+        for r in it:
+            results.append(r)
+            if progress:
+                progress(len(results) / replicates)
+            if not r.finished:
+                interrupted = True
+                break
     except KeyboardInterrupt:
-        if not results:
-            raise
-    return pool_results(results) if results[-1].finished or len(results) == 1 else \
-        dataclasses.replace(pool_results(results), finished=False)
+        interrupted = True
+    finally:
+        if pool is not None:
+            stop_pool(pool, interrupted)
+    if not results:
+        raise KeyboardInterrupt
+    pooled = pool_results(results)
+    return dataclasses.replace(pooled, finished=False) if interrupted else pooled
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import click
 
 from . import __version__
 from .errors import EXIT_INTERRUPTED, CollideError
-from .options import (backend_option, bad_input, check_size, force_option, format_option,
-                      handle_value_errors, pop_scenario, progress_bar, scenario_options, seed_option)
+from .options import (backend_option, bad_input, check_size, estimate_option, force_option,
+                      format_option, handle_value_errors, pop_scenario, progress_bar, scenario_options, seed_option)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -75,7 +75,10 @@ def _simulate_table(r) -> str:
     rows = [
         ("scenario", _describe(r.scenario)),
         ("measured", f"{_duration(r.horizon_s)}, {r.connections:,} connections "
-                     f"({'steady state' if r.scenario.traffic.warmup == 'auto' else 'from warm-up ' + str(r.scenario.traffic.warmup) + ' s'})"),
+                     f"({'steady state' if r.scenario.traffic.warmup == 'auto' else 'from warm-up ' + str(r.scenario.traffic.warmup) + ' s'}"
+                     + (f"; {r.replicates:,} replicates pooled" if r.replicates > 1 else "")
+                     + ("; INTERRUPTED: the part of the window that finished" if not r.finished else "")
+                     + ")"),
         ("collisions", f"{r.collisions:,}  ({_num(rate)} per hour"
                        + (f"; closed form {_num(a.collisions_per_hour)} per hour ({a.form})" if a else "")
                        + ")"),
@@ -84,14 +87,15 @@ def _simulate_table(r) -> str:
     ]
     if r.expected_collisions is not None:
         rows.append(("expected collisions", f"{_num(r.expected_collisions)} ± "
-                                            f"{_num(r.expected_collisions_se)} (conditional estimate)"))
+                                            f"{_num(r.expected_collisions_se)} (conditional estimate, "
+                                            f"{r.estimate})"))
     rows += [
         ("mean time to first reset", _duration(mean_first) + ("  (from the collision rate)" if mean_first else "")),
         ("first collision", _duration(r.first_collision_s) + " into the window" if r.first_collision_s is not None else "none"),
         ("resets (victims)", f"{r.reset_victims:,}"),
         ("failed connects", f"{r.failed_connects:,}"),
         ("allocation failures", f"{r.allocation_failures:,}  (peak {r.peak_live_per_destination:,} live "
-                                f"per destination of {r.scenario.nat.capacity:,})"),
+                                f"per destination of {r.scenario.nat.capacity:,}, at 101 instants)"),
         ("TIME_WAIT hits", f"{r.time_wait_hits:,}"),
     ]
     if r.delayed_connects or r.pending_connects:     # issue 7 items 1, 5: retried SYNs
@@ -101,7 +105,8 @@ def _simulate_table(r) -> str:
         rows.append(("connect delay p50/p99", f"{r.connect_delay_p50_s:g} s / "
                                               f"{r.connect_delay_p99_s:g} s"))
     rows += [
-        ("run", f"seed {r.seed}, backend {r.backend}, {r.elapsed_s:.3g} s"),
+        ("run", f"seed {r.seed}, backend {r.backend}, {r.elapsed_s:.3g} s"
+                + (f" on {r.replicates:,} replicates" if r.replicates > 1 else "")),
     ]
     return _table(rows)
 
@@ -132,22 +137,32 @@ def _allocators_table(ar) -> str:
 @seed_option
 @backend_option
 @format_option
-@click.option("--no-estimate", is_flag=True, help="Skip the conditional estimate (faster).")
+@estimate_option
+@click.option("--replicates", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Independent stationary replicates (streams SeedSequence(seed).spawn(R)), "
+                   "pooled; identical for any --workers.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes to spread the replicates over.")
 @click.option("--all-allocators", is_flag=True,
               help="Run under each NAT allocator (random, sequential, linux, eim) with one seed "
                    "and print the range.")
 @force_option
 @handle_value_errors
-def simulate(seed, backend, fmt, no_estimate, all_allocators, force, **kw):
+def simulate(seed, backend, fmt, estimate, replicates, workers, all_allocators, force, **kw):
     """Simulate a scenario: collisions, resets, TIME_WAIT hits, the closed form beside them."""
     from .api import fresh_seed, simulate as run, simulate_allocators
+    from .pool import width
     from .sizing import size_runs
     s = pop_scenario(kw)
-    check_size(size_runs("simulate", s, runs=4 if all_allocators else 1, backend=backend), force)
+    if all_allocators and replicates > 1:
+        bad_input(f"--all-allocators with --replicates {replicates}: give one")
+    workers = width(workers, replicates)        # no process without a replicate to run
+    runs = 4 if all_allocators else replicates
+    check_size(size_runs("simulate", s, runs=runs, workers=workers, backend=backend), force)
     seed = fresh_seed() if seed is None else seed
     update, done = progress_bar("simulating")
     if all_allocators:
-        ar = simulate_allocators(s, seed=seed, backend=backend, estimate=not no_estimate,
+        ar = simulate_allocators(s, seed=seed, backend=backend, estimate=estimate,
                                  progress=update)
         done()
         click.echo(json.dumps(ar.to_dict(), indent=2) if fmt == "json" else _allocators_table(ar))
@@ -156,7 +171,8 @@ def simulate(seed, backend, fmt, no_estimate, all_allocators, force, **kw):
                        err=True)
             sys.exit(130)
         return
-    r = run(s, seed=seed, backend=backend, estimate=not no_estimate, progress=update)
+    r = run(s, seed=seed, backend=backend, estimate=estimate, progress=update,
+            replicates=replicates, workers=workers)
     done()
     click.echo(json.dumps(r.to_dict(), indent=2) if fmt == "json" else _simulate_table(r))
     if not r.finished:
@@ -176,10 +192,10 @@ def simulate(seed, backend, fmt, no_estimate, all_allocators, force, **kw):
               help="steady: from the stationary state; cold: from empty (a load test beginning).")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Processes to spread the replicates over.")
-@click.option("--no-estimate", is_flag=True, hidden=True)
+@estimate_option
 @force_option
 @handle_value_errors
-def first_reset(seed, backend, fmt, replicates, start, workers, no_estimate, force, **kw):
+def first_reset(seed, backend, fmt, replicates, start, workers, estimate, force, **kw):
     """Time to the first reset: R replicates until the first collision or the horizon."""
     from .api import first_reset as run, fresh_seed
     from .sizing import size_first_reset

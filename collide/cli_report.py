@@ -6,7 +6,8 @@ import time
 
 import click
 
-from .options import (backend_option, bad_input, check_size, force_option, handle_value_errors,
+from .options import (backend_option, bad_input, check_size, estimate_option, force_option,
+                      handle_value_errors,
                       pop_scenario, progress_bar, scenario_options, seed_option)
 
 
@@ -23,9 +24,10 @@ from .options import (backend_option, bad_input, check_size, force_option, handl
 @click.option("--capture", "captures", multiple=True, metavar="CAPTURE", type=click.Path(),
               help="A packet capture at the targets (repeatable): adds an \"Observed\" section; "
                    "without --scenario/--config the scenario is the capture's (collide scan).")
+@estimate_option
 @force_option
 @handle_value_errors
-def report_command(out_dir, window, seed, backend, workers, captures, force, **kw):
+def report_command(out_dir, window, seed, backend, workers, captures, estimate, force, **kw):
     """Write a risk report: verdict, mitigations, sensitivity, port headroom, how it was computed."""
     from .api import fresh_seed
     from .report import build_report
@@ -51,7 +53,7 @@ def report_command(out_dir, window, seed, backend, workers, captures, force, **k
     seed = fresh_seed() if seed is None else seed
     where = f"--scenario {given_scenario}" if given_plain else f"--config {out / 'scenario.toml'}"
     command = (f"collide report {where} --out {out} --window {window:g} --seed {seed} "
-               f"--backend {backend}")
+               f"--backend {backend}" + (f" --estimate {estimate}" if estimate else ""))
     update, done = progress_bar("report")
     if update is None:
         click.echo(f"collide report: simulating (seed {seed}) ...", err=True)
@@ -59,7 +61,7 @@ def report_command(out_dir, window, seed, backend, workers, captures, force, **k
     try:
         data = build_report(s, seed=seed, window=window, backend=backend, workers=workers,
                             progress=update, source=given_scenario if given_plain else None,
-                            command=command)
+                            command=command, estimate=estimate)
     except KeyboardInterrupt:
         done()
         click.echo("interrupted: nothing written", err=True)

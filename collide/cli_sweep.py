@@ -40,8 +40,12 @@ def _connect(address: str):
               help="Cap per point for --rel-error (default 1e8 connections).")
 @click.option("--backend", type=click.Choice(["cython", "numba", "python"]), default=None,
               help="Simulation engine (default: the sweep file's, else cython).")
+@click.option("--estimate", type=click.Choice(["target", "full", "off"]), default=None,
+              help="The conditional estimate kept (default: the sweep file's, else full where a "
+                   "collision can happen).")
+@click.option("--no-estimate", "no_estimate", is_flag=True, help="Count only (= --estimate off).")
 def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force, rel_error,
-                  max_connections, backend):
+                  max_connections, backend, estimate, no_estimate):
     """Run a grid of scenarios (docs/model.md §4.5): one pooled row per point, appended to --out as it finishes.
 
     Rows do not depend on --workers, the executor or an interruption: Ctrl-C keeps what finished,
@@ -58,8 +62,11 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force,
         bad_input("--resume and --overwrite: give one (finish the sweep in --out, or replace it)")
     try:
         _out_format(Path(out))
+        if no_estimate and estimate not in (None, "off"):
+            bad_input(f"--estimate {estimate} and --no-estimate: give one")
         spec = load_sweep(sweep_file, rel_error=rel_error, backend=backend,
-                          max_connections=max_connections)
+                          max_connections=max_connections,
+                          estimate="off" if no_estimate else estimate)
     except SweepError as exc:
         bad_input(str(exc))
     if workers is not None and scheduler is not None:

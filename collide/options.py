@@ -4,7 +4,7 @@
   --set KEY=VALUE (repeatable)          any scenario key, dotted
   --rate --duration --horizon --nodes --targets --nat-ips --allocator --on-collision
   --cross-zone/--no-cross-zone --client-ip-preservation/--no-client-ip-preservation
-  --seed N --backend --format --no-estimate     run options
+  --seed N --backend --format --estimate target|full|off (--no-estimate)     run options
 """
 from __future__ import annotations
 
@@ -131,6 +131,23 @@ backend_option = click.option("--backend", type=click.Choice(["cython", "numba",
                               default="cython", show_default=True, help="Simulation engine.")
 format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]),
                              default="table", show_default=True, help="Output format.")
+
+
+def estimate_option(f):
+    """--estimate target|full|off, and --no-estimate (= off); the command gets `estimate`: the
+    choice, or None for the default (docs/model.md §3: the most precision per second)."""
+    f = click.option("--no-estimate", "no_estimate", is_flag=True,
+                     help="Count only (= --estimate off).")(f)
+    f = click.option("--estimate", type=click.Choice(["target", "full", "off"]), default=None,
+                     help="The conditional estimate kept: full (default where a collision can "
+                          "happen: the tightest per second), target (cheap), off.")(f)
+
+    @functools.wraps(f)
+    def wrapper(*args, estimate=None, no_estimate=False, **kw):
+        if no_estimate and estimate not in (None, "off"):
+            bad_input(f"--estimate {estimate} and --no-estimate: give one")
+        return f(*args, estimate="off" if no_estimate else estimate, **kw)
+    return wrapper
 
 
 force_option = click.option("--force", is_flag=True,

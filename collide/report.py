@@ -106,13 +106,14 @@ def _p_at_least_one(per_hour: float, seconds: float) -> float:
 
 # -- the pool ---------------------------------------------------------------------------------------
 def _run_task(task):
-    """One task for the pool: ("simulate", scenario, seed, backend) or ("first_reset", ...)."""
+    """One task for the pool: ("simulate", scenario, seed, backend, estimate) or
+    ("first_reset", ...)."""
     kind = task[0]
     t0 = time.perf_counter()
     if kind == "simulate":
         from .api import simulate
-        _, scenario, seed, backend = task
-        r = simulate(scenario, seed=seed, backend=backend)
+        _, scenario, seed, backend, estimate = task
+        r = simulate(scenario, seed=seed, backend=backend, estimate=estimate)
         if not r.finished:          # a cut run is not a result: the page is not written
             raise KeyboardInterrupt
         d = r.to_dict()
@@ -404,12 +405,13 @@ def _mitigation_plan(s: Scenario, V: "_Variants | None" = None) -> list[dict]:
 def build_report(scenario, seed: int = 1, window: float = 600.0, backend: str = "cython",
                  workers: int = 2, replicates: int = FIRST_RESET_REPLICATES,
                  progress: Callable[[float], None] | None = None,
-                 source: str | None = None, command: str | None = None) -> dict:
-    """Run everything the report shows and return it as one JSON-ready dict."""
+                 source: str | None = None, command: str | None = None, estimate=None) -> dict:
+    """Run everything the report shows and return it as one JSON-ready dict. `estimate`: the
+    conditional estimate its simulations keep (None: the default)."""
     V = _Variants()
     try:
         return _build_report(scenario, seed, window, backend, workers, replicates, progress, source,
-                             command, V)
+                             command, V, estimate)
     finally:
         V.close()
 
@@ -453,25 +455,25 @@ def _expected_in(segs: list[dict], per_hour: list[float], seconds: float) -> flo
 
 
 def _build_report(scenario, seed, window, backend, workers, replicates, progress, source, command,
-                  V: _Variants) -> dict:
+                  V: _Variants, estimate=None) -> dict:
     t_start = time.perf_counter()
     s = Scenario.load(scenario)
     if window <= 0:
         raise ValueError(f"--window {window}: must be > 0 seconds")
     seed = int(seed)
     idx = iter(range(1, 10_000))
-    tasks: dict[str, tuple] = {"today": ("simulate", s, seed, backend)}
+    tasks: dict[str, tuple] = {"today": ("simulate", s, seed, backend, estimate)}
     mitigations = _mitigation_plan(s, V)
     for m in mitigations:
         m["scenario"] = _capped(m.pop("variant"))
         m["seed"] = child_seed(seed, next(idx))
-        tasks["mit:" + m["name"]] = ("simulate", m["scenario"], m["seed"], backend)
+        tasks["mit:" + m["name"]] = ("simulate", m["scenario"], m["seed"], backend, estimate)
     alloc = []
     for name in ALLOCATORS:
         sa = _capped(s.replace({"nat.allocator": name}))
         sd = child_seed(seed, next(idx))
         alloc.append({"allocator": name, "scenario": sa, "seed": sd})
-        tasks["alloc:" + name] = ("simulate", sa, sd, backend)
+        tasks["alloc:" + name] = ("simulate", sa, sd, backend, estimate)
     sens = {}
     for key in ("traffic.rate", "traffic.duration.mean"):
         base = V.today(s, key)
@@ -480,7 +482,7 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
             sp = _capped(V.set(s, key, base * f))
             sd = child_seed(seed, next(idx))
             pts.append({"factor": f, "x": base * f, "scenario": sp, "seed": sd})
-            tasks[f"sens:{key}:{f}"] = ("simulate", sp, sd, backend)
+            tasks[f"sens:{key}:{f}"] = ("simulate", sp, sd, backend, estimate)
         sens[key] = pts
     segs = _segments_plan(s) if s.traffic.schedule else []
     for i, g in enumerate(segs):
@@ -489,7 +491,7 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
                         "traffic.warmup": "auto"})
         g["scenario"] = _capped(gs.replace({"traffic.horizon": max(s.traffic.horizon, 60.0)}))
         g["seed"] = child_seed(seed, 2000 + i)
-        tasks[f"seg:{i}"] = ("simulate", g["scenario"], g["seed"], backend)
+        tasks[f"seg:{i}"] = ("simulate", g["scenario"], g["seed"], backend, estimate)
     fr_seed = child_seed(seed, next(idx))
     start = "steady" if s.traffic.warmup == "auto" else "cold"
 
@@ -521,7 +523,7 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
                 row["confirm_scenario"] = _confirm_scenario(s, row, V)
                 row["confirm_seed"] = child_seed(seed, 1000 + i)
                 extra[f"head:{i}"] = ("simulate", row["confirm_scenario"], row["confirm_seed"],
-                                      backend)
+                                      backend, estimate)
         return rows, extra
 
     total = len(tasks) + 5          # + today + up to 4 headroom confirmations
@@ -801,8 +803,8 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
                 f"Secondary runs (mitigations, allocators, sensitivity) that start from the "
                 f"steady state are capped at {ARRIVAL_BUDGET:,} arrivals each, so their horizons "
                 "may be shorter than today's; each row lists its own seed and horizon_s in "
-                "summary.json. The linux allocator has no conditional estimate: its rates are "
-                "counted, with exact Poisson (Garwood) intervals.",
+                "summary.json. Rates come from the conditional estimate (±1.96 standard errors); "
+                "with --estimate off they are counted, with exact Poisson (Garwood) intervals.",
             ],
         },
     }

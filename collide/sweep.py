@@ -61,7 +61,7 @@ METRIC_COLUMNS = (
     "connections", "established", "allocation_failures", "failed_connects", "collisions",
     "reset_victims", "time_wait_hits", "pairs", "collision_probability",
     "collision_probability_ci_low", "collision_probability_ci_high", "collisions_per_hour",
-    "expected_collisions", "expected_collisions_se", "first_collision_s",
+    "expected_collisions", "expected_collisions_se", "estimate", "first_collision_s",
     "peak_live_per_destination", "analytic_collision_probability", "analytic_collisions_per_hour",
     "analytic_form", "delayed_connects", "pending_connects", "connect_delay_p50_s",
     "connect_delay_p99_s",
@@ -72,7 +72,7 @@ TAIL_COLUMNS = ("replicates", "seed", "horizon_s", "rel_error", "elapsed_s")
 
 DEFAULT_MAX_CONNECTIONS = 100_000_000
 SWEEP_KEYS = ("base", "seed", "replicates", "overrides", "axes", "zip", "rel_error",
-              "max_connections", "backend")
+              "max_connections", "backend", "estimate")
 
 
 class SweepError(ScenarioError):
@@ -253,6 +253,7 @@ class SweepSpec:
     rel_error: float | None = None
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     backend: str = "cython"
+    estimate: str | None = None                      # None: the engine's default
     points: list = field(default_factory=list)       # list of {dotted key: value}
     scenarios: list = field(default_factory=list)    # Scenario per point
 
@@ -266,7 +267,8 @@ class SweepSpec:
 
 def build_spec(base, axes: Mapping, overrides: Mapping | None = None, zip: Mapping | None = None,
                replicates: int = 1, seed: int = 0, rel_error: float | None = None,
-               max_connections: int | None = None, backend: str = "cython") -> SweepSpec:
+               max_connections: int | None = None, backend: str = "cython",
+               estimate: str | None = None) -> SweepSpec:
     """Expand and validate a sweep; every point's scenario is built here, so errors come up front."""
     try:
         base_s = Scenario.load(base)
@@ -288,6 +290,9 @@ def build_spec(base, axes: Mapping, overrides: Mapping | None = None, zip: Mappi
     from .engine import BACKENDS
     if backend not in BACKENDS:
         raise SweepError(f"backend = {_show(backend)}: must be one of {', '.join(BACKENDS)}")
+    from .engine import ESTIMATES
+    if estimate is not None and estimate not in ESTIMATES:
+        raise SweepError(f"estimate = {_show(estimate)}: must be one of {', '.join(ESTIMATES)}")
 
     fixed = {}
     for key, value in (overrides or {}).items():
@@ -343,7 +348,8 @@ def build_spec(base, axes: Mapping, overrides: Mapping | None = None, zip: Mappi
                     raise SweepError(f"axes ({where}): {exc}") from None
     return SweepSpec(base=base_s, axes=columns, zip_keys=tuple(zip_keys), overrides=fixed,
                      replicates=replicates, seed=seed, rel_error=rel_error,
-                     max_connections=max_connections, backend=backend, points=points,
+                     max_connections=max_connections, backend=backend, estimate=estimate,
+                     points=points,
                      scenarios=scenarios)
 
 
@@ -385,8 +391,8 @@ def spec_from_dict(data: Mapping, root: str | Path | None = None, **overrides) -
                              + f"; built-in: {', '.join(names)}")
         if candidate.exists() or not Path(base).exists():
             base = str(candidate)
-    kw = {k: data[k] for k in ("seed", "replicates", "rel_error", "max_connections", "backend")
-          if k in data}
+    kw = {k: data[k] for k in ("seed", "replicates", "rel_error", "max_connections", "backend",
+                               "estimate") if k in data}
     kw.update({k: v for k, v in overrides.items() if v is not None})
     if "axes" not in data and "zip" not in data:
         raise SweepError("axes: missing (add an [axes] table, e.g. \"traffic.rate\" = [100, 200])")
@@ -401,7 +407,8 @@ def point_seed(sweep_seed: int, index: int) -> int:
 
 
 # -- one point (runs in a worker) ---------------------------------------------------------------------
-def _one_horizon(scenario: Scenario, seed: int, replicates: int, backend: str) -> dict:
+def _one_horizon(scenario: Scenario, seed: int, replicates: int, backend: str,
+                 estimate: str | None = None) -> dict:
     """Run the point's replicates one after another, pooling as they finish (memory does not grow
     with the number of replicates)."""
     from . import engine
@@ -410,7 +417,7 @@ def _one_horizon(scenario: Scenario, seed: int, replicates: int, backend: str) -
     for r in range(replicates):
         bitgen = engine.bit_generator(seed) if replicates == 1 else \
             engine.bit_generator(seed, r, replicates)
-        raw = engine.run(scenario, bitgen, backend, None)
+        raw = engine.run(scenario, bitgen, backend, estimate)
         if not raw.finished:
             raise _PointInterrupted()
         pooled.add(_result(scenario, seed, backend, raw))
@@ -472,6 +479,7 @@ class _Pooled:
             "collisions_per_hour": coll / (R * horizon) * 3600.0,
             "expected_collisions": None if self.ex_none else float(self.ex),
             "expected_collisions_se": None if self.se_none else float(math.sqrt(self.var)),
+            "estimate": self.template.estimate,
             "first_collision_s": self.first,
             "peak_live_per_destination": self.peak,
             "analytic_collision_probability": a.collision_probability if a else None,
@@ -505,10 +513,10 @@ def relative_error(row: dict) -> float | None:
 
 def _run_point(task: tuple) -> tuple[int, dict]:
     """Run one point (top level, so process pools and Dask can ship it)."""
-    index, scenario, seed, replicates, backend, rel_error, max_conn = task
+    index, scenario, seed, replicates, backend, rel_error, max_conn, estimate = task
     t0 = time.perf_counter()
     if rel_error is None:
-        row = _one_horizon(scenario, seed, replicates, backend)
+        row = _one_horizon(scenario, seed, replicates, backend, estimate)
     else:
         from .analytic import is_zero
         rate = scenario.traffic.rate
@@ -516,7 +524,7 @@ def _run_point(task: tuple) -> tuple[int, dict]:
         h = min(scenario.traffic.horizon, cap_h)
         while True:
             s = scenario if h == scenario.traffic.horizon else scenario.replace({"traffic.horizon": h})
-            row = _one_horizon(s, seed, replicates, backend)
+            row = _one_horizon(s, seed, replicates, backend, estimate)
             rel = relative_error(row)
             if is_zero(s) or rel is None or rel <= rel_error or h >= cap_h:
                 break
@@ -857,7 +865,7 @@ def run_spec(spec: SweepSpec, executor=None, workers: int | None = None, out=Non
     def tasks():
         for i in todo_indices():
             yield (i, spec.scenarios[i], point_seed(spec.seed, i), spec.replicates, spec.backend,
-                   spec.rel_error, spec.max_connections)
+                   spec.rel_error, spec.max_connections, spec.estimate)
 
     def finish(index: int, metrics: dict):
         row = dict(spec.points[index])
@@ -984,7 +992,8 @@ def sweep(base, axes: Mapping, overrides: Mapping | None = None, replicates: int
           executor=None, workers: int | None = None, out=None, resume: bool = False,
           rel_error: float | None = None, progress: Callable[[int, int], None] | None = None,
           zip: Mapping | None = None, backend: str = "cython",
-          max_connections: int | None = None, overwrite: bool = True) -> SweepResult:
+          max_connections: int | None = None, overwrite: bool = True,
+          estimate: str | None = None) -> SweepResult:
     """Run `base` (a Scenario, dict, built-in name or TOML path) over the grid of `axes`.
 
     `axes`: dotted key -> list of values, or a ``{"linspace"|"logspace"|"range": [...]}`` helper;
@@ -993,13 +1002,14 @@ def sweep(base, axes: Mapping, overrides: Mapping | None = None, replicates: int
 
     `executor`: any ``concurrent.futures.Executor`` (e.g. Dask's ``client.get_executor()``) or an object
     with ``imap_unordered``/``map`` (a Ray pool); default a local process pool with `workers` processes
-    (all cores); ``workers=1`` runs inline. `out` (.csv, .jsonl, .parquet) gets each row as soon as its
+    (all cores); ``workers=1`` runs inline. `estimate`: "full", "target", "off" (None: the default). `out` (.csv, .jsonl, .parquet) gets each row as soon as its
     point finishes; `resume` skips points already there. `progress(done, total)` after each point,
     or `progress=True` for a progress bar (terminal or notebook).
     Ctrl-C raises :class:`SweepInterrupted` (a KeyboardInterrupt) carrying the finished rows.
     """
     spec = build_spec(base, axes, overrides=overrides, zip=zip, replicates=replicates, seed=seed,
-                      rel_error=rel_error, max_connections=max_connections, backend=backend)
+                      rel_error=rel_error, max_connections=max_connections, backend=backend,
+                      estimate=estimate)
     return run_spec(spec, executor=executor, workers=workers, out=out, resume=resume,
                     progress=progress, overwrite=overwrite)
 

@@ -318,3 +318,92 @@ def test_cython_run_does_not_load_numba():
             "print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- run options of the lazy core (issue 15): the estimates, replicates, bounded calls ------------------
+def test_estimates_change_no_count_and_agree_with_counting():
+    s = Scenario.builtin("seed").replace({"traffic.horizon": 1800.0,
+                                          "target.on_collision": "count"})
+    runs = {e: collide.simulate(s, seed=3, estimate=e) for e in ("off", "target", "full")}
+    counts = {e: (r.connections, r.collisions, r.pairs, r.peak_live_per_destination)
+              for e, r in runs.items()}
+    assert counts["off"] == counts["target"] == counts["full"]
+    assert runs["off"].expected_collisions is None and runs["off"].to_dict()["estimate"] is None
+    for e in ("target", "full"):
+        r = runs[e]
+        assert r.to_dict()["estimate"] == e
+        z = (r.collisions - r.expected_collisions) / math.sqrt(
+            r.expected_collisions + r.expected_collisions_se ** 2)
+        assert abs(z) < 4, (e, r.collisions, r.expected_collisions)
+    # full averages over the port too: several times tighter than target
+    assert runs["full"].expected_collisions_se < 0.5 * runs["target"].expected_collisions_se
+    assert collide.simulate(s, seed=3).estimate == "full"            # the default
+    assert collide.simulate(s, seed=3, estimate=False).estimate is None
+
+
+def test_replicates_identical_for_any_worker_count():
+    s = Scenario.builtin("seed").replace({"traffic.horizon": 120.0})
+    one = collide.simulate(s, seed=9, replicates=3, workers=1).to_dict()
+    two = collide.simulate(s, seed=9, replicates=3, workers=2).to_dict()
+    for d in (one, two):
+        d.pop("elapsed_s")
+    assert one == two
+    assert one["replicates"] == 3 and one["measured_s"] == 360.0
+    parts = [collide.simulate(s, seed=None, backend="cython") for _ in range(0)]
+    assert not parts
+    r0 = engine.run(s, engine.bit_generator(9, 0, 3))
+    assert r0.counters["connections"] < one["connections"]
+    plain = collide.simulate(s, seed=9).to_dict()
+    single = collide.simulate(s, seed=9, replicates=1).to_dict()
+    plain.pop("elapsed_s")
+    single.pop("elapsed_s")
+    assert plain == single                                 # R = 1 is the plain run
+
+
+def _interrupt_after(args, seconds, marker="collide-started"):
+    """Start a child that prints `marker` when its run begins, Ctrl-C it `seconds` later; return
+    (wall time from the signal to its exit, exit code, stdout)."""
+    import signal
+    import time
+    p = subprocess.Popen([sys.executable, "-c", args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    assert marker in line, (line, p.stderr.read())
+    time.sleep(seconds)
+    t0 = time.perf_counter()
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    return time.perf_counter() - t0, p.returncode, out
+
+
+@pytest.mark.parametrize("phase,overrides", [
+    ("stationary draw", {"traffic.rate": 2e9, "traffic.duration": {"dist": "fixed", "mean": 1.0}}),
+    ("warm-up", {"traffic.warmup": 1e7, "traffic.rate": 1e4}),
+    ("window", {"traffic.horizon": 1e7, "traffic.rate": 1e4}),
+])
+def test_ctrl_c_stops_every_phase_within_a_second(phase, overrides):
+    code = ("import json, sys\nimport collide\nfrom collide.scenario import Scenario\n"
+            f"s = Scenario.builtin('seed').replace({overrides!r})\n"
+            "print('collide-started', flush=True)\n"
+            "r = collide.simulate(s, seed=1, estimate='off')\n"
+            "print(json.dumps({'finished': r.finished, 'measured_s': r.measured_s}))\n")
+    wall, rc, out = _interrupt_after(code, 1.5)
+    assert rc == 0 and wall < 1.0, (phase, wall)
+    d = json.loads(out.strip().splitlines()[-1])
+    assert d["finished"] is False
+
+
+def test_interrupted_simulate_reports_exactly_its_window():
+    code = ("import sys\nfrom collide.cli import main\n"
+            "print('collide-started', flush=True)\n"
+            "sys.argv = ['collide', 'simulate', '--scenario', 'seed', '--horizon', '1e9', "
+            "'--rate', '20000', '--seed', '2', '--format', 'json', '--force']\nmain()\n")
+    wall, rc, out = _interrupt_after(code, 2.5)
+    assert rc == 130 and wall < 1.5
+    d = json.loads(out[out.index("{"):])
+    assert d["interrupted"] is True and 0 < d["measured_s"] < 1e9
+    assert d["collisions_per_hour"] == pytest.approx(d["collisions"] / d["measured_s"] * 3600)
+    # the rate is that of a full run of the same length (the window is not a chunk short)
+    rate = d["connections"] / d["measured_s"]
+    assert rate == pytest.approx(20000, rel=0.02)
+    assert d["expected_collisions_se"] is not None

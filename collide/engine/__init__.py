@@ -11,6 +11,7 @@ The rest of the package imports only what this module exports.
 """
 from .driver import BACKENDS, BackendUnavailable, RawRun, bit_generator, run
 from .params import ESTIMATES, collidable, resolve_estimate
+from .state import size
 
 __all__ = ["BACKENDS", "BackendUnavailable", "ESTIMATES", "RawRun", "bit_generator", "collidable",
-           "resolve_estimate", "run"]
+           "resolve_estimate", "run", "size"]

@@ -128,7 +128,7 @@ cdef enum:
     S_CA_SEC, S_CA_USED, S_PEAK, S_SAMPLE_I, S_FIRST_SEEN, S_PD_TOP, S_HEAP_N, S_PD_SERIAL, \
     S_TW_INS, S_EV_FREE, S_EV_USED, S_EV_CUR, S_PLACE_I, S_PLACE_N, S_STARTED, S_TRIES
 cdef enum:
-    F_NEXT_ARR, F_NOW, F_FIRST
+    F_NEXT_ARR, F_NOW, F_FIRST, F_BSCALE
 cdef enum:
     DW = 8
     D_UB = 0
@@ -164,7 +164,7 @@ def use_general_kernel(bint on):
 
 assert (C.DELAYS, C.EV_INVW, T.TRIES, T.FIRST, T.DW, T.HW, T.TWB, T.TW_OVF, T.GROW_EV) == \
     (DELAYS, EV_INVW, S_TRIES, F_FIRST, DW, HW, TWB, TW_OVF, GROW_EV)
-assert (T.EVB, T.D_SCRATCH) == (EVB, D_SCRATCH)
+assert (T.EVB, T.D_SCRATCH, T.BSCALE) == (EVB, D_SCRATCH, F_BSCALE)
 assert (C.PEAK_SAMPLES, T.F_LIVE, T.F_TAKEN, T.D_LIN_PERT, T.H_MISS, T.PLACE_N) == \
     (PEAK_SAMPLES, FL_LIVE, FL_TAKEN, D_LIN_PERT, H_MISS, S_PLACE_N)
 assert T.FIELDS == ("si", "sf", "slot_end", "slot_tgt", "dest", "pool", "pool_th", "hl_list",
@@ -870,13 +870,25 @@ cdef double estimate_full(const Kern *k, int64_t ip, int64_t j, int64_t d, doubl
     return <double>acc / <double>(k.np_ * nt)
 
 
+cdef void merge_batches(Kern *k) noexcept nogil:
+    cdef int64_t i, nb = k.nbatch
+    for i in range(nb // 2):
+        k.batches[i] = k.batches[2 * i] + k.batches[2 * i + 1]
+    for i in range(nb // 2, nb):
+        k.batches[i] = 0.0
+    k.sf[F_BSCALE] = k.sf[F_BSCALE] * 0.5
+
+
 cdef inline void add_to_batch(Kern *k, double t, double e) noexcept nogil:
-    cdef int64_t bi = <int64_t>((t - k.t_measure) * k.batch_scale)
-    if bi < 0:
-        bi = 0
-    if bi > k.nbatch - 1:
-        bi = k.nbatch - 1
-    k.batches[bi] += e
+    """The reference's `add_to_batch`: batches over the window reached, widths doubling."""
+    cdef int64_t bi = <int64_t>((t - k.t_measure) * k.sf[F_BSCALE])
+    while bi >= k.nbatch:
+        if k.sf[F_BSCALE] <= k.batch_scale:
+            bi = k.nbatch - 1
+            break
+        merge_batches(k)
+        bi = <int64_t>((t - k.t_measure) * k.sf[F_BSCALE])
+    k.batches[bi if bi > 0 else 0] += e
 
 
 # == retries, samples ==================================================================================
@@ -964,8 +976,7 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
     cdef bint limited = k.limited, cross = k.cross, collidable = k.collidable
     cdef bint sums = k.sums, tw_on = k.tw_on, until_first = k.until_first
     cdef double rate = k.rate, mean = k.mean, mu = k.mu, sigma = k.sigma, xm = k.xm
-    cdef double alpha = k.alpha, scf = k.scf, tw_s = k.tw_s, batch_scale = k.batch_scale
-    cdef int64_t nbatch = k.nbatch
+    cdef double alpha = k.alpha, scf = k.scf, tw_s = k.tw_s
     cdef const double *xa = k.xa
     cdef double *slot_end = k.slot_end
     cdef int32_t *slot_tgt = k.slot_tgt
@@ -1163,9 +1174,7 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                                     if slot_end[row + i] > t and slot_tgt[row + i] == q:
                                         x -= 1
                                         break
-                    i = <int64_t>((t - t_measure) * batch_scale)
-                    k.batches[0 if i < 0 else (nbatch - 1 if i > nbatch - 1 else i)] += \
-                        <double>x / <double>(hi - lo)
+                    add_to_batch(k, t, <double>x / <double>(hi - lo))
             # 4. target
             b = lo + rng_randint(&g, bg, hi - lo)
             # 5. at the target: who holds (ip, p, b) through the other nodes

@@ -823,10 +823,22 @@ def estimate_full(slot_end, slot_tgt, dest, est_sum, est_free, alloc, ip, j, d, 
     return acc / (P * nt)
 
 
-def add_to_batch(batches, nb, pf, t, e):
-    """The estimate's term e goes to the batch of the window holding t (for its standard error)."""
-    bi = int((t - pf[C.T_MEASURE]) * pf[C.BATCH_SCALE])
-    batches[min(max(bi, 0), nb - 1)] += e
+def add_to_batch(batches, sf, nb, pf, t, e):
+    """The estimate's term e goes to the batch of the window holding t (for its standard error).
+    The batches cover the window reached so far: when t passes the last one, pairs merge and the
+    width doubles (at most up to horizon / nb), so a run cut short still has 16 to 32 batches."""
+    bi = int((t - pf[C.T_MEASURE]) * sf[T.BSCALE])
+    while bi >= nb:
+        if sf[T.BSCALE] <= pf[C.BATCH_SCALE]:
+            bi = nb - 1                    # the last batch of a full window (rounding at its end)
+            break
+        for i in range(nb // 2):
+            batches[i] = batches[2 * i] + batches[2 * i + 1]
+        for i in range(nb // 2, nb):
+            batches[i] = 0.0
+        sf[T.BSCALE] = sf[T.BSCALE] * 0.5
+        bi = int((t - pf[C.T_MEASURE]) * sf[T.BSCALE])
+    batches[max(bi, 0)] += e
 
 
 def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
@@ -886,7 +898,7 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     if measure and est == C.EST_FULL:
         e = estimate_full(slot_end, slot_tgt, dest, est_sum, est_free, alloc, ip, j, d, N, P, t,
                           reuse, lo, hi)
-        add_to_batch(batches, pi[C.NBATCH], pf, t, e)
+        add_to_batch(batches, sf, pi[C.NBATCH], pf, t, e)
     if alloc == 0 or alloc == 3:
         q = d if alloc == 0 else ip
         g, p, w = allocate_pooled(g, slot_end, pool, pool_th, hl_list, hl_pos, q, ip, j, P, N,
@@ -924,7 +936,7 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
         sums_take(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B)
     if measure and est == C.EST_TARGET and pi[C.COLLIDABLE]:
         e = distinct_live(slot_end, slot_tgt, row, N, j, t, lo, hi) / (hi - lo)
-        add_to_batch(batches, pi[C.NBATCH], pf, t, e)
+        add_to_batch(batches, sf, pi[C.NBATCH], pf, t, e)
     # 4. target
     if cross:
         g, b = rng_randint(g, B)

@@ -249,11 +249,16 @@ def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", es
         (float(dl), int(x)) for dl, x in zip(scenario.target.syn_retries, hist) if x)
     reached = t_end if finished and code == T.DONE else r.now
     measured_s = max(0.0, min(reached, t_end) - t_measure)
+    # the batches' width when the run stopped; a quiet end past the last batch merges them on
     nb = int(pi[C.NBATCH])
-    width = (t_end - t_measure) / nb
+    batches = state["batches"].copy()
+    width = 1.0 / float(sf[T.BSCALE])
+    while measured_s > nb * width and width * nb < (t_end - t_measure) * (1 - 1e-12):
+        batches = np.concatenate([batches[0::2] + batches[1::2], np.zeros(nb // 2)])
+        width *= 2.0
     weights = np.clip(measured_s - width * np.arange(nb), 0.0, width)
     first = float(sf[T.FIRST])
     elapsed = time.perf_counter() - t0
-    return RawRun(counters, None if first < 0 else first, state["batches"].copy(), weights,
+    return RawRun(counters, None if first < 0 else first, batches, weights,
                   elapsed, kernel_s, t_setup, T.state_bytes(state), finished, measured_s,
                   r.estimate)

@@ -25,9 +25,10 @@ from . import params as C
  PLACE_N, STARTED, TRIES) = range(26)
 N_SI = 26
 # scalar slots in sf (float64): the next arrival, the time every event before it is done, the
-# first measured collision (seconds into the window; -1: none yet)
-NEXT_ARR, NOW, FIRST = range(3)
-N_SF = 3
+# first measured collision (seconds into the window; -1: none yet), 1 / the estimate's batch width
+NEXT_ARR, NOW, FIRST, BSCALE = range(4)
+N_SF = 4
+BATCH_DOUBLINGS = 20       # the batches start 2**20 times narrower than horizon / NBATCH
 # per destination (ip, node), DW int64 each in `dest`: an upper bound of the ports it holds (exact
 # after a recount), the sequential cursor, Linux's epoch, offset and perturbation, a scratch count
 DW = 8
@@ -99,6 +100,7 @@ def new_state(pi: np.ndarray, pf: np.ndarray, xa: np.ndarray) -> dict:
     s["sf"] = np.zeros(N_SF, np.float64)
     s["sf"][FIRST] = -1.0
     s["sf"][NEXT_ARR] = np.inf
+    s["sf"][BSCALE] = pf[C.BATCH_SCALE] * 2.0 ** BATCH_DOUBLINGS
     s["slot_end"] = line_aligned(slots, np.float64, -np.inf)
     s["slot_tgt"] = line_aligned(slots, np.int32, -1)
     dest = np.zeros(dests * DW, np.int64)
@@ -228,3 +230,31 @@ def tw_capacity(tw: np.ndarray) -> int:
 def state_bytes(s: dict) -> int:
     """Bytes of state."""
     return int(sum(a.nbytes for a in s.values()))
+
+
+def size(scenario, estimate=None) -> tuple[float, float, float]:
+    """(state bytes, connections simulated, live connections) of one run, before anything is
+    allocated (collide.sizing). The stationary start's arrays (24 bytes per placed connection)
+    are not included."""
+    from .params import EST_FULL, ESTIMATES, calendar_shape, collidable, resolve_estimate, time_line
+    nat, lb, tr, tg = scenario.nat, scenario.load_balancer, scenario.traffic, scenario.target
+    k, n, ports = nat.ips, lb.total_nodes, nat.ports
+    slots = float(k) * n * ports
+    est = ESTIMATES.index(resolve_estimate(scenario, estimate))
+    sums = est == EST_FULL and nat.allocator == "random" and collidable(scenario)
+    nbytes = slots * (12 + (1 if sums else 0))
+    if nat.allocator in ("random", "eim"):
+        pools = k if nat.allocator == "eim" else k * n
+        nbytes += 8.0 * pools * ports
+    peak = max([tr.rate_before] + [r for _, r in tr.schedule])
+    live = float(scenario.mean_live)
+    if tg.time_wait > 0 and tg.server_close_fraction > 0 and lb.client_ip_preservation:
+        nbytes += 64 * 4.0 / 3 * peak * tg.server_close_fraction * (tr.duration.mean + tg.time_wait)
+    if sums:
+        m, _ = calendar_shape(scenario)
+        nbytes += 64.0 * m + 24 * (0.1 * live + 1024)
+    if not lb.client_ip_preservation:
+        nbytes += 8.0 * min(n * lb.total_targets, 1 << 22)
+    start, end = time_line(scenario)
+    conns = tr.mean_rate * tr.horizon + tr.rate_before * start
+    return nbytes, conns, live
