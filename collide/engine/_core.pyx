@@ -58,7 +58,9 @@ cdef extern from *:
     #if defined(__GNUC__)
     #define COLLIDE_HOT static inline __attribute__((always_inline))
     #define COLLIDE_UNLIKELY(x) __builtin_expect(!!(x), 0)
+    #define COLLIDE_PREFETCH(p) __builtin_prefetch((const void *)(p))
     #else
+    #define COLLIDE_PREFETCH(p) ((void)0)
     #define COLLIDE_HOT static inline
     #define COLLIDE_UNLIKELY(x) (x)
     #endif
@@ -106,6 +108,7 @@ cdef extern from *:
                            uint64_t ilo) nogil
     uint64_t collide_pcg64_word(collide_pcg64 *r, int i) nogil
     bint COLLIDE_UNLIKELY(bint x) nogil
+    void COLLIDE_PREFETCH(const void *p) nogil
     int64_t rng_randint(collide_pcg64 *g, bitgen_t *b, int64_t n) nogil
     double rng_uniform(collide_pcg64 *g, bitgen_t *b) nogil
     double rng_exponential(collide_pcg64 *g, bitgen_t *b) nogil
@@ -146,6 +149,7 @@ cdef enum:
     TWB = 8
     TW_OVF = 6
     EVB = 4
+    STAGE = 8
     KMAX = 128
     PEAK_SAMPLES = 100
 cdef enum:
@@ -234,6 +238,11 @@ ctypedef struct Kern:
     int64_t *est_free
     uint8_t *flags
     double *ev_b
+    # events staged before they enter the ring (their bucket's line is asked for when staged and
+    # written STAGE events later); staged events count as queued (drain, take-back)
+    double st_t[8]
+    int64_t st_c[8]
+    int64_t st_n, st_head, pref_q
     double *ev_t
     int64_t *ev_s
     int64_t *ev_next
@@ -733,9 +742,44 @@ cdef inline void ev_push(Kern *k, double x, int64_t code) noexcept nogil:
     k.ev_head[q] = e
 
 
+cdef inline void ev_stage(Kern *k, double x, int64_t code) noexcept nogil:
+    """Queue an event through the staging ring: its bucket line is fetched now and written when
+    STAGE more events have been staged (a hint and a delay: no result depends on it)."""
+    cdef int64_t i
+    COLLIDE_PREFETCH(k.ev_b + ev_bucket(k, x) * 2 * EVB)
+    if k.st_n == STAGE:
+        i = k.st_head
+        if k.st_t[i] != INFINITY:
+            ev_push(k, k.st_t[i], k.st_c[i])
+        k.st_t[i] = x
+        k.st_c[i] = code
+        k.st_head = (i + 1) & (STAGE - 1)
+    else:
+        i = (k.st_head + k.st_n) & (STAGE - 1)
+        k.st_t[i] = x
+        k.st_c[i] = code
+        k.st_n += 1
+
+
+cdef void ev_unstage(Kern *k) noexcept nogil:
+    """Move every staged event into the ring (before the kernel returns)."""
+    cdef int64_t i, m
+    for m in range(k.st_n):
+        i = (k.st_head + m) & (STAGE - 1)
+        if k.st_t[i] != INFINITY:
+            ev_push(k, k.st_t[i], k.st_c[i])
+    k.st_n = 0
+    k.st_head = 0
+
+
 cdef void ev_remove(Kern *k, double x, int64_t code) noexcept nogil:
-    cdef int64_t q = ev_bucket(k, x), e, prev = -1, i
+    cdef int64_t q = ev_bucket(k, x), e, prev = -1, i, m
     cdef double *bk = k.ev_b + q * 2 * EVB
+    for m in range(k.st_n):
+        i = (k.st_head + m) & (STAGE - 1)
+        if k.st_t[i] == x and k.st_c[i] == code:
+            k.st_t[i] = INFINITY
+            return
     for i in range(EVB):
         if bk[2 * i] == x and bk[2 * i + 1] == <double>code:
             bk[2 * i] = INFINITY
@@ -755,11 +799,16 @@ cdef void ev_remove(Kern *k, double x, int64_t code) noexcept nogil:
         e = k.ev_next[e]
 
 
+cdef inline int64_t ev_code(int64_t ip, int64_t p, int64_t j, int64_t kind) noexcept nogil:
+    """An event's code: (ip, port, node) and its kind packed so that applying it needs no
+    division (ports < 2**16, nodes < 2**8; exact as a float64 below 2**53)."""
+    return ((((ip << 16) | p) << 8 | j) << 1) | kind
+
+
 cdef inline void ev_apply(Kern *k, int64_t code) noexcept nogil:
-    cdef int64_t s = code >> 1, j, row, d
-    j = s % k.n
-    row = s - j
-    d = (s // (k.np_ * k.n)) * k.n + j
+    """The reference's `ev_apply`, on a packed code (`ev_code`)."""
+    cdef int64_t j = (code >> 1) & 255, p = (code >> 9) & 65535, ip = code >> 25
+    cdef int64_t row = (ip * k.np_ + p) * k.n, d = ip * k.n + j
     if code & 1:
         sums_release(k, row, j, d)
         return
@@ -769,14 +818,30 @@ cdef inline void ev_apply(Kern *k, int64_t code) noexcept nogil:
 
 
 cdef int64_t ev_drain(Kern *k, double t) noexcept nogil:
-    """The reference's `ev_drain`: every event of a time <= t, applied."""
-    cdef int64_t work = 0, qt, cur, q, prev, e, nxt, i, m = k.ev_m
+    """The reference's `ev_drain`: every event of a time <= t, applied (staged ones too). The
+    rows of the next bucket's events are asked for a bucket ahead."""
+    cdef int64_t work = 0, qt, cur, q, prev, e, nxt, i, m = k.ev_m, c
     cdef double qf = t * k.ev_invw
     cdef double *bk
+    cdef double *nb
+    for i in range(k.st_n):
+        e = (k.st_head + i) & (STAGE - 1)
+        if k.st_t[e] <= t:
+            k.st_t[e] = INFINITY
+            ev_apply(k, k.st_c[e])
     qt = <int64_t>(qf if qf < 4e18 else 4e18)
     cur = k.si[S_EV_CUR]
     if cur < qt - m:
         cur = qt - m
+    if k.pref_q != qt:                     # hints: the rows the next bucket will touch
+        k.pref_q = qt
+        nb = k.ev_b + ((qt + 1) & (m - 1)) * 2 * EVB
+        for i in range(EVB):
+            if nb[2 * i] != INFINITY:
+                c = <int64_t>nb[2 * i + 1]
+                c = ((c >> 25) * k.np_ + ((c >> 9) & 65535)) * k.n
+                COLLIDE_PREFETCH(k.flags + c)
+                COLLIDE_PREFETCH(k.slot_tgt + c)
     while True:
         q = cur & (m - 1)
         bk = k.ev_b + q * 2 * EVB
@@ -809,27 +874,27 @@ cdef int64_t ev_drain(Kern *k, double t) noexcept nogil:
     return work
 
 
-cdef void sums_end_now(Kern *k, int64_t s, double t, double old_end) noexcept nogil:
+cdef void sums_end_now(Kern *k, int64_t row, int64_t j, int64_t d, int64_t ip, int64_t p,
+                       double t, double old_end) noexcept nogil:
     """The reference's `sums_end_now` (old_end < 0: a connect that held no 4-tuple)."""
-    cdef int64_t j = s % k.n, row = s - j, d = (s // (k.np_ * k.n)) * k.n + j
     if old_end >= 0.0:
-        ev_remove(k, old_end, 2 * s)
+        ev_remove(k, old_end, ev_code(ip, p, j, 0))
         if k.reuse > 0.0:
-            ev_remove(k, old_end + k.reuse, 2 * s + 1)
+            ev_remove(k, old_end + k.reuse, ev_code(ip, p, j, 1))
         sums_holder(k, row, j, d, -1)
     if k.reuse == 0.0:
         sums_release(k, row, j, d)
     else:
-        ev_push(k, t + k.reuse, 2 * s + 1)
+        ev_push(k, t + k.reuse, ev_code(ip, p, j, 1))
 
 
-cdef inline void sums_live(Kern *k, int64_t s, double end) noexcept nogil:
-    """A holder starts on slot s (it ends at `end`): counted now, its end and release queued."""
-    cdef int64_t j = s % k.n, row = s - j, d = (s // (k.np_ * k.n)) * k.n + j
+cdef inline void sums_live(Kern *k, int64_t row, int64_t j, int64_t d, int64_t ip, int64_t p,
+                           double end) noexcept nogil:
+    """A holder starts on (row, j) (it ends at `end`): counted now, its end and release queued."""
     sums_holder(k, row, j, d, 1)
-    ev_push(k, end, 2 * s)
+    ev_stage(k, end, ev_code(ip, p, j, 0))
     if k.reuse > 0.0:
-        ev_push(k, end + k.reuse, 2 * s + 1)
+        ev_stage(k, end + k.reuse, ev_code(ip, p, j, 1))
 
 
 cdef double estimate_full(const Kern *k, int64_t ip, int64_t j, int64_t d, double t, int64_t lo,
@@ -918,7 +983,7 @@ cdef void retry(Kern *k, double t) noexcept nogil:
         if k.alloc == 0:
             hl_sync(k, d, row, j, p, False)
         if k.sums:
-            sums_live(k, s, end)
+            sums_live(k, row, j, d, ip, p, end)
         if meas:
             k.si[S_EST] += 1
             k.si[S_DELAYED] += 1
@@ -935,7 +1000,7 @@ cdef void retry(Kern *k, double t) noexcept nogil:
         if k.alloc == 0:
             hl_sync(k, d, row, j, p, False)
         if k.sums:
-            sums_end_now(k, s, t, -1.0)
+            sums_end_now(k, row, j, d, ip, p, t, -1.0)
         if meas:
             k.si[S_FAILED] += 1
             k.si[S_PENDING] -= 1
@@ -972,7 +1037,7 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
     cdef bitgen_t *bg = k.bitgen
     cdef int64_t n = k.n, P_ = k.np_, B_ = k.nb, K_ = k.k, work = 0, code = DONE
     cdef int64_t cap = k.cap, dist = k.dist, emp_n = k.emp_n, sched_n = k.sched_n
-    cdef int64_t tw_cap = (k.tw_nb * 3) // 2, ev_room = k.ev_cap - 2 * n - 4
+    cdef int64_t tw_cap = (k.tw_nb * 3) // 2, ev_room = k.ev_cap - 2 * n - 4 - 2 * STAGE
     cdef bint limited = k.limited, cross = k.cross, collidable = k.collidable
     cdef bint sums = k.sums, tw_on = k.tw_on, until_first = k.until_first
     cdef double rate = k.rate, mean = k.mean, mu = k.mu, sigma = k.sigma, xm = k.xm
@@ -1226,7 +1291,7 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     slot_tgt[s] = -1
                     if Est is est_full_t:
                         if sums:
-                            sums_end_now(k, s, t, -1.0)
+                            sums_end_now(k, row, j, d, ip, p, t, -1.0)
                     if k.alloc == 0:
                         hl_sync(k, d, row, j, p, False)
                     break
@@ -1238,7 +1303,7 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                             c_resets += measure
                             if Est is est_full_t:
                                 if sums:
-                                    sums_end_now(k, row + m, t, end)
+                                    sums_end_now(k, row, m, ip * n + m, ip, p, t, end)
                             if k.alloc == 0:
                                 hl_sync(k, ip * n + m, row, m, p, False)
                     if Mode is general_t:
@@ -1288,7 +1353,7 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     k.ntl[(j * B_ + b) % k.ntl_size] += 1
             if Est is est_full_t:
                 if sums:
-                    sums_live(k, s, end)
+                    sums_live(k, row, j, d, ip, p, end)
             break
         if not placing:
             e = rng_exponential(&g, bg)
@@ -1301,6 +1366,8 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                 code = FIRST_HIT
                 break
     gp[0] = g
+    if Est is est_full_t:
+        ev_unstage(k)
     k.sf[F_NEXT_ARR] = t_next
     si[S_PLACE_I] = place_i
     si[S_FIRST_SEEN] = first_seen
@@ -1369,6 +1436,9 @@ cdef class Engine:
         else:
             self.mode = 2
         self.est = pi[EST]
+        self.k.st_n = 0
+        self.k.st_head = 0
+        self.k.pref_q = -1
 
     def bind(self, S):
         """Attach the state arrays (the tuple `state.as_tuple`)."""

@@ -56,18 +56,18 @@ def _lcg128(typingctx, hi, lo, inc_hi, inc_lo):
 # -- the primitives (same names as in the reference) ---------------------------------------------
 # The generator is a tuple (state high, low, increment high, low) passed through and returned by
 # every draw, so LLVM keeps it in registers; `gst` is uint64[4], loaded and stored around a call.
-@jit
+@jit_inline
 def rng_load(gst):
     return (gst[0], gst[1], gst[2], gst[3])
 
 
-@jit
+@jit_inline
 def rng_store(gst, g):
     gst[0] = g[0]
     gst[1] = g[1]
 
 
-@jit
+@jit_inline
 def rng_next(g):
     hi, lo = _lcg128(g[0], g[1], g[2], g[3])
     x = hi ^ lo
@@ -75,13 +75,13 @@ def rng_next(g):
     return (hi, lo, g[2], g[3]), (x >> rot) | (x << ((U64 - rot) & U63))
 
 
-@jit
+@jit_inline
 def rng_uniform(g):
     g, w = rng_next(g)
     return g, np.float64(w >> np.uint64(11)) * TWO53
 
 
-@jit
+@jit_inline
 def rng_exponential(g):
     g, w = rng_next(g)
     return g, -math.log(np.float64((w >> np.uint64(11)) + np.uint64(1)) * TWO53)
@@ -109,7 +109,7 @@ def rng_randint(g, n):
     return g, np.int64(m >> np.uint64(32))
 
 
-@jit
+@jit_inline
 def rng_normal(g):
     g, e = rng_exponential(g)
     g, u = rng_uniform(g)
@@ -221,7 +221,8 @@ PRIMITIVES = {f.py_func.__name__: f for f in (
 SHARED = tuple(name for name, f in vars(ref).items()
                if isinstance(f, pytypes.FunctionType) and f.__module__ == ref.__name__
                and name not in PRIMITIVES)
-INLINE = {"arrival", "retry", "zone_of", "heap_less", "port_free", "free_time", "tw_home"}
+INLINE = {"arrival", "retry", "zone_of", "heap_less", "port_free", "free_time", "tw_home",
+          "allocate_pooled", "draw_lifetime", "next_arrival_after", "add_to_batch"}
 
 # Compiled copies are cached under names that carry a digest of both sources, so a change to
 # either file (the reference's code, or these primitives) compiles afresh.

@@ -1049,7 +1049,8 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     if measure:
         si[T.EST] += 1
     if alloc == 0:
-        hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, d, P, N, row, j, p, False, reuse)
+        if pool[d * T.HW + T.H_MODE] == 1:       # (hl_sync does nothing otherwise)
+            hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, d, P, N, row, j, p, False, reuse)
     elif alloc == 3:
         hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, ip, P, N, row, j, p, True, reuse)
     if not pi[C.CIP]:
@@ -1124,6 +1125,13 @@ def retry(S, pi, pf, zs, zc, xa, t):
     si[T.PD_TOP] += 1
 
 
+def next_sample_at(si, pf):
+    """The instant of the next live count (+inf after the last)."""
+    if si[T.SAMPLE_I] > C.PEAK_SAMPLES:
+        return INF
+    return pf[C.T_MEASURE] + (pf[C.T_END] - pf[C.T_MEASURE]) * si[T.SAMPLE_I] / C.PEAK_SAMPLES
+
+
 def take_samples(si, slot_end, dest, pi, pf, t):
     """Live counts at the instants t_measure + i * horizon / 100 up to t, each read before
     anything happens at its instant; the peak is the largest (peak_live_exact: false)."""
@@ -1164,6 +1172,7 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
     ms = pi[C.SCHED_N]
     code = T.DONE
     work = 0
+    next_sample = next_sample_at(si, pf)
     while True:
         if work >= budget:
             code = T.BUDGET
@@ -1193,12 +1202,15 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
         if t_retry <= t:
             t = t_retry
         if t >= t_stop:
-            work += take_samples(si, slot_end, dest, pi, pf, t_stop)
+            if next_sample <= t_stop:
+                work += take_samples(si, slot_end, dest, pi, pf, t_stop)
             if sf[T.NOW] < t_stop:
                 sf[T.NOW] = t_stop
             code = T.DONE
             break
-        work += take_samples(si, slot_end, dest, pi, pf, t)
+        if next_sample <= t:
+            work += take_samples(si, slot_end, dest, pi, pf, t)
+            next_sample = next_sample_at(si, pf)
         if sums:
             work += ev_drain(EV, si, flags, slot_tgt, est_sum, est_free, t, pi[C.EV_M],
                              pf[C.EV_INVW], pf[C.REUSE], N, pi[C.P], pi[C.CROSS], zs, zc, pi[C.B])
