@@ -1,12 +1,20 @@
 """Shared scenarios and reporting for the benchmark suite (`pytest bench/ --benchmark-only`).
 
-Every benchmark records `extra_info["connections_per_second"]` (engine wall time, median over the
-rounds) and `extra_info["state_bytes"]`; the terminal summary prints them with the ratio to the SimPy
-model of the base scenario (`bench/simpy_baseline.py`).
+Every engine benchmark records `extra_info["connections_per_second"]` (connections over the kernel's
+wall time in the measured window, median over the rounds; setup, placement and warm-up are reported
+apart as `setup_s`) and `extra_info["state_bytes"]`. The terminal summary prints each rate as a ratio
+to the plain-C kernel of its scenario (`bench/kernels.c`, compiled and run by this suite in the same
+sitting: machines differ by 2x, so only ratios travel) and to the SimPy model of the base scenario
+(`bench/simpy_baseline.py`). `COLLIDE_BENCH_REFERENCE=path/to/other.c` adds a column of ratios to a
+second C file with the same command line (`NAME ARRIVALS ...`, one JSON line with `rate`).
 """
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -58,12 +66,63 @@ def scenario(name: str, horizon: float | None = None) -> Scenario:
 
 ROWS: list[dict] = []          # filled by record(); printed at the end
 
+# the plain-C kernel each scenario is measured against (bench/kernels.c), and the names a second
+# reference file uses for the same scenarios (COLLIDE_BENCH_REFERENCE)
+C_KERNEL = {"base": "base", "lognormal": "lognormal", "everything": "everything",
+            "exhaustion": "exhaustion", "B10": "base", "B10000": "base", "rare": "base"}
+REFERENCE_KERNEL = {"base": "base", "lognormal": "lognormal", "everything": "every_h",
+                    "exhaustion": "exh_hl", "B10": "base", "B10000": "base", "rare": "base"}
+C_ARRIVALS = 20_000_000
+C_RUNS = 3
+_C_RATES: dict = {}
+
+
+def _compile(source: Path, out: Path) -> Path | None:
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if cc is None:
+        return None
+    subprocess.run([cc, "-O2", "-ffp-contract=off", "-o", str(out), str(source), "-lm"],
+                   check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def c_kernels(tmp_path_factory):
+    """The compiled plain-C kernels: {"own": path, "reference": path or None}."""
+    d = tmp_path_factory.mktemp("c-kernels")
+    own = _compile(Path(__file__).with_name("kernels.c"), d / "kernels")
+    ref_src = os.environ.get("COLLIDE_BENCH_REFERENCE")
+    ref = _compile(Path(ref_src), d / "reference") if ref_src else None
+    return {"own": own, "reference": ref}
+
+
+def c_rate(c_kernels, which: str, scenario_name: str) -> float | None:
+    """Median connections per second of the C kernel of a scenario over C_RUNS runs of
+    C_ARRIVALS arrivals (measured once per session, when first asked)."""
+    exe = c_kernels.get(which)
+    name = (C_KERNEL if which == "own" else REFERENCE_KERNEL).get(scenario_name)
+    if exe is None or name is None:
+        return None
+    key = (which, name)
+    if key not in _C_RATES:
+        rates = []
+        for run in range(C_RUNS):
+            args = [str(exe), name, str(C_ARRIVALS)]
+            args += ["1", str(run + 1)] if which == "reference" else [str(run + 1)]
+            out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+            rates += [json.loads(line)["rate"] for line in out.splitlines() if line.strip()]
+        _C_RATES[key] = statistics.median(rates)
+    return _C_RATES[key]
+
 
 def record(benchmark, group: str, name: str, results: list, **extra) -> dict:
-    """Store speed and memory in extra_info and remember the row for the summary."""
-    cps = statistics.median(r.connections_per_second for r in results)
+    """Store speed and memory in extra_info and remember the row for the summary. `results` are
+    collide.Result: the rate is over kernel time, setup reported apart."""
+    cps = statistics.median(r.connections / r.kernel_s if r.kernel_s > 0 else 0.0
+                            for r in results)
     info = {"connections_per_second": cps, "state_bytes": results[-1].state_bytes,
             "connections": results[-1].connections}
+    info["setup_s"] = statistics.median(r.setup_s for r in results)
     info.update(extra)
     benchmark.extra_info.update(info)
     ROWS.append({"group": group, "name": name, **info})
@@ -86,15 +145,20 @@ def pytest_terminal_summary(terminalreporter):
     simpy = [r["connections_per_second"] for r in ROWS if r["group"] == "simpy"]
     base = simpy[0] if simpy else None
     tr = terminalreporter
-    tr.section("collide: connections per second (median of rounds) and ratio to SimPy")
-    tr.write_line(f"{'group':<14}{'benchmark':<34}{'conn/s':>14}{'x SimPy':>10}{'state MB':>10}"
-                  "  extra")
+    tr.section("collide: connections per second (kernel time, median of rounds), ratio to the "
+               "plain-C kernel of the scenario (x C) and to SimPy")
+    has_ref = any(r.get("c_reference_rate") for r in ROWS)
+    tr.write_line(f"{'group':<14}{'benchmark':<34}{'conn/s':>14}{'x C':>7}"
+                  + (f"{'x ref':>7}" if has_ref else "") + f"{'x SimPy':>10}{'state MB':>10}  extra")
     for r in ROWS:
         cps = r["connections_per_second"]
         ratio = f"{cps / base:,.0f}" if base and cps else "-"
+        xc = f"{cps / r['c_rate']:.2f}" if r.get("c_rate") and cps else "-"
+        xr = f"{cps / r['c_reference_rate']:.2f}" if r.get("c_reference_rate") and cps else "-"
         mb = f"{r['state_bytes'] / 1e6:.1f}" if r.get("state_bytes") else "-"
-        extra = {k: v for k, v in r.items() if k not in
+        extra = {k: v for k, v in r.items() if v is not None and k not in
                  ("group", "name", "connections_per_second", "state_bytes", "connections")}
         ex = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in extra.items())
-        tr.write_line(f"{r['group']:<14}{r['name']:<34}{cps:>14,.0f}{ratio:>10}{mb:>10}  {ex}")
+        tr.write_line(f"{r['group']:<14}{r['name']:<34}{cps:>14,.0f}{xc:>7}"
+                      + (f"{xr:>7}" if has_ref else "") + f"{ratio:>10}{mb:>10}  {ex}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import mmap
 import struct
-import time
 
 import numpy as np
 import pytest

@@ -42,6 +42,8 @@ class Result:
     expected_collisions_se: float | None
     elapsed_s: float
     state_bytes: int = 0
+    kernel_s: float = 0.0            # wall time of the measured window's kernel calls
+    setup_s: float = 0.0             # wall time before it: state, stationary placement, warm-up
     finished: bool = True
     horizon_s: float = field(default=0.0)      # the measured window covered (measured_s)
     estimate: str | None = None                # "target" or "full" (None: off)
@@ -126,6 +128,7 @@ class Result:
             "replicates": self.replicates,
             "analytic": a.to_dict() if a is not None else None,
             "seed": self.seed, "backend": self.backend, "elapsed_s": self.elapsed_s,
+            "kernel_s": self.kernel_s, "setup_s": self.setup_s,
             "scenario": self.scenario.to_dict(),
             "delayed_connects": self.delayed_connects,
             "pending_connects": self.pending_connects,
@@ -188,7 +191,8 @@ def pool_results(results: list) -> Result:
     total = {k: sum(getattr(x, k) for x in results)
              for k in ("connections", "established", "allocation_failures", "failed_connects",
                        "collisions", "reset_victims", "time_wait_hits", "pairs", "delayed_connects",
-                       "pending_connects", "horizon_s", "elapsed_s", "state_bytes")}
+                       "pending_connects", "horizon_s", "elapsed_s", "kernel_s", "setup_s",
+                       "state_bytes")}
     hist: dict = {}
     for x in results:
         for delay, count in x.connect_delay_histogram:
@@ -277,7 +281,7 @@ def _result(scenario, seed, backend, raw: engine.RawRun) -> Result:
     return Result(scenario=scenario, seed=seed, backend=backend, **raw.counters,
                   first_collision_s=raw.first_collision_s, expected_collisions=exp,
                   expected_collisions_se=se, elapsed_s=raw.elapsed_s,
-                  state_bytes=raw.state_bytes, finished=raw.finished, horizon_s=raw.measured_s,
+                  kernel_s=raw.kernel_s, setup_s=raw.setup_s, state_bytes=raw.state_bytes, finished=raw.finished, horizon_s=raw.measured_s,
                   estimate=None if raw.estimate == "off" else raw.estimate)
 
 
