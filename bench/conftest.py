@@ -96,11 +96,20 @@ def c_kernels(tmp_path_factory):
     return {"own": own, "reference": ref}
 
 
-def c_rate(c_kernels, which: str, scenario_name: str) -> float | None:
+# the base scenario's estimates have their own C kernels (the same work plus the estimate's)
+C_KERNEL_ESTIMATE = {("base", "target"): "base_target", ("base", "full"): "base_full"}
+
+
+def c_rate(c_kernels, which: str, scenario_name: str, estimate: str = "off") -> float | None:
     """Median connections per second of the C kernel of a scenario over C_RUNS runs of
-    C_ARRIVALS arrivals (measured once per session, when first asked)."""
+    C_ARRIVALS arrivals (measured once per session, when first asked). `which`: "own"
+    (bench/kernels.c, the estimate's kernel where there is one), "reference"
+    (COLLIDE_BENCH_REFERENCE, the scenario's kernel without an estimate)."""
     exe = c_kernels.get(which)
-    name = (C_KERNEL if which == "own" else REFERENCE_KERNEL).get(scenario_name)
+    if which == "own":
+        name = C_KERNEL_ESTIMATE.get((scenario_name, estimate), C_KERNEL.get(scenario_name))
+    else:
+        name = REFERENCE_KERNEL.get(scenario_name)
     if exe is None or name is None:
         return None
     key = (which, name)

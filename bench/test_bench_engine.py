@@ -35,7 +35,7 @@ def _bench(benchmark, c_kernels, group, name, scenario_name, backend, estimate="
     benchmark.group = group
     benchmark.pedantic(once, rounds=rounds, iterations=1)
     info = record(benchmark, group, name, results, estimate=estimate,
-                  c_rate=c_rate(c_kernels, "own", scenario_name),
+                  c_rate=c_rate(c_kernels, "own", scenario_name, estimate),
                   c_reference_rate=c_rate(c_kernels, "reference", scenario_name))
     return info, results
 

@@ -60,6 +60,32 @@ def test_first_reset_workers(benchmark, workers):
     ROWS.append(row)
 
 
+SIM_REPLICATES = 8
+
+
+def test_simulate_replicates_workers(benchmark):
+    """`collide simulate --replicates 8 --workers 1|2` on the base scenario (2,000 s each, default
+    estimate): the median of 3 back-to-back pairs of wall(1 worker) / wall(2 workers), and the
+    pooled counts must be identical."""
+    s = scenario("base", 2_000.0)
+    runs = {}
+
+    def run(w):
+        r = collide.simulate(s, seed=1, replicates=SIM_REPLICATES, workers=w)
+        runs[w] = (r.collisions, r.connections, r.expected_collisions)
+        return r
+
+    benchmark.group = "replicates"
+    benchmark.pedantic(lambda: run(2), rounds=1, iterations=1)
+    speedup = _interleaved_speedup(run, pairs=3)
+    assert runs[1] == runs[2]
+    benchmark.extra_info.update(speedup_interleaved=speedup)
+    ROWS.append({"group": "replicates", "name": f"simulate-{SIM_REPLICATES}x-workers2",
+                 "connections_per_second": runs[2][1] / benchmark.stats.stats.median,
+                 "state_bytes": None, "connections": runs[2][1],
+                 "speedup_interleaved": speedup})
+
+
 def _interleaved_speedup(run, pairs: int = 5) -> float:
     """Median over `pairs` of wall(1 worker) / wall(2 workers), the two timed back to back: on a
     shared VM the machine's speed drifts between two separate benchmark groups."""
