@@ -203,14 +203,20 @@ def _parent_ready(path: Path, what: str, shown) -> Path:
     return parent
 
 
-def check_output_file(path, what: str = "--out") -> Path:
-    """Check, before any work, that a file can be written at `path`; returns it as a Path."""
+def _output_path(path, what: str, give: str) -> Path:
+    """An output place that is neither empty nor under a kernel pseudo-filesystem, as a Path."""
     if str(path) == "":
-        raise InputError(f"{what} '': an empty path; give a file name")
+        raise InputError(f"{what} '': an empty path; give {give}")
     p = Path(path)
     if _pseudo(p):
         raise InputError(f"{what} {path}: a kernel pseudo-filesystem (/proc, /sys, /dev), not a "
                          "place for files")
+    return p
+
+
+def check_output_file(path, what: str = "--out") -> Path:
+    """Check, before any work, that a file can be written at `path`; returns it as a Path."""
+    p = _output_path(path, what, "a file name")
     if p.exists() or p.is_symlink():
         if p.is_dir():
             raise InputError(f"{what} {path}: is a directory; give a file name")
@@ -226,12 +232,7 @@ def check_output_file(path, what: str = "--out") -> Path:
 
 def check_output_dir(path, what: str = "--out") -> Path:
     """Check, before any work, that a folder of results can be made or replaced at `path`."""
-    if str(path) == "":
-        raise InputError(f"{what} '': an empty path; give a folder")
-    p = Path(path)
-    if _pseudo(p):
-        raise InputError(f"{what} {path}: a kernel pseudo-filesystem (/proc, /sys, /dev), not a "
-                         "place for files")
+    p = _output_path(path, what, "a folder")
     if p.exists() and not p.is_dir():
         raise InputError(f"{what} {path}: exists and is not a directory")
     parent = _parent_ready(p, what, path)
