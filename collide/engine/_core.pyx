@@ -337,22 +337,35 @@ cdef void scan_held(Kern *k, int64_t ip, double t) noexcept nogil:
 
 
 cdef int64_t scan_peak(Kern *k, double t) noexcept nogil:
-    """One pass over each ip's rows, counting into the destinations' scratch field."""
-    cdef int64_t ip, m, p, best = 0, n = k.n, base
-    cdef int64_t *c
-    cdef const double *row
+    """The most ports one (ip, node) holds at t: one pass over each ip's rows. Counts live in
+    registers (node by node for N > 3): a count kept in the state would be stored at every slot."""
+    cdef int64_t ip, m, p, best = 0, n = k.n, P_ = k.np_, a0, a1, a2
+    cdef const double *rows
     for ip in range(k.k):
-        base = ip * k.np_ * n
-        c = k.dest + ip * n * DW + D_SCRATCH
-        for m in range(n):
-            c[m * DW] = 0
-        for p in range(k.np_):
-            row = k.slot_end + base + p * n
+        rows = k.slot_end + ip * P_ * n
+        if n <= 3:
+            a0 = 0
+            a1 = 0
+            a2 = 0
+            if n == 1:
+                for p in range(P_):
+                    a0 += rows[p] > t
+            elif n == 2:
+                for p in range(P_):
+                    a0 += rows[2 * p] > t
+                    a1 += rows[2 * p + 1] > t
+            else:
+                for p in range(P_):
+                    a0 += rows[3 * p] > t
+                    a1 += rows[3 * p + 1] > t
+                    a2 += rows[3 * p + 2] > t
+            best = max(best, max(a0, max(a1, a2)))
+        else:
             for m in range(n):
-                c[m * DW] += row[m] > t
-        for m in range(n):
-            if c[m * DW] > best:
-                best = c[m * DW]
+                a0 = 0
+                for p in range(P_):
+                    a0 += rows[p * n + m] > t
+                best = max(best, a0)
     return best
 
 

@@ -129,19 +129,16 @@ def scan_held(slot_end, ip, P, N, t, dest):
 
 @jit
 def scan_peak(slot_end, K, P, N, t, dest):
-    """One pass over each ip's rows, counting into the destinations' scratch field."""
+    """The most ports one (ip, node) holds at t: node by node, the count in a register."""
     best = 0
     for ip in range(K):
         base = ip * P * N
         for m in range(N):
-            dest[(ip * N + m) * T.DW + T.D_SCRATCH] = 0
-        for p in range(P):
-            for m in range(N):
-                if slot_end[base + p * N + m] > t:
-                    dest[(ip * N + m) * T.DW + T.D_SCRATCH] += 1
-        for m in range(N):
-            if dest[(ip * N + m) * T.DW + T.D_SCRATCH] > best:
-                best = dest[(ip * N + m) * T.DW + T.D_SCRATCH]
+            c = 0
+            for p in range(P):
+                c += slot_end[base + p * N + m] > t
+            if c > best:
+                best = c
     return best
 
 
