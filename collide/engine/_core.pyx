@@ -64,6 +64,42 @@ cdef extern from *:
     #define COLLIDE_HOT static inline
     #define COLLIDE_UNLIKELY(x) (x)
     #endif
+    /* The most live ports one node holds in an ip's rows (P rows of n slots). Only a count of
+       compares, so doing two at a time (SSE2, x86-64's baseline) cannot change a result. */
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    #endif
+    static int64_t collide_peak_rows(const double *rows, int64_t P, int64_t n, double t) {
+        int64_t best = 0, p = 0, m, c[3] = {0, 0, 0};
+        if (n == 3) {
+    #if defined(__SSE2__)
+            /* two rows = six slots = three pairs: (m0, m1), (m2, m0), (m1, m2) */
+            __m128d tv = _mm_set1_pd(t);
+            __m128i x = _mm_setzero_si128(), y = _mm_setzero_si128(), z = _mm_setzero_si128();
+            int64_t lx[2], ly[2], lz[2];
+            for (; p + 2 <= P; p += 2) {
+                const double *r = rows + 3 * p;
+                x = _mm_sub_epi64(x, _mm_castpd_si128(_mm_cmpgt_pd(_mm_loadu_pd(r), tv)));
+                y = _mm_sub_epi64(y, _mm_castpd_si128(_mm_cmpgt_pd(_mm_loadu_pd(r + 2), tv)));
+                z = _mm_sub_epi64(z, _mm_castpd_si128(_mm_cmpgt_pd(_mm_loadu_pd(r + 4), tv)));
+            }
+            _mm_storeu_si128((__m128i *)lx, x);
+            _mm_storeu_si128((__m128i *)ly, y);
+            _mm_storeu_si128((__m128i *)lz, z);
+            c[0] = lx[0] + ly[1]; c[1] = lx[1] + lz[0]; c[2] = ly[0] + lz[1];
+    #endif
+            for (; p < P; p++)
+                for (m = 0; m < 3; m++) c[m] += rows[3 * p + m] > t;
+            best = c[0] > c[1] ? c[0] : c[1];
+            return best > c[2] ? best : c[2];
+        }
+        for (m = 0; m < n; m++) {
+            int64_t a = 0;
+            for (p = 0; p < P; p++) a += rows[p * n + m] > t;
+            if (a > best) best = a;
+        }
+        return best;
+    }
     static const double collide_two53 = 1.0 / 9007199254740992.0;
     /* [0, n) by Lemire's multiply-shift on the high 32 bits of a word, with exact rejection */
     COLLIDE_HOT int64_t rng_randint(collide_pcg64 *g, bitgen_t *b, int64_t n) {
@@ -109,6 +145,7 @@ cdef extern from *:
     uint64_t collide_pcg64_word(collide_pcg64 *r, int i) nogil
     bint COLLIDE_UNLIKELY(bint x) nogil
     void COLLIDE_PREFETCH(const void *p) nogil
+    int64_t collide_peak_rows(const double *rows, int64_t P, int64_t n, double t) nogil
     int64_t rng_randint(collide_pcg64 *g, bitgen_t *b, int64_t n) nogil
     double rng_uniform(collide_pcg64 *g, bitgen_t *b) nogil
     double rng_exponential(collide_pcg64 *g, bitgen_t *b) nogil
@@ -337,35 +374,11 @@ cdef void scan_held(Kern *k, int64_t ip, double t) noexcept nogil:
 
 
 cdef int64_t scan_peak(Kern *k, double t) noexcept nogil:
-    """The most ports one (ip, node) holds at t: one pass over each ip's rows. Counts live in
-    registers (node by node for N > 3): a count kept in the state would be stored at every slot."""
-    cdef int64_t ip, m, p, best = 0, n = k.n, P_ = k.np_, a0, a1, a2
-    cdef const double *rows
+    """The most ports one (ip, node) holds at t: one pass over each ip's rows, counted in
+    registers by `collide_peak_rows` (a count kept in the state would be stored at every slot)."""
+    cdef int64_t ip, best = 0, n = k.n, P_ = k.np_
     for ip in range(k.k):
-        rows = k.slot_end + ip * P_ * n
-        if n <= 3:
-            a0 = 0
-            a1 = 0
-            a2 = 0
-            if n == 1:
-                for p in range(P_):
-                    a0 += rows[p] > t
-            elif n == 2:
-                for p in range(P_):
-                    a0 += rows[2 * p] > t
-                    a1 += rows[2 * p + 1] > t
-            else:
-                for p in range(P_):
-                    a0 += rows[3 * p] > t
-                    a1 += rows[3 * p + 1] > t
-                    a2 += rows[3 * p + 2] > t
-            best = max(best, max(a0, max(a1, a2)))
-        else:
-            for m in range(n):
-                a0 = 0
-                for p in range(P_):
-                    a0 += rows[p * n + m] > t
-                best = max(best, a0)
+        best = max(best, collide_peak_rows(k.slot_end + ip * P_ * n, P_, n, t))
     return best
 
 
