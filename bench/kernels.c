@@ -241,7 +241,7 @@ static void run(sim_t *s, int64_t arrivals, int measure) {
             if (lazydel) lq_drain(s, t); else ev_drain(s, t);
             if (measure && s->efree[d]) s->est_acc += (double)s->esum[d] / ((double)s->efree[d] * s->B);
         }
-        if (UNLIKELY(s->ub[d] >= s->cap)) {       /* recount the ip's destinations */
+        if (s->cap < P && UNLIKELY(s->ub[d] >= s->cap)) {   /* recount the ip's destinations */
             for (int m = 0; m < N; m++) s->ub[ip * N + m] = 0;
             for (int64_t p = 0; p < P; p++) for (int m = 0; m < N; m++) s->ub[ip * N + m] += end[base + p * N + m] > t;
             if (s->ub[d] >= s->cap) { s->fail += measure; goto next; }
@@ -262,7 +262,7 @@ static void run(sim_t *s, int64_t arrivals, int measure) {
             if (nf) { int64_t r = randint(&g, nf); for (int64_t q = 0;; q++) if (end[base + q * N + j] <= t && r-- == 0) { p = q; break; } }
         }
         if (p < 0) { s->fail += measure; goto next; }
-        s->ub[d]++;
+        if (s->cap < P) s->ub[d]++;             /* a limit of P ports cannot bind */
         int64_t row = base + p * N;
         int b = (int)randint(&g, s->B);
         int holders = 0;

@@ -384,9 +384,15 @@ cdef int64_t scan_peak(Kern *k, double t) noexcept nogil:
 
 cdef int64_t scan_count_free(const Kern *k, bint pool_is_ip, int64_t ip, int64_t j,
                              double t) noexcept nogil:
-    cdef int64_t p, c = 0, base = ip * k.np_ * k.n
+    cdef int64_t p, c = 0, n = k.n, base = ip * k.np_ * k.n
+    cdef const double *col = k.slot_end + base + j
+    cdef double reuse = k.reuse
+    if not pool_is_ip:                  # a node's column: the loop without the eim branch
+        for p in range(k.np_):
+            c += col[p * n] + reuse <= t
+        return c
     for p in range(k.np_):
-        c += free_time(k, base + p * k.n, j, pool_is_ip) <= t
+        c += free_time(k, base + p * n, j, pool_is_ip) <= t
     return c
 
 
@@ -403,14 +409,16 @@ cdef int64_t scan_nth_free(const Kern *k, bint pool_is_ip, int64_t ip, int64_t j
 
 cdef int64_t scan_list(Kern *k, bint pool_is_ip, int64_t ip, int64_t j, double th,
                        int64_t q) noexcept nogil:
-    cdef int64_t p, n = 0, row0 = ip * k.np_ * k.n, base = q * k.np_
+    """The pool's horizon list: every port free by th, in port order. Written without branches
+    (about a fifth of the ports enter, unpredictably); entries past the length are not read."""
+    cdef int64_t p, n = 0, row0 = ip * k.np_ * k.n, base = q * k.np_, inside
+    cdef int32_t *lst = k.hl_list + base
+    cdef int32_t *pos = k.hl_pos + base
     for p in range(k.np_):
-        if free_time(k, row0 + p * k.n, j, pool_is_ip) <= th:
-            k.hl_list[base + n] = <int32_t>p
-            k.hl_pos[base + p] = <int32_t>n
-            n += 1
-        else:
-            k.hl_pos[base + p] = -1
+        inside = free_time(k, row0 + p * k.n, j, pool_is_ip) <= th
+        lst[n] = <int32_t>p
+        pos[p] = <int32_t>(n if inside else -1)
+        n += inside
     return n
 
 
