@@ -157,6 +157,10 @@ def _free_time(slot_end, row, j, N, pool_is_ip, reuse):
 def scan_count_free(slot_end, pool_is_ip, ip, j, P, N, reuse, t):
     c = 0
     base = ip * P * N
+    if not pool_is_ip:                  # a node's column: the loop without the eim branch
+        for p in range(P):
+            c += slot_end[base + p * N + j] + reuse <= t
+        return c
     for p in range(P):
         if _free_time(slot_end, base + p * N, j, N, pool_is_ip, reuse) <= t:
             c += 1
@@ -176,15 +180,14 @@ def scan_nth_free(slot_end, pool_is_ip, ip, j, P, N, reuse, t, rank):
 
 @jit
 def scan_list(slot_end, pool_is_ip, ip, j, P, N, reuse, th, hl_list, hl_pos, base):
+    """Branch-free, as the Cython kernel's: entries past the length are not read."""
     n = 0
     row0 = ip * P * N
     for p in range(P):
-        if _free_time(slot_end, row0 + p * N, j, N, pool_is_ip, reuse) <= th:
-            hl_list[base + n] = p
-            hl_pos[base + p] = n
-            n += 1
-        else:
-            hl_pos[base + p] = -1
+        inside = _free_time(slot_end, row0 + p * N, j, N, pool_is_ip, reuse) <= th
+        hl_list[base + n] = p
+        hl_pos[base + p] = n if inside else -1
+        n += inside
     return n
 
 
