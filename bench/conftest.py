@@ -4,7 +4,8 @@ Every engine benchmark records `extra_info["connections_per_second"]` (connectio
 wall time in the measured window, median over the rounds; setup, placement and warm-up are reported
 apart as `setup_s`) and `extra_info["state_bytes"]`. The terminal summary prints each rate as a ratio
 to the plain-C kernel of its scenario (`bench/kernels.c`, compiled and run by this suite in the same
-sitting: machines differ by 2x, so only ratios travel) and to the SimPy model of the base scenario
+sitting, one C run right before each engine round, the ratio the median of the pairs: machines
+differ by 2x and drift by 30 %, so only ratios of neighbouring runs travel) and to the SimPy model of the base scenario
 (`bench/simpy_baseline.py`). `COLLIDE_BENCH_REFERENCE=path/to/other.c` adds a column of ratios to a
 second C file with the same command line (`NAME ARRIVALS ...`, one JSON line with `rate`).
 """
@@ -73,8 +74,6 @@ C_KERNEL = {"base": "base", "lognormal": "lognormal", "everything": "everything"
 REFERENCE_KERNEL = {"base": "base", "lognormal": "lognormal", "everything": "every_h",
                     "exhaustion": "exh_hl", "B10": "base", "B10000": "base", "rare": "base"}
 C_ARRIVALS = 20_000_000
-C_RUNS = 3
-_C_RATES: dict = {}
 
 
 def _compile(source: Path, out: Path) -> Path | None:
@@ -100,11 +99,11 @@ def c_kernels(tmp_path_factory):
 C_KERNEL_ESTIMATE = {("base", "target"): "base_target", ("base", "full"): "base_full"}
 
 
-def c_rate(c_kernels, which: str, scenario_name: str, estimate: str = "off") -> float | None:
-    """Median connections per second of the C kernel of a scenario over C_RUNS runs of
-    C_ARRIVALS arrivals (measured once per session, when first asked). `which`: "own"
-    (bench/kernels.c, the estimate's kernel where there is one), "reference"
-    (COLLIDE_BENCH_REFERENCE, the scenario's kernel without an estimate)."""
+def c_run(c_kernels, which: str, scenario_name: str, estimate: str = "off",
+          seed: int = 1) -> float | None:
+    """Connections per second of one run of C_ARRIVALS arrivals of the C kernel of a scenario.
+    `which`: "own" (bench/kernels.c, the estimate's kernel where there is one), "reference"
+    (COLLIDE_BENCH_REFERENCE, the scenario's kernel without an estimate). None if not built."""
     exe = c_kernels.get(which)
     if which == "own":
         name = C_KERNEL_ESTIMATE.get((scenario_name, estimate), C_KERNEL.get(scenario_name))
@@ -112,23 +111,28 @@ def c_rate(c_kernels, which: str, scenario_name: str, estimate: str = "off") -> 
         name = REFERENCE_KERNEL.get(scenario_name)
     if exe is None or name is None:
         return None
-    key = (which, name)
-    if key not in _C_RATES:
-        rates = []
-        for run in range(C_RUNS):
-            args = [str(exe), name, str(C_ARRIVALS)]
-            args += ["1", str(run + 1)] if which == "reference" else [str(run + 1)]
-            out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-            rates += [json.loads(line)["rate"] for line in out.splitlines() if line.strip()]
-        _C_RATES[key] = statistics.median(rates)
-    return _C_RATES[key]
+    args = [str(exe), name, str(C_ARRIVALS)]
+    args += ["1", str(seed)] if which == "reference" else [str(seed)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return [json.loads(line)["rate"] for line in out.splitlines() if line.strip()][0]
+
+
+def paired_ratio(rates: list, c_rates: list) -> float | None:
+    """Median over rounds of engine rate / C rate, each C run right before its engine round: a
+    shared VM drifts by ±30 % between minutes, far less between two neighbouring runs."""
+    if not c_rates or any(c is None for c in c_rates):
+        return None
+    return statistics.median(r / c for r, c in zip(rates, c_rates))
+
+
+def kernel_rate(r) -> float:
+    return r.connections / r.kernel_s if r.kernel_s > 0 else 0.0
 
 
 def record(benchmark, group: str, name: str, results: list, **extra) -> dict:
     """Store speed and memory in extra_info and remember the row for the summary. `results` are
     collide.Result: the rate is over kernel time, setup reported apart."""
-    cps = statistics.median(r.connections / r.kernel_s if r.kernel_s > 0 else 0.0
-                            for r in results)
+    cps = statistics.median(kernel_rate(r) for r in results)
     info = {"connections_per_second": cps, "state_bytes": results[-1].state_bytes,
             "connections": results[-1].connections}
     info["setup_s"] = statistics.median(r.setup_s for r in results)
@@ -156,14 +160,14 @@ def pytest_terminal_summary(terminalreporter):
     tr = terminalreporter
     tr.section("collide: connections per second (kernel time, median of rounds), ratio to the "
                "plain-C kernel of the scenario (x C) and to SimPy")
-    has_ref = any(r.get("c_reference_rate") for r in ROWS)
+    has_ref = any(r.get("x_ref") for r in ROWS)
     tr.write_line(f"{'group':<14}{'benchmark':<34}{'conn/s':>14}{'x C':>7}"
                   + (f"{'x ref':>7}" if has_ref else "") + f"{'x SimPy':>10}{'state MB':>10}  extra")
     for r in ROWS:
         cps = r["connections_per_second"]
         ratio = f"{cps / base:,.0f}" if base and cps else "-"
-        xc = f"{cps / r['c_rate']:.2f}" if r.get("c_rate") and cps else "-"
-        xr = f"{cps / r['c_reference_rate']:.2f}" if r.get("c_reference_rate") and cps else "-"
+        xc = f"{r['x_c']:.2f}" if r.get("x_c") else "-"
+        xr = f"{r['x_ref']:.2f}" if r.get("x_ref") else "-"
         mb = f"{r['state_bytes'] / 1e6:.1f}" if r.get("state_bytes") else "-"
         extra = {k: v for k, v in r.items() if v is not None and k not in
                  ("group", "name", "connections_per_second", "state_bytes", "connections")}

@@ -7,11 +7,12 @@ runs of at least 2·10⁷ arrivals; state, placement and warm-up are reported ap
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 
 import collide
-from conftest import ROUNDS, ROWS, c_rate, record, scenario
+from conftest import ROUNDS, ROWS, c_run, kernel_rate, paired_ratio, record, scenario
 
 COMPILED = ("cython", "numba")
 # horizons giving >= 2e7 arrivals (2000/s; 6322.2/s at 98 % occupancy)
@@ -22,9 +23,13 @@ HORIZON = {"base": 10_000.0, "lognormal": 10_000.0, "everything": 10_000.0,
 def _bench(benchmark, c_kernels, group, name, scenario_name, backend, estimate="off",
            rounds=ROUNDS, seed=1, horizon=None):
     s = scenario(scenario_name, HORIZON.get(scenario_name) if horizon is None else horizon)
-    results = []
+    results, c_own, c_ref = [], [], []
+    paired = backend != "python"
 
     def once():
+        if paired:          # the C kernels of the scenario, right before this round
+            c_own.append(c_run(c_kernels, "own", scenario_name, estimate, len(results) + 1))
+            c_ref.append(c_run(c_kernels, "reference", scenario_name, estimate, len(results) + 1))
         r = collide.simulate(s, seed=seed, backend=backend, estimate=estimate)
         results.append(r)
         return r
@@ -34,9 +39,10 @@ def _bench(benchmark, c_kernels, group, name, scenario_name, backend, estimate="
                          estimate=estimate)   # compile
     benchmark.group = group
     benchmark.pedantic(once, rounds=rounds, iterations=1)
+    rates = [kernel_rate(r) for r in results]
     info = record(benchmark, group, name, results, estimate=estimate,
-                  c_rate=c_rate(c_kernels, "own", scenario_name, estimate),
-                  c_reference_rate=c_rate(c_kernels, "reference", scenario_name))
+                  x_c=paired_ratio(rates, c_own), x_ref=paired_ratio(rates, c_ref),
+                  c_rate=statistics.median(c_own) if paired and None not in c_own else None)
     return info, results
 
 
