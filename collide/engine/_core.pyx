@@ -100,6 +100,38 @@ cdef extern from *:
         }
         return best;
     }
+    /* A node's column of one ip's rows (stride n): how many ports are free by t (end + reuse
+       <= t), and the horizon list of those free by th. Compares and IEEE adds only, two at a
+       time where the column is contiguous, so the result is the scalar loop's exactly. */
+    static int64_t collide_count_free(const double *col, int64_t P, int64_t stride,
+                                      double reuse, double t) {
+        int64_t c = 0, p = 0;
+    #if defined(__SSE2__)
+        if (stride == 1) {
+            __m128d tv = _mm_set1_pd(t), rv = _mm_set1_pd(reuse);
+            __m128i acc = _mm_setzero_si128();
+            int64_t l[2];
+            for (; p + 2 <= P; p += 2)
+                acc = _mm_sub_epi64(acc, _mm_castpd_si128(
+                    _mm_cmple_pd(_mm_add_pd(_mm_loadu_pd(col + p), rv), tv)));
+            _mm_storeu_si128((__m128i *)l, acc);
+            c = l[0] + l[1];
+        }
+    #endif
+        for (; p < P; p++) c += col[p * stride] + reuse <= t;
+        return c;
+    }
+    static int64_t collide_list_free(const double *col, int64_t P, int64_t stride, double reuse,
+                                     double th, int32_t *lst, int32_t *pos) {
+        int64_t n = 0, p;
+        for (p = 0; p < P; p++, col += stride) {
+            int64_t in = *col + reuse <= th;
+            lst[n] = (int32_t)p;
+            pos[p] = in ? (int32_t)n : -1;
+            n += in;
+        }
+        return n;
+    }
     static const double collide_two53 = 1.0 / 9007199254740992.0;
     /* [0, n) by Lemire's multiply-shift on the high 32 bits of a word, with exact rejection */
     COLLIDE_HOT int64_t rng_randint(collide_pcg64 *g, bitgen_t *b, int64_t n) {
@@ -146,6 +178,10 @@ cdef extern from *:
     bint COLLIDE_UNLIKELY(bint x) nogil
     void COLLIDE_PREFETCH(const void *p) nogil
     int64_t collide_peak_rows(const double *rows, int64_t P, int64_t n, double t) nogil
+    int64_t collide_count_free(const double *col, int64_t P, int64_t stride, double reuse,
+                               double t) nogil
+    int64_t collide_list_free(const double *col, int64_t P, int64_t stride, double reuse,
+                              double th, int32_t *lst, int32_t *pos) nogil
     int64_t rng_randint(collide_pcg64 *g, bitgen_t *b, int64_t n) nogil
     double rng_uniform(collide_pcg64 *g, bitgen_t *b) nogil
     double rng_exponential(collide_pcg64 *g, bitgen_t *b) nogil
@@ -387,10 +423,8 @@ cdef int64_t scan_count_free(const Kern *k, bint pool_is_ip, int64_t ip, int64_t
     cdef int64_t p, c = 0, n = k.n, base = ip * k.np_ * k.n
     cdef const double *col = k.slot_end + base + j
     cdef double reuse = k.reuse
-    if not pool_is_ip:                  # a node's column: the loop without the eim branch
-        for p in range(k.np_):
-            c += col[p * n] + reuse <= t
-        return c
+    if not pool_is_ip:                  # a node's column
+        return collide_count_free(col, k.np_, n, reuse, t)
     for p in range(k.np_):
         c += free_time(k, base + p * n, j, pool_is_ip) <= t
     return c
@@ -411,11 +445,15 @@ cdef int64_t scan_list(Kern *k, bint pool_is_ip, int64_t ip, int64_t j, double t
                        int64_t q) noexcept nogil:
     """The pool's horizon list: every port free by th, in port order. Written without branches
     (about a fifth of the ports enter, unpredictably); entries past the length are not read."""
-    cdef int64_t p, n = 0, row0 = ip * k.np_ * k.n, base = q * k.np_, inside
+    cdef int64_t p, n = 0, row0 = ip * k.np_ * k.n, base = q * k.np_, inside, stride = k.n
     cdef int32_t *lst = k.hl_list + base
     cdef int32_t *pos = k.hl_pos + base
+    cdef const double *col = k.slot_end + row0 + j
+    cdef double reuse = k.reuse
+    if not pool_is_ip:                  # a node's column
+        return collide_list_free(col, k.np_, stride, reuse, th, lst, pos)
     for p in range(k.np_):
-        inside = free_time(k, row0 + p * k.n, j, pool_is_ip) <= th
+        inside = free_time(k, row0 + p * stride, j, pool_is_ip) <= th
         lst[n] = <int32_t>p
         pos[p] = <int32_t>(n if inside else -1)
         n += inside
