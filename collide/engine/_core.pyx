@@ -1311,7 +1311,8 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                                     if slot_end[row + i] > t and slot_tgt[row + i] == q:
                                         x -= 1
                                         break
-                    add_to_batch(k, t, <double>x / <double>(hi - lo))
+                    if x:                       # adding 0.0 changes no batch
+                        add_to_batch(k, t, <double>x / <double>(hi - lo))
             # 4. target
             b = lo + rng_randint(&g, bg, hi - lo)
             # 5. at the target: who holds (ip, p, b) through the other nodes

@@ -935,8 +935,9 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     if sums:
         sums_take(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B)
     if measure and est == C.EST_TARGET and pi[C.COLLIDABLE]:
-        e = distinct_live(slot_end, slot_tgt, row, N, j, t, lo, hi) / (hi - lo)
-        add_to_batch(batches, sf, pi[C.NBATCH], pf, t, e)
+        x = distinct_live(slot_end, slot_tgt, row, N, j, t, lo, hi)
+        if x:                                  # adding 0.0 changes no batch
+            add_to_batch(batches, sf, pi[C.NBATCH], pf, t, x / (hi - lo))
     # 4. target
     if cross:
         g, b = rng_randint(g, B)
