@@ -64,10 +64,10 @@ SIM_REPLICATES = 8
 
 
 def test_simulate_replicates_workers(benchmark):
-    """`collide simulate --replicates 8 --workers 1|2` on the base scenario (2,000 s each, default
-    estimate): the median of 3 back-to-back pairs of wall(1 worker) / wall(2 workers), and the
-    pooled counts must be identical."""
-    s = scenario("base", 2_000.0)
+    """`collide simulate --replicates 8 --workers 1|2` on the base scenario (5,000 s each, default
+    estimate: a long run, about 15 s on one worker): the median of 3 back-to-back pairs of
+    wall(1 worker) / wall(2 workers), and the pooled counts must be identical."""
+    s = scenario("base", 5_000.0)
     runs = {}
 
     def run(w):
