@@ -206,9 +206,10 @@ def grow(s: dict, code: int, t: float, tw_rehash) -> None:
         buckets = old.size // TWB
         while 4 * live > 3 * buckets:              # live records at most a quarter of the entries
             buckets *= 2
-        new = new_tw(buckets)
-        tw_rehash(old, new, t)
-        s["tw"] = new
+        if buckets > old.size // TWB:              # (else the table stays: dead entries are taken
+            new = new_tw(buckets)                  # again in place, and an overflow mark dies with
+            tw_rehash(old, new, t)                 # the last expiry it covers; only the count of
+            s["tw"] = new                          # inserts since the last look starts afresh)
         si[TW_INS] = live
     elif code == GROW_EV:
         old = s["ev_t"].size
