@@ -212,7 +212,6 @@ cdef enum:
     D_LIN_EPOCH = 2
     D_LIN_OFF = 3
     D_LIN_PERT = 4
-    D_SCRATCH = 5
     HW = 4
     H_MODE = 0
     H_LEN = 1
@@ -241,7 +240,7 @@ def use_general_kernel(bint on):
 
 assert (C.DELAYS, C.EV_INVW, T.TRIES, T.FIRST, T.DW, T.HW, T.TWB, T.TW_OVF, T.GROW_EV) == \
     (DELAYS, EV_INVW, S_TRIES, F_FIRST, DW, HW, TWB, TW_OVF, GROW_EV)
-assert (T.EVB, T.D_SCRATCH, T.BSCALE) == (EVB, D_SCRATCH, F_BSCALE)
+assert (T.EVB, T.D_LIN_PERT, T.BSCALE) == (EVB, D_LIN_PERT, F_BSCALE)
 assert (C.PEAK_SAMPLES, T.F_LIVE, T.F_TAKEN, T.D_LIN_PERT, T.H_MISS, T.PLACE_N) == \
     (PEAK_SAMPLES, FL_LIVE, FL_TAKEN, D_LIN_PERT, H_MISS, S_PLACE_N)
 assert T.FIELDS == ("si", "sf", "slot_end", "slot_tgt", "dest", "pool", "pool_th", "hl_list",

@@ -128,7 +128,7 @@ def scan_held(slot_end, ip, P, N, t, dest):
 
 
 @jit
-def scan_peak(slot_end, K, P, N, t, dest):
+def scan_peak(slot_end, K, P, N, t):
     """The most ports one (ip, node) holds at t: node by node, the count in a register."""
     best = 0
     for ip in range(K):

@@ -109,7 +109,7 @@ def scan_held(slot_end, ip, P, N, t, dest):
         dest[(ip * N + m) * T.DW + T.D_UB] = int(counts[m])
 
 
-def scan_peak(slot_end, K, P, N, t, dest):
+def scan_peak(slot_end, K, P, N, t):
     """The most ports one (ip, node) holds at t."""
     rows = np.asarray(slot_end[:K * P * N]).reshape(K, P, N)
     return int(np.count_nonzero(rows > t, axis=1).max())
@@ -1133,7 +1133,7 @@ def next_sample_at(si, pf):
     return pf[C.T_MEASURE] + (pf[C.T_END] - pf[C.T_MEASURE]) * si[T.SAMPLE_I] / C.PEAK_SAMPLES
 
 
-def take_samples(si, slot_end, dest, pi, pf, t):
+def take_samples(si, slot_end, pi, pf, t):
     """Live counts at the instants t_measure + i * horizon / 100 up to t, each read before
     anything happens at its instant; the peak is the largest (peak_live_exact: false)."""
     work = 0
@@ -1141,7 +1141,7 @@ def take_samples(si, slot_end, dest, pi, pf, t):
         at = pf[C.T_MEASURE] + (pf[C.T_END] - pf[C.T_MEASURE]) * si[T.SAMPLE_I] / C.PEAK_SAMPLES
         if at > t:
             break
-        c = scan_peak(slot_end, pi[C.K], pi[C.P], pi[C.N], at, dest)
+        c = scan_peak(slot_end, pi[C.K], pi[C.P], pi[C.N], at)
         work += pi[C.K] * pi[C.P]
         if c > si[T.PEAK]:
             si[T.PEAK] = c
@@ -1204,13 +1204,13 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
             t = t_retry
         if t >= t_stop:
             if next_sample <= t_stop:
-                work += take_samples(si, slot_end, dest, pi, pf, t_stop)
+                work += take_samples(si, slot_end, pi, pf, t_stop)
             if sf[T.NOW] < t_stop:
                 sf[T.NOW] = t_stop
             code = T.DONE
             break
         if next_sample <= t:
-            work += take_samples(si, slot_end, dest, pi, pf, t)
+            work += take_samples(si, slot_end, pi, pf, t)
             next_sample = next_sample_at(si, pf)
         if sums:
             work += ev_drain(EV, si, flags, slot_tgt, est_sum, est_free, t, pi[C.EV_M],

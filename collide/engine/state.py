@@ -30,9 +30,9 @@ NEXT_ARR, NOW, FIRST, BSCALE = range(4)
 N_SF = 4
 BATCH_DOUBLINGS = 20       # the batches start 2**20 times narrower than horizon / NBATCH
 # per destination (ip, node), DW int64 each in `dest`: an upper bound of the ports it holds (exact
-# after a recount), the sequential cursor, Linux's epoch, offset and perturbation, a scratch count
+# after a recount), the sequential cursor, Linux's epoch, offset and perturbation (padded to 8)
 DW = 8
-D_UB, D_CURSOR, D_LIN_EPOCH, D_LIN_OFF, D_LIN_PERT, D_SCRATCH = range(6)
+D_UB, D_CURSOR, D_LIN_EPOCH, D_LIN_OFF, D_LIN_PERT = range(5)
 # per port pool (random: a destination; eim: a NAT ip), HW int64 each in `pool`: the pool's mode
 # (0: rejection over all ports; 1: rejection over the horizon list), the list's length, the
 # failed tries since the last count; the horizon time is in `pool_th`
