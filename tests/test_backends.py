@@ -25,6 +25,9 @@ CASES = {
     "exhaustion-sequential": {"traffic.rate": 60.0, "nat.allocator": "sequential"},
     "time-wait": {"target.server_close_fraction": 0.6, "target.time_wait": 8.0},
     "time-wait-all": {"target.server_close_fraction": 1.0, "target.time_wait": 3.0},
+    # issue 21: the server-close flag is drawn even when TIME_WAIT is off (the plain Cython copy
+    # skipped the draw, and every later word moved)
+    "server-close-no-time-wait": {"target.server_close_fraction": 0.5, "target.time_wait": 0.0},
     "reuse-delay": {"nat.reuse_delay": 2.0},
     "reuse-delay-eim": {"nat.reuse_delay": 2.0, "nat.allocator": "eim"},
     "weights": {"load_balancer.node_weights": [0.5, 0.3, 0.2]},
@@ -289,7 +292,8 @@ def test_modes_of_the_cython_kernel():
              "dense-then-sparse", "empirical", "exhaustion", "fail-new", "fixed", "lognormal",
              "many-nodes", "pareto", "per-connection-ips", "per-zone-targets",
              "placement-collisions", "schedule", "schedule-cold-fixed", "warmup-seconds"}
-    extras = {"per-client-ips", "sticky", "time-wait", "time-wait-all", "weights"}
+    extras = {"per-client-ips", "server-close-no-time-wait", "sticky", "time-wait", "time-wait-all",
+              "weights"}
     got = {n: mode(small().replace(CASES[n])) for n in CASES}
     assert {n for n, m in got.items() if m == 0} == plain
     assert {n for n, m in got.items() if m == 1} == extras

@@ -1501,7 +1501,9 @@ cdef class Engine:
             pf[T_END], pf[EV_INVW]
         k.batch_scale = pf[BATCH_SCALE]
         plainish = k.alloc == 0 and k.cip and not pi[REUSE_ON] and not k.delays
-        if plainish and not (k.tw_on or k.need_client or k.weighted):
+        # the plain copy draws no server-close flag: it serves only runs where that flag is never
+        # drawn (server_close_fraction 0) and never read (no TIME_WAIT)
+        if plainish and not (k.tw_on or k.need_client or k.weighted or k.scf > 0.0):
             self.mode = 0
         elif plainish:
             self.mode = 1
