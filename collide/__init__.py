@@ -7,7 +7,7 @@
 from .analytic import analytic
 from .api import AllocatorRange, FirstReset, Result, first_reset, simulate, simulate_allocators
 from .scenario import Scenario, ScenarioError
-from . import sweep  # a callable module: collide.sweep(...) and collide.sweep.load_sweep(...)
+from . import sweep  # collide.studies.sweep, a callable module: collide.sweep(...) and collide.sweep.load_sweep(...)
 
 __version__ = "0.1.0"
 __all__ = ["Scenario", "ScenarioError", "simulate", "first_reset", "analytic", "sweep", "Result",

@@ -30,8 +30,8 @@ from .options import (backend_option, bad_input, check_size, estimate_option, fo
 def report_command(out_dir, window, seed, backend, workers, captures, estimate, force, **kw):
     """Write a risk report: verdict, mitigations, sensitivity, port headroom, how it was computed."""
     from .api import fresh_seed
-    from .report import build_report
-    from .report_html import write_report
+    from .studies.report import build_report
+    from .studies.report_html import write_report
     given_scenario = kw.get("scenario_name")
     given_plain = given_scenario and not kw.get("config_path") and not kw.get("sets") and all(
         kw.get(k) is None for k in ("rate", "duration", "horizon", "nodes", "targets", "nat_ips",
@@ -90,7 +90,7 @@ def report_command(out_dir, window, seed, backend, workers, captures, estimate, 
 def _report_size(s, backend: str, workers: int):
     """Today's run in full, then about 40 secondary runs capped at the report's arrival budget and
     the first-reset replicates (collide.report)."""
-    from .report import ARRIVAL_BUDGET, FIRST_RESET_ARRIVALS, FIRST_RESET_REPLICATES
+    from .studies.report import ARRIVAL_BUDGET, FIRST_RESET_ARRIVALS, FIRST_RESET_REPLICATES
     from .sizing import size_run, size_runs
     run = size_run(s)
     secondary = 40 * min(ARRIVAL_BUDGET, run.connections)

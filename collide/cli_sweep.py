@@ -55,7 +55,7 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force,
     from .options import check_size
     from .pool import width
     from .sizing import size_sweep
-    from .sweep import SweepError, SweepInterrupted, _out_format, load_sweep, run_spec
+    from .studies.sweep import SweepError, SweepInterrupted, _out_format, load_sweep, run_spec
     if not Path(sweep_file).exists():
         bad_input(f"SWEEP.toml {sweep_file}: no such file")
     if resume and overwrite:
@@ -73,7 +73,7 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force,
         bad_input("--workers and --scheduler: give one (the cluster decides its workers)")
     check_output_file(out, "--out")                   # before any point runs
     from .files import OutputLock
-    from .sweep import exists
+    from .studies.sweep import exists
     lock = OutputLock(out, "--out")                   # one writer at a time (exit 3)
     if exists(out) and not resume and not overwrite:
         lock.release()
@@ -132,8 +132,8 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force,
 def plot_command(results, x, y, hue, where, title, out):
     """Plot a sweep's RESULTS (.csv, .jsonl, .parquet): METRIC against KEY, bands and the closed form."""
     from .files import check_output_file
-    from .plot import PlotError, plot_sweep
-    from .sweep import SweepError
+    from .studies.plot import PlotError, plot_sweep
+    from .studies.sweep import SweepError
     if not Path(results).exists():
         bad_input(f"RESULTS {results}: no such file")
     if Path(out).suffix.lower() not in (".png", ".svg"):

@@ -1,0 +1,242 @@
+"""Figures from sweep rows: a metric against an axis, one line per hue value, interval bands, the closed form.
+
+    >>> from collide.plot import plot_sweep
+    >>> plot_sweep("results.csv", x="traffic.rate", y="collisions_per_hour",
+    ...            hue="load_balancer.cross_zone", out="rate.png")
+
+matplotlib (Agg) is imported only when a figure is drawn.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import InputError
+
+__all__ = ["plot_sweep", "PlotError", "LABELS"]
+
+
+class PlotError(InputError):
+    """A bad plot request (unknown column, no rows, unknown file type); the message is one line."""
+
+
+#: Readable axis labels with units, by column name.
+LABELS = {
+    "traffic.rate": "new connections per second",
+    "traffic.duration.mean": "mean connection lifetime (s)",
+    "traffic.horizon": "measured window (s)",
+    "traffic.clients": "client hosts",
+    "nat.ips": "NAT public IPs",
+    "nat.reuse_delay": "NAT port reuse delay (s)",
+    "nat.allocator": "NAT port allocator",
+    "load_balancer.nodes": "load-balancer nodes",
+    "load_balancer.targets": "targets",
+    "load_balancer.cross_zone": "cross-zone",
+    "load_balancer.dns_ttl": "DNS TTL (s)",
+    "target.time_wait": "TIME_WAIT (s)",
+    "target.on_collision": "on collision",
+    "connections": "connections",
+    "collisions": "collisions",
+    "collision_probability": "collisions per connection",
+    "collisions_per_hour": "collisions per hour",
+    "expected_collisions": "expected collisions (conditional estimate)",
+    "first_collision_s": "first collision (s into the window)",
+    "reset_victims": "connections reset",
+    "time_wait_hits": "SYNs meeting TIME_WAIT",
+    "allocation_failures": "NAT allocation failures",
+    "peak_live_per_destination": "peak live connections per destination",
+    "elapsed_s": "wall time per point (s)",
+    "horizon_s": "measured window per replicate (s)",
+    "rel_error": "relative standard error",
+}
+
+
+def _label(col: str) -> str:
+    return LABELS.get(col, col.replace("_", " "))
+
+
+def _num(v: Any) -> float | None:
+    if v is None or isinstance(v, str):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _spans_decades(values) -> bool:
+    pos = [v for v in values if v is not None and v > 0]
+    return len(pos) >= 2 and max(pos) / min(pos) >= 50 and len(pos) >= 0.8 * len(values)
+
+
+def _band(row: dict, y: str):
+    """The 95 % interval of metric `y` for one row, where one is known."""
+    lo, hi = row.get("collision_probability_ci_low"), row.get("collision_probability_ci_high")
+    if y == "collision_probability" and lo is not None:
+        return lo, hi
+    if y in ("collisions_per_hour", "collisions") and lo is not None:
+        conn = row.get("connections") or 0
+        scale = conn
+        if y == "collisions_per_hour":
+            seconds = (row.get("horizon_s") or 0) * (row.get("replicates") or 1)
+            if not seconds:
+                return None
+            scale = conn / seconds * 3600.0
+        return lo * scale, hi * scale
+    if y == "expected_collisions":
+        e, s = row.get("expected_collisions"), row.get("expected_collisions_se")
+        if e is not None and s is not None:
+            return e - 1.96 * s, e + 1.96 * s
+    return None
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def plot_sweep(rows_or_path, x: str, y: str, hue: str | None = None, out: str | Path = "fig.png",
+               where: Mapping[str, Any] | None = None, title: str | None = None) -> Path:
+    """Draw `y` against `x` (one line per `hue` value) and write PNG or SVG (by `out`'s extension).
+
+    Interval bands: the Wilson 95 % interval for collision_probability (scaled for collisions and
+    collisions_per_hour), ±1.96 SE for expected_collisions. The closed form (`analytic_<y>`) is a dashed
+    line where the rows have it. Axes go logarithmic where the values span decades. Rows that differ in
+    other axis columns (dotted names) are drawn as separate thin lines; `where` keeps only rows with the
+    given values.
+    """
+    from .sweep import rows_of
+    out = Path(out)
+    if out.suffix.lower() not in (".png", ".svg"):
+        raise PlotError(f"--out {out}: must end in .png or .svg")
+    try:
+        rows = rows_of(rows_or_path)
+    except FileNotFoundError:
+        raise PlotError(f"RESULTS {rows_or_path}: no such file") from None
+    if not rows:
+        raise PlotError(f"RESULTS {rows_or_path if isinstance(rows_or_path, (str, Path)) else ''}: no rows")
+    columns = list(rows[0])
+    for flag, col in (("--x", x), ("--y", y), ("--hue", hue)) + tuple(("--where", k) for k in (where or {})):
+        if col is not None and col not in columns:
+            from ..scenario import _did_you_mean
+            raise PlotError(f"{flag} {col}: no such column{_did_you_mean(col, columns)}; "
+                            f"columns: {', '.join(columns)}")
+    if where:
+        from .sweep import _same
+        rows = [r for r in rows if all(_same(r.get(k), v) for k, v in where.items())]
+        if not rows:
+            raise PlotError("--where " + ", ".join(f"{k}={v}" for k, v in where.items()) + ": no row matches")
+    for flag, col in (("--x", x), ("--y", y)):
+        if not any(_num(r.get(col)) is not None for r in rows):
+            sample = next((r.get(col) for r in rows if r.get(col) is not None), None)
+            numeric = [c for c in columns if any(_num(r.get(c)) is not None for r in rows[:50])]
+            raise PlotError(f"{flag} {col}: the column holds no numbers"
+                            + (f" (e.g. {sample!r})" if sample is not None else " (all empty)")
+                            + "; numeric columns: " + (", ".join(numeric[:6]) or "none")
+                            + (", ..." if len(numeric) > 6 else ""))
+
+    others = [c for c in columns if "." in c and c not in (x, hue)
+              and len({repr(r.get(c)) for r in rows}) > 1]
+    groups: dict = {}
+    for r in rows:
+        key = (r.get(hue) if hue else None, tuple(r.get(c) for c in others))
+        groups.setdefault(key, []).append(r)
+
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    hues = sorted({k[0] for k in groups}, key=lambda v: (str(type(v)), v))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    color_of = {h: colors[i % len(colors)] for i, h in enumerate(hues)}
+    analytic_col = f"analytic_{y}"
+    has_analytic = analytic_col in columns
+    series = []                     # (hue, xs, ys, bands, analytic ys)
+    all_x, all_y = [], []
+    for (h, _), grp in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+        pts = sorted(((_num(r.get(x)), r) for r in grp if _num(r.get(x)) is not None), key=lambda t: t[0])
+        if not pts:
+            continue
+        xs = [p[0] for p in pts]
+        ys = [_num(r.get(y)) for _, r in pts]
+        bands = [_band(r, y) for _, r in pts]
+        ay = [_num(r.get(analytic_col)) for _, r in pts] if has_analytic else []
+        all_x += xs
+        all_y += [v for v in ys + ay if v is not None]
+        series.append((h, xs, ys, bands, ay))
+    logx, logy = _spans_decades(all_x), _spans_decades(all_y)
+    floor = None
+    if logy:
+        pos = [v for v in all_y if v > 0]
+        floor = min(pos) / 3
+
+    def clean(vals):
+        out = []
+        for v in vals:
+            if v is None or (logy and v <= 0):
+                out.append(float("nan"))
+            else:
+                out.append(v)
+        return out
+
+    labelled = set()
+    drawn_analytic = False
+    zeros_hidden = False
+    for h, xs, ys, bands, ay in series:
+        c = color_of[h]
+        label = None
+        if h not in labelled:
+            label = f"{_label(hue)} = {_fmt_value(h)}" if hue else "simulated"
+            labelled.add(h)
+        if logy and any(v is not None and v <= 0 for v in ys):
+            zeros_hidden = True
+        ax.plot(xs, clean(ys), "o-", color=c, lw=1.8 if not others else 1.0, ms=3.5, label=label)
+        if any(b is not None for b in bands):
+            lo = [b[0] if b else float("nan") for b in bands]
+            hi = [b[1] if b else float("nan") for b in bands]
+            if logy:
+                lo = [max(v, floor) for v in lo]
+                hi = [max(v, floor) for v in hi]
+            ax.fill_between(xs, lo, hi, color=c, alpha=0.18, lw=0)
+        if any(v is not None for v in ay):
+            ax.plot(xs, clean(ay), "--", color=c, lw=1.0, alpha=0.9,
+                    label=None if drawn_analytic else "closed form (docs/model.md §3)")
+            drawn_analytic = True
+
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=floor)
+    ax.set_xlabel(_label(x))
+    ax.set_ylabel(_label(y))
+    bits = [title] if title else []
+    if where:
+        bits.append(", ".join(f"{k} = {_fmt_value(v)}" for k, v in where.items()))
+    if others:
+        bits.append("one line per " + ", ".join(others))
+    if zeros_hidden:
+        bits.append("zeros not shown (log scale)")
+    if bits:
+        ax.set_title("; ".join(bits), fontsize=9)
+    ax.grid(True, which="both", alpha=0.25)
+    bands_note = {"collision_probability": "bands: Wilson 95 %", "collisions_per_hour": "bands: Wilson 95 %",
+                  "collisions": "bands: Wilson 95 %", "expected_collisions": "bands: ±1.96 SE"}.get(y)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=8, title=bands_note, title_fontsize=7)
+    fig.tight_layout()
+    from ..files import atomic_file, check_output_file
+    check_output_file(out, "--out")
+    try:
+        with atomic_file(out, "--out") as tmp:         # no half-written figure on a failure
+            fig.savefig(tmp, format=out.suffix.lower()[1:])
+    finally:
+        plt.close(fig)
+    return out
