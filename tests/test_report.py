@@ -262,3 +262,17 @@ def test_element_ids_are_stable(page):
                 "p-reset-window", "verdict", "seed", "command"):
         assert key in page.found
     assert re.fullmatch(r"\d+", page.found["seed"]["text"])
+
+
+def test_fewer_targets_than_nodes_leaves_cross_zone_off_out(tmp_path):
+    """Issue 21: with 2 targets and 3 zones, "cross-zone off" is no valid scenario. The report leaves
+    that mitigation out with the reason, and the page is still written."""
+    out = tmp_path / "r"
+    res = CliRunner().invoke(collide.cli.cli, ARGS + ["--targets", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert [m["name"] for m in summary["mitigations_left_out"]] == ["cross-zone off"]
+    assert "every zone needs a target" in summary["mitigations_left_out"][0]["reason"]
+    assert "cross-zone off" not in [m["name"] for m in summary["mitigations"]]
+    assert "Not shown: cross-zone off" in (out / "summary.md").read_text()
+    assert "does not apply to this scenario" in (out / "index.html").read_text()

@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import __version__
 from ..analytic import analytic, applies, is_zero
-from ..scenario import Scenario, builtin_names
+from ..scenario import Scenario, ScenarioError, builtin_names
 from ..stats import garwood, kaplan_meier, kaplan_meier_quantile, z_value
 
 SCHEMA_VERSION = 1
@@ -397,8 +397,12 @@ def _mitigation_plan(s: Scenario, V: "_Variants | None" = None) -> list[dict]:
     out = []
     for p in plans:
         n, c, note = p[:3]
-        out.append({"name": n, "changes": c, "cost": note,
-                    "variant": p[3] if len(p) > 3 else s.replace(c)})
+        try:
+            variant = p[3] if len(p) > 3 else s.replace(c)
+        except ScenarioError as exc:           # e.g. cross-zone off with fewer targets than zones
+            out.append({"name": n, "changes": c, "cost": note, "left_out": str(exc)})
+            continue
+        out.append({"name": n, "changes": c, "cost": note, "variant": variant})
     return out
 
 
@@ -464,6 +468,8 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
     idx = iter(range(1, 10_000))
     tasks: dict[str, tuple] = {"today": ("simulate", s, seed, backend, estimate)}
     mitigations = _mitigation_plan(s, V)
+    left_out = [{"name": m["name"], "reason": m["left_out"]} for m in mitigations if "left_out" in m]
+    mitigations = [m for m in mitigations if "left_out" not in m]
     for m in mitigations:
         m["scenario"] = _capped(m.pop("variant"))
         m["seed"] = child_seed(seed, next(idx))
@@ -773,6 +779,7 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
         },
         "scenario": s.to_dict(),
         "mitigations": mit_rows,
+        "mitigations_left_out": left_out,
         "allocators": alloc_rows,
         "sensitivity": sens_out,
         "ports": ports,

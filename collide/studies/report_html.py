@@ -546,7 +546,11 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
                  + f"<td class='num'>{_change(m['change_vs_today'])}</td><td class='small'>{e(m['cost'])}"
                  + (f" Allocation failures: {m['allocation_failures']:,}." if m["allocation_failures"] else "")
                  + "</td></tr>")
-    P.append("</table><p class='small'>More NAT IPs help only if the NAT spreads one client's connections "
+    P.append("</table>")
+    for m in data.get("mitigations_left_out", ()):
+        P.append(f"<p class='small left-out'>Not shown: <b>{e(m['name'])}</b> does not apply to this "
+                 f"scenario ({e(m['reason'])}).</p>")
+    P.append("<p class='small'>More NAT IPs help only if the NAT spreads one client's connections "
              "over them (<code>per-connection</code>); a NAT that pins each client to one IP "
              "(<code>per-client</code>) gives a single busy client no relief.</p>")
     P.append("<h3 id='s-allocators'>3b. Uncertainty about the NAT's port allocator</h3>")
@@ -631,6 +635,8 @@ def render_md(data: dict, page: dict) -> str:
         lines.append(f"| {m['name']} | {fmt_num(m['collisions_per_hour'])} | {_ci(m['collisions_per_hour_ci'])} | "
                      f"{fmt_num(m['closed_form_collisions_per_hour'])} | {_change(m['change_vs_today'])} | "
                      f"{m['cost']} |")
+    lines += [""] * bool(data.get("mitigations_left_out")) + [f"- Not shown: {m['name']} does not apply to this scenario ({m['reason']})"
+              for m in data.get("mitigations_left_out", ())]
     ps = v.get("p_reset_schedule")
     if ps:
         lines[_head_at(lines):_head_at(lines)] = [f"- Over the window as scheduled ({fmt_duration(ps['seconds'])}): expected "
