@@ -54,6 +54,9 @@ NAT_GATEWAY_IPS = 8
 MIN_LIFETIME_S = 1e-3
 #: Simulated connections at most per evaluation of a lever.
 MAX_CONNECTIONS = 5e7
+#: Simulated connections at most for a switch: enough to tell whether it meets the budget (most
+#: switches remove the risk and cost nothing to simulate).
+SWITCH_CONNECTIONS = 3e5
 #: How far from today a continuous lever is searched (a factor either way).
 SEARCH_FACTOR = 1e9
 
@@ -149,7 +152,7 @@ class Budget:
     @property
     def text(self) -> str:
         if self.kind == "resets":
-            return f"at most {self.resets:g} reset(s) per {self.period}"
+            return f"at most {self.resets:g} reset{'' if self.resets == 1 else 's'} per {self.period}"
         return (f"P(at least one reset within {_dur(self.within_s)}) at most "
                 f"{self.probability:g}")
 
@@ -333,8 +336,21 @@ def judged(s: Scenario, budget: Budget) -> Scenario:
     return s.replace(changes)
 
 
-def _closed_form_holds(s: Scenario) -> bool:
-    return applies(s) is None
+def closed_form_holds(s: Scenario) -> bool:
+    """Whether solve may take the closed form for this scenario: it applies (random allocator,
+    per-connection choices, below exhaustion) and nothing the form leaves out moves the risk:
+    delayed connects (delay-new, older kernels, a challenge-ACK limit), the NAT's reuse delay, or
+    TIME_WAIT entries left by servers that close first."""
+    if applies(s) is not None:
+        return False
+    if is_zero(s):
+        return True
+    t = s.target
+    return not (t.delays or s.nat.reuse_delay > 0
+                or (t.server_close_fraction > 0 and t.time_wait > 0))
+
+
+_closed_form_holds = closed_form_holds
 
 
 def _risk(s: Scenario, seed: int, rel_error: float, backend: str, use_cf: bool,
@@ -374,13 +390,21 @@ def _five_points(s, spec, V, seed, backend, use_cf) -> tuple[int, float, list]:
     """(the way the risk moves with the lever: +1 or -1, d ln R / d ln x near today, the points).
     _Refused when it does not move, or not one way."""
     x0 = V.today(s, spec.key)
-    pts = []
+    variants = []
     for x in _check_points(spec, x0):
         try:
-            sx = V.set(s, spec.key, x)
+            variants.append((x, V.set(s, spec.key, x)))
         except ScenarioError:
             continue
-        r, se, how, _ = _risk(sx, seed, 0.1, backend, use_cf and _closed_form_holds(sx), 2e6)
+    if use_cf:
+        # where the closed form holds at three points or more, those points decide (a point past
+        # it, near port exhaustion, would cost a long simulation and tell nothing more)
+        held = [(x, sx) for x, sx in variants if _closed_form_holds(sx)]
+        if len(held) >= 3:
+            variants = held
+    pts = []
+    for x, sx in variants:
+        r, se, how, _ = _risk(sx, seed, 0.1, backend, use_cf and _closed_form_holds(sx), 2e5)
         pts.append((x, r, se))
     if len(pts) < 3:
         raise _Refused(f"fewer than 3 allowed values around {x0:g}")
@@ -413,20 +437,36 @@ def _five_points(s, spec, V, seed, backend, use_cf) -> tuple[int, float, list]:
     return sign, power, pts
 
 
+def check_lever(s: Scenario, key: str, seed: int, backend: str = "cython",
+                use_cf: bool = True) -> tuple[int, float]:
+    """(+1 if the risk grows with the lever, -1 if it falls; the local power d ln R / d ln x)
+    from five points around today; InputError (exit 2) for a lever that does not move the risk
+    one way."""
+    spec = _spec(s, key)
+    with Variants() as V:
+        try:
+            sign, power, _ = _five_points(s, spec, V, child_seed(seed, 11), backend, use_cf)
+        except _Refused as exc:
+            raise InputError(f"--for {spec.key}: {exc}; a lever must raise or lower the risk one "
+                             "way" + _why_flat(s, spec.key)) from None
+    return sign, power
+
+
 def _solve_lever(task) -> Lever:
-    (s, key, r_star, seed, rel_error, backend, use_cf, explicit) = task
+    (s, key, r_star, seed, rel_error, backend, use_cf, checked) = task
     spec = _spec(s, key)
     with Variants() as V:
         x0 = V.today(s, key)
         lever = Lever(key, spec.words, spec.unit, x0)
-        try:
-            sign, power, pts = _five_points(s, spec, V, child_seed(seed, 11), backend, use_cf)
-        except _Refused as exc:
-            if explicit:
-                return replace(lever, note="REFUSED: " + str(exc))
-            lever.note = f"not a lever here: {exc}"
-            lever.method = "none"
-            return lever
+        if checked is not None:
+            sign, power = checked
+        else:
+            try:
+                sign, power, _ = _five_points(s, spec, V, child_seed(seed, 11), backend, use_cf)
+            except _Refused as exc:
+                lever.note = f"not a lever here: {exc}"
+                lever.method = "none"
+                return lever
         lever.safe_direction = "down" if sign > 0 else "up"
         try:
             _find(lever, s, spec, V, r_star, seed, rel_error, backend, use_cf, sign, power)
@@ -516,7 +556,11 @@ def _closed_form_search(lever, s, spec, V, r_star, step_sign, valid) -> bool:
             if v is None or v == "range":
                 return False
             lo, hi = (mid, hi) if (v > r_star) == lo_above else (lo, mid)
-        crossing = _interp(lo, f(lo), hi, f(hi), r_star)
+        f_lo, f_hi = f(lo), f(hi)
+        crossing = _interp(lo, f_lo, hi, f_hi, r_star) if f_lo > 0 and f_hi > 0 else None
+        lever.value = lo if f_lo <= r_star else hi          # the integer that meets the budget
+        if crossing is None:
+            crossing = float(lever.value)
     else:
         for _ in range(200):
             mid = math.sqrt(lo * hi)
@@ -528,15 +572,37 @@ def _closed_form_search(lever, s, spec, V, r_star, step_sign, valid) -> bool:
                 break
         crossing = math.sqrt(lo * hi)
     lever.crossing = crossing
-    lever.interval = (crossing, crossing)
+    lever.interval = _form_interval(s, spec, V, crossing)
     lever.method = "closed form (docs/model.md §3), bisection"
-    lever.note = ("exact for the model's closed form; under reset-existing the form is an upper "
-                  "bound on the risk, tight when few connections collide, so the value errs on the "
-                  "safe side")
-    _settle(lever, spec, crossing)
+    lever.note = ("the closed form is exact in count mode; under reset-existing or fail-new it is an "
+                  "upper bound on the risk, high by about the collision probability per connection "
+                  "(relative), so the interval reaches that far to the risky side")
+    _settle(lever, spec, crossing, lever.value if spec.integer else None)
     a = analytic(V.set(s, spec.key, lever.value)) if lever.value is not None else None
     lever.closed_form_at_value = a.collisions_per_hour if a else None
     return True
+
+
+def _form_interval(s, spec, V, crossing) -> tuple[float, float]:
+    """Where the true crossing lies given the closed form's own error: none in count mode; under
+    an outcome that ends a connection, the form overstates the risk by at most the per-connection
+    collision probability p (relative; docs/model.md §3), so the crossing may lie up to a factor
+    (1 + p)^(1/b) further to the risky side, b the local power of the risk in the lever."""
+    if s.target.on_collision == "count" or crossing <= 0:
+        return (crossing, crossing)
+    x = crossing if not spec.integer else max(spec.lo, round(crossing))
+    try:
+        a = analytic(V.set(s, spec.key, x))
+        x2 = crossing * 1.01 if not spec.integer else x + 1
+        a2 = analytic(V.set(s, spec.key, x2))
+    except ScenarioError:
+        return (crossing, crossing)
+    if a is None or a2 is None or a.collisions_per_hour <= 0 or a2.collisions_per_hour <= 0 \
+            or a.collisions_per_hour == a2.collisions_per_hour:
+        return (crossing, crossing)
+    b = math.log(a2.collisions_per_hour / a.collisions_per_hour) / math.log(x2 / x)
+    other = crossing * (1 + a.collision_probability) ** (1.0 / b)
+    return (min(crossing, other), max(crossing, other))
 
 
 def _interp(x1, r1, x2, r2, r_star) -> float:
@@ -565,13 +631,15 @@ def _unreachable(lever, spec, hist, r_star, how):
     lever.note = f"not reachable: {cap}, where the risk is still {hist[-1][1]:.3g} per hour{need}"
 
 
-def _settle(lever, spec, crossing):
-    """Round an integer lever in the safe direction; say what is reachable and what a deployment
-    unit gives."""
+def _settle(lever, spec, crossing, value=None):
+    """Round an integer lever in the safe direction (unless the integer that meets the budget is
+    known: `value`); say what is reachable and what a deployment unit gives."""
     if crossing is None:
         return
     up = lever.safe_direction == "up"
-    if spec.integer:
+    if value is not None:
+        pass
+    elif spec.integer:
         value = math.ceil(crossing - 1e-9) if up else math.floor(crossing + 1e-9)
         value = int(min(max(value, spec.lo), spec.hi)) if math.isfinite(spec.hi) else int(value)
     else:
@@ -630,7 +698,7 @@ def _simulated_search(lever, s, spec, V, r_star, seed, rel_error, backend, sign,
         if e.per_hour > 0 and r > 0 and nx != x:
             p = math.log(e.per_hour / r) / math.log(nx / x)
             if p * sign > 0 and abs(math.log(nx / x)) > 3 * (e.rel_error or 0):
-                power = min(max(p, power / 4), power * 4) if power * p > 0 else power
+                power = math.copysign(min(max(abs(p), abs(power) / 4), abs(power) * 4), power)
         x, r = nx, e.per_hour
         close = r > 0 and abs(math.log(r_star / r)) <= 3 * max(e.rel_error or 0, rel_error)
         precise = (e.rel_error or 0) <= rel_error * 1.05 or e.connections >= MAX_CONNECTIONS * 0.9
@@ -729,7 +797,7 @@ def _solve_switch(task) -> Switch:
         sx = s.replace({sw.key: sw.value})
     except ScenarioError as exc:
         return replace(sw, left_out=str(exc))
-    e = estimate_risk(sx, seed, rel_error, backend, MAX_CONNECTIONS)
+    e = estimate_risk(sx, seed, max(rel_error, 0.1), backend, SWITCH_CONNECTIONS)
     a = analytic(sx)
     out = replace(sw, resets_per_hour=e.per_hour, interval=tuple(e.interval), seed=seed,
                   closed_form=a.collisions_per_hour if a else None,
@@ -782,10 +850,13 @@ def solve(scenario, budget, levers=None, seed: int | None = None, workers: int |
     _check_cold(sj, b)
     r_star = b.max_per_hour
     use_cf = method == "auto"
+    # a lever asked for by name must move the risk one way: checked before anything else runs
+    checked = {k: check_lever(sj, k, child_seed(seed, 100 + i), backend, use_cf) if explicit
+               else None for i, k in enumerate(keys)}
     tasks = [("today", (sj, child_seed(seed, 1), rel_error, backend))]
     for i, k in enumerate(keys):
         tasks.append(("lever", (sj, k, r_star, child_seed(seed, 100 + i), rel_error, backend,
-                                use_cf, explicit)))
+                                use_cf, checked[k])))
     plans = _switch_plan(sj)
     for i, sw in enumerate(plans):
         tasks.append(("switch", (sj, sw, r_star, child_seed(seed, 200 + i), rel_error, backend)))
@@ -793,17 +864,14 @@ def solve(scenario, budget, levers=None, seed: int | None = None, workers: int |
     today_sim = results[0]
     lever_out = results[1:1 + len(keys)]
     sw_out = results[1 + len(keys):]
-    for lv in lever_out:
-        if explicit and lv.note.startswith("REFUSED: "):
-            raise InputError(f"--for {lv.key}: {lv.note[len('REFUSED: '):]}; a lever must raise "
-                             "or lower the risk one way" + _why_flat(sj, lv.key))
     a = analytic(sj)
     per_hour = today_sim["resets_per_hour"]
     lo, hi = today_sim["interval"]
+    cf_ok = a is not None and closed_form_holds(sj)
     today = {"resets_per_hour": per_hour, "interval": [lo, hi], "method": today_sim["method"],
              "seed": today_sim["seed"], "horizon_s": today_sim["horizon_s"],
-             "closed_form": a.collisions_per_hour if a else None,
-             "closed_form_missing_reason": None if a else applies(sj),
+             "closed_form": a.collisions_per_hour if cf_ok else None,
+             "closed_form_missing_reason": None if cf_ok else (applies(sj) or _form_left_out(sj)),
              "max_resets_per_hour": r_star,
              "meets_budget": hi <= r_star, "over_budget": lo > r_star,
              "verdict": ("within the budget" if hi <= r_star else
@@ -850,6 +918,15 @@ def _map(tasks, workers, progress):
     finally:
         stop_pool(pool, interrupted=not ok)
     return out
+
+
+def _form_left_out(s: Scenario) -> str:
+    t = s.target
+    if t.delays:
+        return "delayed connects (the SYN is retried)"
+    if s.nat.reuse_delay > 0:
+        return "the NAT's reuse delay"
+    return "TIME_WAIT left by servers that close first"
 
 
 def _why_flat(s: Scenario, key: str) -> str:
@@ -978,7 +1055,12 @@ def _fmt_val(v) -> str:
 
 def _lever_text(lv: Lever) -> str:
     arrow = "at most" if lv.safe_direction == "down" else "at least"
-    return f"{lv.words} {arrow} {_fmt_num(lv.value)} {lv.unit} (today {_fmt_num(lv.today)})".strip()
+    unit = "" if _spec_integer(lv.key) else f" {lv.unit}"
+    return f"{lv.words} {arrow} {_fmt_num(lv.value)}{unit} (today {_fmt_num(lv.today)})"
+
+
+def _spec_integer(key: str) -> bool:
+    return key in _SPECS and _SPECS[key].integer
 
 
 def _lever_cost(lv: Lever) -> str:
@@ -1007,7 +1089,7 @@ def _fmt_num(x) -> str:
 def format_table(r: SolveResult) -> str:
     """`collide solve`'s plain-text answer."""
     b, t = r.budget, r.today
-    lines = [f"  budget    {b.text} = {_fmt_num(b.max_per_hour)} {r.counts} per hour"
+    lines = [f"  budget    {b.text}: at most {_fmt_num(b.max_per_hour)} {r.counts} per hour"
              + (" (cold start)" if b.start == "cold" else "")]
     cf = f"; closed form {_fmt_num(t['closed_form'])}" if t["closed_form"] is not None else ""
     lines.append(f"  today     {_fmt_num(t['resets_per_hour'])} {r.counts} per hour (95 % "

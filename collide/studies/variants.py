@@ -32,7 +32,7 @@ HOUR = 3600.0
 BATCHES = 32
 #: A run's window is at least this many correlation times of the live population, so that
 #: neighbouring batches are nearly independent (the batch-means error is then within a few %).
-WINDOW_CORRELATION_TIMES = 256
+WINDOW_CORRELATION_TIMES = 128
 #: Independent replicates where a window cannot grow (a schedule, a cold start, infinite-variance
 #: lifetimes): the error comes from their spread.
 MIN_REPLICATES = 8
