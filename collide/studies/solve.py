@@ -259,9 +259,11 @@ class Lever:
     move: float | None = None             # |ln(value / today)|
     deployment: str | None = None
     closed_form_at_value: float | None = None
+    boundary_rel_se: float | None = None  # simulated: relative SE of the risk where it was solved
 
     def to_dict(self) -> dict:
         return {"key": self.key, "words": self.words, "unit": self.unit, "today": self.today,
+                "boundary_rel_se": self.boundary_rel_se,
                 "value": self.value, "crossing": self.crossing,
                 "interval": list(self.interval) if self.interval else None,
                 "safe_direction": self.safe_direction, "reachable": self.reachable,
@@ -710,6 +712,7 @@ def _simulated_search(lever, s, spec, V, r_star, seed, rel_error, backend, sign,
         lever.note = "the search did not settle within 24 evaluations"
     # the boundary from the last evaluation: x* = x (r*/R)^(1/b), R within its interval
     x, e = pts[-1][0], pts[-1][3]
+    lever.boundary_rel_se = e.rel_error
     if spec.integer:
         br = _bracketed(pts, r_star)
         if br:
