@@ -15,8 +15,16 @@ from .options import (backend_option, bad_input, check_size, estimate_option, fo
 @scenario_options
 @click.option("--out", "out_dir", required=True, metavar="DIR", type=click.Path(file_okay=False),
               help="Directory for index.html, summary.json, summary.md and figures/.")
-@click.option("--window", type=float, default=600.0, show_default=True, metavar="SECONDS",
-              help="Length of a load test: the page gives P(at least one reset) within it.")
+@click.option("--max-resets", "max_resets", metavar="N/PERIOD", default=None,
+              help="The budget the risk is judged against: at most N resets per hour, day, week, "
+                   "month or year (default 1/day).")
+@click.option("--max-probability", "max_probability", metavar="P", default=None,
+              help="The budget as P(at least one reset within --within) at most P.")
+@click.option("--within", "within", metavar="DURATION", default=None,
+              help="Your window, <number>[s|m|h|d|w] (default 10m, a load test): the page gives "
+                   "P(at least one reset) within it; with --max-probability, the budget's window.")
+@click.option("--window", "window", type=float, default=None, hidden=True,
+              help="Old name of --within, in seconds.")
 @seed_option
 @backend_option
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
@@ -27,9 +35,25 @@ from .options import (backend_option, bad_input, check_size, estimate_option, fo
 @estimate_option
 @force_option
 @handle_value_errors
-def report_command(out_dir, window, seed, backend, workers, captures, estimate, force, **kw):
-    """Write a risk report: verdict, mitigations, sensitivity, port headroom, how it was computed."""
+def report_command(out_dir, max_resets, max_probability, within, window, seed, backend, workers,
+                   captures, estimate, force, **kw):
+    """Write a risk report: the risk against a budget, the change that meets it, headroom,
+    mitigations, sensitivity, port headroom, how it was computed."""
     from .api import fresh_seed
+    from .studies.solve import Budget, parse_within
+    if window is not None and within is not None:
+        bad_input(f"--window {window:g} and --within {within}: give one (--window is the old name)")
+    if window is not None:
+        if not (window > 0) or window == float("inf"):
+            bad_input(f"--window {window}: must be a positive number of seconds")
+        within = repr(window)
+    window = parse_within(within if within is not None else "600")
+    if max_resets is not None and max_probability is not None:
+        bad_input("--max-resets and --max-probability: give one budget")
+    if max_probability is not None:
+        budget = Budget.max_probability(max_probability, within if within is not None else None)
+    else:
+        budget = Budget.max_resets(max_resets if max_resets is not None else "1/day")
     from .studies.report import build_report
     from .studies.report_html import write_report
     given_scenario = kw.get("scenario_name")
@@ -45,14 +69,13 @@ def report_command(out_dir, window, seed, backend, workers, captures, estimate, 
         if made is not None:
             kw["config_path"] = str(made)
     s = pop_scenario(kw)
-    if not (window > 0) or window != window or window == float("inf"):
-        bad_input(f"--window {window}: must be a positive number of seconds")
     from .files import check_output_dir
     out = check_output_dir(out_dir, "--out")        # before the simulations, not after
     check_size(_report_size(s, backend, workers), force)
     seed = fresh_seed() if seed is None else seed
     where = f"--scenario {given_scenario}" if given_plain else f"--config {out / 'scenario.toml'}"
-    command = (f"collide report {where} --out {out} --window {window:g} --seed {seed} "
+    win = f" --within {within}" if budget.kind == "resets" else ""
+    command = (f"collide report {where} --out {out} {budget.flags}{win} --seed {seed} "
                f"--backend {backend}" + (f" --estimate {estimate}" if estimate else ""))
     update, done = progress_bar("report")
     if update is None:
@@ -61,7 +84,7 @@ def report_command(out_dir, window, seed, backend, workers, captures, estimate, 
     try:
         data = build_report(s, seed=seed, window=window, backend=backend, workers=workers,
                             progress=update, source=given_scenario if given_plain else None,
-                            command=command, estimate=estimate)
+                            command=command, estimate=estimate, budget=budget)
     except KeyboardInterrupt:
         done()
         click.echo("interrupted: nothing written", err=True)
@@ -82,8 +105,10 @@ def report_command(out_dir, window, seed, backend, workers, captures, estimate, 
         shutil.rmtree(made.parent, ignore_errors=True)
     write_report(data, out, scenario_toml=toml, extra_files=extra)   # all or nothing (files.py)
     v = data["verdict"]
-    click.echo(f"risk {v['level']}: {v['collisions_per_hour']:.4g} collisions per hour "
+    click.echo(f"risk {v['level']} ({v['level_words']}: {budget.text}): "
+               f"{v['collisions_per_hour']:.4g} collisions per hour "
                f"(95 % {v['collisions_per_hour_ci'][0]:.4g} – {v['collisions_per_hour_ci'][1]:.4g}); "
+               f"change: {data['solve']['recommendation']['text']}; "
                f"wrote {out / 'index.html'} in {time.perf_counter() - t0:.1f} s")
 
 

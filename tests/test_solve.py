@@ -262,7 +262,8 @@ def test_simulated_boundaries_agree_with_the_closed_form_in_17_of_20():
 # -- the 20 scenarios without a closed form ----------------------------------------------------------
 #: (name, changes to `seed`, budget, lever). None has a closed form that solve may take.
 NON_ANALYTIC = [
-    ("sticky, 1 client", {"load_balancer.node_choice": "sticky"}, "10/hour", "traffic.rate"),
+    ("sticky, 200 clients", {"load_balancer.node_choice": "sticky", "traffic.clients": 200},
+     "10/hour", "traffic.rate"),
     ("sticky, 50 clients", {"load_balancer.node_choice": "sticky", "traffic.clients": 50},
      "1/hour", "traffic.rate"),
     ("sticky, TTL 5 s", {"load_balancer.node_choice": "sticky", "load_balancer.dns_ttl": 5.0,

@@ -219,12 +219,23 @@ class Estimate:
                 "connections": self.connections}
 
 
+#: The linux allocator redraws its per-destination offsets this often (docs/model.md §2.3).
+LINUX_OFFSET_PERIOD_S = 10.0
+
+
 def correlation_time(s: Scenario) -> float:
-    """How long the live population remembers itself: the mean residual lifetime E[L²] / (2 E[L])
-    (the mean lifetime for exponential lifetimes); infinite for laws without a second moment."""
+    """How long the risk remembers itself: the mean residual lifetime E[L²] / (2 E[L]) of the live
+    population (the mean lifetime for exponential lifetimes; infinite for laws without a second
+    moment), or longer where something else holds still: sticky clients keep their node for the
+    DNS TTL, the linux allocator keeps its offsets for 10 s."""
     d = s.traffic.duration
     m2 = d.second_moment
-    return m2 / (2.0 * d.mean) if math.isfinite(m2) else math.inf
+    tau = m2 / (2.0 * d.mean) if math.isfinite(m2) else math.inf
+    if s.load_balancer.node_choice == "sticky":
+        tau = max(tau, s.load_balancer.dns_ttl)
+    if s.nat.allocator == "linux":
+        tau = max(tau, LINUX_OFFSET_PERIOD_S)
+    return tau
 
 
 def fixed_window(s: Scenario) -> bool:
