@@ -129,19 +129,37 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force,
               help="Keep only rows with this value, e.g. --where nat.ips=1 (repeatable).")
 @click.option("--title", default=None, help="Figure title.")
 @click.option("--out", "out", required=True, metavar="FILE", help="Figure: .png or .svg.")
-def plot_command(results, x, y, hue, where, title, out):
-    """Plot a sweep's RESULTS (.csv, .jsonl, .parquet): METRIC against KEY, bands and the closed form."""
+@click.option("--max-resets", "max_resets", metavar="N/PERIOD", default=None,
+              help="On a two-key grid (--y a second key): draw where this budget is met, with its "
+                   "uncertainty band, over a heatmap of the resets per hour.")
+@click.option("--max-probability", "max_probability", metavar="P", default=None,
+              help="The budget as P(at least one reset within --within) at most P.")
+@click.option("--within", "within", metavar="DURATION", default=None,
+              help="The window of --max-probability, e.g. 30d.")
+def plot_command(results, x, y, hue, where, title, out, max_resets, max_probability, within):
+    """Plot a sweep's RESULTS (.csv, .jsonl, .parquet): METRIC against KEY, bands and the closed form;
+    with a budget, where it is met on a grid of two keys."""
     from .files import check_output_file
-    from .studies.plot import PlotError, plot_sweep
+    from .studies.plot import PlotError, plot_budget, plot_sweep
     from .studies.sweep import SweepError
     if not Path(results).exists():
         bad_input(f"RESULTS {results}: no such file")
     if Path(out).suffix.lower() not in (".png", ".svg"):
         bad_input(f"--out {out}: must end in .png or .svg")
+    budget = None
+    if max_resets is not None or max_probability is not None or within is not None:
+        from .cli_solve import make_budget
+        budget = make_budget(max_resets, max_probability, within, "steady")
+        if hue is not None:
+            bad_input(f"--hue {hue}: not with a budget (the colour is the resets per hour)")
     check_output_file(out, "--out")                   # before reading and drawing
     filt = parse_assignments(where, "--where", "nat.ips=1")
     try:
-        path = plot_sweep(results, x=x, y=y, hue=hue, out=out, where=filt or None, title=title)
+        if budget is not None:
+            path = plot_budget(results, x=x, y=y, budget=budget, out=out, where=filt or None,
+                               title=title)
+        else:
+            path = plot_sweep(results, x=x, y=y, hue=hue, out=out, where=filt or None, title=title)
     except (PlotError, SweepError) as exc:
         bad_input(str(exc))
     click.echo(f"wrote {path}", err=True)

@@ -331,3 +331,44 @@ def test_simulated_boundaries_meet_the_budget_again_in_17_of_20():
               f"{r['interval'][1]:.4g}] -> {r['resets_per_hour']:.4g} (r* {r['r_star']:.4g}, "
               f"z {r['z']:+.2f})")
     assert sum(r["inside"] for r in rows) >= 17
+
+
+# -- plot: where a budget is met on a two-key grid ------------------------------------------------------
+@pytest.fixture(scope="module")
+def grid_rows():
+    res = collide.sweep("seed", {"traffic.rate": [2.0, 8.0, 32.0], "nat.ips": [1, 4]},
+                        overrides={"traffic.horizon": 200}, seed=1, workers=1)
+    return res.rows
+
+
+def test_sweep_rows_carry_the_estimate_per_hour(grid_rows):
+    for r in grid_rows:
+        per_h = r["expected_collisions"] / (r["replicates"] * r["horizon_s"]) * 3600
+        assert r["expected_collisions_per_hour"] == pytest.approx(per_h)
+        assert r["expected_collisions_per_hour_se"] == pytest.approx(
+            r["expected_collisions_se"] / (r["replicates"] * r["horizon_s"]) * 3600)
+
+
+def test_plot_draws_the_budget_boundary(grid_rows, tmp_path):
+    from collide.studies.plot import plot_budget
+    out = plot_budget(grid_rows, x="traffic.rate", y="nat.ips", budget="1/hour",
+                      out=tmp_path / "b.svg")
+    svg = out.read_text()
+    assert "budget met: at most 1 reset per hour" in svg
+
+
+def test_plot_budget_refusals(grid_rows, tmp_path):
+    import csv
+    path = tmp_path / "g.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(grid_rows[0]))
+        w.writeheader()
+        for r in grid_rows:
+            w.writerow({k: "" if v is None else v for k, v in r.items()})
+    for args, needle in ((["--y", "collisions_per_hour"], "both must be keys"),
+                         (["--y", "nat.ips", "--hue", "nat.ips"], "--hue"),
+                         (["--y", "nat.ips", "--max-resets", "1/fortnight"], "fortnight")):
+        extra = [] if "--max-resets" in args else ["--max-resets", "1/hour"]
+        res = _cli("plot", str(path), "--x", "traffic.rate", *args, *extra, "--out",
+                   str(tmp_path / "x.png"))
+        assert res.exit_code == 2 and needle in res.output, res.output

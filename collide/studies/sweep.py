@@ -61,7 +61,8 @@ METRIC_COLUMNS = (
     "connections", "established", "allocation_failures", "failed_connects", "collisions",
     "reset_victims", "time_wait_hits", "pairs", "collision_probability",
     "collision_probability_ci_low", "collision_probability_ci_high", "collisions_per_hour",
-    "expected_collisions", "expected_collisions_se", "estimate", "first_collision_s",
+    "expected_collisions", "expected_collisions_se", "expected_collisions_per_hour",
+    "expected_collisions_per_hour_se", "estimate", "first_collision_s",
     "peak_live_per_destination", "analytic_collision_probability", "analytic_collisions_per_hour",
     "analytic_form", "delayed_connects", "pending_connects", "connect_delay_p50_s",
     "connect_delay_p99_s",
@@ -479,6 +480,11 @@ class _Pooled:
             "collisions_per_hour": coll / (R * horizon) * 3600.0,
             "expected_collisions": None if self.ex_none else float(self.ex),
             "expected_collisions_se": None if self.se_none else float(math.sqrt(self.var)),
+            # the estimate as a rate, the budget's unit (collide solve, plot --max-resets)
+            "expected_collisions_per_hour": None if self.ex_none
+            else float(self.ex) / (R * horizon) * 3600.0,
+            "expected_collisions_per_hour_se": None if self.se_none
+            else float(math.sqrt(self.var)) / (R * horizon) * 3600.0,
             "estimate": self.template.estimate,
             "first_collision_s": self.first,
             "peak_live_per_destination": self.peak,
