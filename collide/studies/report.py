@@ -1,8 +1,10 @@
 """The risk report's numbers (docs/model.md §4.6, issue 5): one dictionary with everything the page shows.
 
-`build_report(scenario, seed=...)` runs every simulation the page needs (today's scenario, the
-mitigations, the NAT allocators, the sensitivity curves, the headroom confirmations and the time to
-the first reset) over a small process pool and returns a JSON-ready dict. `collide.report_html`
+`build_report(scenario, seed=..., budget=...)` runs `collide solve` against the budget (the
+headroom on each lever, the switches, the recommended change and its alternatives), then every
+other simulation the page needs (today's scenario, the mitigations, the NAT allocators, the
+sensitivity curves and the time to the first reset) over a small process pool, and returns a
+JSON-ready dict. `collide.report_html`
 turns that dict into `index.html`, `summary.json`, `summary.md` and the figures.
 
 Estimates. A rate comes from the conditional estimate of docs/model.md §3 where the allocator defines one
@@ -664,6 +666,10 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
             "elapsed_s": time.perf_counter() - t_start,
             "replicates_first_reset": replicates, "arrival_budget_per_run": ARRIVAL_BUDGET,
             "assumptions": [
+                f"The risk is judged against the budget '{budget.text}' (at most {r_star:.3g} "
+                "resets per hour): high when the whole 95 % interval lies above it, low when it lies "
+                "below, elevated when it holds it. The headroom and the recommended change come from "
+                "collide solve (its own simulations, with their own seeds in summary.json: solve).",
                 "Poisson arrivals; each connection draws its NAT IP, NLB node, NAT port and target "
                 "independently (docs/model.md §2.1); the NLB flow hash includes the TCP sequence number, "
                 "so every connection is a fresh target draw.",

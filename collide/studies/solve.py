@@ -38,7 +38,8 @@ from typing import Callable
 from ..analytic import analytic, applies, is_zero
 from ..errors import InputError
 from ..scenario import Scenario, ScenarioError
-from .variants import HOUR, Estimate, Variants, child_seed, closed_form_rate, estimate_risk
+from .variants import (HOUR, Estimate, Variants, child_seed, closed_form_rate, estimate_risk,
+                       precision)
 
 __all__ = ["solve", "Budget", "SolveResult", "Lever", "Switch", "PERIODS", "parse_within",
            "DEFAULT_LEVERS", "SCHEMA_VERSION"]
@@ -706,8 +707,9 @@ def _simulated_search(lever, s, spec, V, r_star, seed, rel_error, backend, sign,
             if p * sign > 0 and abs(math.log(nx / x)) > 3 * (e.rel_error or 0):
                 power = math.copysign(min(max(abs(p), abs(power) / 4), abs(power) * 4), power)
         x, r = nx, e.per_hour
-        close = r > 0 and abs(math.log(r_star / r)) <= 3 * max(e.rel_error or 0, rel_error)
-        precise = (e.rel_error or 0) <= rel_error * 1.05 or e.connections >= MAX_CONNECTIONS * 0.9
+        target = precision(sx, rel_error)
+        close = r > 0 and abs(math.log(r_star / r)) <= 3 * max(e.rel_error or 0, target)
+        precise = (e.rel_error or 0) <= target * 1.05 or e.connections >= MAX_CONNECTIONS * 0.9
         if close and precise:
             break
         if spec.integer and _bracketed(pts, r_star) and precise:
