@@ -297,8 +297,9 @@ NON_ANALYTIC = [
     ("sticky, per-client IPs", {"load_balancer.node_choice": "sticky", "traffic.clients": 40,
                                 "nat.ips": 2, "nat.ip_choice": "per-client"},
      "1/hour", "traffic.rate"),
-    ("schedule ramp", {"traffic.schedule": [[0, 100], [200, 200], [400, 300]]}, "10/hour",
-     "traffic.rate"),
+    ("schedule ramp, sticky", {"traffic.schedule": [[0, 100], [200, 200], [400, 300]],
+                               "load_balancer.node_choice": "sticky", "traffic.clients": 100},
+     "10/hour", "traffic.rate"),
 ]
 
 
