@@ -767,7 +767,9 @@ def _confirm(lever, s, V, r_star, seed, rel_error, backend):
     except ScenarioError as exc:
         lever.note += f"; not confirmed: {exc}"
         return
-    e = estimate_risk(sx, child_seed(seed, 5000 + hash(lever.key) % 1000), rel_error, backend,
+    import zlib                 # a stable index (str hashes change from run to run)
+    e = estimate_risk(sx, child_seed(seed, 5000 + zlib.crc32(lever.key.encode()) % 1000), rel_error,
+                      backend,
                       MAX_CONNECTIONS)
     lo, hi = e.interval
     verdict = ("meets the budget" if hi <= r_star else
@@ -1098,7 +1100,8 @@ def _fmt_num(x) -> str:
 def format_table(r: SolveResult) -> str:
     """`collide solve`'s plain-text answer."""
     b, t = r.budget, r.today
-    lines = [f"  budget    {b.text}: at most {_fmt_num(b.max_per_hour)} {r.counts} per hour"
+    per = r.counts[:-1] if b.max_per_hour == 1 else r.counts
+    lines = [f"  budget    {b.text}: at most {_fmt_num(b.max_per_hour)} {per} per hour"
              + (" (cold start)" if b.start == "cold" else "")]
     cf = f"; closed form {_fmt_num(t['closed_form'])}" if t["closed_form"] is not None else ""
     lines.append(f"  today     {_fmt_num(t['resets_per_hour'])} {r.counts} per hour (95 % "
@@ -1120,8 +1123,11 @@ def format_table(r: SolveResult) -> str:
         lines.append(f"  or        {alt['text']}")
     lines.append("")
     lines.append("  levers")
+    form_note = False
     for lv in r.levers:
-        lines.append(f"  {lv.key}: today {_fmt_num(lv.today)} {lv.unit}".rstrip())
+        unit = lv.unit[:-1] if lv.today == 1 and lv.unit.endswith("s") and "/" not in lv.unit \
+            else lv.unit
+        lines.append(f"  {lv.key}: today {_fmt_num(lv.today)} {unit}".rstrip())
         if lv.reachable and lv.value is not None:
             way = "at most" if lv.safe_direction == "down" else "at least"
             iv = lv.interval
@@ -1137,7 +1143,9 @@ def format_table(r: SolveResult) -> str:
                              f"seed {c['seed']}): {c['verdict']}")
             if lv.deployment:
                 lines.append(f"      unit    {lv.deployment}")
-            if lv.note and not lv.note.startswith("exact"):
+            if lv.method.startswith("closed form"):
+                form_note = True
+            elif lv.note:
                 lines.append(f"      note    {lv.note}")
         else:
             lines.append(f"      {lv.note or 'not solved'}")
@@ -1152,7 +1160,12 @@ def format_table(r: SolveResult) -> str:
                      f"{_fmt_num(sw.resets_per_hour)} per hour (95 % {_fmt_num(sw.interval[0])} – "
                      f"{_fmt_num(sw.interval[1])}): {verdict}")
         lines.append(f"      cost    {sw.cost}")
-    for n in r.notes:
+    notes = list(r.notes)
+    if form_note:
+        notes.append("closed form: exact in count mode; under reset-existing or fail-new an upper "
+                     "bound on the risk, high by about the collision probability per connection, so "
+                     "its interval reaches that far to the risky side")
+    for n in notes:
         lines.append(f"  note      {n}")
     lines.append(f"  run       seed {r.seed}, rel-error {r.rel_error:g}, {r.elapsed_s:.1f} s")
     return "\n".join(lines)
