@@ -499,7 +499,7 @@ def _find(lever, s, spec, V, r_star, seed, rel_error, backend, use_cf, sign, pow
         except ScenarioError:
             return None
 
-    r0, se0, how0, _ = _risk(s, child_seed(seed, 12), max(rel_error, 0.1), backend, s0_cf)
+    r0, se0, how0, today_est = _risk(s, child_seed(seed, 12), max(rel_error, 0.1), backend, s0_cf)
     if r0 <= 0:
         lever.note = "no collision at today's value: nothing to move"
         lever.method = "none"
@@ -512,7 +512,7 @@ def _find(lever, s, spec, V, r_star, seed, rel_error, backend, use_cf, sign, pow
         if ok:
             return
     _simulated_search(lever, s, spec, V, r_star, seed, rel_error, backend, sign, power, step_sign,
-                      valid, r0)
+                      valid, r0, today_est)
 
 
 def _closed_form_search(lever, s, spec, V, r_star, step_sign, valid) -> bool:
@@ -635,7 +635,8 @@ def _unreachable(lever, spec, hist, r_star, how):
     else:
         cap = f"the search ended at {edge:.4g}"
     need = (f"; about {lever.needed:.2g} would be needed" if lever.needed else "")
-    lever.note = f"not reachable: {cap}, where the risk is still {hist[-1][1]:.3g} per hour{need}"
+    still = ("would still be about" if "extrapolated" in how else "is still")
+    lever.note = f"not reachable: {cap}, where the risk {still} {hist[-1][1]:.3g} per hour{need}"
 
 
 def _settle(lever, spec, crossing, value=None):
@@ -670,11 +671,26 @@ def _settle(lever, spec, crossing, value=None):
         lever.deployment = "one node per enabled zone: fewer zones, less availability"
 
 
+#: A variant whose engine state is larger than this is not simulated by solve: its risk is
+#: extrapolated instead (4,096 NAT IPs x 3 nodes x 64,512 ports is 9 GB of port slots).
+MAX_STATE_BYTES = 512 * 2 ** 20
+
+
+def _affordable(sx: Scenario) -> bool:
+    from ..engine import size
+    try:
+        return size(sx)[0] <= MAX_STATE_BYTES
+    except Exception:
+        return True
+
+
 def _simulated_search(lever, s, spec, V, r_star, seed, rel_error, backend, sign, power, step_sign,
-                      valid, r0):
+                      valid, r0, today_est=None):
     """Stochastic root finding on the conditional estimate (see the module's docstring)."""
     x0 = lever.today
     pts = []            # (x, R, se, Estimate)
+    if today_est is not None and spec.integer:
+        pts.append((x0, today_est.per_hour, today_est.se_per_hour or 0.0, today_est))
     x, r = x0, r0
     idx = 100
     hist = [(x0, r0)]
@@ -688,6 +704,11 @@ def _simulated_search(lever, s, spec, V, r_star, seed, rel_error, backend, sign,
             nx = int(round(nx))
             if nx == x:
                 nx = x + (1 if (r > r_star) == (sign < 0) else -1)
+            pair = _nearest_pair(pts, r_star)
+            if pair is not None:            # the crossing is between two integers: bisect there
+                a, b = sorted(pair)
+                if not a < nx < b:
+                    nx = (a + b) // 2
         sx = valid(nx)
         if sx is None:
             # the range ends: try its edge once, then stop
@@ -696,6 +717,16 @@ def _simulated_search(lever, s, spec, V, r_star, seed, rel_error, backend, sign,
                 _unreachable(lever, spec, hist, r_star, "simulation")
                 return
             nx, sx = edge, valid(edge)
+        if not _affordable(sx):
+            # too large to simulate here: the power law from what was simulated says the rest
+            hist.append((nx, r * (nx / x) ** power if r > 0 else 0.0))
+            _unreachable(lever, spec, hist, r_star, "simulation, extrapolated past "
+                                                    f"{x:g} (larger runs do not fit in memory)")
+            if lever.needed is not None and spec.lo <= lever.needed <= spec.hi:
+                lever.note = (f"not solved: the boundary, about {lever.needed:.3g} by extrapolation, "
+                              f"is past what fits in memory to simulate ({x:g} was the last value "
+                              "simulated)")
+            return
         far = abs(math.log(r_star / r)) if r > 0 else math.inf
         prec = rel_error if far < 6 * rel_error else min(0.2, max(rel_error, far / 4))
         idx += 1
@@ -707,28 +738,33 @@ def _simulated_search(lever, s, spec, V, r_star, seed, rel_error, backend, sign,
             if p * sign > 0 and abs(math.log(nx / x)) > 3 * (e.rel_error or 0):
                 power = math.copysign(min(max(abs(p), abs(power) / 4), abs(power) * 4), power)
         x, r = nx, e.per_hour
+        if spec.integer and _bracketed(pts, r_star):
+            break
         target = precision(sx, rel_error)
         close = r > 0 and abs(math.log(r_star / r)) <= 3 * max(e.rel_error or 0, target)
         precise = (e.rel_error or 0) <= target * 1.05 or e.connections >= MAX_CONNECTIONS * 0.9
         if close and precise:
-            break
-        if spec.integer and _bracketed(pts, r_star) and precise:
             break
     else:
         lever.note = "the search did not settle within 24 evaluations"
     # the boundary from the last evaluation: x* = x (r*/R)^(1/b), R within its interval
     x, e = pts[-1][0], pts[-1][3]
     lever.boundary_rel_se = e.rel_error
+    value = None
     if spec.integer:
         br = _bracketed(pts, r_star)
         if br:
-            (xa, ra, ea), (xb, rb, eb) = br
-            crossing = _interp(xa, ra, xb, rb, r_star)
-            lo_hi = []
-            for ra_, rb_ in ((ea.interval[0], eb.interval[0]), (ea.interval[1], eb.interval[1])):
-                lo_hi.append(_interp(xa, max(ra_, 1e-300), xb, max(rb_, 1e-300), r_star))
-            lever.crossing = crossing
-            lever.interval = (min(lo_hi), max(lo_hi))
+            (xa, ra, ea), (xb, rb, eb) = br          # a meets the budget, b does not
+            value = xa
+            if ra > 0 and rb > 0:
+                lever.crossing = _interp(xa, ra, xb, rb, r_star)
+                ends = [_interp(xa, max(ea.interval[i], 1e-300), xb, max(eb.interval[i], 1e-300),
+                                r_star) for i in (0, 1)]
+                lever.interval = (min(ends), max(ends))
+            else:                                    # a removes the risk: the boundary is there
+                lever.crossing = float(xa)
+                lever.interval = (min(xa, xb), max(xa, xb))
+            lever.boundary_rel_se = eb.rel_error
         else:
             _from_last(lever, x, e, r_star, power)
     else:
@@ -736,12 +772,22 @@ def _simulated_search(lever, s, spec, V, r_star, seed, rel_error, backend, sign,
     lever.method = (f"simulation: stochastic root finding on the {e.method}, "
                     f"{len(pts)} evaluations, last at {x:.4g} (±{100 * (e.rel_error or 0):.2g} %, "
                     f"seed {e.seed}, {e.connections:,} connections)")
-    _settle(lever, spec, lever.crossing)
+    _settle(lever, spec, lever.crossing, value)
+
+
+def _nearest_pair(pts, r_star):
+    """The closest evaluated values on either side of r* (meeting it, not meeting it), or None."""
+    below = [p[0] for p in pts if p[1] <= r_star]
+    above = [p[0] for p in pts if p[1] > r_star]
+    if not below or not above:
+        return None
+    return min(((a, b) for a in below for b in above), key=lambda ab: abs(ab[0] - ab[1]))
 
 
 def _bracketed(pts, r_star):
-    """Two neighbouring evaluated integers on either side of r* (the closest pair), or None."""
-    below = [(p[0], p[1], p[3]) for p in pts if p[1] <= r_star and p[1] > 0]
+    """Two neighbouring evaluated integers, one meeting the budget (a zero risk included) and one
+    not, as ((x, R, Estimate) that meets it, the other), or None."""
+    below = [(p[0], p[1], p[3]) for p in pts if p[1] <= r_star]
     above = [(p[0], p[1], p[3]) for p in pts if p[1] > r_star]
     for a in below:
         for b in above:
