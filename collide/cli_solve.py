@@ -86,15 +86,6 @@ def solve_command(levers, max_resets, max_probability, within, start, seed, back
                   rel_error=rel_error, start=start, backend=backend, progress=update)
     finally:
         done()
+    from .studies.report_html import _jsonable      # infinities as null, numpy numbers as numbers
     click.echo(json.dumps(_jsonable(r.to_dict()), indent=2) if fmt == "json" else format_table(r))
 
-
-def _jsonable(x):
-    import math
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
