@@ -18,7 +18,7 @@ what it leaves.
 """
 from libc.math cimport floor
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport memset
 
 import random
@@ -44,6 +44,7 @@ cdef int64_t HALF = 0x80000000
 cdef double NONE = -1e300            # the reference's None in a time field
 cdef double WINDOW = CHALLENGE_WINDOW
 cdef double PENDING = PENDING_LIFE
+cdef Py_ssize_t KEPT = ARRIVALS_KEPT
 #: a duplicate is seen again within this (copies on both sides of a bridge are microseconds apart,
 #: the same file given twice or overlapping pieces have the very same times)
 DUP_WINDOW_NS = 1_000_000
@@ -202,6 +203,122 @@ cdef class Dedupe:
 
 
 # -- the tracker ------------------------------------------------------------------------------------
+# -- a C map (two 64-bit keys -> a count or an index) ---------------------------------------------
+cdef class CMap:
+    """Open addressing with linear probing and backward-shift deletion, so that it needs no
+    rebuilding however many keys come and go."""
+    cdef uint64_t* k1
+    cdef uint64_t* k2
+    cdef int64_t* v
+    cdef uint8_t* used
+    cdef Py_ssize_t cap, n
+
+    def __cinit__(self, Py_ssize_t cap=1024):
+        self.cap = 1
+        while self.cap < cap:
+            self.cap *= 2
+        self.n = 0
+        self.k1 = <uint64_t*>calloc(self.cap, sizeof(uint64_t))
+        self.k2 = <uint64_t*>calloc(self.cap, sizeof(uint64_t))
+        self.v = <int64_t*>calloc(self.cap, sizeof(int64_t))
+        self.used = <uint8_t*>calloc(self.cap, sizeof(uint8_t))
+        if self.k1 == NULL or self.k2 == NULL or self.v == NULL or self.used == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.k1)
+        free(self.k2)
+        free(self.v)
+        free(self.used)
+
+    def __len__(self):
+        return self.n
+
+    cdef inline Py_ssize_t _home(self, uint64_t a, uint64_t b) noexcept:
+        return <Py_ssize_t>(_mix(a * <uint64_t>0x9E3779B97F4A7C15 ^ b) & <uint64_t>(self.cap - 1))
+
+    cdef inline Py_ssize_t _find(self, uint64_t a, uint64_t b) noexcept:
+        cdef Py_ssize_t j = self._home(a, b)
+        while self.used[j]:
+            if self.k1[j] == a and self.k2[j] == b:
+                return j
+            j = (j + 1) & (self.cap - 1)
+        return -1 - j                        # where it would go
+
+    cdef int _grow(self) except -1:
+        cdef Py_ssize_t oc = self.cap, i, j
+        cdef uint64_t* o1 = self.k1
+        cdef uint64_t* o2 = self.k2
+        cdef int64_t* ov = self.v
+        cdef uint8_t* ou = self.used
+        self.cap = 2 * oc
+        self.k1 = <uint64_t*>calloc(self.cap, sizeof(uint64_t))
+        self.k2 = <uint64_t*>calloc(self.cap, sizeof(uint64_t))
+        self.v = <int64_t*>calloc(self.cap, sizeof(int64_t))
+        self.used = <uint8_t*>calloc(self.cap, sizeof(uint8_t))
+        if self.k1 == NULL or self.k2 == NULL or self.v == NULL or self.used == NULL:
+            raise MemoryError()
+        for i in range(oc):
+            if ou[i]:
+                j = -1 - self._find(o1[i], o2[i])
+                self.k1[j], self.k2[j], self.v[j], self.used[j] = o1[i], o2[i], ov[i], 1
+        free(o1)
+        free(o2)
+        free(ov)
+        free(ou)
+        return 0
+
+    cdef int64_t get(self, uint64_t a, uint64_t b, int64_t missing) noexcept:
+        cdef Py_ssize_t j = self._find(a, b)
+        return self.v[j] if j >= 0 else missing
+
+    cdef int put(self, uint64_t a, uint64_t b, int64_t value) except -1:
+        cdef Py_ssize_t j = self._find(a, b)
+        if j < 0:
+            if 2 * (self.n + 1) > self.cap:
+                self._grow()
+                j = self._find(a, b)
+            j = -1 - j
+            self.k1[j], self.k2[j], self.used[j] = a, b, 1
+            self.n += 1
+        self.v[j] = value
+        return 0
+
+    cdef int64_t pop(self, uint64_t a, uint64_t b, int64_t missing) noexcept:
+        """Remove (a, b); its value, or `missing`. The keys after it in its run move back."""
+        cdef Py_ssize_t j = self._find(a, b), k, h
+        cdef int64_t value
+        cdef Py_ssize_t m = self.cap - 1
+        if j < 0:
+            return missing
+        value = self.v[j]
+        self.used[j] = 0
+        self.n -= 1
+        k = (j + 1) & m
+        while self.used[k]:
+            h = self._home(self.k1[k], self.k2[k])
+            # move k back to j when its home is not in (j, k] (cyclically)
+            if (j <= k and (h <= j or h > k)) or (j > k and (h <= j and h > k)):
+                self.k1[j], self.k2[j], self.v[j], self.used[j] = \
+                    self.k1[k], self.k2[k], self.v[k], 1
+                self.used[k] = 0
+                j = k
+            k = (k + 1) & m
+        return value
+
+    cdef int64_t add(self, uint64_t a, uint64_t b, int64_t delta) except? -1:
+        """value += delta (from 0 when absent); a value of 0 removes the key. The new value."""
+        cdef int64_t nv = self.get(a, b, 0) + delta
+        if nv == 0:
+            self.pop(a, b, 0)
+        else:
+            self.put(a, b, nv)
+        return nv
+
+
+cdef class Slot
+
+
 cdef class Conn:
     cdef int64_t isn            # -1: None
     cdef double t0, t_synack, t_last, t_last_syn, c_fin, s_fin, end
@@ -210,8 +327,9 @@ cdef class Conn:
     cdef object how
     cdef int64_t c_next         # -1: None
     cdef object record, victim_of, tw_record
-    cdef object client
+    cdef uint64_t client        # the client's address
     cdef int state
+    cdef Slot pslot             # the 4-tuple where this attempt is pending
 
     def __cinit__(self):
         self.victim_of = None
@@ -236,16 +354,82 @@ cdef Conn _conn(int64_t isn, double t0, bint midlife):
     c.client = 0
     c.state = SYNCED if midlife else 0
     c.live = False
+    c.pslot = None
     return c
 
 
 cdef class Slot:
+    """A 4-tuple. Its pending attempts (the reference's dict by ISN, in insertion order) are `p0`
+    and, rarely, more in `pmore`."""
     cdef Conn holder
-    cdef dict pending
+    cdef Conn p0
+    cdef list pmore
     cdef double tw_until, last
     cdef Conn tw_conn
     cdef uint64_t cl, tg
     cdef long long serial
+    cdef int32_t ix                # its place in the tracker's slot list
+
+
+cdef inline bint _pany(Slot s) noexcept:
+    return s.p0 is not None
+
+
+cdef Conn _pget(Slot s, int64_t isn):
+    if s.p0 is None:
+        return None
+    if s.p0.isn == isn:
+        return s.p0
+    if s.pmore is not None:
+        for c in s.pmore:
+            if (<Conn>c).isn == isn:
+                return <Conn>c
+    return None
+
+
+cdef _padd(Slot s, Conn c):
+    c.pslot = s
+    if s.p0 is None:
+        s.p0 = c
+    else:
+        if s.pmore is None:
+            s.pmore = []
+        s.pmore.append(c)
+
+
+cdef Conn _ppop(Slot s, int64_t isn):
+    cdef Conn r
+    cdef Py_ssize_t i
+    if s.p0 is None:
+        return None
+    if s.p0.isn == isn:
+        r = s.p0
+        if s.pmore:
+            s.p0 = <Conn>s.pmore.pop(0)
+            if not s.pmore:
+                s.pmore = None
+        else:
+            s.p0 = None
+        r.pslot = None
+        return r
+    if s.pmore is not None:
+        for i in range(len(s.pmore)):
+            r = <Conn>s.pmore[i]
+            if r.isn == isn:
+                del s.pmore[i]
+                if not s.pmore:
+                    s.pmore = None
+                r.pslot = None
+                return r
+    return None
+
+
+cdef list _plist(Slot s):
+    if s.p0 is None:
+        return []
+    if s.pmore is None:
+        return [s.p0]
+    return [s.p0] + s.pmore
 
 
 cdef inline object _opt_t(double x):
@@ -269,7 +453,8 @@ cdef class Tracker:
     cdef list free_ix
     cdef long long serial
     cdef public Py_ssize_t nslots
-    cdef dict pending_isn
+    cdef CMap pending_isn              # (client address, isn) -> the slot where it is pending
+    cdef CMap live_ends                # (client endpoint, service port) -> live holders
     # counters
     cdef long long n_packets, n_other_port, n_syns, n_arrivals, n_retx, n_collisions, n_tw_hits
     cdef long long n_stale, n_new, n_moved, n_midlife, n_challenge, n_client_rsts, n_evicted
@@ -277,19 +462,41 @@ cdef class Tracker:
     cdef long long n_tw_acked, n_tw_acks, n_tw_rsts, n_syn_recv, n_refused
     cdef public list collisions, tw_hits, stale_hits
     cdef public long keep, sample_size, sample_seen
-    cdef public list sample
     cdef object rng
-    cdef public dict arrival_bins, sources, targets, live_by_port, unlisted_outcomes
-    cdef public object t_first, t_last, first_arrival, last_arrival, nodes_bound_at
-    cdef double _next_evict
+    cdef public dict unlisted_outcomes
+    cdef public object nodes_bound_at
+    cdef double _next_evict, _t_first, _t_last, _first_arr, _last_arr
     cdef public Py_ssize_t live_peak
     cdef public long nodes_bound, port_min, port_max, other_sources, max_sources
-    cdef public list arr_t, arr_client, arr_server
+    # per arrival, kept in C: the lifetime sample, the arrival log, and counts per source, target
+    # and second, each cached for the key last counted (arrivals come in runs) and flushed to
+    # the dicts the reference keeps when the key changes or the dicts are read
+    cdef double* s_life
+    cdef double* s_end
+    cdef Py_ssize_t s_n
+    cdef double* a_t
+    cdef uint64_t* a_cl
+    cdef uint64_t* a_sv
+    cdef Py_ssize_t a_n, a_cap
+    cdef dict _sources, _targets, _bins
+    cdef uint64_t src_key
+    cdef long long src_add
+    cdef bint src_on
+    cdef uint64_t tg_key
+    cdef long long tg_add
+    cdef bint tg_on
+    cdef long long bin_key, bin_add
+    cdef bint bin_on
 
     def __cinit__(self):
         self.k_cl = NULL
         self.k_tg = NULL
         self.k_ix = NULL
+        self.s_life = NULL
+        self.s_end = NULL
+        self.a_t = NULL
+        self.a_cl = NULL
+        self.a_sv = NULL
 
     def __init__(self, ports, *, time_wait=60.0, idle_timeout=350.0, side="target",
                  sample=100_000, keep=10_000, seed=1, prefilter=True):
@@ -308,32 +515,42 @@ cdef class Tracker:
         self.free_ix = []
         self.serial = 0
         self.nslots = 0
-        self.pending_isn = {}
+        self.pending_isn = CMap(1024)
+        self.live_ends = CMap(1024)
         self.collisions, self.tw_hits, self.stale_hits = [], [], []
         self.keep = keep
-        self.sample_size = sample
-        self.sample = []
+        self.sample_size = max(0, sample)
+        self.s_life = <double*>calloc(max(1, self.sample_size), sizeof(double))
+        self.s_end = <double*>calloc(max(1, self.sample_size), sizeof(double))
+        if self.s_life == NULL or self.s_end == NULL:
+            raise MemoryError()
+        self.s_n = 0
         self.sample_seen = 0
         self.rng = random.Random(seed)
-        self.arrival_bins, self.sources, self.targets = {}, {}, {}
-        self.t_first = self.t_last = None
+        self._sources, self._targets, self._bins = {}, {}, {}
+        self.src_on = self.tg_on = self.bin_on = False
+        self._t_first = self._t_last = self._first_arr = self._last_arr = NONE
         self.live_peak = 0
         self._next_evict = NONE
-        self.live_by_port = {}
         self.nodes_bound = 1
         self.nodes_bound_at = None
         self.port_min, self.port_max = 65536, -1
         self.other_sources = 0
         self.max_sources = _reference.MAX_SOURCES
         self.unlisted_outcomes = {k: 0 for k in OUTCOMES}
-        self.first_arrival = self.last_arrival = None
-        self.arr_t, self.arr_client, self.arr_server = [], [], []
+        self.a_n = self.a_cap = 0
 
     def __dealloc__(self):
         free(self.k_cl)
         free(self.k_tg)
         free(self.k_ix)
+        free(self.s_life)
+        free(self.s_end)
+        free(self.a_t)
+        free(self.a_cl)
+        free(self.a_sv)
 
+    # -- what the reference keeps as attributes ----------------------------------------------
     @property
     def c(self) -> dict:
         return dict(packets=self.n_packets, other_port=self.n_other_port, syns=self.n_syns,
@@ -347,6 +564,62 @@ cdef class Tracker:
                     tw_accepted=self.n_tw_accepted, tw_acked=self.n_tw_acked,
                     time_wait_acks=self.n_tw_acks, time_wait_rsts=self.n_tw_rsts,
                     syn_recv_holders=self.n_syn_recv, refused=self.n_refused, skipped=0)
+
+    @property
+    def t_first(self):
+        return _opt_t(self._t_first)
+
+    @property
+    def t_last(self):
+        return _opt_t(self._t_last)
+
+    @property
+    def first_arrival(self):
+        return _opt_t(self._first_arr)
+
+    @property
+    def last_arrival(self):
+        return _opt_t(self._last_arr)
+
+    @property
+    def sources(self) -> dict:
+        self._flush()
+        return self._sources
+
+    @property
+    def targets(self) -> dict:
+        self._flush()
+        return self._targets
+
+    @property
+    def arrival_bins(self) -> dict:
+        self._flush()
+        return self._bins
+
+    @property
+    def sample(self):
+        """The lifetime sample as an (n, 2) array: lifetime s, 1 ended / 0 censored."""
+        out = np.empty((self.s_n, 2), dtype=np.float64)
+        cdef double[:, ::1] o = out
+        cdef Py_ssize_t i
+        for i in range(self.s_n):
+            o[i, 0] = self.s_life[i]
+            o[i, 1] = self.s_end[i]
+        return out
+
+    cdef _flush(self):
+        if self.src_on and self.src_add:
+            k = self.src_key
+            self._sources[k] = self._sources[k] + self.src_add
+            self.src_add = 0
+        if self.tg_on and self.tg_add:
+            k = self.tg_key
+            self._targets[k] = self._targets.get(k, 0) + self.tg_add
+            self.tg_add = 0
+        if self.bin_on and self.bin_add:
+            k = self.bin_key
+            self._bins[k] = self._bins.get(k, 0) + self.bin_add
+            self.bin_add = 0
 
     # -- the 4-tuple table ----------------------------------------------------------------------
     cdef int _table(self, Py_ssize_t cap) except -1:
@@ -373,17 +646,6 @@ cdef class Tracker:
             j = (j + 1) & m
         return j
 
-    cdef int _insert(self, uint64_t cl, uint64_t tg, int32_t ix) except -1:
-        cdef Py_ssize_t j
-        if 2 * (self.kused + 1) > self.kcap:
-            self._rebuild(self.kcap * 2)
-        j = self._pos(cl, tg)
-        self.k_cl[j] = cl
-        self.k_tg[j] = tg
-        self.k_ix[j] = ix + 1
-        self.kused += 1
-        return 0
-
     cdef int _rebuild(self, Py_ssize_t cap) except -1:
         """A fresh table holding the slots that exist now."""
         cdef Slot s
@@ -407,14 +669,74 @@ cdef class Tracker:
         return live
 
     # -- bookkeeping --------------------------------------------------------------------------
-    cdef _sample(self, double life, int ended):
+    cdef int _sample(self, double life, int ended) except -1:
+        cdef Py_ssize_t j
         self.sample_seen += 1
-        if len(self.sample) < self.sample_size:
-            self.sample.append((life, ended))
+        if self.s_n < self.sample_size:
+            self.s_life[self.s_n] = life
+            self.s_end[self.s_n] = ended
+            self.s_n += 1
         else:
             j = self.rng.randrange(self.sample_seen)
             if j < self.sample_size:
-                self.sample[j] = (life, ended)
+                self.s_life[j] = life
+                self.s_end[j] = ended
+        return 0
+
+    cdef int _log_arrival(self, double t, uint64_t cl, uint64_t tg) except -1:
+        cdef Py_ssize_t nc
+        if self.a_n >= KEPT:
+            return 0
+        if self.a_n == self.a_cap:
+            nc = min(KEPT, max(1024, 2 * self.a_cap))
+            self.a_t = <double*>_grow(self.a_t, nc * sizeof(double))
+            self.a_cl = <uint64_t*>_grow(self.a_cl, nc * sizeof(uint64_t))
+            self.a_sv = <uint64_t*>_grow(self.a_sv, nc * sizeof(uint64_t))
+            self.a_cap = nc
+        self.a_t[self.a_n] = t
+        self.a_cl[self.a_n] = cl
+        self.a_sv[self.a_n] = tg
+        self.a_n += 1
+        return 0
+
+    cdef int _count_arrival(self, double t, uint64_t client, uint64_t tg) except -1:
+        """sources[client] += 1 (or a source past the bound), targets[tg] += 1,
+        arrival_bins[int(t)] += 1, as the reference does, through the caches."""
+        cdef long long b = <long long>t
+        if self.src_on and client == self.src_key:
+            self.src_add += 1
+        else:
+            if self.src_on and self.src_add:
+                k = self.src_key
+                self._sources[k] = self._sources[k] + self.src_add
+            self.src_add = 0
+            n_src = self._sources.get(client)
+            if n_src is not None or len(self._sources) < self.max_sources:
+                self._sources[client] = (n_src or 0) + 1
+                self.src_key = client
+                self.src_on = True
+            else:
+                self.other_sources += 1
+                self.src_on = False
+        if self.tg_on and tg == self.tg_key:
+            self.tg_add += 1
+        else:
+            if self.tg_on and self.tg_add:
+                k = self.tg_key
+                self._targets[k] = self._targets.get(k, 0) + self.tg_add
+            self.tg_key = tg
+            self.tg_add = 1
+            self.tg_on = True
+        if self.bin_on and b == self.bin_key:
+            self.bin_add += 1
+        else:
+            if self.bin_on and self.bin_add:
+                k = self.bin_key
+                self._bins[k] = self._bins.get(k, 0) + self.bin_add
+            self.bin_key = b
+            self.bin_add = 1
+            self.bin_on = True
+        return 0
 
     cdef _end(self, Conn conn, double t, str how, Slot slot, object by=None):
         if conn.end != NONE:
@@ -439,33 +761,24 @@ cdef class Tracker:
                     rec["holder_end"] = {"time": t, "how": h, "after_s": round(t - rec["_t"], 6)}
         self._unlive(slot, conn)
 
-    cdef _live(self, Slot slot, Conn conn, double t):
+    cdef int _live(self, Slot slot, Conn conn, double t) except -1:
+        """The reference's live_by_port: here the count of live holders per (client endpoint,
+        service port); a 4-tuple has one holder at a time, so that count is the number of
+        servers the endpoint is live at."""
+        cdef int64_t d
         conn.live = True
-        pk = (slot.cl, slot.tg & 0xFFFF)
-        d = self.live_by_port.get(pk)
-        if d is None:
-            d = self.live_by_port[pk] = {}
-        sip = slot.tg >> 16
-        d[sip] = d.get(sip, 0) + 1
-        if len(d) > self.nodes_bound:
-            self.nodes_bound = len(d)
+        d = self.live_ends.add(slot.cl, slot.tg & 0xFFFF, 1)
+        if d > self.nodes_bound:
+            self.nodes_bound = d
             self.nodes_bound_at = (t, _key(slot))
+        return 0
 
-    cdef _unlive(self, Slot slot, Conn conn):
+    cdef int _unlive(self, Slot slot, Conn conn) except -1:
         if not conn.live:
-            return
+            return 0
         conn.live = False
-        pk = (slot.cl, slot.tg & 0xFFFF)
-        d = self.live_by_port.get(pk)
-        if d is not None:
-            sip = slot.tg >> 16
-            n = d.get(sip, 0) - 1
-            if n > 0:
-                d[sip] = n
-            else:
-                d.pop(sip, None)
-                if not d:
-                    self.live_by_port.pop(pk, None)
+        self.live_ends.add(slot.cl, slot.tg & 0xFFFF, -1)
+        return 0
 
     cdef dict _record(self, str kind, double t, Slot slot, Conn conn, Conn holder, dict extra=None):
         rec = {"_t": t, "_key": _key(slot), "time": t, "kind": kind,
@@ -524,10 +837,10 @@ cdef class Tracker:
             t = <double>ts[i] * 1e-9
             if not any_kept:
                 any_kept = True
-                if self.t_first is None:
-                    self.t_first = t
+                if self._t_first == NONE:
+                    self._t_first = t
                     self._next_evict = t + 60.0
-            self.t_last = t
+            self._t_last = t
             if up:
                 cl = (src[i] << 16) | sport[i]
                 tg = (dst[i] << 16) | dport[i]
@@ -543,10 +856,7 @@ cdef class Tracker:
             fresh = ix == 0
             if fresh:
                 slot = Slot.__new__(Slot)
-                slot.holder = None
-                slot.pending = None
                 slot.tw_until = -1.0
-                slot.tw_conn = None
                 slot.cl = cl
                 slot.tg = tg
                 slot.serial = self.serial
@@ -557,14 +867,15 @@ cdef class Tracker:
                 else:
                     ix = len(self.slot_list)
                     self.slot_list.append(slot)
+                slot.ix = ix
                 self.nslots += 1
                 if 2 * (self.kused + 1) > self.kcap:
-                    self._insert(cl, tg, ix)
-                else:
-                    self.k_cl[pos] = cl
-                    self.k_tg[pos] = tg
-                    self.k_ix[pos] = ix + 1
-                    self.kused += 1
+                    self._rebuild(self.kcap * 2)
+                    pos = self._pos(cl, tg)
+                self.k_cl[pos] = cl
+                self.k_tg[pos] = tg
+                self.k_ix[pos] = ix + 1
+                self.kused += 1
             else:
                 slot = <Slot>self.slot_list[ix - 1]
             slot.last = t
@@ -604,7 +915,7 @@ cdef class Tracker:
                 if fl & RST:
                     self._target_rst(t, slot)
                     continue
-                if slot.pending and pl == 0 and not fl & FIN:
+                if _pany(slot) and pl == 0 and not fl & FIN:
                     if self._answer(t, slot, seq, ack):
                         continue
                 h = self._holder(t, slot, fresh)
@@ -617,9 +928,9 @@ cdef class Tracker:
                     h.s_fin = t
                 if fl & ACK and (h.c_next < 0 or ((ack - h.c_next) & MASK) < HALF):
                     h.c_next = ack
-        if any_kept and self.t_last >= self._next_evict:
-            self._evict(self.t_last)
-            self._next_evict = self.t_last + 60.0
+        if any_kept and self._t_last >= self._next_evict:
+            self._evict(self._t_last)
+            self._next_evict = self._t_last + 60.0
 
     # -- events -------------------------------------------------------------------------------
     cdef Conn _holder(self, double t, Slot slot, bint fresh):
@@ -639,45 +950,39 @@ cdef class Tracker:
         cdef Conn h = slot.holder
         cdef Conn p, conn
         cdef bint hlive = h is not None and h.end == NONE
-        cdef Slot oslot
-        cdef Py_ssize_t opos
         cdef long cport = <long>(slot.cl & 0xFFFF)
+        cdef uint64_t client_c = slot.cl >> 16
+        cdef int64_t oix
+        cdef bint moved
         self.n_syns += 1
         if hlive and h.isn == seq:
             self.n_retx += 1
             h.syns += 1
             h.t_last_syn = t
             return
-        if slot.pending:
-            po = slot.pending.get(seq)
-            if po is not None:
-                p = <Conn>po
-                self.n_retx += 1
-                p.syns += 1
-                p.t_last_syn = t
-                p.t_last = t
-                if p.record is not None:
-                    p.record["syn_retransmissions"] += 1
-                if p.tw_record is not None:
-                    p.tw_record["syn_retransmissions"] += 1
-                return
+        p = _pget(slot, seq)
+        if p is not None:
+            self.n_retx += 1
+            p.syns += 1
+            p.t_last_syn = t
+            p.t_last = t
+            if p.record is not None:
+                p.record["syn_retransmissions"] += 1
+            if p.tw_record is not None:
+                p.tw_record["syn_retransmissions"] += 1
+            return
         if hlive and h.c_fin != NONE and h.s_fin != NONE and t - max(h.c_fin, h.s_fin) > 1.0:
             self._end(h, max(h.c_fin, h.s_fin),
                       "client-close" if h.c_fin <= h.s_fin else "server-close", slot)
             hlive = False
-        client = slot.cl >> 16
         if cport < self.port_min:
             self.port_min = cport
         if cport > self.port_max:
             self.port_max = cport
-        moved = self.pending_isn.pop((client, seq), None)
-        if moved is not None:
-            okey, conn = moved
-            opos = self._pos(<uint64_t>(okey >> 49), <uint64_t>(okey & ((1 << 49) - 1)))
-            if self.k_ix[opos] != 0:
-                oslot = <Slot>self.slot_list[self.k_ix[opos] - 1]
-                if oslot.pending:
-                    oslot.pending.pop(seq, None)
+        oix = self.pending_isn.pop(client_c, <uint64_t>seq, -1)
+        moved = oix >= 0
+        if moved:
+            conn = _ppop(<Slot>self.slot_list[oix], seq)
             conn.syns += 1
             conn.t_last_syn = t
             self.n_moved += 1
@@ -687,31 +992,20 @@ cdef class Tracker:
                 conn.record["syn_retransmissions"] += 1
         else:
             conn = _conn(seq, t, False)
-            conn.client = client
+            conn.client = client_c
             self.n_arrivals += 1
-            n_src = self.sources.get(client)
-            if n_src is not None or len(self.sources) < self.max_sources:
-                self.sources[client] = (n_src or 0) + 1
-            else:
-                self.other_sources += 1
-            tgo = slot.tg
-            self.targets[tgo] = self.targets.get(tgo, 0) + 1
-            b = int(t)
-            self.arrival_bins[b] = self.arrival_bins.get(b, 0) + 1
-            if self.first_arrival is None:
-                self.first_arrival = t
-            self.last_arrival = t
-            if len(self.arr_t) < ARRIVALS_KEPT:
-                self.arr_t.append(t)
-                self.arr_client.append(slot.cl)
-                self.arr_server.append(slot.tg)
+            self._count_arrival(t, client_c, slot.tg)
+            if self._first_arr == NONE:
+                self._first_arr = t
+            self._last_arr = t
+            self._log_arrival(t, slot.cl, slot.tg)
         if hlive:
             if t - h.t_last > self.idle:
-                if moved is None:
+                if not moved:
                     self.n_stale += 1
                     if len(self.stale_hits) < self.keep:
                         self.stale_hits.append(self._record("stale", t, slot, conn, h))
-            elif moved is None:
+            elif not moved:
                 self.n_collisions += 1
                 if h.state == SYN_RECV:
                     self.n_syn_recv += 1
@@ -724,7 +1018,7 @@ cdef class Tracker:
                     self.collisions.append(rec)
                 else:
                     rec["_dropped"] = True
-        elif slot.tw_until > t and moved is None:
+        elif slot.tw_until > t and not moved:
             self.n_tw_hits += 1
             rec = self._record("time-wait", t, slot, conn, None,
                                {"closed_at": _opt_t(slot.tw_conn.end) if slot.tw_conn is not None
@@ -732,29 +1026,20 @@ cdef class Tracker:
             conn.tw_record = rec
             if len(self.tw_hits) < self.keep:
                 self.tw_hits.append(rec)
-        elif moved is None:
+        elif not moved:
             self.n_new += 1
-        if self.client_side and moved is None:
-            d = self.live_by_port.get((slot.cl, slot.tg & 0xFFFF))
-            if d:
-                tip = slot.tg >> 16
-                for ip in d:
-                    if ip != tip:
-                        self.n_overlaps += 1
-                        break
-        if slot.pending is None:
-            slot.pending = {}
-        slot.pending[seq] = conn
-        self.pending_isn[(client, seq)] = (_key(slot), conn)
+        if self.client_side and not moved:
+            # live towards a server other than this 4-tuple's (whose only live holder is its own)
+            if self.live_ends.get(slot.cl, slot.tg & 0xFFFF, 0) > \
+                    (1 if slot.holder is not None and slot.holder.live else 0):
+                self.n_overlaps += 1
+        _padd(slot, conn)
+        self.pending_isn.put(client_c, <uint64_t>seq, slot.ix)
 
     cdef _synack(self, double t, Slot slot, int64_t ack):
         cdef int64_t isn = (ack - 1) & MASK
-        cdef Conn conn = None
+        cdef Conn conn = _ppop(slot, isn)
         cdef Conn h = slot.holder
-        if slot.pending:
-            co = slot.pending.pop(isn, None)
-            if co is not None:
-                conn = <Conn>co
         if conn is None:
             if h is not None and h.isn == isn:
                 return
@@ -768,7 +1053,7 @@ cdef class Tracker:
             self.n_midlife += 1
             self._live(slot, conn, t)
             return
-        self.pending_isn.pop((conn.client, isn), None)
+        self.pending_isn.pop(conn.client, <uint64_t>isn, -1)
         if h is not None and h.end == NONE:
             self._end(h, t, "superseded", slot)
         conn.t_synack = t
@@ -796,7 +1081,7 @@ cdef class Tracker:
         cdef Conn conn
         cdef Conn h = slot.holder
         cdef bint live
-        for co in slot.pending.values():
+        for co in _plist(slot):
             conn = <Conn>co
             if conn.t_last_syn != NONE and 0 <= t - conn.t_last_syn <= WINDOW:
                 if best is None or conn.t_last_syn > best.t_last_syn:
@@ -843,14 +1128,13 @@ cdef class Tracker:
         cdef bint live = h is not None and h.end == NONE
         cdef Conn conn
         rec = None
-        if slot.pending:
-            for co in slot.pending.values():
-                r = (<Conn>co).record
-                ca = None if r is None else r.get("_last_ca_ack")
-                if ca is None or not (seq == ca or live and seq == h.c_next):
-                    continue
-                if rec is None or r["_ca_t"] > rec["_ca_t"]:
-                    rec = r
+        for co in _plist(slot):
+            r = (<Conn>co).record
+            ca = None if r is None else r.get("_last_ca_ack")
+            if ca is None or not (seq == ca or live and seq == h.c_next):
+                continue
+            if rec is None or r["_ca_t"] > rec["_ca_t"]:
+                rec = r
         if rec is not None and (self.client_side or live):
             self.n_client_rsts += 1
             exact = None
@@ -863,9 +1147,9 @@ cdef class Tracker:
                 self._end(h, t, "reset-by-new-client", slot, rec)
             return
         if not live and slot.tw_until > t:
-            if slot.pending and not self.client_side:
+            if _pany(slot) and not self.client_side:
                 self.n_tw_rsts += 1
-                conn = <Conn>next(iter(slot.pending.values()))
+                conn = slot.p0
                 if conn.tw_record is not None and conn.tw_record["client_rst"] is None:
                     conn.tw_record["client_rst"] = {"time": t, "seq": seq}
             slot.tw_until = -1.0
@@ -876,7 +1160,7 @@ cdef class Tracker:
         cdef Conn h = slot.holder
         if h is not None and h.end == NONE:
             self._end(h, t, "target-rst", slot)
-        elif slot.pending:
+        elif _pany(slot):
             self.n_refused += 1
 
     # -- memory and the end -------------------------------------------------------------------
@@ -887,12 +1171,12 @@ cdef class Tracker:
         cdef bint removed = False
         for so in self._ordered():
             slot = <Slot>so
-            if slot.pending:
-                for isn, co in list(slot.pending.items()):
+            if _pany(slot):
+                for co in _plist(slot):
                     conn = <Conn>co
                     if now - conn.t_last > PENDING:
-                        del slot.pending[isn]
-                        self.pending_isn.pop((conn.client, isn), None)
+                        _ppop(slot, conn.isn)
+                        self.pending_isn.pop(conn.client, <uint64_t>conn.isn, -1)
                         if conn.record is not None:
                             self._settle(conn.record, now)
             h = slot.holder
@@ -906,7 +1190,7 @@ cdef class Tracker:
                     self._unlive(slot, h)
                 else:
                     continue
-            if not slot.pending and slot.tw_until <= now and now - slot.last > 1.0:
+            if not _pany(slot) and slot.tw_until <= now and now - slot.last > 1.0:
                 ix = self.k_ix[self._pos(slot.cl, slot.tg)] - 1
                 self.slot_list[ix] = None
                 self.free_ix.append(ix)
@@ -919,26 +1203,44 @@ cdef class Tracker:
     def finish(self, t_end=None):
         cdef Slot slot
         cdef Conn h
+        cdef double te
+        self._flush()
         t_end = self.t_last if t_end is None else t_end
         if t_end is None:
             return
+        te = t_end
         self.live_peak = max(self.live_peak, self.nslots)
         for so in self._ordered():
             slot = <Slot>so
             h = slot.holder
             if h is not None and h.end == NONE and not h.midlife and h.state == SYNCED:
-                self._sample(max(t_end - h.t0, 1e-6), 0)
-            if slot.pending:
-                for co in slot.pending.values():
-                    if (<Conn>co).record is not None:
-                        self._settle((<Conn>co).record, t_end)
+                self._sample(max(te - h.t0, 1e-6), 0)
+            for co in _plist(slot):
+                if (<Conn>co).record is not None:
+                    self._settle((<Conn>co).record, te)
         for rec in self.collisions:
             rec["outcome"] = outcome(rec, t_end)
 
     def arrivals(self) -> dict:
-        return {"t": np.array(self.arr_t, dtype=np.float64),
-                "client": np.array(self.arr_client, dtype=np.uint64),
-                "server": np.array(self.arr_server, dtype=np.uint64)}
+        cdef Py_ssize_t i
+        t = np.empty(self.a_n, dtype=np.float64)
+        c = np.empty(self.a_n, dtype=np.uint64)
+        sv = np.empty(self.a_n, dtype=np.uint64)
+        cdef double[::1] tv = t
+        cdef uint64_t[::1] cv = c
+        cdef uint64_t[::1] svv = sv
+        for i in range(self.a_n):
+            tv[i] = self.a_t[i]
+            cv[i] = self.a_cl[i]
+            svv[i] = self.a_sv[i]
+        return {"t": t, "client": c, "server": sv}
+
+
+cdef void* _grow(void* p, size_t nbytes) except NULL:
+    cdef void* q = realloc(p, nbytes)
+    if q == NULL:
+        raise MemoryError()
+    return q
 
 
 def _serial(s):
