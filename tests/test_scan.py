@@ -22,6 +22,8 @@ from tests.scan_pcaps import (ACK, CLIENT, FIN, PSH, RST, SYN, TARGET, Conversat
 FIXTURE = Path(__file__).parent / "data" / "lab-reset"
 FIXTURE_FILES = sorted(str(p) for p in FIXTURE.glob("target-*.pcap"))
 LAB = json.loads((FIXTURE / "lab.json").read_text()) if FIXTURE.exists() else {}
+OLDER = Path(__file__).parent / "data" / "lab-older"
+OLDER_LAB = json.loads((OLDER / "lab.json").read_text())
 
 
 def _write(tmp_path, name, data) -> str:
@@ -297,6 +299,32 @@ def test_fixture_matches_the_lab():
     assert (o.port_min, o.port_max) == (LAB["port_min"], LAB["port_max"])
     for r in o.collisions_list:
         assert r["challenge_ack"]["names_older"] and r["client_rst"] is not None
+
+
+def test_older_routing_fixture_by_the_kernels_rules():
+    """The challenge ACK to the older connection, the server closing half the connections first:
+    every collision delays the new connect; retries that meet TIME_WAIT draw an ACK and an RST,
+    which are neither challenge ACKs nor resets; challenge ACKs as the kernel counted them."""
+    lab = OLDER_LAB
+    o = scan(sorted(str(p) for p in OLDER.glob("target-*.pcap")))
+    assert o.connections == lab["connections"] and o.collisions == lab["measured_collisions"]
+    assert o.outcomes == {"reset-existing": 0, "delay-new": o.collisions, "unknown": 0}
+    ca = lab["capture_kernel_counters"]["TcpExtTCPChallengeACK"]
+    assert abs(o.counts["challenge_acks"] - ca) <= max(2, 0.02 * ca), (o.counts, ca)
+    tw = lab["time_wait_hits"]
+    assert abs(o.time_wait_hits - tw) <= max(3, 0.05 * tw)
+    assert o.counts["time_wait_acks"] >= 1 and o.counts["client_rsts"] == 0
+    assert all(r["client_rst"] is None for r in o.collisions_list)
+
+
+def test_forwarder_fixtures_are_recognised_and_counted_once():
+    nat = scan([str(OLDER / "forwarders" / "nat.pcap")])
+    assert nat.side == "nat" and nat.connections == OLDER_LAB["connections"]
+    assert nat.verdict(nodes=3, targets=6, seed=1)["verdict"] is None
+    node = scan([str(OLDER / "forwarders" / "node-0.pcap")])
+    assert node.side == "load-balancer" and 0.25 < node.connections / nat.connections < 0.42
+    d = node.to_dict(node.verdict(nodes=3, targets=6, seed=1))
+    assert d["capture_side"] == "load-balancer" and d["verdict"] is None and d["verdict_reason"]
 
 
 def test_fixture_json_keys_and_verdict():
