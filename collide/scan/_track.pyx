@@ -316,6 +316,36 @@ cdef class CMap:
         return nv
 
 
+cdef class RunCounter:
+    """counts[key] += 1 for keys that come in runs (the target, the second of an arrival): the
+    current run is counted in C and added to the dict when the key changes or on `flush`."""
+    cdef dict counts
+    cdef int64_t key
+    cdef long long run
+    cdef bint on
+
+    def __cinit__(self):
+        self.counts = {}
+        self.on = False
+        self.run = 0
+
+    cdef inline int count(self, int64_t k) except -1:
+        if self.on and k == self.key:
+            self.run += 1
+        else:
+            self.flush()
+            self.key = k
+            self.run = 1
+            self.on = True
+        return 0
+
+    cdef dict flush(self):
+        if self.on and self.run:
+            self.counts[self.key] = self.counts.get(self.key, 0) + self.run
+            self.run = 0
+        return self.counts
+
+
 cdef class Slot
 
 
@@ -478,15 +508,11 @@ cdef class Tracker:
     cdef uint64_t* a_cl
     cdef uint64_t* a_sv
     cdef Py_ssize_t a_n, a_cap
-    cdef dict _sources, _targets, _bins
+    cdef dict _sources
+    cdef RunCounter _targets, _bins
     cdef uint64_t src_key
     cdef long long src_add
     cdef bint src_on
-    cdef uint64_t tg_key
-    cdef long long tg_add
-    cdef bint tg_on
-    cdef long long bin_key, bin_add
-    cdef bint bin_on
 
     def __cinit__(self):
         self.k_cl = NULL
@@ -527,8 +553,9 @@ cdef class Tracker:
         self.s_n = 0
         self.sample_seen = 0
         self.rng = random.Random(seed)
-        self._sources, self._targets, self._bins = {}, {}, {}
-        self.src_on = self.tg_on = self.bin_on = False
+        self._sources = {}
+        self._targets, self._bins = RunCounter(), RunCounter()
+        self.src_on = False
         self._t_first = self._t_last = self._first_arr = self._last_arr = NONE
         self.live_peak = 0
         self._next_evict = NONE
@@ -588,13 +615,11 @@ cdef class Tracker:
 
     @property
     def targets(self) -> dict:
-        self._flush()
-        return self._targets
+        return self._targets.flush()
 
     @property
     def arrival_bins(self) -> dict:
-        self._flush()
-        return self._bins
+        return self._bins.flush()
 
     @property
     def sample(self):
@@ -612,14 +637,8 @@ cdef class Tracker:
             k = self.src_key
             self._sources[k] = self._sources[k] + self.src_add
             self.src_add = 0
-        if self.tg_on and self.tg_add:
-            k = self.tg_key
-            self._targets[k] = self._targets.get(k, 0) + self.tg_add
-            self.tg_add = 0
-        if self.bin_on and self.bin_add:
-            k = self.bin_key
-            self._bins[k] = self._bins.get(k, 0) + self.bin_add
-            self.bin_add = 0
+        self._targets.flush()
+        self._bins.flush()
 
     # -- the 4-tuple table ----------------------------------------------------------------------
     cdef int _table(self, Py_ssize_t cap) except -1:
@@ -700,8 +719,9 @@ cdef class Tracker:
         return 0
 
     cdef int _count_arrival(self, double t, uint64_t client, uint64_t tg) except -1:
-        """sources[client] += 1 (or a source past the bound), targets[tg] += 1,
-        arrival_bins[int(t)] += 1, as the reference does, through the caches."""
+        """sources[client] += 1 (or a source past the bound: a run of one source is counted in
+        C too, the bound checked when the source changes), targets[tg] += 1,
+        arrival_bins[int(t)] += 1, as the reference does."""
         cdef long long b = <long long>t
         if self.src_on and client == self.src_key:
             self.src_add += 1
@@ -718,24 +738,8 @@ cdef class Tracker:
             else:
                 self.other_sources += 1
                 self.src_on = False
-        if self.tg_on and tg == self.tg_key:
-            self.tg_add += 1
-        else:
-            if self.tg_on and self.tg_add:
-                k = self.tg_key
-                self._targets[k] = self._targets.get(k, 0) + self.tg_add
-            self.tg_key = tg
-            self.tg_add = 1
-            self.tg_on = True
-        if self.bin_on and b == self.bin_key:
-            self.bin_add += 1
-        else:
-            if self.bin_on and self.bin_add:
-                k = self.bin_key
-                self._bins[k] = self._bins.get(k, 0) + self.bin_add
-            self.bin_key = b
-            self.bin_add = 1
-            self.bin_on = True
+        self._targets.count(<int64_t>tg)
+        self._bins.count(b)
         return 0
 
     cdef _end(self, Conn conn, double t, str how, Slot slot, object by=None):
