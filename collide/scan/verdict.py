@@ -67,12 +67,14 @@ def predict(scenario, *, share: float, seed: int, backend: str, allocators=("ran
             mu, se, src = float(r.collisions), math.sqrt(max(r.collisions, 1)), "count"
         R = int(min(MAX_REPLICATES, max(MIN_REPLICATES,
                                         REPLICATE_ARRIVALS // max(r.connections, 1))))
+        if mu == 0 and r.collisions == 0:
+            R = 0                  # nothing can collide here (cross-zone off, one node, eim)
         counts = []
         for k in range(R):
             counts.append(simulate(s, seed=point_seed(seed, k + 1), backend=backend,
                                    estimate="off").collisions)
             sub(1.0, w=0.5 + 0.5 * (k + 1) / R)
-        m, v = replicate_moments(counts)
+        m, v = replicate_moments(counts) if counts else (0.0, 0.0)
         phi = max(1.0, v / m) if m > 0 else 1.0
         mu_s, se_s = mu * share, se * share
         # b of B targets see a binomial thinning of the count: its variance is
