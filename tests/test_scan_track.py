@@ -216,7 +216,8 @@ def test_a_forwarding_host_is_recognised_counted_once_and_given_no_verdict(tmp_p
     assert o.connections == n and o.counts["midlife"] == 0 and o.counts["moved"] == 0
     assert o.counts["server_close"] + o.counts["client_close"] == n
     res = o.verdict(nodes=3, targets=6, seed=1)
-    assert res["verdict"] is None and res["predictions"] is None and kind in res["reason"]
+    assert res["verdict"] is None and res["predictions"] is None
+    assert res["reason"].startswith("taken at a NAT host" if kind == "nat" else "taken at a load")
     d = o.to_dict(res)
     assert d["capture_side"] == kind and d["verdict"] is None and d["forwarding"]["kind"] == kind
     _agree(files)

@@ -213,11 +213,15 @@ class Observation:
                "verdict": None, "reason": None, "seed": seed, "nodes": None,
                "allocator": None, "notes": []}
         if self.side != "target":
-            out["reason"] = (f"taken at a {self.side}, not at a target: a collision happens at a "
+            where = {"nat": "a NAT host", "load-balancer": "a load-balancer node"}.get(
+                self.side, f"a {self.side}")
+            out["reason"] = (f"taken at {where}, not at a target: a collision happens at a "
                              "target, between connections through two nodes")
+            out["missing"] = []
             return out
         if self.no_connections:
             out["reason"] = NO_CONNECTIONS
+            out["missing"] = []
             return out
         a = self.nat_allocator or {}
         if a.get("evidence") == "strong" and a.get("model"):

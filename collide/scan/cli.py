@@ -14,6 +14,10 @@ import click
 from ..options import BadInput, backend_option, bad_input, format_option, progress_bar, seed_option
 
 
+WHERE = {"target": "at the targets", "client": "at a client", "nat": "at a NAT host",
+         "load-balancer": "at a load-balancer node"}
+
+
 def _ports(text):
     if text is None:
         return None
@@ -90,7 +94,7 @@ def format_table(d: dict, listed: int = 10) -> str:
     fmts = sorted(set(d["formats"]))
     rows.append(("capture", f"{len(files)} file(s), {'/'.join(fmts)}, {d['packets']:,} packets "
                             f"({d['tcp_packets']:,} TCP), {d['window_s']:.4g} s of traffic; taken "
-                            f"at the {d['capture_side']}s ({d['capture_side_reason']})"))
+                            f"{WHERE[d['capture_side']]} ({d['capture_side_reason']})"))
     rows.append(("targets", f"{len(d['targets_seen'])} seen: " + ", ".join(d["targets_seen"][:6])
                             + (" ..." if len(d["targets_seen"]) > 6 else "")))
     sched = d["schedule"]
@@ -116,8 +120,9 @@ def format_table(d: dict, listed: int = 10) -> str:
         rows.append(("duplicates", f"{d['duplicate_packets']:,} packets seen twice, counted once"))
     fw = d.get("forwarding")
     if fw:
-        rows.append(("forwarding", f"a {fw['kind']} host: {fw['forwarded_syns']:,} SYNs seen "
-                                   f"forwarded; followed: {fw['followed']}"))
+        rows.append(("forwarding", f"{WHERE[fw['kind']].removeprefix('at ')}: "
+                                   f"{fw['forwarded_syns']:,} SYNs seen forwarded; followed: "
+                                   f"{fw['followed']}"))
     a = d.get("nat_allocator") or {}
     if a.get("statistic"):
         seen = a.get("port_range_seen")
