@@ -199,14 +199,15 @@ def check_environment() -> None:
 
 
 # -- the run ----------------------------------------------------------------------------------------
-def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str = "random",
+def run_lab(scenario, seconds: float, cross_zone: bool | str | None = None, nat: str = "random",
             progress=None, *, seed: int | None = None, port_range: tuple[int, int] | None = None,
             clients: int | None = None, keep_logs: str | Path | None = None,
             max_rate: float = MAX_RATE, routing: str = "older",
             capture_dir: str | Path | None = None) -> dict:
     """Run `scenario` on the kernel for `seconds` of load and compare with the model (docs/model.md §4.6).
 
-    `cross_zone` None keeps the scenario's setting; `nat` is "random" (fully-random SNAT; the model's
+    `cross_zone` None keeps the scenario's setting; "one-sided" turns it on at node 0 only (no
+    prediction: the model has no such setting); `nat` is "random" (fully-random SNAT; the model's
     `random` allocator) or "preserve" (port-preserving SNAT in front of Linux clients; `linux`).
     `port_range` narrows the NAT's ports (the model uses the same). `routing`: where a target's
     challenge ACK goes, "older" (the established socket's node: the new connect is delayed) or
