@@ -227,7 +227,8 @@ def first_reset(seed, backend, fmt, replicates, start, workers, estimate, force,
 # -- subcommands that live in their own modules ------------------------------------------------------------
 _LAZY = {"sweep": ("collide.cli_sweep", "sweep_command"), "plot": ("collide.cli_sweep", "plot_command"),
          "report": ("collide.cli_report", "report_command"), "lab": ("collide.lab.cli", "lab_command"),
-         "scan": ("collide.scan.cli", "scan_command")}
+         "scan": ("collide.scan.cli", "scan_command"),
+         "intake": ("collide.intake.cli", "intake_command")}
 
 
 def _register_lazy():
