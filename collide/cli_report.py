@@ -24,10 +24,15 @@ from .options import (backend_option, bad_input, check_size, estimate_option, fo
 @click.option("--capture", "captures", multiple=True, metavar="CAPTURE", type=click.Path(),
               help="A packet capture at the targets (repeatable): adds an \"Observed\" section; "
                    "without --scenario/--config the scenario is the capture's (collide scan).")
+@click.option("--intake", "intake_files", multiple=True, metavar="FILE", type=click.Path(),
+              help="An AWS or kubectl JSON output (repeatable; a directory: its *.json): adds an "
+                   "\"Observed\" section; without --scenario/--config the scenario is the one "
+                   "the records describe (collide intake).")
 @estimate_option
 @force_option
 @handle_value_errors
-def report_command(out_dir, window, seed, backend, workers, captures, estimate, force, **kw):
+def report_command(out_dir, window, seed, backend, workers, captures, intake_files, estimate,
+                   force, **kw):
     """Write a risk report: verdict, mitigations, sensitivity, port headroom, how it was computed."""
     from .api import fresh_seed
     from .studies.report import build_report
@@ -39,9 +44,17 @@ def report_command(out_dir, window, seed, backend, workers, captures, estimate, 
                                     "client_ip_preservation"))
     observed = made = None
     given_nodes = kw.get("nodes") is not None
+    if captures and intake_files:
+        bad_input("--capture and --intake: give one source of observations")
     if captures:                  # issue 17: what the captures show, beside the model
         from .scan.report import observe
         observed, made = observe(captures, kw, seed=1 if seed is None else seed, backend=backend)
+        if made is not None:
+            kw["config_path"] = str(made)
+    if intake_files:              # issue 26: what AWS's records show, beside the model
+        from .intake.report import observe as observe_intake
+        observed, made = observe_intake(intake_files, kw, seed=1 if seed is None else seed,
+                                        backend=backend)
         if made is not None:
             kw["config_path"] = str(made)
     s = pop_scenario(kw)
@@ -67,7 +80,10 @@ def report_command(out_dir, window, seed, backend, workers, captures, estimate, 
         click.echo("interrupted: nothing written", err=True)
         sys.exit(130)
     done()
-    if observed is not None:
+    if observed is not None and intake_files:
+        from .intake.report import observed_section as intake_section
+        data["observed"] = intake_section(observed)
+    elif observed is not None:
         from .scan.report import observed_section
         data["observed"] = observed_section(observed, s, given_nodes=given_nodes or made is None,
                                             seed=seed, backend=backend)
