@@ -105,8 +105,8 @@ def bind(records: list[Record]) -> Bound:
             named = {a for tg, _ in tgs for a in tg.get("LoadBalancerArns") or []}
             cands = [x for x in cands if x[0]["LoadBalancerArn"] in named] or cands
         if len(cands) > 1 and svcs:
-            hosts = {s.hostname for s, _ in svcs}
-            cands = [x for x in cands if x[0].get("DNSName") in hosts] or cands
+            hosts = {(s.hostname or "").lower() for s, _ in svcs}
+            cands = [x for x in cands if str(x[0].get("DNSName")).lower() in hosts] or cands
         if len(cands) > 1:
             files = {rec.path for _, rec in cands}
             where = cands[1][1].path
@@ -133,7 +133,8 @@ def bind(records: list[Record]) -> Bound:
     if svcs:
         if b.lb is not None:
             dns = b.lb.get("DNSName")
-            match = [(s, r) for s, r in svcs if s.hostname == dns]
+            match = [(s, r) for s, r in svcs                  # DNS names ignore case
+                     if s.hostname and dns and s.hostname.lower() == dns.lower()]
             for rec in by.get("services", []):
                 if not any(r is rec for _, r in match):
                     s = next(s for s, r in svcs if r is rec)

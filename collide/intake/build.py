@@ -362,6 +362,9 @@ def _nat(it: Intake, b: Bound):
         use, why = private, "private gateways (the load balancer is internal)"
     else:
         use, why = live, ""
+        if public and private:
+            it.assume(None, None, "public and private NAT gateways, and nothing says which way "
+                                  "the clients reach the load balancer: the addresses of all taken")
     described = []
     ips = 0
     for g, f in live:
@@ -444,8 +447,8 @@ def _metrics(it: Intake, b: Bound):
             segs = find_schedule({i: c for i, c in enumerate(counts)}, 0.0, float(w.n), int(total))
             if segs:
                 it.set("traffic.schedule", [[sig(a * w.period), sig(r / w.period)] for a, r in segs],
-                       f"{flows.metric} moves: {len(segs)} levels (binary segmentation, as "
-                       "collide scan finds them)")
+                       f"{flows.metric} moves: {len(segs)} levels by binary segmentation, as "
+                       "collide scan finds them")
             it.set("traffic.horizon", w.seconds, _window_text(w))
             it.observed["new_flows_per_s"] = rate
         else:

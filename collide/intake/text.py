@@ -78,8 +78,11 @@ def format_table(result, written: list[str] | None = None) -> str:
                    f"(ErrorPortAllocation over {_duration(it.nat_window.seconds)})")
     rows += _block("observed", obs or ["nothing: no CloudWatch series"])
     lo, hi = p.interval_per_hour
-    rows.append(("predicted", f"{_num(p.per_hour)} resets per hour ({p.how}); 99.9 % interval "
-                              f"for this window's observed rate {_num(lo)} – {_num(hi)} per hour"))
+    beside = (f" beside {_num(o['resets_per_hour'])} observed (TCP_Target_Reset_Count)"
+              if o.get("resets_per_hour") is not None else "")
+    rows.append(("predicted", f"{_num(p.per_hour)} resets per hour{beside}; 99.9 % interval for "
+                              f"this window's observed rate {_num(lo)} – {_num(hi)} per hour; "
+                              f"{p.how}"))
     seen = ""
     if v["observed"] is not None:
         seen = (f" ({v['observed']:,} target resets in {_duration(p.window_s)}; the interval "
