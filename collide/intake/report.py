@@ -50,12 +50,9 @@ def observed_section(result) -> dict:
             "missing": [f"{x['what']}: {x['why']}" for x in it.missing]}
 
 
-def _n(x, digits=3):
-    if x is None:
-        return "-"
-    if isinstance(x, int):
-        return f"{x:,}"
-    return f"{x:.{digits}g}"
+def _n(x) -> str:
+    from ..studies.report_html import fmt_num      # the page's own number format
+    return fmt_num(x)
 
 
 def observed_html(o: dict) -> str:

@@ -40,6 +40,12 @@ COMMANDS = {
 }
 
 
+#: the list at the top of each AWS output -> its shape
+TOP_LISTS = (("LoadBalancers", "load-balancers"), ("TargetGroups", "target-groups"),
+             ("TargetHealthDescriptions", "target-health"), ("NatGateways", "nat-gateways"),
+             ("MetricDataResults", "metric-data"), ("Datapoints", "metric-statistics"))
+
+
 class IntakeInputError(InputError):
     """A file intake cannot use: one line naming it and what is wrong (exit 2)."""
 
@@ -135,18 +141,9 @@ def _is_service(item) -> bool:
 def recognise(path, doc) -> Record:
     """The Record for a parsed document, or one line saying what it is not."""
     if isinstance(doc, dict):
-        if isinstance(doc.get("LoadBalancers"), list):
-            return Record(path, "load-balancers", doc)
-        if isinstance(doc.get("TargetGroups"), list):
-            return Record(path, "target-groups", doc)
-        if isinstance(doc.get("TargetHealthDescriptions"), list):
-            return Record(path, "target-health", doc)
-        if isinstance(doc.get("NatGateways"), list):
-            return Record(path, "nat-gateways", doc)
-        if isinstance(doc.get("MetricDataResults"), list):
-            return Record(path, "metric-data", doc)
-        if isinstance(doc.get("Datapoints"), list):
-            return Record(path, "metric-statistics", doc)
+        for key, shape in TOP_LISTS:
+            if isinstance(doc.get(key), list):
+                return Record(path, shape, doc)
         if _is_attributes(doc):
             return Record(path, _attribute_owner(path, doc["Attributes"]), doc)
         if _is_service(doc):
