@@ -693,3 +693,46 @@ def test_readme_excerpt_is_what_the_tool_prints():
     printed = out.splitlines()
     assert code == 0 and len(block) > 10
     assert all(line in printed for line in block if line != "  ...")
+
+
+# -- no traceback for an edited file ---------------------------------------------------------------
+def _places(d, prefix=()):
+    if isinstance(d, dict):
+        for k, v in d.items():
+            yield prefix + (k,)
+            yield from _places(v, prefix + (k,))
+    elif isinstance(d, list):
+        for i, v in enumerate(d[:2]):
+            yield prefix + (i,)
+            yield from _places(v, prefix + (i,))
+
+
+@pytest.mark.slow
+def test_every_field_deleted_or_of_another_type_is_one_line_or_read(tmp_path):
+    """Each place in each fixture deleted, or given another JSON type: the set is read, or
+    refused with an InputError (one line, exit 2); never another exception (a traceback)."""
+    from collide.errors import InputError
+    files = sorted(AWS.glob("*.json")) + [K8S / "service.json"]
+    broken = []
+    for f in files:
+        doc = _json(f)
+        places = [p for p in _places(doc) if f.name != "metrics.json" or len(p) < 4]
+        for place in places:
+            for value in ("delete", None, "x", 7, [], {}):
+                d = copy.deepcopy(doc)
+                node = d
+                for k in place[:-1]:
+                    node = node[k]
+                if value == "delete":
+                    node.pop(place[-1])
+                else:
+                    node[place[-1]] = value
+                p = _write(tmp_path / f.name, d)
+                others = [AWS / g.name for g in AWS.glob("*.json") if g.name != f.name]
+                try:
+                    intake([p, *others] if f.parent == AWS else [p, AWS / "metrics.json"], seed=1)
+                except InputError as exc:
+                    assert "\n" not in str(exc)
+                except Exception as exc:          # noqa: BLE001 - the test's point
+                    broken.append((f.name, place, value, repr(exc)))
+    assert not broken, broken[:5]

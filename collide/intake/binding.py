@@ -46,8 +46,14 @@ class Bound:
         if self.service is not None:
             return f"the load balancer of Service {self.service.name}"
         if self.arn:
-            return self.arn.split("/")[-2]
+            return _arn_name(self.arn)
         return "the load balancer"
+
+
+def _arn_name(arn: str) -> str:
+    """The name in a load balancer ARN (…:loadbalancer/net/NAME/ID), else the ARN as given."""
+    parts = str(arn).split("/")
+    return parts[-2] if len(parts) >= 3 else str(arn)
 
 
 def _name(lb: dict) -> str:
@@ -61,7 +67,8 @@ def _load_balancers(recs: list[Record]) -> list[tuple[dict, Record]]:
         lbs = [x for x in rec.data["LoadBalancers"] if isinstance(x, dict)]
         nlb = [x for x in lbs if x.get("Type") == "network"]
         if not nlb:
-            other = ", ".join(f"{_name(x)} ({x.get('Type')})" for x in lbs[:4]) or "none listed"
+            other = ", ".join(f"{_name(x)} ({x.get('Type') or 'no Type'})" for x in lbs[:4]) \
+                or "none listed"
             fail(rec.path, f"no network load balancer in it ({other}); intake reads NLBs")
         for lb in nlb:
             if "LoadBalancerArn" not in lb or not isinstance(lb.get("AvailabilityZones"), list):
@@ -158,7 +165,7 @@ def bind(records: list[Record]) -> Bound:
         if arn is None:
             named = {a for tg, _ in tgs for a in tg.get("LoadBalancerArns") or []}
             if len(named) > 1:
-                fail(tgs[0][1].path, "target groups of " + ", ".join(sorted(a.split("/")[-2] for a
+                fail(tgs[0][1].path, "target groups of " + ", ".join(sorted(_arn_name(a) for a
                                                                            in named))
                      + ": several load balancers; give the files of one "
                        "(describe-target-groups --load-balancer-arn ARN)")
@@ -168,7 +175,7 @@ def bind(records: list[Record]) -> Bound:
                     if isinstance(tg, dict) and (arn is None or arn in (tg.get("LoadBalancerArns") or []))]
             if not mine:
                 tg = rec.data["TargetGroups"][0]
-                theirs = ", ".join(a.split("/")[-2] for a in tg.get("LoadBalancerArns") or []) \
+                theirs = ", ".join(_arn_name(a) for a in tg.get("LoadBalancerArns") or []) \
                     or "no load balancer"
                 fail(rec.path, f"target group {tg.get('TargetGroupName')} belongs to {theirs}, "
                                f"not {b.name} ({b.lb_file or 'the other files'}); give the files "

@@ -110,6 +110,95 @@ def parse(path) -> object:
         fail(path, f"not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}{hint}")
 
 
+#: The fields intake reads, with their JSON types: a file whose field has another type was edited
+#: or is not what it seems, and is refused with the field's path ("!" marks a required field).
+FIELDS = {
+    "load-balancers": {"LoadBalancers[]": dict, "LoadBalancers[].LoadBalancerArn": str,
+                       "LoadBalancers[].LoadBalancerName": str, "LoadBalancers[].DNSName": str,
+                       "LoadBalancers[].Type": str, "LoadBalancers[].Scheme": str,
+                       "LoadBalancers[].AvailabilityZones": list,
+                       "LoadBalancers[].AvailabilityZones[]": dict,
+                       "LoadBalancers[].AvailabilityZones[].ZoneName": str},
+    "target-groups": {"TargetGroups[]": dict, "TargetGroups[].TargetGroupArn": str,
+                      "TargetGroups[].TargetGroupName": str, "TargetGroups[].LoadBalancerArns": list,
+                      "TargetGroups[].LoadBalancerArns[]": str, "TargetGroups[].TargetType": str,
+                      "TargetGroups[].Protocol": str, "TargetGroups[].Port": int},
+    "target-health": {"TargetHealthDescriptions[]": dict,
+                      "TargetHealthDescriptions[].Target!": dict,
+                      "TargetHealthDescriptions[].Target.Id!": str,
+                      "TargetHealthDescriptions[].Target.Port": int,
+                      "TargetHealthDescriptions[].Target.AvailabilityZone": str,
+                      "TargetHealthDescriptions[].TargetHealth": dict,
+                      "TargetHealthDescriptions[].TargetHealth.State": str},
+    "nat-gateways": {"NatGateways[]": dict, "NatGateways[].NatGatewayId!": str,
+                     "NatGateways[].State": str, "NatGateways[].ConnectivityType": str,
+                     "NatGateways[].NatGatewayAddresses": list,
+                     "NatGateways[].NatGatewayAddresses[]": dict,
+                     "NatGateways[].NatGatewayAddresses[].PublicIp": str,
+                     "NatGateways[].NatGatewayAddresses[].PrivateIp": str,
+                     "NatGateways[].NatGatewayAddresses[].Status": str,
+                     "NatGateways[].NatGatewayAddresses[].IsPrimary": bool},
+    "load-balancer-attributes": {"Attributes[].Key!": str, "Attributes[].Value": str},
+    "target-group-attributes": {"Attributes[].Key!": str, "Attributes[].Value": str},
+    "metric-data": {"MetricDataResults[]": dict, "MetricDataResults[].Id": str,
+                    "MetricDataResults[].Label": str, "MetricDataResults[].Timestamps": list,
+                    "MetricDataResults[].Values": list, "MetricDataResults[].StatusCode": str},
+    "metric-statistics": {"Label": str, "Datapoints[]": dict},
+    "services": {"items[]": dict, "items[].metadata": dict, "items[].metadata.name": str,
+                 "items[].metadata.namespace": str, "items[].metadata.annotations": dict,
+                 "items[].spec": dict, "items[].spec.type": str, "items[].spec.ports": list,
+                 "items[].spec.ports[]": dict, "items[].spec.externalTrafficPolicy": str,
+                 "items[].spec.loadBalancerClass": str, "items[].status": dict,
+                 "items[].status.loadBalancer": dict, "items[].status.loadBalancer.ingress": list,
+                 "items[].status.loadBalancer.ingress[]": dict,
+                 "items[].status.loadBalancer.ingress[].hostname": str},
+}
+_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "a number",
+               bool: "true or false"}
+
+
+def _walk(node, parts, where):
+    """(path shown, value) of every place `parts` reaches; missing places are skipped."""
+    if not parts:
+        yield where, node
+        return
+    head, rest = parts[0], parts[1:]
+    many = head.endswith("[]")
+    key = head[:-2] if many else head
+    if key:
+        if not isinstance(node, dict) or key not in node:
+            return
+        node, where = node[key], f"{where}.{key}" if where else key
+    if many:
+        if not isinstance(node, list):
+            return
+        for i, item in enumerate(node):
+            yield from _walk(item, rest, f"{where}[{i}]")
+    else:
+        yield from _walk(node, rest, where)
+
+
+def _check_fields(rec: "Record") -> None:
+    for path, kind in FIELDS[rec.shape].items():
+        required = path.endswith("!")
+        parts = path.rstrip("!").replace("[]", "[].").split(".")
+        parts = [p for p in parts if p]
+        parent, leaf = parts[:-1], parts[-1]
+        for where, node in _walk(rec.data, parent, ""):
+            name = leaf[:-2] if leaf.endswith("[]") else leaf
+            if not isinstance(node, dict):
+                continue
+            if name not in node:
+                if required:
+                    fail(rec.path, f"{where}: no {name} (truncated or edited?)")
+                continue
+            for shown, value in _walk(node, [leaf], where):
+                ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+                if not ok:
+                    fail(rec.path, f"{shown} is {json.dumps(value)[:40]}, expected "
+                                   f"{_TYPE_NAMES[kind]} (edited, or another output?)")
+
+
 def _is_attributes(d: dict) -> bool:
     a = d.get("Attributes")
     return isinstance(a, list) and all(isinstance(x, dict) and "Key" in x for x in a)
@@ -167,7 +256,9 @@ def recognise(path, doc) -> Record:
 
 
 def read(path) -> Record:
-    return recognise(path, parse(path))
+    rec = recognise(path, parse(path))
+    _check_fields(rec)
+    return rec
 
 
 def attributes(record: Record) -> dict[str, str]:
