@@ -492,6 +492,11 @@ def _metrics(it: Intake, b: Bound):
     nw = it.nat_window
     it.observed["nat_port_allocation_errors"] = (int(round(sum(nw.counts(errs))))
                                                  if errs is not None and nw else None)
+    n_err = it.observed["nat_port_allocation_errors"]
+    if n_err:
+        it.notes.append(f"ErrorPortAllocation {n_err:,}: the NAT found no free source port that "
+                        "many times (some destination near 55,000 live connections per address); "
+                        "the model counts these as allocation failures")
     est = series.get("ConnectionEstablishedCount")
     if est is not None and nw is not None and it.observed.get("new_flows_per_s"):
         nat_rate = sum(nw.counts(est)) / nw.seconds

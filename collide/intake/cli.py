@@ -81,7 +81,17 @@ def intake_command(files, out_dir, fmt, seed, sets, print_commands, load_balance
     if out_dir is not None:
         check_output_dir(out_dir, "--out")          # before the work
     seed = fresh_seed() if seed is None else seed
-    update, done = progress_bar("predicting")
+    bar: list = []                  # made on the first call: the closed form needs no bar
+
+    def update(fraction):
+        if not bar:
+            bar.extend(progress_bar("simulating"))
+        if bar[0] is not None:
+            bar[0](fraction)
+
+    def done():
+        if bar:
+            bar[1]()
     try:
         result = intake(files, sets, seed=seed, progress=update)
         done()

@@ -44,6 +44,8 @@ def _simulated(s, seed: int, backend: str, progress) -> tuple[float, float, floa
     R = 1
     for _ in range(4):
         r = simulate(s, seed=seed, backend=backend, replicates=R, progress=progress)
+        if not r.finished:              # Ctrl-C inside the run: no prediction from a part of it
+            raise KeyboardInterrupt
         if r.expected_collisions is not None:
             mu, se = r.expected_collisions, r.expected_collisions_se or 0.0
         else:
