@@ -138,8 +138,53 @@ def generators() -> dict[str, Callable[[], str]]:
     return gens
 
 
-#: Generators of tables from recorded results (added by the areas that record them).
-RECORDED: list[Callable[[], dict[str, Callable[[], str]]]] = []
+# -- tables of recorded figures ---------------------------------------------------------------------
+def _fmt(value, spec: str | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, (list, tuple)):
+        return "–".join(_fmt(v, spec) for v in value)
+    if spec and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return _cell(value)
+
+
+def recorded_table(path: Path) -> str:
+    """A table from a record of measured figures (JSON): the figures as they were measured, the
+    command that measured them, and when. The record is the source; the doc shows it.
+
+    {"command": "...", "measured": "2026-12-08, 2-core x86-64", "columns": [[key, header, format]...],
+     "rows": [{key: value, ...}, ...], "notes": ["...", ...]}
+    """
+    rec = json.loads(path.read_text(encoding="utf-8"))
+    cols = rec["columns"]
+    rows = ["| " + " | ".join(h for _, h, *_ in cols) + " |",
+            "|" + "|".join("---:" if (c[2:] and c[2] and c[2][-1] in "fgde%") else "---"
+                           for c in cols) + "|"]
+    for r in rec["rows"]:
+        rows.append("| " + " | ".join(_fmt(r.get(k), (f[0] if f else None)) for k, _, *f in cols) + " |")
+    out = "\n".join(rows) + "\n"
+    if rec.get("notes"):
+        out += "\n" + "\n".join(f"- {n}" for n in rec["notes"]) + "\n"
+    if rec.get("command"):
+        out += f"\nMeasured {rec.get('measured', '')} with `{rec['command']}` (record: " \
+               f"`{path.relative_to(ROOT)}`).\n".replace("Measured  with", "Measured with")
+    return out
+
+
+def _recorded_generators() -> dict[str, Callable[[], str]]:
+    gens = {}
+    for folder in (ROOT / "docs" / "data", ROOT / "bench" / "results"):
+        for p in sorted(folder.glob("*.json")):
+            try:
+                if "columns" in json.loads(p.read_text(encoding="utf-8")):
+                    gens[f"recorded-{p.stem}"] = (lambda q=p: recorded_table(q))
+            except (ValueError, OSError):
+                continue
+    return gens
+
+
+RECORDED: list[Callable[[], dict[str, Callable[[], str]]]] = [_recorded_generators]
 
 
 def doc_files() -> list[Path]:
