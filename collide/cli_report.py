@@ -8,10 +8,14 @@ import click
 
 from .options import (backend_option, bad_input, check_size, estimate_option, force_option,
                       handle_value_errors,
-                      pop_scenario, progress_bar, scenario_options, seed_option)
+                      pop_scenario, progress_bar, scenario_options, seed_option, workers_option)
 
 
-@click.command("report")
+@click.command("report", epilog="""\b
+Examples:
+  collide report --scenario seed --out report/
+  collide report --config my.toml --nat-ips 2 --out report/ --seed 1
+  collide report --capture t-a.pcap --capture t-b.pcap --nodes 3 --out report/""")
 @scenario_options
 @click.option("--out", "out_dir", required=True, metavar="DIR", type=click.Path(file_okay=False),
               help="Directory for index.html, summary.json, summary.md and figures/.")
@@ -19,8 +23,7 @@ from .options import (backend_option, bad_input, check_size, estimate_option, fo
               help="Length of a load test: the page gives P(at least one reset) within it.")
 @seed_option
 @backend_option
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Processes for the simulations.")
+@workers_option("simulations")
 @click.option("--capture", "captures", multiple=True, metavar="CAPTURE", type=click.Path(),
               help="A packet capture at the targets (repeatable): adds an \"Observed\" section; "
                    "without --scenario/--config the scenario is the capture's (collide scan).")
@@ -62,6 +65,8 @@ def report_command(out_dir, window, seed, backend, workers, captures, intake_fil
         bad_input(f"--window {window}: must be a positive number of seconds")
     from .files import check_output_dir
     out = check_output_dir(out_dir, "--out")        # before the simulations, not after
+    from .pool import width
+    workers = width(workers, 1 << 20)               # all cores unless --workers says otherwise
     check_size(_report_size(s, backend, workers), force)
     seed = fresh_seed() if seed is None else seed
     where = f"--scenario {given_scenario}" if given_plain else f"--config {out / 'scenario.toml'}"

@@ -105,7 +105,10 @@ def format_table(r: dict) -> str:
     return "\n".join(lines)
 
 
-@click.command("lab")
+@click.command("lab", epilog="""\b
+Examples (as root):
+  collide lab --scenario seed --seconds 30
+  collide lab --scenario seed --seconds 30 --nat preserve --format json""")
 @click.option("--scenario", "scenario_name", metavar="NAME", help="A built-in scenario (default: seed).")
 @click.option("--config", type=click.Path(dir_okay=False), metavar="FILE", help="A scenario TOML file.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a scenario key.")
