@@ -11,6 +11,7 @@ The package, one module per idea:
   binding   which files belong to the one load balancer (ARN, DNSName), the rest refused
   metrics   CloudWatch series: which metric, the window, per-period counts
   build     the scenario, with where every value came from, what was assumed, what is missing
+  traffic   what CloudWatch says: rate, schedule, lifetime, window, the observed resets
   verdict   the prediction (closed form, else simulate to 3 % SE) and the verdict both ways
   text      the table and the JSON
   commands  `--print-commands`: the aws and kubectl commands and the CloudWatch query file

@@ -34,7 +34,11 @@ def write_out(out, result) -> list[str]:
     return [os.path.join(out, "scenario.toml"), os.path.join(out, "metrics.csv")]
 
 
-@click.command("intake")
+@click.command("intake", epilog="""\b
+Examples:
+  collide intake tests/data/intake/aws --seed 1
+  collide intake nlb-records/ --out intake/ --set load_balancer.targets=12
+  collide intake --print-commands --load-balancer my-nlb --nat-gateway nat-0123456789abcdef0 --since 7d""")
 @click.argument("files", nargs=-1, metavar="FILE...", type=click.Path())
 @click.option("--out", "out_dir", metavar="DIR", type=click.Path(),
               help="Write scenario.toml (for simulate, sweep, report, solve) and metrics.csv (the "
