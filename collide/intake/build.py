@@ -397,8 +397,8 @@ def _model_defaults(it: Intake):
               "AWS does not document how NAT Gateway picks ports; uniformly random ports are the "
               "best public guess (try --set nat.allocator=sequential or linux for the envelope)")
     it.assume("load_balancer.node_choice", "per-connection",
-              "each connection takes any of the DNS answers; clients that keep one node for the "
-              "60 s TTL collide less (--set load_balancer.node_choice=sticky)")
+              "each connection takes any of the DNS answers; a few clients that each keep one "
+              "node for the 60 s TTL collide less (--set load_balancer.node_choice=sticky)")
     it.assume("target.on_collision", "reset-existing",
               "Linux targets (3.6 or later) answer the second SYN with a challenge ACK, and the "
               "new client's RST resets the older connection, whose client then meets a target RST")

@@ -110,7 +110,8 @@ def verdict(it, p: Prediction) -> dict:
         out["consider"] = [
             "only part of the load balancer's new flows come through this NAT: the resets scale "
             "about as the square of that share",
-            "clients that keep one node for the DNS TTL (--set load_balancer.node_choice=sticky)",
+            "a few clients that each keep one node for the DNS TTL (--set "
+            "load_balancer.node_choice=sticky)",
             "a reset connection whose client closes without sending again meets no target RST",
             "cross-zone load balancing or client IP preservation off for part of the window"]
     return out
