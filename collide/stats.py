@@ -24,8 +24,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["wilson", "garwood", "z_value", "poisson_cdf", "poisson_interval", "count_interval",
-           "count_pmf", "replicate_moments", "kaplan_meier", "kaplan_meier_quantile"]
+__all__ = ["wilson", "garwood", "z_value", "poisson_cdf", "poisson_interval",
+           "poisson_interval_widened", "count_interval", "count_pmf", "replicate_moments",
+           "kaplan_meier", "kaplan_meier_quantile"]
 
 
 def _special():
@@ -94,6 +95,17 @@ def poisson_interval(mu: float, confidence: float = 0.999) -> tuple[int, int]:
     from scipy.stats import poisson
     tail = (1 - confidence) / 2
     lo, hi = poisson.ppf([tail, 1 - tail], mu)
+    return int(lo), int(hi)
+
+
+def poisson_interval_widened(mu: float, se: float, confidence: float = 0.999) -> tuple[int, int]:
+    """A Poisson count whose mean is known to within a standard error: the low end of the central
+    interval of Poisson(mu - z·se), the high end of Poisson(mu + z·se), z the two-sided normal
+    quantile of `confidence` (conservative: the two uncertainties are not combined)."""
+    z = z_value(confidence)
+    lo_mu, hi_mu = max(0.0, mu - z * se), mu + z * se
+    lo = poisson_interval(lo_mu, confidence)[0] if lo_mu > 0 else 0
+    hi = poisson_interval(hi_mu, confidence)[1] if hi_mu > 0 else 0
     return int(lo), int(hi)
 
 

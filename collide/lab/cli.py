@@ -84,7 +84,10 @@ def format_table(r: dict) -> str:
     return "\n".join(lines)
 
 
-@click.command("lab", epilog="Example: collide lab --scenario seed --horizon 30 --nat preserve")
+@click.command("lab", epilog="""\b
+Examples (as root):
+  collide lab --scenario seed --horizon 30
+  collide lab --scenario seed --horizon 30 --nat preserve --format json""")
 @click.option("--scenario", "scenario_name", metavar="NAME", help="A built-in scenario (default: seed).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="A scenario TOML file.")

@@ -189,7 +189,10 @@ def format_table(d: dict, listed: int = 10) -> str:
     return "\n".join(out)
 
 
-@click.command("scan", epilog="Example: collide scan target-*.pcap --nodes 3 --targets 6")
+@click.command("scan", epilog="""\b
+Examples:
+  collide scan tests/data/lab-reset/*.pcap --nodes 3 --targets 6 --seed 1
+  collide scan t-*.pcap --nodes 3 --out scan/ --format json""")
 @click.argument("captures", nargs=-1, metavar="CAPTURE...", type=click.Path(dir_okay=True))
 @click.option("--nodes", type=click.IntRange(1, 64), help="Load-balancer nodes (a capture shows "
               "only a lower bound; without it the verdict spans the counts the capture allows).")
