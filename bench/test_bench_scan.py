@@ -18,12 +18,14 @@ request, response, close), made once per session in a temporary directory. Rows:
   (the simulation of its 8 s window and the replicates behind the interval).
 
 `extra_info["packets_per_second"]` is PACKETS / median wall time; the last test prints the rows and
-ratios measured in the same run (run the whole file).
+ratios measured in the same run (run the whole file). With COLLIDE_RECORD=1 the sitting is added as
+a row to bench/results/scan-bench.json, the record docs/scan.md's speed table is generated from.
 """
 from __future__ import annotations
 
 import json
 import mmap
+import os
 import statistics
 import struct
 import subprocess
@@ -248,6 +250,7 @@ def test_verdict_timed_apart(benchmark):
                              iterations=1)
     assert res["verdict"] is not None
     benchmark.extra_info["seconds"] = benchmark.stats.stats.median
+    RESULTS["verdict_s"] = benchmark.stats.stats.median
 
 
 def test_whole_scan(benchmark, capture, c_loop):
@@ -296,5 +299,35 @@ def _ratios(benchmark) -> None:
         lines.append(f"whole scan / plain-C read-and-classify loop: {RESULTS['scan_over_c']:.3f} "
                      f"(median of {ROUNDS} paired rounds)")
     print("\n" + "\n".join(lines))
+    if os.environ.get("COLLIDE_RECORD"):
+        _record_sitting()
     if c is not None:
         assert c >= 1e6
+
+
+RECORD = Path(__file__).with_name("results") / "scan-bench.json"
+
+
+def _record_sitting() -> None:
+    """Add this sitting's figures to the record (one row per sitting)."""
+    import time
+    rec = json.loads(RECORD.read_text()) if RECORD.exists() else {
+        "command": "COLLIDE_RECORD=1 python -m pytest bench/test_bench_scan.py --benchmark-only -s",
+        "measured": "on one core of a 2-core x86-64 machine shared with other work",
+        "columns": [["when", "sitting"], ["load", "load average"],
+                    ["compiled", "compiled reader, M packets/s", ".1f"],
+                    ["plain-loop", "plain Python parse, M/s", ".2f"], ["dpkt", "dpkt loop, M/s", ".3f"],
+                    ["scan", "whole scan, M/s", ".2f"], ["scan_over_c", "whole scan / plain C", ".3f"],
+                    ["scan-python", "whole scan, Python tracker, M/s", ".2f"],
+                    ["scan-long", "whole scan, 200-packet connections, M/s", ".1f"],
+                    ["verdict_s", "the prediction, timed apart (s)", ".2f"]],
+        "rows": []}
+    row = {"when": time.strftime("%Y-%m-%d %H:%M"), "load": round(os.getloadavg()[0], 1)}
+    for k in ("compiled", "plain-loop", "dpkt", "scan", "scan-python", "scan-long"):
+        if k in RESULTS:
+            row[k] = RESULTS[k] / 1e6
+    for k in ("scan_over_c", "verdict_s"):
+        if k in RESULTS:
+            row[k] = RESULTS[k]
+    rec["rows"].append(row)
+    RECORD.write_text(json.dumps(rec, indent=1) + "\n")

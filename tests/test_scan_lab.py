@@ -1,12 +1,17 @@
 """`collide scan` end to end against the real kernel (issues 17, 25): the lab drives a known load
 with `--capture`, the scan reads the targets' captures (and the NAT's and a node's), and both
 accounts must agree, under each routing of the challenge ACK and three cross-zone settings. Needs
-root and iproute2, nftables, conntrack, tcpdump; skips otherwise. About four minutes in all (eight
-runs of 15 s, one at a time). Each test prints its row of docs/scan.md's closing table (-s)."""
+root and iproute2, nftables, conntrack, tcpdump; skips otherwise. About three minutes in all (eight
+runs of 15 s, one at a time). Each test prints its row of docs/scan.md's table of these runs (-s);
+with COLLIDE_RECORD=1 the rows are written to docs/data/scan-lab-runs.json, the record that table
+is generated from (`python docs/generate.py`)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import time
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +36,30 @@ def _skip_reason() -> str | None:
 needs_kernel = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
 
 
+RECORD = Path(__file__).resolve().parents[1] / "docs" / "data" / "scan-lab-runs.json"
+ROWS: list[dict] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def record():
+    """With COLLIDE_RECORD=1, the runs' rows become docs/data/scan-lab-runs.json."""
+    yield
+    if os.environ.get("COLLIDE_RECORD") and ROWS:
+        cols = [["routing", "routing"], ["cross_zone", "cross-zone"], ["nat", "NAT"],
+                ["close_first", "server closes first", "g"],
+                ["lab", "lab: connections / collisions / TIME_WAIT hits"],
+                ["scan", "scan: connections / collisions / TIME_WAIT hits"],
+                ["outcomes", "outcomes (scan)"], ["challenge_acks", "challenge ACKs: scan / nstat"],
+                ["allocator", "allocator named (evidence)"],
+                ["nodes", "node interval (lower bound)"], ["verdict", "verdict (--nodes 3 --targets 6)"],
+                ["forwarders", "NAT's and node 0's captures: connections"]]
+        RECORD.write_text(json.dumps({
+            "command": "COLLIDE_RECORD=1 python -m pytest -s -m lab tests/test_scan_lab.py",
+            "measured": time.strftime("%Y-%m-%d") + ", Linux " + os.uname().release.split("-")[0]
+                        + ", 2 cores shared with other work",
+            "columns": cols, "rows": ROWS}, indent=1) + "\n", encoding="utf-8")
+
+
 def _cz(cz) -> str:
     return {True: "on", False: "off"}.get(cz, cz)
 
@@ -46,13 +75,17 @@ def lab_and_scan(tmp_path, routing, cross_zone, seed, *, nat="random", close_fir
     ca = lab["capture_kernel_counters"]["TcpExtTCPChallengeACK"]
     nd = res["nodes"]
     iv = nd["interval"]
-    nodes = "-" if iv is None else (f">= {iv[0]}" if iv[1] is None else f"{iv[0]}-{iv[1]}")
-    oc = ", ".join(f"{k} {v}" for k, v in obs.outcomes.items() if v) or "-"
-    print(f"\n| {routing} | {_cz(cross_zone)} | {nat} | {close_first:g} | {lab['connections']} / "
-          f"{lab['measured_collisions']} / {lab['time_wait_hits']} | {obs.connections} / "
-          f"{obs.collisions} / {obs.time_wait_hits} | {oc} | {obs.counts['challenge_acks']} / {ca} "
-          f"| {obs.nat_allocator['class']} ({obs.nat_allocator['evidence']}) | {nodes} "
-          f"(bound {nd['lower_bound']}) | {res['verdict']['text'] if res['verdict'] else '-'} |")
+    nodes = "-" if iv is None else (f"N >= {iv[0]}" if iv[1] is None else f"N = {iv[0]}–{iv[1]}")
+    row = {"routing": routing, "cross_zone": _cz(cross_zone), "nat": nat, "close_first": close_first,
+           "lab": f"{lab['connections']} / {lab['measured_collisions']} / {lab['time_wait_hits']}",
+           "scan": f"{obs.connections} / {obs.collisions} / {obs.time_wait_hits}",
+           "outcomes": ", ".join(f"{k} {v}" for k, v in obs.outcomes.items() if v) or "–",
+           "challenge_acks": f"{obs.counts['challenge_acks']} / {ca}",
+           "allocator": f"{obs.nat_allocator['class']} ({obs.nat_allocator['evidence']})",
+           "nodes": f"{'none' if iv is None else nodes} ({nd['lower_bound']})",
+           "verdict": res["verdict"]["text"] if res["verdict"] else "–"}
+    ROWS.append(row)
+    print("\n| " + " | ".join(str(v) for v in row.values()) + " |")
     return lab, obs, res
 
 
@@ -107,8 +140,7 @@ def test_scan_agrees_with_the_lab(tmp_path, routing, cross_zone, close_first, se
         o = scan([node], port=6000)
         assert o.side == "load-balancer" and 0.25 < o.connections / lab["connections"] < 0.42
         assert o.verdict(nodes=3, targets=6, seed=1)["verdict"] is None
-        print(f"  forwarders: nat {scan([nat], port=6000).connections} connections, node-0 "
-              f"{o.connections}")
+        ROWS[-1]["forwarders"] = f"NAT {scan([nat], port=6000).connections}, node 0 {o.connections}"
 
 
 @needs_kernel

@@ -18,7 +18,7 @@ from tests.scan_pcaps import (ACK, CLIENT, FIN, PSH, RST, SYN, TARGET, Conversat
                               forwarding_host, pcap_bytes, pcapng_bytes, scenes, tcp_packet)
 
 DATA = Path(__file__).parent / "data"
-FIXTURES = sorted(p for p in DATA.iterdir() if p.is_dir())
+FIXTURES = sorted(p for p in DATA.iterdir() if p.is_dir() and any(p.rglob("*.pcap")))
 
 
 def _write(tmp_path, name, data) -> str:
@@ -370,3 +370,17 @@ def test_node_count_from_the_fixture():
     assert nd["likelihood_n1"] == 0 and nd["supported"].startswith("N >= ")
     assert 3 in nd["consistent"] and nd["contradicted"] is None
     assert nd["lower_bound"] == o.nodes_bound >= 2
+
+
+def test_node_counts_past_eight(tmp_path):
+    """A bound above 8 (one port live at 10 targets) and a --nodes above 8 are weighed too."""
+    c = Conversation()
+    for k in range(10):
+        c.connection(1.0 + k * 0.01, 40000, 5.0, isn=100 * (k + 1), sisn=900 * (k + 1),
+                     target=f"203.0.113.{101 + k}")
+    o = scan([_write(tmp_path, "ten.pcap", pcap_bytes(c.sorted()))])
+    assert o.nodes_bound == 10
+    free = o.verdict(nodes=None, targets=10, seed=1)
+    assert free["nodes"]["lower_bound"] == 10 and any("N = 10..10" in n for n in free["notes"])
+    given = o.verdict(nodes=12, targets=10, seed=1)
+    assert "12" in given["nodes"]["by_count"] and given["nodes"]["contradicted"] is None

@@ -199,7 +199,8 @@ class Observation:
         from .verdict import (ENVELOPE, MAX_NODES, NO_CONNECTIONS, at_nodes, node_evidence,
                               predict, verdict)
         lower = max(1, self.nodes_bound)
-        n_ref = int(nodes) if nodes else min(MAX_NODES, max(2, lower))
+        top = max(MAX_NODES, lower)          # the node counts weighed: up to 8, or the bound
+        n_ref = int(nodes) if nodes else max(2, lower)
         s = self.scenario(nodes=n_ref, targets=targets, cross_zone=cross_zone,
                           nat_ports=nat_ports, lifetimes_dir=lifetimes_dir)
         seen = max(1, len(self.targets))
@@ -241,15 +242,15 @@ class Observation:
                     progress=progress)
         base = p.get("random") or p[names[0]]
         out["nodes"] = node_evidence(self.collisions, base, n_ref, cz, lower,
-                                     self.nodes_bound_at, nodes)
+                                     self.nodes_bound_at, nodes, top=top)
         if nodes:
             intervals = [x["interval"] for x in p.values()]
         else:
-            span = range(lower, MAX_NODES + 1)
+            span = range(lower, top + 1)
             intervals = [at_nodes(x, n_ref, n, cz)["interval"] for x in p.values() for n in span]
             out["notes"].append(
                 f"--nodes not given: a capture shows the node count only as a bound (N >= "
-                f"{lower}); the verdict spans N = {lower}..{MAX_NODES}, and the prediction shown "
+                f"{lower}); the verdict spans N = {lower}..{top}, and the prediction shown "
                 f"is at N = {n_ref}")
         out["predictions"] = p
         out["verdict"] = verdict(self.collisions, intervals, s)

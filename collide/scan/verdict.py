@@ -22,6 +22,7 @@ so; a `--nodes` below the bound, or whose interval misses the count, is pointed 
 """
 from __future__ import annotations
 
+import json
 import math
 
 from ..stats import count_interval, count_pmf, poisson_interval_widened, replicate_moments
@@ -56,7 +57,6 @@ def predict(scenario, *, share: float, seed: int, backend: str, allocators=("ran
     """{allocator: {expected, se, variance, dispersion, replicates, interval, source, ...}} for
     the captured share of the targets."""
     from .. import simulate
-    from ..studies.sweep import point_seed
     out = {}
     steps = len(allocators)
     for i, name in enumerate(allocators):
@@ -75,13 +75,7 @@ def predict(scenario, *, share: float, seed: int, backend: str, allocators=("ran
                                         REPLICATE_ARRIVALS // max(r.connections, 1))))
         if mu == 0 and r.collisions == 0:
             R = 0                  # nothing can collide here (cross-zone off, one node, eim)
-        counts = []
-        for k in range(R):
-            counts.append(simulate(s, seed=point_seed(seed, k + 1), backend=backend,
-                                   estimate="off").collisions)
-            sub(1.0, w=0.5 + 0.5 * (k + 1) / R)
-        m, v = replicate_moments(counts) if counts else (0.0, 0.0)
-        phi = max(1.0, v / m) if m > 0 else 1.0
+        phi = _dispersion(s, R, seed, backend, lambda f: sub(1.0, w=0.5 + 0.5 * f))
         mu_s, se_s = mu * share, se * share
         # b of B targets see a binomial thinning of the count: its variance is
         # mu_s * (1 + share * (phi - 1)); the estimate's own uncertainty adds se_s^2
@@ -91,6 +85,26 @@ def predict(scenario, *, share: float, seed: int, backend: str, allocators=("ran
                      "source": src, "simulated_collisions": r.collisions,
                      "connections": r.connections, "share": share}
     return out
+
+
+_DISPERSIONS: dict = {}
+
+
+def _dispersion(s, R: int, seed: int, backend: str, progress) -> float:
+    """var/mean of R replicate counts of scenario s (at least 1), remembered for the process: a
+    scan asked for its verdict again (another --nodes, another report) does not run them again."""
+    from .. import simulate
+    from ..studies.sweep import point_seed
+    key = (json.dumps(s.to_dict(), sort_keys=True, default=str), R, seed, backend)
+    if key not in _DISPERSIONS:
+        counts = []
+        for k in range(R):
+            counts.append(simulate(s, seed=point_seed(seed, k + 1), backend=backend,
+                                   estimate="off").collisions)
+            progress((k + 1) / R)
+        m, v = replicate_moments(counts) if counts else (0.0, 0.0)
+        _DISPERSIONS[key] = max(1.0, v / m) if m > 0 else 1.0
+    return _DISPERSIONS[key]
 
 
 def at_nodes(p: dict, n_ref: int, n: int, cross_zone: bool) -> dict:
@@ -108,11 +122,12 @@ def at_nodes(p: dict, n_ref: int, n: int, cross_zone: bool) -> dict:
 
 
 def node_evidence(observed: int, p: dict, n_ref: int, cross_zone: bool, lower_bound: int,
-                  bound_at: dict | None, given: int | None) -> dict:
-    """What the count and the capture say about the node count N (the module's doc)."""
+                  bound_at: dict | None, given: int | None, top: int = MAX_NODES) -> dict:
+    """What the count and the capture say about the node count N = 1..top (the module's doc)."""
     lower = max(1, int(lower_bound))
+    top = max(top, lower, given or 1)
     rows, consistent = {}, []
-    for n in range(1, MAX_NODES + 1):
+    for n in range(1, top + 1):
         q = at_nodes(p, n_ref, n, cross_zone)
         lo, hi = q["interval"]
         like = count_pmf(observed, q["expected"], q["variance"])
@@ -120,7 +135,7 @@ def node_evidence(observed: int, p: dict, n_ref: int, cross_zone: bool, lower_bo
         if n >= lower and lo <= observed <= hi:
             consistent.append(n)
     l1 = rows["1"]["likelihood"]
-    l2 = max(rows[str(n)]["likelihood"] for n in range(2, MAX_NODES + 1))
+    l2 = max(rows[str(n)]["likelihood"] for n in range(2, top + 1))
     if not cross_zone:
         supported = "any: with cross-zone off the count does not depend on N"
     elif lower >= 2:
@@ -135,7 +150,7 @@ def node_evidence(observed: int, p: dict, n_ref: int, cross_zone: bool, lower_bo
            "supported": supported,
            "likelihood_n1": l1, "likelihood_n2plus": l2,
            "consistent": consistent,
-           "interval": ([consistent[0], None if consistent[-1] == MAX_NODES else consistent[-1]]
+           "interval": ([consistent[0], None if consistent[-1] == top else consistent[-1]]
                         if consistent else None),
            "by_count": rows, "contradicted": None}
     if given is not None:
