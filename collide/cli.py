@@ -11,10 +11,17 @@ import click
 from . import __version__
 from .errors import EXIT_INTERRUPTED, CollideError
 from .options import (backend_option, bad_input, check_size, estimate_option, force_option,
-                      format_option, handle_value_errors, pop_scenario, progress_bar, scenario_options, seed_option)
+                      format_option, handle_value_errors, pop_scenario, progress_bar, scenario_options,
+                      seed_option, workers_option)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog="""\b
+Examples:
+  collide simulate --scenario seed --seed 1
+  collide first-reset --scenario seed --replicates 200 --start cold
+  collide report --scenario seed --out report/
+Every command has its own --help with examples.""")
 @click.version_option(__version__, prog_name="collide")
 def cli():
     """How often will TCP connections through a NAT and a multi-node L4 load balancer be reset by
@@ -66,6 +73,19 @@ def _table(rows):
     return "\n".join(f"  {k:<{w}}  {v}" for k, v in rows)
 
 
+def _first_event_row(s, mean_first):
+    """Time to the first reset, or to the first collision where a collision resets nothing."""
+    if s.target.resets:
+        return ("mean time to first reset",
+                _duration(mean_first) + ("  (from the collision rate)" if mean_first else ""))
+    why = ("a collision delays the new connect" if s.target.delays else
+           "a collision fails the new connect" if s.target.on_collision == "fail-new" else
+           "collisions are counted only")
+    return ("mean time to first collision",
+            _duration(mean_first) + (f"  (from the collision rate; nothing is reset: {why})"
+                                     if mean_first else f"  (nothing is reset: {why})"))
+
+
 def _simulate_table(r) -> str:
     d = r.to_dict()
     a = r.analytic
@@ -90,7 +110,7 @@ def _simulate_table(r) -> str:
                                             f"{_num(r.expected_collisions_se)} (conditional estimate, "
                                             f"{r.estimate})"))
     rows += [
-        ("mean time to first reset", _duration(mean_first) + ("  (from the collision rate)" if mean_first else "")),
+        _first_event_row(r.scenario, mean_first),
         ("first collision", _duration(r.first_collision_s) + " into the window" if r.first_collision_s is not None else "none"),
         ("resets (victims)", f"{r.reset_victims:,}"),
         ("failed connects", f"{r.failed_connects:,}"),
@@ -132,7 +152,13 @@ def _allocators_table(ar) -> str:
 
 
 # -- simulate ------------------------------------------------------------------------------------------
-@cli.command()
+@cli.command(epilog="""\b
+Examples:
+  collide simulate --scenario seed --seed 1
+  collide simulate --scenario seed --no-cross-zone
+  collide simulate --scenario quiet --nat-ips 4 --format json
+  collide simulate --scenario seed --replicates 8 --seed 1 --format json
+  collide simulate --scenario seed --all-allocators --seed 1""")
 @scenario_options
 @seed_option
 @backend_option
@@ -141,8 +167,7 @@ def _allocators_table(ar) -> str:
 @click.option("--replicates", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent stationary replicates (streams SeedSequence(seed).spawn(R)), "
                    "pooled; identical for any --workers.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes to spread the replicates over.")
+@workers_option("replicates")
 @click.option("--all-allocators", is_flag=True,
               help="Run under each NAT allocator (random, sequential, linux, eim) with one seed "
                    "and print the range.")
@@ -181,7 +206,10 @@ def simulate(seed, backend, fmt, estimate, replicates, workers, all_allocators, 
 
 
 # -- first-reset ---------------------------------------------------------------------------------------
-@cli.command("first-reset")
+@cli.command("first-reset", epilog="""\b
+Examples:
+  collide first-reset --scenario seed --replicates 200 --seed 1
+  collide first-reset --scenario seed --replicates 500 --start cold --format json""")
 @scenario_options
 @seed_option
 @backend_option
@@ -190,17 +218,17 @@ def simulate(seed, backend, fmt, estimate, replicates, workers, all_allocators, 
               help="Independent runs (docs/model.md §2.4 streams).")
 @click.option("--start", type=click.Choice(["steady", "cold"]), default="steady", show_default=True,
               help="steady: from the stationary state; cold: from empty (a load test beginning).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes to spread the replicates over.")
+@workers_option("replicates")
 @estimate_option
 @force_option
 @handle_value_errors
 def first_reset(seed, backend, fmt, replicates, start, workers, estimate, force, **kw):
     """Time to the first reset: R replicates until the first collision or the horizon."""
     from .api import first_reset as run, fresh_seed
+    from .pool import width
     from .sizing import size_first_reset
     s = pop_scenario(kw)
-    workers = min(workers, replicates)          # no process without a replicate to run
+    workers = width(workers, replicates)        # no process without a replicate to run
     check_size(size_first_reset(s, replicates, start, workers, backend), force)
     seed = fresh_seed() if seed is None else seed
     update, done = progress_bar("replicates")
@@ -216,7 +244,8 @@ def first_reset(seed, backend, fmt, replicates, start, workers, estimate, force,
     rows = [("scenario", _describe(fr.scenario)),
             ("replicates", f"{fr.replicates:,} from a {start} start, horizon {_duration(fr.horizon_s)}; "
                            f"{fr.censored:,} saw no collision"),
-            ("mean time to first reset", _duration(d["mean_s"]) + (
+            (f"mean time to first {'reset' if fr.scenario.target.resets else 'collision'}",
+             _duration(d["mean_s"]) + (
                 f"  (closed form {_duration(d['analytic_mean_s'])})" if d["analytic_mean_s"] else "")),
             ("median", _duration(d["median_s"])),
             ("5% / 95%", f"{_duration(d['p05_s'])} / {_duration(d['p95_s'])}"),
@@ -228,7 +257,8 @@ def first_reset(seed, backend, fmt, replicates, start, workers, estimate, force,
 _LAZY = {"sweep": ("collide.cli_sweep", "sweep_command"), "plot": ("collide.cli_sweep", "plot_command"),
          "report": ("collide.cli_report", "report_command"),
          "solve": ("collide.cli_solve", "solve_command"), "lab": ("collide.lab.cli", "lab_command"),
-         "scan": ("collide.scan.cli", "scan_command")}
+         "scan": ("collide.scan.cli", "scan_command"),
+         "intake": ("collide.intake.cli", "intake_command")}
 
 
 def _register_lazy():

@@ -8,10 +8,14 @@ import click
 
 from .options import (backend_option, bad_input, check_size, estimate_option, force_option,
                       handle_value_errors,
-                      pop_scenario, progress_bar, scenario_options, seed_option)
+                      pop_scenario, progress_bar, scenario_options, seed_option, workers_option)
 
 
-@click.command("report")
+@click.command("report", epilog="""\b
+Examples:
+  collide report --scenario seed --max-resets 1/week --out report/
+  collide report --config my.toml --nat-ips 2 --out report/ --seed 1
+  collide report --capture t-a.pcap --capture t-b.pcap --nodes 3 --out report/""")
 @scenario_options
 @click.option("--out", "out_dir", required=True, metavar="DIR", type=click.Path(file_okay=False),
               help="Directory for index.html, summary.json, summary.md and figures/.")
@@ -27,16 +31,19 @@ from .options import (backend_option, bad_input, check_size, estimate_option, fo
               help="Old name of --within, in seconds.")
 @seed_option
 @backend_option
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Processes for the simulations.")
+@workers_option("simulations")
 @click.option("--capture", "captures", multiple=True, metavar="CAPTURE", type=click.Path(),
               help="A packet capture at the targets (repeatable): adds an \"Observed\" section; "
                    "without --scenario/--config the scenario is the capture's (collide scan).")
+@click.option("--intake", "intake_files", multiple=True, metavar="FILE", type=click.Path(),
+              help="An AWS or kubectl JSON output (repeatable; a directory: its *.json): adds an "
+                   "\"Observed\" section; without --scenario/--config the scenario is the one "
+                   "the records describe (collide intake).")
 @estimate_option
 @force_option
 @handle_value_errors
 def report_command(out_dir, max_resets, max_probability, within, window, seed, backend, workers,
-                   captures, estimate, force, **kw):
+                   captures, intake_files, estimate, force, **kw):
     """Write a risk report: the risk against a budget, the change that meets it, headroom,
     mitigations, sensitivity, port headroom, how it was computed."""
     from .api import fresh_seed
@@ -63,14 +70,24 @@ def report_command(out_dir, max_resets, max_probability, within, window, seed, b
                                     "client_ip_preservation"))
     observed = made = None
     given_nodes = kw.get("nodes") is not None
+    if captures and intake_files:
+        bad_input("--capture and --intake: give one source of observations")
     if captures:                  # issue 17: what the captures show, beside the model
         from .scan.report import observe
         observed, made = observe(captures, kw, seed=1 if seed is None else seed, backend=backend)
         if made is not None:
             kw["config_path"] = str(made)
+    if intake_files:              # issue 26: what AWS's records show, beside the model
+        from .intake.report import observe as observe_intake
+        observed, made = observe_intake(intake_files, kw, seed=1 if seed is None else seed,
+                                        backend=backend)
+        if made is not None:
+            kw["config_path"] = str(made)
     s = pop_scenario(kw)
     from .files import check_output_dir
     out = check_output_dir(out_dir, "--out")        # before the simulations, not after
+    from .pool import width
+    workers = width(workers, 1 << 20)               # all cores unless --workers says otherwise
     check_size(_report_size(s, backend, workers), force)
     seed = fresh_seed() if seed is None else seed
     where = f"--scenario {given_scenario}" if given_plain else f"--config {out / 'scenario.toml'}"
@@ -90,7 +107,10 @@ def report_command(out_dir, max_resets, max_probability, within, window, seed, b
         click.echo("interrupted: nothing written", err=True)
         sys.exit(130)
     done()
-    if observed is not None:
+    if observed is not None and intake_files:
+        from .intake.report import observed_section as intake_section
+        data["observed"] = intake_section(observed)
+    elif observed is not None:
         from .scan.report import observed_section
         data["observed"] = observed_section(observed, s, given_nodes=given_nodes or made is None,
                                             seed=seed, backend=backend)

@@ -6,7 +6,7 @@ import json
 import click
 
 from .options import (backend_option, bad_input, format_option, handle_value_errors, pop_scenario,
-                      progress_bar, scenario_options, seed_option)
+                      progress_bar, scenario_options, seed_option, workers_option)
 
 
 def budget_options(f):
@@ -49,9 +49,8 @@ def make_budget(max_resets, max_probability, within, start, required: bool = Tru
     return None
 
 
-@click.command("solve", epilog="""Examples:
-
-\b
+@click.command("solve", epilog="""\b
+Examples:
   collide solve --scenario seed --max-resets 1/hour --for traffic.rate --seed 1
   collide solve --rate 2000 --duration 30 --max-resets 1/week --for nat.ips
   collide solve --scenario quiet --max-probability 0.01 --within 30d --format json""")
@@ -64,8 +63,7 @@ def make_budget(max_resets, max_probability, within, start, required: bool = Tru
 @seed_option
 @backend_option
 @format_option
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes (default: all cores).")
+@workers_option("levers and switches")
 @click.option("--rel-error", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
               default=0.03, show_default=True,
               help="Precision of a simulated boundary: the relative standard error of the resets "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import bad_input, parse_assignments
+from .options import bad_input, parse_assignments, workers_option
 
 
 def _connect(address: str):
@@ -20,12 +20,15 @@ def _connect(address: str):
         bad_input(f"--scheduler {address}: cannot connect ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
 
 
-@click.command("sweep")
+@click.command("sweep", epilog="""\b
+Examples:
+  collide sweep examples/sweep-seed.toml --out grid.csv
+  collide sweep examples/sweep-seed.toml --out grid.csv --resume
+  collide sweep examples/sweep-seed.toml --out grid.parquet --workers 2 --rel-error 0.05""")
 @click.argument("sweep_file", metavar="SWEEP.toml", type=click.Path(dir_okay=False))
 @click.option("--out", "out", required=True, metavar="FILE",
               help="Results: .csv, .jsonl or .parquet (pyarrow); each point is appended as it finishes.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Local processes (default: all cores; 1 runs inline).")
+@workers_option("points")
 @click.option("--scheduler", metavar="ADDRESS", default=None,
               help="Run on an existing Dask distributed cluster, e.g. tcp://10.0.0.5:8786.")
 @click.option("--resume", is_flag=True, help="Skip the points already in --out.")
@@ -44,8 +47,11 @@ def _connect(address: str):
               help="The conditional estimate kept (default: the sweep file's, else full where a "
                    "collision can happen).")
 @click.option("--no-estimate", "no_estimate", is_flag=True, help="Count only (= --estimate off).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="The sweep's seed (default: the sweep file's `seed`); point i runs on "
+                   "SeedSequence(seed, spawn_key=(i,)).")
 def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force, rel_error,
-                  max_connections, backend, estimate, no_estimate):
+                  max_connections, backend, estimate, no_estimate, seed):
     """Run a grid of scenarios (docs/model.md §4.5): one pooled row per point, appended to --out as it finishes.
 
     Rows do not depend on --workers, the executor or an interruption: Ctrl-C keeps what finished,
@@ -65,7 +71,7 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force,
         if no_estimate and estimate not in (None, "off"):
             bad_input(f"--estimate {estimate} and --no-estimate: give one")
         spec = load_sweep(sweep_file, rel_error=rel_error, backend=backend,
-                          max_connections=max_connections,
+                          max_connections=max_connections, seed=seed,
                           estimate="off" if no_estimate else estimate)
     except SweepError as exc:
         bad_input(str(exc))
@@ -120,7 +126,10 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force,
                + (f" ({res.skipped} already there, skipped)" if res.skipped else ""), err=True)
 
 
-@click.command("plot")
+@click.command("plot", epilog="""\b
+Examples:
+  collide plot grid.csv --x traffic.rate --y collisions_per_hour --hue nat.ips --out rate.png
+  collide plot grid.csv --x traffic.rate --y collision_probability --where nat.ips=1 --out p.svg""")
 @click.argument("results", metavar="RESULTS", type=click.Path(dir_okay=False))
 @click.option("--x", "x", required=True, metavar="KEY", help="Column on the x axis, e.g. traffic.rate.")
 @click.option("--y", "y", required=True, metavar="METRIC", help="Column on the y axis, e.g. collisions_per_hour.")

@@ -150,6 +150,14 @@ def estimate_option(f):
     return wrapper
 
 
+def workers_option(what: str):
+    """--workers N, one default everywhere work runs in parallel: all cores (at most one process per
+    `what`, so a single run stays in this process)."""
+    return click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+                        help=f"Processes to spread the {what} over (default: all cores, at most one "
+                             f"per {what.rstrip('s')}).")
+
+
 force_option = click.option("--force", is_flag=True,
                             help="Run even when the size check says it will not fit in memory or "
                                  "would take more than a day.")

@@ -238,6 +238,15 @@ class Target:
         return (self.on_collision == "delay-new" or self.kernel != "modern"
                 or self.challenge_ack_limit > 0)
 
+    @property
+    def resets(self) -> bool:
+        """Whether a collision can reset a connection (a reset victim): under `delay-new`,
+        `fail-new`, `count` and a `pre-6.4` kernel none ever is, and "time to first reset" would
+        name something that never happens."""
+        if self.kernel == "pre-3.6":
+            return True
+        return self.on_collision == "reset-existing" and self.kernel == "modern"
+
 
 _SECTIONS = {"traffic": Traffic, "nat": Nat, "load_balancer": LoadBalancer, "target": Target}
 

@@ -291,6 +291,16 @@ def test_element_ids_are_stable(page):
     assert re.fullmatch(r"\d+", page.found["seed"]["text"])
 
 
+def test_mitigation_that_is_no_scenario_is_left_out_with_its_reason():
+    from collide.studies.report import _mitigation_plan
+    plan = _mitigation_plan(Scenario.builtin("seed").replace({"load_balancer.targets": 2}))
+    out = {m["name"]: m for m in plan if "left_out" in m}
+    assert list(out) == ["cross-zone off"] and "every zone needs a target" in out["cross-zone off"]["left_out"]
+    assert all("variant" in m for m in plan if "left_out" not in m)
+    assert not [m for m in _mitigation_plan(Scenario.builtin("seed")) if "left_out" in m]
+
+
+@pytest.mark.slow
 def test_fewer_targets_than_nodes_leaves_cross_zone_off_out(tmp_path):
     """Issue 21: with 2 targets and 3 zones, "cross-zone off" is no valid scenario. The report leaves
     that mitigation out with the reason, and the page is still written."""

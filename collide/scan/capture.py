@@ -11,7 +11,8 @@ import numpy as np
 
 from ._reader import SUPPORTED_LINKTYPES, CaptureError, Reader
 
-COLUMNS = ("ts", "src", "dst", "sport", "dport", "seq", "ack", "flags", "plen", "dirn")
+COLUMNS = ("ts", "src", "dst", "sport", "dport", "seq", "ack", "flags", "plen", "dirn", "tsval",
+           "ipid")
 ALLOWED = "a pcap or pcapng file (tcpdump -w, Wireshark)"
 LINKTYPES_TEXT = ", ".join(f"{k} ({v})" for k, v in SUPPORTED_LINKTYPES.items())
 

@@ -14,6 +14,10 @@ import click
 from ..options import BadInput, backend_option, bad_input, format_option, progress_bar, seed_option
 
 
+WHERE = {"target": "at the targets", "client": "at a client", "nat": "at a NAT host",
+         "load-balancer": "at a load-balancer node"}
+
+
 def _ports(text):
     if text is None:
         return None
@@ -90,7 +94,7 @@ def format_table(d: dict, listed: int = 10) -> str:
     fmts = sorted(set(d["formats"]))
     rows.append(("capture", f"{len(files)} file(s), {'/'.join(fmts)}, {d['packets']:,} packets "
                             f"({d['tcp_packets']:,} TCP), {d['window_s']:.4g} s of traffic; taken "
-                            f"at the {d['capture_side']}s ({d['capture_side_reason']})"))
+                            f"{WHERE[d['capture_side']]} ({d['capture_side_reason']})"))
     rows.append(("targets", f"{len(d['targets_seen'])} seen: " + ", ".join(d["targets_seen"][:6])
                             + (" ..." if len(d["targets_seen"]) > 6 else "")))
     sched = d["schedule"]
@@ -112,7 +116,19 @@ def format_table(d: dict, listed: int = 10) -> str:
                          f"{d['moved_by_nat']:,} moved to another port by the NAT, "
                          f"{d['seen_mid_life']:,} connections seen mid-life"))
     oc = d["outcomes"]
-    if d["capture_side"] == "client":
+    if d.get("duplicate_packets"):
+        rows.append(("duplicates", f"{d['duplicate_packets']:,} packets seen twice, counted once"))
+    fw = d.get("forwarding")
+    if fw:
+        rows.append(("forwarding", f"{WHERE[fw['kind']].removeprefix('at ')}: "
+                                   f"{fw['forwarded_syns']:,} SYNs seen forwarded; followed: "
+                                   f"{fw['followed']}"))
+    a = d.get("nat_allocator") or {}
+    if a.get("statistic"):
+        seen = a.get("port_range_seen")
+        rows.append(("NAT allocator", f"{a['class']} ({a['evidence']} evidence: {a['why']}); "
+                                      f"ports seen {seen[0]}-{seen[1]}"))
+    if d["capture_side"] in ("client", "nat"):
         rows.append(("port overlaps", f"{d['port_overlaps']:,} SYNs from an ip:port live towards "
                                       "another load-balancer address at that moment"))
         rows.append(("symptoms", f"{d['challenge_acks']:,} SYNs answered by an ACK that does not "
@@ -134,6 +150,15 @@ def format_table(d: dict, listed: int = 10) -> str:
         rows.append(("verdict", d["verdict"] + (
             "" if d["verdict"].startswith("the NAT") else " -- consider: "
             + "; ".join(d.get("verdict_consider", [])))))
+    elif d.get("verdict_reason"):
+        rows.append(("verdict", f"none: {d['verdict_reason']}"))
+    nd = d.get("nodes")
+    if nd:
+        iv = nd["interval"]
+        span = "none in 1-8" if iv is None else (f"N >= {iv[0]}" if iv[1] is None
+                                                  else f"N = {iv[0]}-{iv[1]}")
+        rows.append(("nodes", f"{nd['supported']}; the count fits {span}"
+                              + (f" (given {nd['given']})" if nd["given"] else "")))
     for m in d["missing"]:
         rows.append(("needs", m))
     for n in d["notes"]:
@@ -164,10 +189,13 @@ def format_table(d: dict, listed: int = 10) -> str:
     return "\n".join(out)
 
 
-@click.command("scan")
+@click.command("scan", epilog="""\b
+Examples:
+  collide scan tests/data/lab-reset/*.pcap --nodes 3 --targets 6 --seed 1
+  collide scan t-*.pcap --nodes 3 --out scan/ --format json""")
 @click.argument("captures", nargs=-1, metavar="CAPTURE...", type=click.Path(dir_okay=True))
-@click.option("--nodes", type=click.IntRange(1, 64), help="Load-balancer nodes (a capture cannot "
-              "show them; needed for the prediction).")
+@click.option("--nodes", type=click.IntRange(1, 64), help="Load-balancer nodes (a capture shows "
+              "only a lower bound; without it the verdict spans the counts the capture allows).")
 @click.option("--targets", type=click.IntRange(1, 10_000_000),
               help="Targets in all (default: those seen; a capture of some scales the rate).")
 @click.option("--port", type=click.IntRange(1, 65535), help="The targets' TCP port "
@@ -181,9 +209,11 @@ def format_table(d: dict, listed: int = 10) -> str:
               help="Cross-zone load balancing (not visible in a capture; default: assumed on).")
 @click.option("--nat-ports", metavar="MIN-MAX", help="The NAT's port range (default: from the "
               "client ports seen).")
-@click.option("--side", type=click.Choice(["auto", "target", "client"]), default="auto",
-              show_default=True, help="Where the capture was taken (auto: from the link layer's "
-              "direction, else target).")
+@click.option("--side", type=click.Choice(["auto", "target", "client", "nat", "load-balancer"]),
+              default="auto", show_default=True,
+              help="Where the capture was taken (auto: a host that forwards each SYN with an "
+                   "address rewritten is a NAT or a load-balancer node; else the link layer's "
+                   "direction; else a target). Only a target's capture gets a verdict.")
 @click.option("--out", "out_dir", metavar="DIR", type=click.Path(file_okay=True),
               help="Write scenario.toml + lifetimes.csv for simulate/sweep/report --config.")
 @click.option("--all-allocators", is_flag=True,

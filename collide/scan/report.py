@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from .cli import WHERE
+
 LISTED = 10
 
 
@@ -71,7 +73,7 @@ def observed_html(o: dict) -> str:
     lo, hi = o["predicted_interval"] or (None, None)
     P = ["<h2 id='s-observed'>Observed in the captures</h2>",
          f"<p class='small'>{e(', '.join(o['files']))}: {_n(o['packets'])} packets over "
-         f"{_n(o['window_s'])} s, taken at the {e(o['capture_side'])}s.</p>",
+         f"{_n(o['window_s'])} s, taken {e(WHERE[o['capture_side']])}.</p>",
          "<table><tr><th>what</th><th>seen</th></tr>",
          f"<tr><td>new connections</td><td class='num' id='observed-connections'>"
          f"{_n(o['connections'])} ({_n(o['rate_per_s'])}/s)</td></tr>",

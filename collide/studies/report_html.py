@@ -587,8 +587,11 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
              f"Allocation failures: {_span(page, 'allocation-failures')} "
              f"({fmt_pct(pt['allocation_failure_fraction'])} of connections). With client IP preservation "
              f"off, each node may hold at most {pt['node_limit_per_target']:,} live connections per target.</p>")
-    if data.get("observed"):      # collide report --capture (issue 17)
-        from ..scan.report import observed_html
+    if data.get("observed"):      # collide report --capture (issue 17), --intake (issue 26)
+        if data["observed"].get("kind") == "intake":
+            from ..intake.report import observed_html
+        else:
+            from ..scan.report import observed_html
         P.append(observed_html(data["observed"]))
     # 6. how computed
     P.append("<h2 id='s-how'>6. How it was computed</h2><ul>")
@@ -747,8 +750,11 @@ def render_md(data: dict, page: dict) -> str:
         lines[_head_at(lines):_head_at(lines)] = [f"- Delayed connects: {page['delayed-connects-per-hour']['text']} per hour; "
                         f"connect delay p50 {page['connect-delay-p50']['text']}, p99 "
                         f"{page['connect-delay-p99']['text']}"]
-    if data.get("observed"):      # collide report --capture (issue 17)
-        from ..scan.report import observed_md
+    if data.get("observed"):      # collide report --capture (issue 17), --intake (issue 26)
+        if data["observed"].get("kind") == "intake":
+            from ..intake.report import observed_md
+        else:
+            from ..scan.report import observed_md
         lines += observed_md(data["observed"])
     lines += ["", f"Reproduce: `{data['computed']['command']}`", ""]
     return "\n".join(lines)
