@@ -63,7 +63,7 @@ Examples:
 @seed_option
 @backend_option
 @format_option
-@workers_option("levers and switches")
+@workers_option("runs")
 @click.option("--rel-error", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
               default=0.03, show_default=True,
               help="Precision of a simulated boundary: the relative standard error of the resets "
