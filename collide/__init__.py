@@ -9,12 +9,15 @@ start, which a Ctrl-C may cut) does not pay for numpy and the compiled core befo
 """
 import importlib as _importlib
 
+# light (no numpy); the function `analytic` must win over the submodule of that name
+from .analytic import analytic
+from .scenario import Scenario, ScenarioError
+
 __version__ = "0.1.0"
 __all__ = ["Scenario", "ScenarioError", "simulate", "first_reset", "analytic", "sweep", "Result",
            "FirstReset", "simulate_allocators", "AllocatorRange", "plot", "__version__"]
 
-_WHERE = {"Scenario": "scenario", "ScenarioError": "scenario", "analytic": "analytic",
-          "simulate": "api", "first_reset": "api", "simulate_allocators": "api",
+_WHERE = {"simulate": "api", "first_reset": "api", "simulate_allocators": "api",
           "Result": "api", "FirstReset": "api", "AllocatorRange": "api"}
 #: Submodules reached as attributes: `collide.sweep(...)` (a callable module), `collide.plot.plot_sweep`.
 _MODULES = {"sweep": "collide.sweep", "plot": "collide.plot", "report": "collide.report",

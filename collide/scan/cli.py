@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from ..options import BadInput, backend_option, bad_input, format_option, progress_bar, seed_option
+from ..options import (BadInput, Finite, backend_option, bad_input, format_option, progress_bar,
+                       seed_option)
 
 
 def _ports(text):
@@ -172,9 +173,9 @@ def format_table(d: dict, listed: int = 10) -> str:
               help="Targets in all (default: those seen; a capture of some scales the rate).")
 @click.option("--port", type=click.IntRange(1, 65535), help="The targets' TCP port "
               "(default: the ports SYNs went to).")
-@click.option("--time-wait", type=click.FloatRange(0, 3600), default=60.0, show_default=True,
+@click.option("--time-wait", type=Finite(0, 3600), default=60.0, show_default=True,
               metavar="S", help="The targets' TIME_WAIT length.")
-@click.option("--idle-timeout", type=click.FloatRange(1, 86400, min_open=False), default=350.0,
+@click.option("--idle-timeout", type=Finite(1, 86400, min_open=False), default=350.0,
               show_default=True, metavar="S",
               help="Load balancer's and NAT's idle timeout: a holder idle longer is stale.")
 @click.option("--cross-zone/--no-cross-zone", default=None,

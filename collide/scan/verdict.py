@@ -39,7 +39,9 @@ def predict(scenario, *, share: float, seed: int, backend: str, allocators=("ran
     for i, name in enumerate(allocators):
         s = scenario.replace({"nat.allocator": name})
         sub = None if progress is None else (lambda f, i=i: progress((i + f) / len(allocators)))
-        r = simulate(s, seed=seed, backend=backend, progress=sub)
+        r = simulate(s, seed=seed, backend=backend, progress=sub, force=True)
+        if not r.finished:           # a cut simulation is no prediction (the caller exits 130)
+            raise KeyboardInterrupt
         if r.expected_collisions is not None:
             mu, se, src = r.expected_collisions, r.expected_collisions_se or 0.0, \
                 "conditional estimate"

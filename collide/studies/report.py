@@ -113,7 +113,7 @@ def _run_task(task):
     if kind == "simulate":
         from ..api import simulate
         _, scenario, seed, backend, estimate = task
-        r = simulate(scenario, seed=seed, backend=backend, estimate=estimate)
+        r = simulate(scenario, seed=seed, backend=backend, estimate=estimate, force=True)
         if not r.finished:          # a cut run is not a result: the page is not written
             raise KeyboardInterrupt
         d = r.to_dict()
@@ -123,7 +123,7 @@ def _run_task(task):
     from ..api import first_reset
     _, scenario, seed, backend, replicates, start = task
     fr = first_reset(scenario, replicates=replicates, seed=seed, start=start, backend=backend,
-                     workers=1)
+                     workers=1, force=True)
     d = fr.to_dict()
     d.pop("scenario")
     d["times"] = list(fr.times)

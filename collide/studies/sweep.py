@@ -509,6 +509,9 @@ def load_sweep(path: str | Path, **overrides) -> SweepSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SweepError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise SweepError(f"SWEEP.toml {path}: nested too deeply (a value inside thousands of "
+                         "brackets)") from None
     return spec_from_dict(data, root=path.parent, **overrides)
 
 
@@ -1313,7 +1316,7 @@ def sweep(base, axes: Mapping, overrides: Mapping | None = None, replicates: int
           rel_error: float | None = None, progress: Callable[[int, int], None] | None = None,
           zip: Mapping | None = None, backend: str = "cython",
           max_connections: int | None = None, overwrite: bool = True,
-          estimate: str | None = None) -> SweepResult:
+          estimate: str | None = None, force: bool = False) -> SweepResult:
     """Run `base` (a Scenario, dict, built-in name or TOML path) over the grid of `axes`.
 
     `axes`: dotted key -> list of values, or a ``{"linspace"|"logspace"|"range": [...]}`` helper;
@@ -1322,7 +1325,8 @@ def sweep(base, axes: Mapping, overrides: Mapping | None = None, replicates: int
 
     `executor`: any ``concurrent.futures.Executor`` (e.g. Dask's ``client.get_executor()``) or an object
     with ``imap_unordered``/``map`` (a Ray pool); default a local process pool with `workers` processes
-    (all cores); ``workers=1`` runs inline. `estimate`: "full", "target", "off" (None: the default). `out` (.csv, .jsonl, .parquet) gets each row as soon as its
+    (all cores); ``workers=1`` runs inline. The grid is sized first (collide.sizing): more than
+    memory or a day is refused unless `force`. `estimate`: "full", "target", "off" (None: the default). `out` (.csv, .jsonl, .parquet) gets each row as soon as its
     point finishes; `resume` skips points already there. `progress(done, total)` after each point,
     or `progress=True` for a progress bar (terminal or notebook).
     Ctrl-C raises :class:`SweepInterrupted` (a KeyboardInterrupt) carrying the finished rows.
@@ -1330,6 +1334,8 @@ def sweep(base, axes: Mapping, overrides: Mapping | None = None, replicates: int
     spec = build_spec(base, axes, overrides=overrides, zip=zip, replicates=replicates, seed=seed,
                       rel_error=rel_error, max_connections=max_connections, backend=backend,
                       estimate=estimate)
+    from ..sizing import check, size_sweep     # as the command line: a day or memory, else `force`
+    check(size_sweep(spec, workers or 1), force)
     return run_spec(spec, executor=executor, workers=workers, out=out, resume=resume,
                     progress=progress, overwrite=overwrite)
 
