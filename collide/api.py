@@ -144,9 +144,23 @@ class Result:
         """Simulated connections per second of wall time."""
         return self.connections / self.elapsed_s if self.elapsed_s > 0 else math.inf
 
+    @property
+    def measured(self) -> bool:
+        """Whether any of the measured window was covered (a run cut during its warm-up or its
+        stationary start was not: it has counts of nothing, and no rate)."""
+        return self.horizon_s > 0 or (self.finished and self.connections > 0)
+
     def to_dict(self) -> dict:
         a = self.analytic
         lo, hi = self.collision_probability_ci
+        d = self._dict(a, lo, hi)
+        if not self.measured:              # interrupted before the window: no rate to give
+            for k in ("collision_probability", "collision_probability_ci", "collisions_per_hour",
+                      "expected_collisions", "expected_collisions_se"):
+                d[k] = None
+        return d
+
+    def _dict(self, a, lo, hi) -> dict:
         return {
             "schema_version": SCHEMA_VERSION,
             "connections": self.connections, "established": self.established,

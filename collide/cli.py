@@ -68,6 +68,11 @@ def _table(rows):
 
 def _simulate_table(r) -> str:
     d = r.to_dict()
+    if not r.measured:                   # cut before the measured window: no rate to show
+        return _table([("scenario", _describe(r.scenario)),
+                       ("measured", "nothing: INTERRUPTED before the measured window began "
+                                    "(during the stationary start or the warm-up)"),
+                       ("run", f"seed {r.seed}, backend {r.backend}, {r.elapsed_s:.3g} s")])
     a = r.analytic
     lo, hi = d["collision_probability_ci"]
     rate = r.collisions_per_hour

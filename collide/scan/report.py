@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from pathlib import Path
 
 LISTED = 10
 
 
-def observe(captures, kw: dict, *, seed: int, backend: str):
+def observe(captures, kw: dict, *, seed: int, backend: str, folder=None):
     """Scan the captures (bad input: one line, exit 2, before any work). Returns (observation,
-    path of a scenario file made from the capture or None when the user gave a scenario)."""
+    path of a scenario file made from the capture or None when the user gave a scenario). The
+    scenario and its lifetimes go into `folder` (the caller's temporary folder, removed by it)."""
     from ..options import bad_input
     from . import CaptureInputError, scan
     from .capture import check
@@ -25,14 +25,11 @@ def observe(captures, kw: dict, *, seed: int, backend: str):
         bad_input(str(exc))
     made = None
     if not kw.get("scenario_name") and not kw.get("config_path"):
-        d = tempfile.mkdtemp(prefix="collide-report-capture-")
+        d = Path(folder)
         s = obs.scenario(nodes=kw.get("nodes"), targets=kw.get("targets"),
-                         cross_zone=kw.get("cross_zone"), lifetimes_dir=d)
-        text = s.to_toml()
-        if s.traffic.duration.dist == "empirical":
-            text = text.replace(f'"{s.traffic.duration.file}"', '"lifetimes.csv"')
-        made = Path(d) / "scenario.toml"
-        made.write_text(text, encoding="utf-8")
+                         cross_zone=kw.get("cross_zone"), lifetimes_dir=str(d))
+        made = d / "scenario.toml"
+        made.write_text(s.to_toml(relative_to=d), encoding="utf-8")
     return obs, made
 
 
