@@ -54,11 +54,12 @@ def _estimate_arg(estimate):
 
 
 def _sized(what: str, scenario, force: bool, runs: int = 1, workers: int = 1,
-           backend: str = "cython", size=None) -> None:
+           backend: str = "cython", size=None, estimate=None) -> None:
     """The command line's size check (collide.sizing): more than memory or a day is refused
     unless `force`."""
     from .sizing import check, size_runs
-    check(size or size_runs(what, scenario, runs=runs, workers=workers, backend=backend), force)
+    check(size or size_runs(what, scenario, runs=runs, workers=workers, backend=backend,
+                            estimate=estimate), force)
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ def simulate(scenario, seed: int | None = None, backend: str = "cython", estimat
     backend = _choice("backend", backend, engine.BACKENDS)
     estimate = _estimate_arg(estimate)
     _sized("simulate", scenario, force, runs=replicates, workers=min(workers, replicates),
-           backend=backend)
+           backend=backend, estimate=estimate)
     if replicates > 1:
         return _replicated(scenario, seed, backend, estimate, progress, replicates, workers)
     raw = engine.run(scenario, engine.bit_generator(seed), backend, estimate, progress)

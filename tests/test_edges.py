@@ -227,7 +227,7 @@ def test_workers_capped_at_the_points(work):
     (["--set", "nat.ips=4096", "--nodes", "64"], 3, "nat.ips x load_balancer nodes x NAT ports"),
     (["--rate", "1e12"], 3, "traffic.rate x mean lifetime"),
     (["--duration", "1e9"], 3, "traffic.rate x mean lifetime"),
-    (["--horizon", "1e15"], 2, "traffic.rate x (traffic.horizon"),
+    (["--horizon", "1e15"], 2, "traffic.rate x traffic.horizon"),
 ])
 def test_absurd_sizes_refused_before_work(args, code, needle):
     t0 = time.perf_counter()
