@@ -321,6 +321,23 @@ def size_runs(what: str, scenario, runs: int = 1, workers: int = 1, backend: str
     return Size(what, run, runs, conns, place, workers, memory, wall, backend, drivers)
 
 
+def _rough_first_collision_s(s) -> float | None:
+    """The mean time to a first collision by the event form of docs/model.md §3 taken as it is
+    (for sizing only, where no closed form applies): 1 / (rate x (1 - (1 - x)^(N-1)))."""
+    from .analytic import is_zero
+    try:
+        if is_zero(s):
+            return None
+    except Exception:
+        return None
+    nat, lb, t = s.nat, s.load_balancer, s.traffic
+    n = lb.total_nodes
+    x = (t.mean_rate / nat.ips) * t.duration.mean / (n * lb.total_targets * nat.ports)
+    p = 1.0 - (1.0 - min(x, 1.0)) ** (n - 1)
+    rate = t.mean_rate * p
+    return 1.0 / rate if rate > 0 else None
+
+
 def size_first_reset(scenario, replicates: int, start: str = "steady", workers: int = 1,
                      backend: str = "cython") -> Size:
     """R replicates that each stop at their first collision: the closed form's mean time to it
@@ -335,6 +352,8 @@ def size_first_reset(scenario, replicates: int, start: str = "steady", workers: 
         mean = a.mean_first_collision_s if a is not None else None
     except Exception:
         mean = None
+    if mean is None:                 # no closed form here (near exhaustion...): its rough rate
+        mean = _rough_first_collision_s(s)
     if mean is not None and math.isfinite(mean):
         h = min(h, 3.0 * mean)
     t = s.traffic

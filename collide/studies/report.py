@@ -143,6 +143,23 @@ def _capped(s: Scenario, budget: float = ARRIVAL_BUDGET) -> Scenario:
     return s.replace({"traffic.horizon": cap}) if cap < h else s
 
 
+#: A secondary run (a sensitivity point) whose size estimate exceeds this many seconds of one core
+#: is not simulated: past the NAT's port capacity every connection that finds its destination
+#: full costs a pass over the ports, and a few such points would take the report from a minute to
+#: a quarter of an hour (`collide report --scenario exhaustion`). The page names them.
+SECONDARY_BUDGET_S = 15.0
+
+
+def _too_costly(s: Scenario) -> str | None:
+    """Why a secondary run is not simulated (its estimated cost, what drives it), or None."""
+    from ..sizing import _duration, size_run
+    size = size_run(s)
+    if size.work_s <= SECONDARY_BUDGET_S:
+        return None
+    why = max(size.drivers, key=lambda d: d[0])[1]
+    return f"each would take about {_duration(size.work_s)} ({why})"
+
+
 def _scaled_targets(s: Scenario, factor: int):
     t = s.load_balancer.targets
     return [x * factor for x in t] if isinstance(t, tuple) else t * factor
@@ -487,8 +504,10 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
         for f in SENSITIVITY_FACTORS:
             sp = _capped(V.set(s, key, base * f))
             sd = child_seed(seed, next(idx))
-            pts.append({"factor": f, "x": base * f, "scenario": sp, "seed": sd})
-            tasks[f"sens:{key}:{f}"] = ("simulate", sp, sd, backend, estimate)
+            pts.append({"factor": f, "x": base * f, "scenario": sp, "seed": sd,
+                        "too_costly": _too_costly(sp)})
+            if pts[-1]["too_costly"] is None:
+                tasks[f"sens:{key}:{f}"] = ("simulate", sp, sd, backend, estimate)
         sens[key] = pts
     segs = _segments_plan(s) if s.traffic.schedule else []
     for i, g in enumerate(segs):
@@ -714,7 +733,10 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
     sens_out = {}
     for key, pts in sens.items():
         rows = []
+        skipped = [p for p in pts if p["too_costly"] is not None]
         for p in pts:
+            if p["too_costly"] is not None:
+                continue
             est = rate_estimate(results[f"sens:{key}:{p['factor']}"], p["scenario"])
             rows.append({"x": p["x"], "factor": p["factor"], **est})
         base = V.today(s, key)
@@ -731,6 +753,10 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
         if key == "traffic.duration.mean" and s.traffic.duration.dist == "empirical":
             note = ("x is the mean of the measured lifetimes, each multiplied by the same factor "
                     "(a scaled copy of the file)")
+        if skipped:
+            factors = ", ".join(f"x {p['factor']:g}" for p in skipped)
+            left = f"not simulated at {factors}: at least {skipped[0]['too_costly'].removeprefix('each would take ')}"
+            note = f"{note}; {left}" if note else left
         sens_out[key] = {"key": key, "today": base, "points": rows, "note": note,
                          "closed_form_x": [float(x) for x in grid], "closed_form_y": line}
 
