@@ -157,7 +157,7 @@ def _too_costly(s: Scenario) -> str | None:
     if size.work_s <= SECONDARY_BUDGET_S:
         return None
     why = max(size.drivers, key=lambda d: d[0])[1]
-    return f"each would take about {_duration(size.work_s)} ({why})"
+    return f"{_duration(size.work_s)} of one core ({why})"
 
 
 def _scaled_targets(s: Scenario, factor: int):
@@ -755,7 +755,7 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
                     "(a scaled copy of the file)")
         if skipped:
             factors = ", ".join(f"x {p['factor']:g}" for p in skipped)
-            left = f"not simulated at {factors}: at least {skipped[0]['too_costly'].removeprefix('each would take ')}"
+            left = f"not simulated at {factors}: each would take {skipped[0]['too_costly']} or more"
             note = f"{note}; {left}" if note else left
         sens_out[key] = {"key": key, "today": base, "points": rows, "note": note,
                          "closed_form_x": [float(x) for x in grid], "closed_form_y": line}
