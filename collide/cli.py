@@ -177,7 +177,7 @@ def simulate(seed, backend, fmt, estimate, replicates, workers, all_allocators, 
             sys.exit(130)
         return
     r = run(s, seed=seed, backend=backend, estimate=estimate, progress=update,
-            replicates=replicates, workers=workers)
+            replicates=replicates, workers=workers, force=True)      # sized above, with --force
     done()
     click.echo(json.dumps(r.to_dict(), indent=2) if fmt == "json" else _simulate_table(r))
     if not r.finished:
@@ -211,7 +211,7 @@ def first_reset(seed, backend, fmt, replicates, start, workers, estimate, force,
     update, done = progress_bar("replicates")
     try:
         fr = run(s, replicates=replicates, seed=seed, start=start, backend=backend,
-                 workers=workers, progress=update)
+                 workers=workers, progress=update, force=True)     # sized above, with --force
     finally:
         done()
     d = fr.to_dict()

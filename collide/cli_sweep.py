@@ -81,6 +81,12 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force,
         if exists(out) and not resume and not overwrite:
             bad_input(f"--out {out}: exists; give --resume to finish that sweep, or --overwrite "
                       "to replace it (nothing was run)")
+        if resume:
+            from .studies.sweep import check_resume
+            try:
+                check_resume(spec, out)
+            except SweepError as exc:
+                bad_input(str(exc))
         if scheduler is None:
             asked = workers
             workers = width(workers, len(spec))          # no process without a point to run

@@ -881,6 +881,31 @@ def _digest_difference(old: dict, new: dict) -> str:
     return "it differs"
 
 
+def check_resume(spec: SweepSpec, out) -> None:
+    """`--resume` of another sweep is refused before anything is said or run (the results file is
+    not opened for writing): the digest beside it must be this sweep's."""
+    _same_sweep(Path(out), sweep_digest(spec))
+
+
+def _same_sweep(out: Path, new: dict) -> None:
+    if not exists(out):
+        return
+    side = digest_path(out)
+    try:
+        old = json.loads(side.read_text("utf-8"))
+    except FileNotFoundError:
+        raise SweepError(f"--resume: {out} has no record of the sweep that wrote it ({side.name} "
+                         "is missing), so it cannot be checked to be this sweep; use another "
+                         "--out, or --overwrite (nothing was run)") from None
+    except (OSError, ValueError) as exc:
+        raise SweepError(f"--resume: {side}: unreadable ({exc}); use another --out, or "
+                         "--overwrite (nothing was run)") from None
+    if old != new:
+        raise SweepError(f"--resume: {out} was written by another sweep "
+                         f"({_digest_difference(old, new)}); use another --out, or --overwrite "
+                         f"(nothing was run, {out.name} is as it was)")
+
+
 class _Writer:
     """A sweep's results file, written so that no finished row is ever lost:
 
@@ -918,21 +943,8 @@ class _Writer:
                              "--overwrite to replace it (nothing was run)")
         if not self.resume:
             return
-        if exists(path) and self.digest is not None:
-            side = digest_path(path)
-            try:
-                old = json.loads(side.read_text("utf-8"))
-            except FileNotFoundError:
-                raise SweepError(f"--resume: {path} has no record of the sweep that wrote it "
-                                 f"({side.name} is missing), so it cannot be checked to be this "
-                                 "sweep; use another --out, or --overwrite (nothing was run)") from None
-            except (OSError, ValueError) as exc:
-                raise SweepError(f"--resume: {side}: unreadable ({exc}); use another --out, or "
-                                 "--overwrite (nothing was run)") from None
-            if old != self.digest:
-                raise SweepError(f"--resume: {path} was written by another sweep "
-                                 f"({_digest_difference(old, self.digest)}); use another --out, "
-                                 f"or --overwrite (nothing was run, {path.name} is as it was)")
+        if self.digest is not None:
+            _same_sweep(path, self.digest)
         self.existing = read_rows(path, "--resume: --out")
         if self.fmt == "csv" and path.exists():
             header = next(csv.reader(io.StringIO(_complete_lines(path, "--out"))), None)
