@@ -436,6 +436,7 @@ def _complete(work, name="s.toml", out="r.csv", **kw):
     return (work / out).read_bytes()
 
 
+@pytest.mark.slow
 def test_resume_appends_and_keeps_every_finished_row(work):
     full = _complete(work)
     lines = full.decode().splitlines(keepends=True)
@@ -460,6 +461,7 @@ def test_resume_appends_and_keeps_every_finished_row(work):
     assert same_rows(after, full.decode().splitlines())                   # nothing lost or doubled
 
 
+@pytest.mark.slow
 def test_resume_killed_keeps_the_rows_it_found(work):
     sweep_file(work, "slow.toml", horizon=3000, rates=list(range(100, 1300, 100)))
     rc, _, err, _ = _interrupt(["sweep", "slow.toml", "--out", "r.csv", "--workers", "1"], work,
@@ -473,6 +475,7 @@ def test_resume_killed_keeps_the_rows_it_found(work):
     assert (work / "r.csv").read_bytes().startswith(before)
 
 
+@pytest.mark.slow
 def test_resume_sets_a_cut_line_aside(work):
     full = _complete(work)
     lines = full.decode().splitlines(keepends=True)
@@ -494,6 +497,7 @@ def test_refused_resume_leaves_the_file_byte_for_byte(work):
     assert (work / "r.csv").read_bytes() == cut and not (work / "r.csv.cut").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", [
     dict(horizon=6), dict(extra="replicates = 2\n"),
     dict(extra='[zip]\n"traffic.clients" = [7]\n'),
@@ -507,6 +511,7 @@ def test_resume_of_another_sweep_is_refused(work, change):
     assert (work / "r.csv").read_bytes() == full
 
 
+@pytest.mark.slow
 def test_resume_of_another_base_is_refused(work):
     full = _complete(work)
     (work / "base.toml").write_text(Path(__file__).parent.parent.joinpath(
@@ -519,6 +524,7 @@ def test_resume_of_another_base_is_refused(work):
     assert (work / "r.csv").read_bytes() == full
 
 
+@pytest.mark.slow
 def test_completed_resume_is_in_grid_order(work):
     full = _complete(work)
     lines = full.decode().splitlines(keepends=True)
@@ -531,6 +537,7 @@ def test_completed_resume_is_in_grid_order(work):
     assert (work / ".r.csv.sweep.json").exists()
 
 
+@pytest.mark.slow
 def test_write_error_mid_sweep_keeps_the_rows_and_says_so(work):
     """EFBIG (and ENOSPC alike) while a row is written: exit 3, one line that says the finished
     rows were kept; the file holds them whole, nothing cut."""
@@ -578,6 +585,7 @@ def test_sweep_never_writes_through_a_link(work, target_text):
     assert (work / "precious.txt").read_text() == target_text and (work / "r.csv").is_symlink()
 
 
+@pytest.mark.slow
 def test_plot_replaces_a_link_not_its_target(work):
     rc, _, err = run("sweep", "sweep.toml", "--out", "r.csv", "--workers", "1", cwd=work)
     assert rc == 0, err
@@ -629,6 +637,7 @@ def test_report_overwrite_replaces_only_its_own_files(work):
         assert str(out) in shlex.split(command)
 
 
+@pytest.mark.slow
 def test_scan_out_refuses_an_edited_folder_and_replaces_only_its_files(tmp_path):
     out = tmp_path / "sc"
     args = ["scan", *FIXTURE_CAPTURES, "--nodes", "3", "--targets", "6", "--seed", "2", "--out", out]
@@ -660,6 +669,7 @@ def test_output_folder_removes_only_its_own_unchanged_stale_files(tmp_path):
     assert sorted(os.listdir(out)) == [".collide-manifest.json", "old.txt", "scenario.toml"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 def test_output_folder_on_a_mount_point(tmp_path):
     """(major) --out that is a mount point (a Docker volume): staged inside, no EXDEV."""
@@ -675,6 +685,7 @@ def test_output_folder_on_a_mount_point(tmp_path):
         subprocess.run(["umount", str(mnt)])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 def test_nearly_full_place_is_refused_before_the_report(tmp_path):
     """(minor) the probe writes what the report needs (short writes count): refused first."""
@@ -699,6 +710,7 @@ def test_dev_shm_is_a_place_for_files():
     assert str(p).startswith("/dev/shm/")
 
 
+@pytest.mark.slow
 def test_plot_keeps_an_existing_figure(work):
     rc, _, err = run("sweep", "sweep.toml", "--out", "r.csv", "--workers", "1", cwd=work)
     assert rc == 0, err
@@ -709,6 +721,7 @@ def test_plot_keeps_an_existing_figure(work):
     assert (work / "f.png").read_bytes() == b"my figure"
 
 
+@pytest.mark.slow
 def test_plot_text_is_not_mathtext(work):
     rc, _, err = run("sweep", "sweep.toml", "--out", "r.csv", "--workers", "1", cwd=work)
     assert rc == 0, err
@@ -718,6 +731,7 @@ def test_plot_text_is_not_mathtext(work):
     assert r"$\foo$" in (work / "f.svg").read_text() or "foo" in (work / "f.svg").read_text()
 
 
+@pytest.mark.slow
 def test_read_only_home_keeps_library_warnings_quiet(work, tmp_path):
     rc, _, err = run("sweep", "sweep.toml", "--out", "r.csv", "--workers", "1", cwd=work)
     assert rc == 0, err
@@ -789,6 +803,7 @@ def test_sigterm_is_ctrl_c_with_143_and_leaves_nothing(work, tmp_path):
     assert os.listdir(tmpdir) == [] and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_kill_9_leftovers_are_cleared_by_the_next_run(tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -805,6 +820,7 @@ def test_kill_9_leftovers_are_cleared_by_the_next_run(tmp_path):
     assert os.listdir(tmpdir) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_start_up_imports():
     def caught_term(pid):
         try:
@@ -838,6 +854,7 @@ def test_ctrl_c_right_after_the_report_is_written(work):
 
 
 # -- (major) sizes --------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("args, code, needle", [
     (["--rate", "10000", "--set", "nat.reuse_delay=86400"], 2, "port exhaustion"),
     (["--rate", "200", "--duration", "3600", "--horizon", "1e7"], 2, "port exhaustion"),
@@ -863,6 +880,7 @@ def test_size_of_long_lived_connections_is_stated():
     assert size.wall_s > 30 and len(said) == 1 and said[0].startswith("simulate: about")
 
 
+@pytest.mark.slow
 def test_report_of_exhaustion_is_sized_within_90_s_on_two_cores():
     """(major) the report's runs (today, the variants, first-reset) as the size model sees them;
     the measured time is in bench/README.md (`collide report --scenario exhaustion`)."""
@@ -890,6 +908,7 @@ def test_report_of_exhaustion_is_sized_within_90_s_on_two_cores():
     assert "not simulated" in (data["sensitivity"]["traffic.rate"]["note"] or "")
 
 
+@pytest.mark.slow
 def test_scan_prediction_is_sized(tmp_path):
     """(major) a capture from 3,000 client addresses is 3,000 NAT IPs: sized before it runs."""
     cap = capture(tmp_path / "many.pcap", conns=3000, span=30.0, sources=3000)
@@ -899,6 +918,7 @@ def test_scan_prediction_is_sized(tmp_path):
     assert time.perf_counter() - t0 < 30
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("axis, needle", [
     ('{ linspace = [100, 200, 1000000000] }', "values; at most"),
     ('{ range = [1, 1e18, 0.5] }', "values; at most"),
@@ -915,6 +935,7 @@ def test_axes_are_counted_before_they_are_made(work, axis, needle):
     assert time.perf_counter() - t0 < 10 and not (work / "r.csv").exists()
 
 
+@pytest.mark.slow
 def test_large_lazy_axis_is_sized_not_made(work):
     (work / "a.toml").write_text('base = "seed"\n[overrides]\n"traffic.horizon" = 1\n[axes]\n'
                                  '"traffic.rate" = { linspace = [100, 200, 5000000] }\n')
@@ -933,6 +954,7 @@ def test_lazy_axis_values_are_numpys():
         assert np.allclose([h[i] for i in range(n)], ref, rtol=4e-16, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key, value, needle", [
     ("target.time_wait", "1e9", "must be <= 86400"),
     ("nat.reuse_delay", "1e300", "must be <= 86400"),
@@ -943,6 +965,7 @@ def test_delays_and_horizon_are_bounded(key, value, needle):
     assert rc == 2 and needle in one_line(err)
 
 
+@pytest.mark.slow
 def test_force_past_memory_ends_in_one_line_exit_3():
     rc, out, err = run("simulate", "--scenario", "seed", "--set", "nat.ips=4096", "--nodes", "64",
                        "--horizon", "1", "--force", timeout=300)
@@ -971,6 +994,7 @@ def test_a_dead_worker_is_one_line_exit_3(work):
 
 
 # -- files and descriptors ------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_any_number_of_capture_files(tmp_path):
     """(major) 200 rotated pieces under a limit of 64 open files: opened in turn."""
     import resource
@@ -988,6 +1012,7 @@ def test_any_number_of_capture_files(tmp_path):
     assert json.loads(p.stdout)["connections"] == 600
 
 
+@pytest.mark.slow
 def test_fifos_are_refused(work):
     os.mkfifo(work / "pipe.toml")
     os.mkfifo(work / "pipe.pcap")
@@ -998,12 +1023,14 @@ def test_fifos_are_refused(work):
         assert rc == 2 and needle in one_line(err)
 
 
+@pytest.mark.slow
 def test_stdin_pipe_as_capture_is_refused():
     p = subprocess.run([sys.executable, "-m", "collide.cli", "scan", "/dev/stdin"],
                        input=b"\xd4\xc3\xb2\xa1" + b"\0" * 100, capture_output=True, timeout=30)
     assert p.returncode == 2 and b"a pipe" in p.stderr and b"magic" not in p.stderr
 
 
+@pytest.mark.slow
 def test_pcapng_simple_packet_blocks_are_named(tmp_path):
     e = "<"
     import struct
@@ -1017,6 +1044,7 @@ def test_pcapng_simple_packet_blocks_are_named(tmp_path):
     assert rc == 2 and "simple packet blocks" in one_line(err)
 
 
+@pytest.mark.slow
 def test_stdout_full_closed_and_gone(work):
     args = [sys.executable, "-m", "collide.cli", "simulate", *SEED_FAST]
     with open("/dev/full", "w") as full:
@@ -1034,6 +1062,7 @@ def test_stdout_full_closed_and_gone(work):
     assert p.returncode == 141 and p.stderr == ""
 
 
+@pytest.mark.slow
 def test_deleted_working_folder(tmp_path):
     gone = tmp_path / "gone"
     gone.mkdir()
@@ -1051,6 +1080,7 @@ def test_deleted_working_folder(tmp_path):
         gone.mkdir()
 
 
+@pytest.mark.slow
 def test_no_usable_tmpdir_is_exit_3(tmp_path):
     rc, _, err = run("scan", *FIXTURE_CAPTURES, "--nodes", "3", "--seed", "1",
                      env=dict(os.environ, TMPDIR=str(tmp_path / "nowhere")))
@@ -1082,6 +1112,7 @@ def test_unreachable_scheduler_leaves_no_lock(work):
     assert not [n for n in os.listdir(work) if n.endswith(".lock")]
 
 
+@pytest.mark.slow
 def test_toml_strings_are_escaped(tmp_path):
     """(major) a lifetimes path with a quote, a backslash, a newline and a crafted key."""
     from collide.scenario import Scenario
@@ -1099,6 +1130,7 @@ def test_toml_strings_are_escaped(tmp_path):
     assert json.loads(out)["scenario"]["traffic"]["duration"]["file"] == str(folder / "life.txt")
 
 
+@pytest.mark.slow
 def test_deeply_nested_toml(work):
     (work / "deep.toml").write_text("[traffic]\nrate = " + "[" * 5000 + "]" * 5000 + "\n")
     for args in (["simulate", "--config", "deep.toml"],
@@ -1107,6 +1139,7 @@ def test_deeply_nested_toml(work):
         assert rc == 2 and "nested" in one_line(err)
 
 
+@pytest.mark.slow
 def test_lifetimes_past_any_lifetime(work):
     (work / "huge.txt").write_text("1e308\n1e308\n")
     rc, _, err = run("simulate", "--horizon", "5", "--set",
@@ -1115,6 +1148,7 @@ def test_lifetimes_past_any_lifetime(work):
 
 
 # -- flags -----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("args, needle", [
     (["scan", "CAP", "--idle-timeout", "nan"], "--idle-timeout"),
     (["scan", "CAP", "--time-wait", "nan"], "--time-wait"),
@@ -1175,6 +1209,7 @@ def test_api_is_sized():
         collide.sweep("seed", {"traffic.rate": [100]}, overrides={"traffic.horizon": 1e15})
 
 
+@pytest.mark.slow
 def test_documented_import_of_plot():
     p = subprocess.run([sys.executable, "-c", "import collide; print(collide.plot.plot_sweep)"],
                        capture_output=True, text=True, timeout=60)
