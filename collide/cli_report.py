@@ -52,8 +52,7 @@ def report_command(out_dir, window, seed, backend, workers, captures, estimate, 
     with ExitStack() as stack:
         if captures:                  # issue 17: what the captures show, beside the model
             from .scan.report import observe
-            tmp = stack.enter_context(temp_dir("report-capture")) \
-                if not kw.get("scenario_name") and not kw.get("config_path") else None
+            tmp = stack.enter_context(temp_dir("report-capture"))
             observed, made = observe(captures, kw, seed=1 if seed is None else seed,
                                      backend=backend, folder=tmp)
             if made is not None:
@@ -88,7 +87,7 @@ def report_command(out_dir, window, seed, backend, workers, captures, estimate, 
         if observed is not None:
             from .scan.report import observed_section
             data["observed"] = observed_section(observed, s, given_nodes=given_nodes or made is None,
-                                                seed=seed, backend=backend)
+                                                seed=seed, backend=backend, folder=tmp)
         extra = {}
         if made is not None:          # the capture's lifetimes beside the scenario that names them
             if (made.parent / "lifetimes.csv").exists():

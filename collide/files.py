@@ -2,18 +2,36 @@
 
 Reading (what the user gave, exit 2): reads are bounded (a config that is `/dev/zero` or a 10 GB
 file is refused after `limit` bytes, not read until memory runs out), text must be UTF-8, a
-directory or a device is named as such.
+directory, a device or a pipe is named as such (a FIFO would block).
 
-Writing (docs/model.md §4.2): an output place is checked *before* the work (`check_output_file`,
-`check_output_dir`: the folder exists or can be made, the name is not a folder, a test file can be
-written and synced there), and written through a temporary name beside it that is renamed into place
-at the end (`atomic_file`, `staging_dir`), so a failure or a kill leaves the old output or none, never
-a partial one. Temporary names carry the writer's pid; the next run clears those whose writer is
-gone (`clear_stale`). `OutputLock` is an `flock` beside the output: a second writer is refused with
-one line, and the kernel drops the lock when its holder dies however it dies.
+Writing (docs/model.md §4.2), one rule for every output place:
 
-OS errors are sorted by whose they are (`os_error`): a full disk, a quota (exit 3) against a read-only,
-forbidden or missing place (exit 2).
+- checked *before* the work (`check_output_file`, `OutputDir`): the folder exists or can be made,
+  the name is not a folder, a test write of what the output needs succeeds there; a non-empty
+  output is refused unless the command's --overwrite;
+- names are resolved (`resolved`): two names for one file are one file, for the lock
+  (`OutputLock`, an flock on `<resolved folder>/.<name>.lock`) and for the refusals; a symbolic
+  link is never written through (a whole-file writer replaces the link itself);
+- a whole file is written beside its place and renamed into it (`atomic_file`, `write_file`); a
+  folder of files (`OutputDir`: report, scan, intake) is staged *inside* the folder, so a mount
+  point cannot give EXDEV, its files renamed in one by one, only those replaced, listed with their
+  SHA-256 in a manifest;
+- temporary names carry the writer's pid; the next run clears those whose writer is gone
+  (`clear_stale`, `clear_stale_temp`), and temporary folders in TMPDIR (`temp_dir`) go with their
+  block.
+
+OS errors are sorted by whose they are (`os_error`): a full disk, a quota, a file too large (exit 3)
+against a read-only, forbidden or missing place (exit 2).
+
+For a command that writes a folder of files (intake, for example):
+
+    place = OutputDir(out, "--out", overwrite=overwrite, writer="collide intake")  # before work
+    try:
+        ...the work...
+        with place.writing() as tmp:          # write the files into tmp; renamed in at the end
+            (tmp / "scenario.toml").write_text(text)
+    finally:
+        place.close(ok=False)                 # releases the lock; removes a folder it made empty
 """
 from __future__ import annotations
 

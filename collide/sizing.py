@@ -220,15 +220,9 @@ def size_run(scenario, horizon: float | None = None, backend: str = "cython",
     try:
         from .engine import size as sizer
         eb, _c, _l = sizer(scenario)
-        # the engine knows its own layout, except that its TIME_WAIT room is not bounded by the
-        # 4-tuples there are; the scenario's Python floats of measured lifetimes come on top
-        rate = max([t.rate] + [r for _, r in t.schedule])
-        tw_engine = 0.0
-        if tg.time_wait > 0 and tg.server_close_fraction > 0 and \
-                scenario.load_balancer.client_ip_preservation:
-            tw_engine = 64 * 4.0 / 3 * rate * tg.server_close_fraction * (t.duration.mean + tg.time_wait)
-        nbytes = float(eb) - tw_engine + parts["time_wait"][0] + \
-            parts.get("lifetimes", (0.0, ""))[0] * 32 / LIFETIME_BYTES
+        # the engine knows its own layout; the scenario's Python floats of measured lifetimes
+        # come on top
+        nbytes = float(eb) + parts.get("lifetimes", (0.0, ""))[0] * 32 / LIFETIME_BYTES
     except Exception:            # an engine that cannot size this scenario: keep the model
         pass
     if placed:

@@ -33,12 +33,15 @@ def observe(captures, kw: dict, *, seed: int, backend: str, folder=None):
     return obs, made
 
 
-def observed_section(obs, scenario, *, given_nodes: bool, seed: int, backend: str) -> dict:
+def observed_section(obs, scenario, *, given_nodes: bool, seed: int, backend: str,
+                     folder=None) -> dict:
     """The dict the page shows: counts, outcomes, the prediction for the captured traffic under
-    the report's load balancer (nodes, targets, cross-zone) and the verdict."""
+    the report's load balancer (nodes, targets, cross-zone) and the verdict. `folder`: where the
+    prediction's lifetimes file goes (the caller's temporary folder)."""
     lb = scenario.load_balancer
     res = obs.verdict(nodes=lb.nodes, targets=lb.total_targets, cross_zone=lb.cross_zone,
-                      seed=seed, backend=backend)
+                      seed=seed, backend=backend,
+                      lifetimes_dir=None if folder is None else str(folder))
     d = obs.to_dict(res)
     keep = ("files", "capture_side", "packets", "window_s", "connections", "collisions",
             "outcomes", "time_wait_hits", "stale", "retransmissions", "moved_by_nat",
