@@ -36,14 +36,14 @@ NOTE_BYTES = 2 * 2 ** 30
 #: estimate (full), measured under the shared load of a working day (bench/test_bench_sizing.py
 #: holds the model against measured times); the conditional estimate `target`, or none, costs
 #: about half.
-ARRIVAL_S = {"cython": 0.75e-6, "numba": 0.9e-6, "python": 50e-6}
+ARRIVAL_S = {"cython": 0.6e-6, "numba": 0.75e-6, "python": 20e-6}
 #: The estimate's share of that cost: `target` reads what the collision check reads, `off`
 #: (and every arrival before the window, where nothing is estimated) counts only.
-ESTIMATE_SHARE = {"full": 1.0, "target": 0.4, "off": 0.2}
+ESTIMATE_SHARE = {"full": 1.0, "target": 0.3, "off": 0.2}
 #: The old names of the same figures (arrivals per second), kept for callers that read them.
 RATE = {k: 1.0 / v for k, v in ARRIVAL_S.items()}
 #: The fixed cost of one run: scenario, parameters, the port tables' allocation.
-PER_RUN_S = {"cython": 2e-3, "numba": 2e-3, "python": 1e-2}
+PER_RUN_S = {"cython": 1e-3, "numba": 1e-3, "python": 1e-2}
 #: Placing one connection of the stationary start costs about as much as an arrival.
 PLACE_COST = 1.0
 #: With TIME_WAIT on, an arrival's lookup and a closing connection's insert in the TIME_WAIT
@@ -52,7 +52,7 @@ TIME_WAIT_S = 1.1e-6
 #: Port exhaustion (the horizon-list regime): a connection that finds its destination full
 #: counts the destination's free ports, one pass over its port slots, at about this many seconds
 #: per slot; so do the placements of the stationary start beyond the destinations' capacity.
-FAIL_SLOT_S = 2.8e-9
+FAIL_SLOT_S = 3.6e-9
 #: Per slot and run: the port tables allocated and cleared, and the 101 passes over them that
 #: sample the peak live count (docs/engine.md) over the window a run covers.
 SLOT_S = 2e-9
@@ -185,13 +185,14 @@ def _exhaustion(scenario, burn_in: float = 0.0) -> tuple[float, float, float, fl
         b = lb.total_targets if lb.cross_zone else max(lb.zone_targets)
         kill = rate / k * (n - 1) / n / (nat.ports * b)
         life = 1.0 / (1.0 / mean + kill)
-        resets = (n - 1) / n / b
+        resets = (n - 1) / b         # a placed connection meets a holder through another node
     cap = float(nat.capacity)
     m = lam_dest * (life + nat.reuse_delay)
     fail = max(0.0, 1.0 - cap / m) if m > 0 else 0.0
     placed = _live(scenario) if t.warmup == "auto" else 0.0
     slots = float(k) * n * nat.ports
-    placed_left = placed * (1.0 - resets * min(1.0, placed / (2.0 * slots)))
+    occupancy = min(placed / (2.0 * slots), cap / nat.ports)     # on average while placing
+    placed_left = placed * (1.0 - min(1.0, resets * occupancy))
     over = max(0.0, placed_left - float(k) * n * cap)
     burn_fail = 0.0
     if burn_in > 0 and lam_dest > 0 and m > cap:
@@ -338,7 +339,7 @@ def size_first_reset(scenario, replicates: int, start: str = "steady", workers: 
     (where one applies) bounds the window a replicate simulates, else the horizon does; each
     pays its own start (placement, burn-in, exhaustion)."""
     s = scenario.replace({"traffic.warmup": "auto" if start == "steady" else 0})
-    run = size_run(s)
+    run = size_run(s, estimate="off")          # replicates count only, until their first collision
     h = s.traffic.horizon
     try:
         from .analytic import analytic
