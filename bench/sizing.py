@@ -42,7 +42,8 @@ def _simulate(s, **kw):
 
 
 def _lifetimes_file(n: int) -> str:
-    path = Path(HERE / "results" / f".lifetimes-{n}.txt")
+    import tempfile
+    path = Path(tempfile.gettempdir()) / f"collide-bench-lifetimes-{n}.txt"     # made once
     if not path.exists():
         rng = np.random.default_rng(1)
         path.write_text("\n".join(f"{x:.4f}" for x in rng.lognormal(1.0, 1.2, n) + 0.01) + "\n")

@@ -36,27 +36,27 @@ NOTE_BYTES = 2 * 2 ** 30
 #: estimate (full), measured under the shared load of a working day (bench/test_bench_sizing.py
 #: holds the model against measured times); the conditional estimate `target`, or none, costs
 #: about half.
-ARRIVAL_S = {"cython": 0.6e-6, "numba": 0.75e-6, "python": 20e-6}
+ARRIVAL_S = {"cython": 0.4e-6, "numba": 0.5e-6, "python": 13e-6}
 #: The estimate's share of that cost: `target` reads what the collision check reads, `off`
 #: (and every arrival before the window, where nothing is estimated) counts only.
-ESTIMATE_SHARE = {"full": 1.0, "target": 0.3, "off": 0.2}
+ESTIMATE_SHARE = {"full": 1.0, "target": 0.2, "off": 0.17}
 #: The old names of the same figures (arrivals per second), kept for callers that read them.
 RATE = {k: 1.0 / v for k, v in ARRIVAL_S.items()}
 #: The fixed cost of one run: scenario, parameters, the port tables' allocation.
-PER_RUN_S = {"cython": 1e-3, "numba": 1e-3, "python": 1e-2}
+PER_RUN_S = {"cython": 0.3e-3, "numba": 0.3e-3, "python": 5e-3}
 #: Placing one connection of the stationary start costs about as much as an arrival.
 PLACE_COST = 1.0
 #: With TIME_WAIT on, an arrival's lookup and a closing connection's insert in the TIME_WAIT
 #: table cost about this many seconds more, times server_close_fraction.
-TIME_WAIT_S = 1.1e-6
+TIME_WAIT_S = 0.5e-6
 #: Port exhaustion (the horizon-list regime): a connection that finds its destination full
 #: counts the destination's free ports, one pass over its port slots, at about this many seconds
 #: per slot; so do the placements of the stationary start beyond the destinations' capacity.
 FAIL_SLOT_S = 3.6e-9
 #: Per slot and run: the port tables allocated and cleared, and the 101 passes over them that
 #: sample the peak live count (docs/engine.md) over the window a run covers.
-SLOT_S = 2e-9
-PEAK_SLOT_S = 2.2e-7
+SLOT_S = 1e-9
+PEAK_SLOT_S = 1.6e-7
 #: A worker process before any state: the interpreter, numpy, the compiled core.
 WORKER_BYTES = 120 * 2 ** 20
 #: The engine's layout (issue 16): per (NAT ip, port, node) slot, per live connection, per
