@@ -390,6 +390,14 @@ def _remove(path: str) -> bool:
         return False
 
 
+def _entries(folder) -> list:
+    """A folder's entries, or none when it cannot be listed."""
+    try:
+        return list(os.scandir(folder))
+    except OSError:
+        return []
+
+
 def _stale_lock(path: str) -> bool:
     """A lock file nobody holds (its holder was killed): remove it."""
     import fcntl
@@ -415,13 +423,8 @@ def clear_stale(path) -> int:
     """Remove temporary files and folders beside `path`, and its lock file, left by a collide run
     that was killed (their writer's pid is gone; a lock nobody holds)."""
     p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
     removed = 0
-    try:
-        entries = list(os.scandir(parent))
-    except OSError:
-        return 0
-    for e in entries:
+    for e in _entries(p.parent if str(p.parent) else Path(".")):
         if e.name == f".{p.name}.lock":
             removed += _stale_lock(e.path)
             continue
@@ -517,11 +520,7 @@ def clear_stale_temp(base: str | None = None) -> int:
     """Remove collide's temporary folders in TMPDIR whose process is gone (a kill -9)."""
     base = base or temp_base()
     removed = 0
-    try:
-        entries = list(os.scandir(base))
-    except OSError:
-        return 0
-    for e in entries:
+    for e in _entries(base):
         m = _TEMP.match(e.name)
         if m and not _alive(int(m.group("pid"))):
             removed += _remove(e.path)
@@ -690,11 +689,7 @@ class OutputDir:
             raise
 
     def _clear_stale(self) -> None:
-        try:
-            entries = list(os.scandir(self.path))
-        except OSError:
-            return
-        for e in entries:
+        for e in _entries(self.path):
             m = _STAGING.match(e.name) or _PROBE.match(e.name)
             if m and not _alive(int(m.group("pid"))):
                 _remove(e.path)

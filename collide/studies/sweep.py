@@ -124,7 +124,27 @@ def _helper_numbers(name: str, where: str, args: Any, counts: tuple[int, ...]) -
     return args
 
 
-class _Helper(Sequence):
+class _Lazy(Sequence):
+    """A sequence whose items are made when asked for: `_item(i)` for 0 <= i < n."""
+    n = 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self._item(i)
+
+    def _item(self, i):
+        raise NotImplementedError
+
+
+class _Helper(_Lazy):
     """The values of a `linspace`, `logspace` or float `range` helper, made one at a time (an
     axis of 10^9 values costs nothing until its points run). Value i is what numpy's linspace and
     logspace give (i * step + start, the last one exactly `stop`), so rows are the same as with
@@ -137,16 +157,7 @@ class _Helper(Sequence):
         else:
             self.step = (b - a) / (n - 1) if n > 1 else 0.0
 
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.n))]
-        if i < 0:
-            i += self.n
-        if not 0 <= i < self.n:
-            raise IndexError(i)
+    def _item(self, i):
         if self.name == "range":
             return self.a + i * self.step
         if self.n > 1 and i == self.n - 1:
@@ -239,7 +250,7 @@ def expand_axis(where: str, spec: Any) -> Sequence:
     return values
 
 
-class _Factor(Sequence):
+class _Factor(_Lazy):
     """One factor of the grid: {key: value} for each value of an axis (or of the zip group's
     keys together), made when asked for."""
 
@@ -247,12 +258,7 @@ class _Factor(Sequence):
         self.columns, self.keys = columns, keys
         self.n = len(columns[keys[0]])
 
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.n))]
+    def _item(self, i):
         return {k: self.columns[k][i] for k in self.keys}
 
 
@@ -293,7 +299,7 @@ def _key(v: Any):
     return ("json", _show(v))
 
 
-class _Points(Sequence):
+class _Points(_Lazy):
     """The points of a product of factors (the last varies fastest, as itertools.product), by
     index, without holding them."""
 
@@ -303,16 +309,7 @@ class _Points(Sequence):
         self.n = math.prod(self.sizes)
         self._lookup = None
 
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.n))]
-        if i < 0:
-            i += self.n
-        if not 0 <= i < self.n:
-            raise IndexError(i)
+    def _item(self, i):
         parts = []
         for factor, size in zip(reversed(self.grid), reversed(self.sizes)):
             i, r = divmod(i, size)
