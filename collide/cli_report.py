@@ -1,6 +1,7 @@
 """`collide report`: the risk report for one deployment (docs/model.md §4.6, issue 5)."""
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 
@@ -39,11 +40,14 @@ Examples:
               help="An AWS or kubectl JSON output (repeatable; a directory: its *.json): adds an "
                    "\"Observed\" section; without --scenario/--config the scenario is the one "
                    "the records describe (collide intake).")
+@click.option("--overwrite", is_flag=True,
+              help="Write into a folder that is not empty: the report's own files are replaced, "
+                   "nothing else is touched.")
 @estimate_option
 @force_option
 @handle_value_errors
 def report_command(out_dir, max_resets, max_probability, within, window, seed, backend, workers,
-                   captures, intake_files, estimate, force, **kw):
+                   captures, intake_files, overwrite, estimate, force, **kw):
     """Write a risk report: the risk against a budget, the change that meets it, headroom,
     mitigations, sensitivity, port headroom, how it was computed."""
     from .api import fresh_seed
@@ -72,64 +76,85 @@ def report_command(out_dir, max_resets, max_probability, within, window, seed, b
     given_nodes = kw.get("nodes") is not None
     if captures and intake_files:
         bad_input("--capture and --intake: give one source of observations")
-    if captures:                  # issue 17: what the captures show, beside the model
-        from .scan.report import observe
-        observed, made = observe(captures, kw, seed=1 if seed is None else seed, backend=backend)
+    from contextlib import ExitStack
+
+    from .files import OutputDir, temp_dir
+    with ExitStack() as stack:
+        tmp = None
+        if captures:                  # issue 17: what the captures show, beside the model
+            from .scan.report import observe
+            tmp = stack.enter_context(temp_dir("report-capture"))
+            observed, made = observe(captures, kw, seed=1 if seed is None else seed,
+                                     backend=backend, folder=tmp)
+        if intake_files:              # issue 26: what AWS's records show, beside the model
+            from .intake.report import observe as observe_intake
+            tmp = stack.enter_context(temp_dir("report-intake"))
+            observed, made = observe_intake(intake_files, kw, seed=1 if seed is None else seed,
+                                            backend=backend, folder=tmp)
         if made is not None:
             kw["config_path"] = str(made)
-    if intake_files:              # issue 26: what AWS's records show, beside the model
-        from .intake.report import observe as observe_intake
-        observed, made = observe_intake(intake_files, kw, seed=1 if seed is None else seed,
-                                        backend=backend)
-        if made is not None:
-            kw["config_path"] = str(made)
-    s = pop_scenario(kw)
-    from .files import check_output_dir
-    out = check_output_dir(out_dir, "--out")        # before the simulations, not after
-    from .pool import width
-    workers = width(workers, 1 << 20)               # all cores unless --workers says otherwise
-    check_size(_report_size(s, backend, workers), force)
-    seed = fresh_seed() if seed is None else seed
-    where = f"--scenario {given_scenario}" if given_plain else f"--config {out / 'scenario.toml'}"
-    win = f" --within {within}" if budget.kind == "resets" else ""
-    command = (f"collide report {where} --out {out} {budget.flags}{win} --seed {seed} "
-               f"--backend {backend}" + (f" --estimate {estimate}" if estimate else ""))
-    update, done = progress_bar("report")
-    if update is None:
-        click.echo(f"collide report: simulating (seed {seed}) ...", err=True)
-    t0 = time.perf_counter()
-    try:
-        data = build_report(s, seed=seed, window=window, backend=backend, workers=workers,
-                            progress=update, source=given_scenario if given_plain else None,
-                            command=command, estimate=estimate, budget=budget)
-    except KeyboardInterrupt:
+        s = pop_scenario(kw)
+        # the folder is checked and locked before the simulations, not after (exit 2 / 3)
+        place = OutputDir(out_dir, "--out", overwrite=overwrite, writer="collide report",
+                          need=REPORT_BYTES, names=REPORT_NAMES)
+        written = [False]
+        stack.callback(lambda: place.close(ok=written[0]))
+        from .pool import width
+        workers = width(workers, 1 << 20)           # all cores unless --workers says otherwise
+        check_size(_report_size(s, backend, workers), force)
+        seed = fresh_seed() if seed is None else seed
+        out = place.path
+        where = ["--scenario", given_scenario] if given_plain else \
+            ["--config", str(out / "scenario.toml")]
+        win = ["--within", within] if (budget.kind == "resets" and within is not None) else []
+        command = shlex.join(["collide", "report", *where, "--out", str(out), *budget.flags.split(),
+                              *win, "--seed", str(seed), "--backend", backend]
+                             + (["--estimate", estimate] if estimate else []))
+        update, done = progress_bar("report")
+        if update is None:
+            click.echo(f"collide report: simulating (seed {seed}) ...", err=True)
+        t0 = time.perf_counter()
+        try:
+            data = build_report(s, seed=seed, window=window, backend=backend, workers=workers,
+                                progress=update, source=given_scenario if given_plain else None,
+                                command=command, estimate=estimate, budget=budget)
+        except KeyboardInterrupt:
+            done()
+            click.echo("interrupted: nothing written", err=True)
+            sys.exit(130)
         done()
-        click.echo("interrupted: nothing written", err=True)
-        sys.exit(130)
-    done()
-    if observed is not None and intake_files:
-        from .intake.report import observed_section as intake_section
-        data["observed"] = intake_section(observed)
-    elif observed is not None:
-        from .scan.report import observed_section
-        data["observed"] = observed_section(observed, s, given_nodes=given_nodes or made is None,
-                                            seed=seed, backend=backend)
-    toml = s.to_toml()
-    if made is not None and s.traffic.duration.dist == "empirical":
-        toml = toml.replace(f'"{s.traffic.duration.file}"', '"lifetimes.csv"')
-    extra = {}
-    if made is not None:          # the capture's lifetimes beside the scenario that names them
-        import shutil
-        if (made.parent / "lifetimes.csv").exists():
-            extra["lifetimes.csv"] = (made.parent / "lifetimes.csv").read_bytes()
-        shutil.rmtree(made.parent, ignore_errors=True)
-    write_report(data, out, scenario_toml=toml, extra_files=extra)   # all or nothing (files.py)
-    v = data["verdict"]
-    click.echo(f"risk {v['level']} ({v['level_words']}: {budget.text}): "
-               f"{v['collisions_per_hour']:.4g} collisions per hour "
-               f"(95 % {v['collisions_per_hour_ci'][0]:.4g} – {v['collisions_per_hour_ci'][1]:.4g}); "
-               f"change: {data['solve']['recommendation']['text']}; "
-               f"wrote {out / 'index.html'} in {time.perf_counter() - t0:.1f} s")
+        if observed is not None and intake_files:
+            from .intake.report import observed_section as intake_section
+            data["observed"] = intake_section(observed)
+        elif observed is not None:
+            from .scan.report import observed_section
+            data["observed"] = observed_section(observed, s, given_nodes=given_nodes or made is None,
+                                                seed=seed, backend=backend, folder=tmp)
+        extra = {}
+        if made is not None:          # the capture's lifetimes beside the scenario that names them
+            if (made.parent / "lifetimes.csv").exists():
+                extra["lifetimes.csv"] = (made.parent / "lifetimes.csv").read_bytes()
+        toml = s.to_toml(relative_to=made.parent if made is not None else None)
+        from .errors import held_interrupts
+        with held_interrupts() as held:     # the page is moved in and said as one step
+            write_report(data, out, scenario_toml=toml, extra_files=extra, place=place)
+            written[0] = True
+            v = data["verdict"]
+            click.echo(f"risk {v['level']} ({v['level_words']}: {budget.text}): "
+                       f"{v['collisions_per_hour']:.4g} collisions per hour "
+                       f"(95 % {v['collisions_per_hour_ci'][0]:.4g} – "
+                       f"{v['collisions_per_hour_ci'][1]:.4g}); "
+                       f"change: {data['solve']['recommendation']['text']}; "
+                       f"wrote {out / 'index.html'} in {time.perf_counter() - t0:.1f} s")
+        if held.hit:
+            click.echo(f"interrupted after the report was written ({out} is complete)", err=True)
+            sys.exit(130)
+
+
+#: What a report writes (checked before the work) and about how many bytes it needs.
+REPORT_NAMES = ("index.html", "summary.json", "summary.md", "scenario.toml", "lifetimes.csv",
+                "figures")
+REPORT_BYTES = 8 * 2 ** 20
 
 
 def _report_size(s, backend: str, workers: int):

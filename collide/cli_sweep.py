@@ -77,29 +77,36 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force,
         bad_input(str(exc))
     if workers is not None and scheduler is not None:
         bad_input("--workers and --scheduler: give one (the cluster decides its workers)")
-    check_output_file(out, "--out")                   # before any point runs
+    # before any point runs: the place (links are never written through), then the lock on the
+    # name the place resolves to (two names for one file are one file)
+    check_output_file(out, "--out", append=True)
     from .files import OutputLock
     from .studies.sweep import exists
     lock = OutputLock(out, "--out")                   # one writer at a time (exit 3)
-    if exists(out) and not resume and not overwrite:
-        lock.release()
-        bad_input(f"--out {out}: exists; give --resume to finish that sweep, or --overwrite to "
-                  "replace it (nothing was run)")
-    if scheduler is None:
-        asked = workers
-        workers = width(workers, len(spec))          # no process without a point to run
-        if asked is not None and asked > workers:
-            click.echo(f"sweep: --workers {asked}: {len(spec)} point(s), so {workers} process(es)",
-                       err=True)
     try:
+        if exists(out) and not resume and not overwrite:
+            bad_input(f"--out {out}: exists; give --resume to finish that sweep, or --overwrite "
+                      "to replace it (nothing was run)")
+        if resume:
+            from .studies.sweep import check_resume
+            try:
+                check_resume(spec, out)
+            except SweepError as exc:
+                bad_input(str(exc))
+        if scheduler is None:
+            asked = workers
+            workers = width(workers, len(spec))          # no process without a point to run
+            if asked is not None and asked > workers:
+                click.echo(f"sweep: --workers {asked}: {len(spec)} point(s), so {workers} "
+                           "process(es)", err=True)
         check_size(size_sweep(spec, workers or 1), force)
+        client = executor = None
+        if scheduler is not None:
+            client = _connect(scheduler)
+            executor = client.get_executor()
     except BaseException:
         lock.release()
         raise
-    client = executor = None
-    if scheduler is not None:
-        client = _connect(scheduler)
-        executor = client.get_executor()
     where = f"Dask cluster {scheduler}" if scheduler else (
         "1 process (inline)" if workers == 1 else f"{workers or __import__('os').cpu_count()} processes")
     click.echo(f"sweep: {len(spec)} points x {spec.replicates} replicate(s), seed {spec.seed}, on {where}"
@@ -145,7 +152,9 @@ Examples:
               help="The budget as P(at least one reset within --within) at most P.")
 @click.option("--within", "within", metavar="DURATION", default=None,
               help="The window of --max-probability, e.g. 30d.")
-def plot_command(results, x, y, hue, where, title, out, max_resets, max_probability, within):
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out (kept otherwise).")
+def plot_command(results, x, y, hue, where, title, out, max_resets, max_probability, within,
+                 overwrite):
     """Plot a sweep's RESULTS (.csv, .jsonl, .parquet): METRIC against KEY, bands and the closed form;
     with a budget, where it is met on a grid of two keys."""
     from .files import check_output_file
@@ -161,7 +170,7 @@ def plot_command(results, x, y, hue, where, title, out, max_resets, max_probabil
         budget = make_budget(max_resets, max_probability, within, "steady")
         if hue is not None:
             bad_input(f"--hue {hue}: not with a budget (the colour is the resets per hour)")
-    check_output_file(out, "--out")                   # before reading and drawing
+    check_output_file(out, "--out", overwrite=overwrite)     # before reading and drawing
     filt = parse_assignments(where, "--where", "nat.ips=1")
     try:
         if budget is not None:

@@ -150,6 +150,7 @@ def test_observed_rates(aws_result):
     assert aws_result.intake.window.n == 120
 
 
+@pytest.mark.slow
 def test_json_has_exactly_the_issue_keys():
     code, out, _ = _invoke(AWS, "--format", "json", "--seed", "1")
     assert code == 0
@@ -159,7 +160,10 @@ def test_json_has_exactly_the_issue_keys():
     assert list(d["observed"]) == ["new_flows_per_s", "mean_lifetime_s", "resets_per_hour",
                                    "client_resets_per_hour", "elb_resets_per_hour",
                                    "nat_port_allocation_errors"]
-    assert d["advice"] is None                       # solve is not on this branch
+    # the advice is solve's recommendation for the default budget (the report's: 1 reset a day)
+    from collide import solve
+    rec = solve(Scenario.from_dict(d["scenario"]), "1/day", seed=1).recommendation["text"]
+    assert d["advice"] == f"to stay within at most 1 reset per day: {rec}"
     lo, hi = d["predicted_interval"]
     assert lo <= d["predicted_per_hour"] <= hi
     assert any("share of the load balancer's new flows" in m["what"] for m in d["missing"])
@@ -167,7 +171,7 @@ def test_json_has_exactly_the_issue_keys():
 
 
 def test_table_says_where_each_value_came_from():
-    code, out, _ = _invoke(AWS, "--seed", "1")
+    code, out, _ = _invoke(AWS, "--seed", "1", "--no-advice")
     assert code == 0
     assert "nodes 3  (lb.json: its 3 zones)" in out
     assert "client IP preservation on  (tg-attributes.json)" in out
@@ -381,12 +385,12 @@ def test_refuses_to_predict_only_without_rate_or_nodes(tmp_path):
     code, out, err = _invoke(p, AWS / "metrics.json")
     assert code == 2 and out == ""
     assert "--set load_balancer.nodes=N" in err and len(err.strip().splitlines()) == 1
-    code, out, _ = _invoke(p, AWS / "metrics.json", "--set", "load_balancer.nodes=3")
+    code, out, _ = _invoke(p, AWS / "metrics.json", "--set", "load_balancer.nodes=3", "--no-advice")
     assert code == 0 and "nodes 3  (--set)" in out
     code, _, err = _invoke(AWS / "lb.json")
     assert code == 2 and "--set traffic.rate=R" in err
     code, out, _ = _invoke(AWS / "lb.json", "--set", "traffic.rate=200", "--set",
-                           "load_balancer.cross_zone=true")
+                           "load_balancer.cross_zone=true", "--no-advice")
     assert code == 0 and "no observed resets to compare" in out
 
 
@@ -446,7 +450,7 @@ def test_without_a_closed_form_simulate_reaches_3_percent():
 # -- --out ----------------------------------------------------------------------------------------
 def test_out_writes_scenario_and_metrics_that_simulate_reads(tmp_path, aws_result):
     out = tmp_path / "out"
-    code, stdout, _ = _invoke(AWS, "--out", out, "--seed", "1")
+    code, stdout, _ = _invoke(AWS, "--out", out, "--seed", "1", "--no-advice")
     assert code == 0 and "wrote" in stdout
     s = Scenario.from_toml(out / "scenario.toml")
     assert s == aws_result.intake.scenario
@@ -725,3 +729,12 @@ def test_every_field_deleted_or_of_another_type_is_one_line_or_read(tmp_path):
                 except Exception as exc:          # noqa: BLE001 - the test's point
                     broken.append((f.name, place, value, repr(exc)))
     assert not broken, broken[:5]
+
+
+def test_no_advice_gives_null_and_a_budget_needs_advice():
+    code, out, _ = _invoke(AWS, "--format", "json", "--seed", "1", "--no-advice")
+    assert code == 0 and json.loads(out)["advice"] is None
+    code, _, err = _invoke(AWS, "--no-advice", "--max-resets", "1/week")
+    assert code == 2 and "not with --no-advice" in err
+    code, _, err = _invoke(AWS, "--max-resets", "1/fortnight")
+    assert code == 2 and "fortnight" in err

@@ -16,7 +16,7 @@ The package, one module per idea:
   text      the table and the JSON
   commands  `--print-commands`: the aws and kubectl commands and the CloudWatch query file
   report    the "Observed" section of `collide report --intake`
-  advice    the first line of `collide solve` (None until solve exists)
+  advice    the first line of `collide solve` for a budget (the change that meets it)
 """
 from __future__ import annotations
 
@@ -68,13 +68,18 @@ class IntakeResult:
         }
 
 
-def intake(paths, sets=(), *, seed: int = 1, backend: str = "cython",
-           progress=None) -> IntakeResult:
-    """Read, bind, describe, predict and judge. Raises IntakeInputError (exit 2) for a bad file,
-    and for a set whose rate or node count is unknown (naming the --set that supplies it)."""
+def intake(paths, sets=(), *, seed: int = 1, backend: str = "cython", budget=None,
+           workers=None, progress=None) -> IntakeResult:
+    """Read, bind, describe, predict and judge; with a `budget` ("1/day", a solve Budget), also
+    the change that meets it (`collide solve`'s first line). Raises IntakeInputError (exit 2) for
+    a bad file, and for a set whose rate or node count is unknown (naming the --set that supplies
+    it)."""
     it = describe(read_set(paths), sets)
     if it.refused:
         raise IntakeInputError(it.refused)
     s = it.scenario
-    p = predict(s, window_s=s.traffic.horizon, seed=seed, backend=backend, progress=progress)
-    return IntakeResult(it, p, _verdict(it, p), _advice(s))
+    p = predict(s, window_s=s.traffic.horizon, seed=seed, backend=backend,
+                progress=None if progress is None else (lambda f: progress(f / 2 if budget else f)))
+    line = _advice(s, budget, seed=seed, backend=backend, workers=workers,
+                   progress=None if progress is None else (lambda f: progress(0.5 + f / 2)))
+    return IntakeResult(it, p, _verdict(it, p), line)

@@ -12,9 +12,8 @@ import click
 from ..options import bad_input, format_option, progress_bar, seed_option
 
 
-def write_out(out, result) -> list[str]:
-    """scenario.toml and metrics.csv, all or nothing (files.staging_dir)."""
-    from ..files import staging_dir
+def write_out(place, out, result) -> list[str]:
+    """scenario.toml and metrics.csv into the checked folder, all or nothing (files.OutputDir)."""
     from .metrics import csv_rows
     it = result.intake
     head = ["# made by `collide intake` from "
@@ -27,7 +26,7 @@ def write_out(out, result) -> list[str]:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     w.writerows(rows)
-    with staging_dir(out, "--out") as tmp:
+    with place.writing() as tmp:
         (tmp / "scenario.toml").write_text("\n".join(head) + "\n\n" + it.scenario.to_toml(),
                                            encoding="utf-8")
         (tmp / "metrics.csv").write_text(buf.getvalue(), encoding="utf-8")
@@ -48,6 +47,19 @@ Examples:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override or supply a scenario key, e.g. --set load_balancer.nodes=3 "
                    "(repeatable).")
+@click.option("--max-resets", "max_resets", metavar="N/PERIOD", default=None,
+              help="The budget for the advice: at most N resets per hour, day, week, month or "
+                   "year (default 1/day, as the report's).")
+@click.option("--max-probability", "max_probability", metavar="P", default=None,
+              help="The budget for the advice as P(at least one reset within --within) at most P.")
+@click.option("--within", "within", metavar="DURATION", default=None,
+              help="The window of --max-probability, e.g. 30d.")
+@click.option("--advice/--no-advice", "give_advice", default=True, show_default=True,
+              help="Solve for the change that meets the budget (collide solve: seconds to a "
+                   "minute); --no-advice gives the verdict alone.")
+@click.option("--overwrite", is_flag=True,
+              help="Write into an --out folder that is not empty: intake's own files are "
+                   "replaced, nothing else is touched.")
 @click.option("--print-commands", is_flag=True,
               help="Print the aws and kubectl commands, and the CloudWatch query file, that "
                    "collect what intake reads.")
@@ -57,8 +69,8 @@ Examples:
               help="With --print-commands: the clients' NAT gateway (repeatable).")
 @click.option("--since", metavar="LENGTH", help="With --print-commands: how far back the metrics "
               "go (30m, 24h, 7d; default 24h).")
-def intake_command(files, out_dir, fmt, seed, sets, print_commands, load_balancer, nat_gateways,
-                   since):
+def intake_command(files, out_dir, fmt, seed, sets, max_resets, max_probability, within,
+                   give_advice, overwrite, print_commands, load_balancer, nat_gateways, since):
     """The scenario and the verdict from what AWS and Kubernetes already report: each FILE is the
     JSON of an aws elbv2 / ec2 / cloudwatch command or of kubectl get svc (a directory stands
     for its *.json files)."""
@@ -66,7 +78,9 @@ def intake_command(files, out_dir, fmt, seed, sets, print_commands, load_balance
     if print_commands:
         if files:
             bad_input("--print-commands prints the commands; give it without FILE arguments")
-        for flag, given in (("--out", out_dir), ("--set", sets), ("--seed", seed)):
+        for flag, given in (("--out", out_dir), ("--set", sets), ("--seed", seed),
+                            ("--max-resets", max_resets), ("--max-probability", max_probability),
+                            ("--within", within), ("--overwrite", overwrite)):
             if given:
                 bad_input(f"{flag} goes with FILE..., not with --print-commands")
         click.echo(script(load_balancer, nat_gateways, since or "24h"))
@@ -79,11 +93,23 @@ def intake_command(files, out_dir, fmt, seed, sets, print_commands, load_balance
         bad_input("FILE: give the outputs to read (or a directory of them); "
                   "`collide intake --print-commands` prints the commands that make them")
     from ..api import fresh_seed
-    from ..files import check_output_dir
+    from ..cli_solve import make_budget
+    from ..files import OutputDir
     from . import intake
     from .text import format_table
-    if out_dir is not None:
-        check_output_dir(out_dir, "--out")          # before the work
+    budget = None
+    if give_advice:
+        budget = make_budget(max_resets if (max_resets or max_probability) else "1/day",
+                             max_probability, within, "steady")
+    elif max_resets or max_probability or within:
+        bad_input("--max-resets/--max-probability/--within set the advice's budget: not with "
+                  "--no-advice")
+    place = None
+    if out_dir is not None:         # checked and locked before the work (exit 2 / 3)
+        place = OutputDir(out_dir, "--out", overwrite=overwrite, writer="collide intake",
+                          names=("scenario.toml", "metrics.csv"))
+    elif overwrite:
+        bad_input("--overwrite goes with --out DIR")
     seed = fresh_seed() if seed is None else seed
     bar: list = []                  # made on the first call: the closed form needs no bar
 
@@ -96,14 +122,19 @@ def intake_command(files, out_dir, fmt, seed, sets, print_commands, load_balance
     def done():
         if bar:
             bar[1]()
+    ok = False
     try:
-        result = intake(files, sets, seed=seed, progress=update)
+        result = intake(files, sets, seed=seed, budget=budget, progress=update)
         done()
-        written = write_out(out_dir, result) if out_dir is not None else None
+        written = write_out(place, out_dir, result) if place is not None else None
+        ok = True
     except KeyboardInterrupt:
         done()
         click.echo("interrupted: nothing written", err=True)
         sys.exit(130)
+    finally:
+        if place is not None:
+            place.close(ok=ok)
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
     else:

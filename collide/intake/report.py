@@ -16,10 +16,10 @@ FLAGS = {"rate": "traffic.rate", "duration": "traffic.duration.mean", "nodes": "
          "client_ip_preservation": "load_balancer.client_ip_preservation"}
 
 
-def observe(files, kw: dict, *, seed: int, backend: str):
+def observe(files, kw: dict, *, seed: int, backend: str, folder=None):
     """Read the records and predict (bad input: one line, exit 2, before any work). Returns (the
     IntakeResult, path of a scenario file made from the records or None when the user gave a
-    scenario)."""
+    scenario). The scenario goes into `folder` (the caller's temporary folder, removed by it)."""
     from . import intake
     sets = list(kw.get("sets") or ())
     for flag, key in FLAGS.items():
@@ -29,8 +29,8 @@ def observe(files, kw: dict, *, seed: int, backend: str):
     result = intake(files, sets, seed=seed, backend=backend)
     made = None
     if not kw.get("scenario_name") and not kw.get("config_path"):
-        d = tempfile.mkdtemp(prefix="collide-report-intake-")
-        made = Path(d) / "scenario.toml"
+        made = Path(folder if folder is not None else tempfile.mkdtemp(prefix="collide-report-intake-")) \
+            / "scenario.toml"
         made.write_text(result.intake.scenario.to_toml(), encoding="utf-8")
     return result, made
 

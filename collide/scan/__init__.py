@@ -415,6 +415,12 @@ def scan(paths, *, port: int | None = None, time_wait: float = 60.0, idle_timeou
         raise CaptureInputError(f"--port {port}: no TCP packets to or from it in "
                                 f"{', '.join(paths)} ({other_port:,} TCP packets on other ports); "
                                 "give the targets' listening port, or leave --port out")
+    untimed = sum(r.no_timestamp for r in readers)
+    if packets > 0 and tcp == 0 and untimed:
+        raise CaptureInputError(f"CAPTURE {', '.join(paths)}: {untimed:,} of {packets:,} packets "
+                                "are pcapng simple packet blocks, which carry no timestamp; "
+                                "re-save the capture with timestamps (tcpdump -w, or editcap -F "
+                                "pcapng)")
     if packets > 0 and tcp == 0:
         what = f" to or from port {port}" if port else ""
         raise CaptureInputError(f"CAPTURE {', '.join(paths)}: no TCP packets{what} among "

@@ -65,7 +65,9 @@ def predict(scenario, *, share: float, seed: int, backend: str, allocators=("ran
         def sub(f, i=i, w=0.5):
             if progress is not None:
                 progress(min(1.0, (i + w * f) / steps))
-        r = simulate(s, seed=seed, backend=backend, progress=sub)
+        r = simulate(s, seed=seed, backend=backend, progress=sub, force=True)
+        if not r.finished:           # a cut simulation is no prediction (the caller exits 130)
+            raise KeyboardInterrupt
         if r.expected_collisions is not None:
             mu, se, src = r.expected_collisions, r.expected_collisions_se or 0.0, \
                 "conditional estimate"
@@ -99,8 +101,11 @@ def _dispersion(s, R: int, seed: int, backend: str, progress) -> float:
     if key not in _DISPERSIONS:
         counts = []
         for k in range(R):
-            counts.append(simulate(s, seed=point_seed(seed, k + 1), backend=backend,
-                                   estimate="off").collisions)
+            rk = simulate(s, seed=point_seed(seed, k + 1), backend=backend, estimate="off",
+                          force=True)
+            if not rk.finished:      # a cut replicate is no count (the caller exits 130)
+                raise KeyboardInterrupt
+            counts.append(rk.collisions)
             progress((k + 1) / R)
         m, v = replicate_moments(counts) if counts else (0.0, 0.0)
         _DISPERSIONS[key] = max(1.0, v / m) if m > 0 else 1.0

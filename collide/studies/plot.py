@@ -53,6 +53,12 @@ LABELS = {
 }
 
 
+def plain_text(text) -> str:
+    """Text from the user (a title, a column name, a value) shown as written: matplotlib reads a
+    pair of `$` as mathtext, which fails on `$\\foo$` and changes what others show."""
+    return str(text).replace("$", r"\$")
+
+
 def _label(col: str) -> str:
     return LABELS.get(col, col.replace("_", " "))
 
@@ -193,7 +199,7 @@ def plot_sweep(rows_or_path, x: str, y: str, hue: str | None = None, out: str | 
         c = color_of[h]
         label = None
         if h not in labelled:
-            label = f"{_label(hue)} = {_fmt_value(h)}" if hue else "simulated"
+            label = plain_text(f"{_label(hue)} = {_fmt_value(h)}") if hue else "simulated"
             labelled.add(h)
         if logy and any(v is not None and v <= 0 for v in ys):
             zeros_hidden = True
@@ -215,8 +221,8 @@ def plot_sweep(rows_or_path, x: str, y: str, hue: str | None = None, out: str | 
     if logy:
         ax.set_yscale("log")
         ax.set_ylim(bottom=floor)
-    ax.set_xlabel(_label(x))
-    ax.set_ylabel(_label(y))
+    ax.set_xlabel(plain_text(_label(x)))
+    ax.set_ylabel(plain_text(_label(y)))
     bits = [title] if title else []
     if where:
         bits.append(", ".join(f"{k} = {_fmt_value(v)}" for k, v in where.items()))
@@ -225,7 +231,7 @@ def plot_sweep(rows_or_path, x: str, y: str, hue: str | None = None, out: str | 
     if zeros_hidden:
         bits.append("zeros not shown (log scale)")
     if bits:
-        ax.set_title("; ".join(bits), fontsize=9)
+        ax.set_title(plain_text("; ".join(bits)), fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
     bands_note = {"collision_probability": "bands: Wilson 95 %", "collisions_per_hour": "bands: Wilson 95 %",
                   "collisions": "bands: Wilson 95 %", "expected_collisions": "bands: ±1.96 SE"}.get(y)

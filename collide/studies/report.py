@@ -141,7 +141,7 @@ def _run_task(task):
     if kind == "simulate":
         from ..api import simulate
         _, scenario, seed, backend, estimate = task
-        r = simulate(scenario, seed=seed, backend=backend, estimate=estimate)
+        r = simulate(scenario, seed=seed, backend=backend, estimate=estimate, force=True)
         if not r.finished:          # a cut run is not a result: the page is not written
             raise KeyboardInterrupt
         d = r.to_dict()
@@ -151,7 +151,7 @@ def _run_task(task):
     from ..api import first_reset
     _, scenario, seed, backend, replicates, start = task
     fr = first_reset(scenario, replicates=replicates, seed=seed, start=start, backend=backend,
-                     workers=1)
+                     workers=1, force=True)
     d = fr.to_dict()
     d.pop("scenario")
     d["times"] = list(fr.times)
@@ -169,6 +169,23 @@ def _capped(s: Scenario, budget: float = ARRIVAL_BUDGET) -> Scenario:
     # runs start from the stationary state (or the scenario's warm-up), so a short window is unbiased
     cap = max(budget / s.traffic.rate, 1.0)
     return s.replace({"traffic.horizon": cap}) if cap < h else s
+
+
+#: A secondary run (a sensitivity point) whose size estimate exceeds this many seconds of one core
+#: is not simulated: past the NAT's port capacity every connection that finds its destination
+#: full costs a pass over the ports, and a few such points would take the report from a minute to
+#: a quarter of an hour (`collide report --scenario exhaustion`). The page names them.
+SECONDARY_BUDGET_S = 15.0
+
+
+def _too_costly(s: Scenario) -> str | None:
+    """Why a secondary run is not simulated (its estimated cost, what drives it), or None."""
+    from ..sizing import _duration, size_run
+    size = size_run(s)
+    if size.work_s <= SECONDARY_BUDGET_S:
+        return None
+    why = max(size.drivers, key=lambda d: d[0])[1]
+    return f"{_duration(size.work_s)} of one core ({why})"
 
 
 def _scaled_targets(s: Scenario, factor: int):
@@ -396,8 +413,10 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
         for f in SENSITIVITY_FACTORS:
             sp = _capped(V.set(s, key, base * f))
             sd = child_seed(seed, next(idx))
-            pts.append({"factor": f, "x": base * f, "scenario": sp, "seed": sd})
-            tasks[f"sens:{key}:{f}"] = ("simulate", sp, sd, backend, estimate)
+            pts.append({"factor": f, "x": base * f, "scenario": sp, "seed": sd,
+                        "too_costly": _too_costly(sp)})
+            if pts[-1]["too_costly"] is None:
+                tasks[f"sens:{key}:{f}"] = ("simulate", sp, sd, backend, estimate)
         sens[key] = pts
     segs = _segments_plan(s) if s.traffic.schedule else []
     for i, g in enumerate(segs):
@@ -584,7 +603,10 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
     sens_out = {}
     for key, pts in sens.items():
         rows = []
+        skipped = [p for p in pts if p["too_costly"] is not None]
         for p in pts:
+            if p["too_costly"] is not None:
+                continue
             est = rate_estimate(results[f"sens:{key}:{p['factor']}"], p["scenario"])
             rows.append({"x": p["x"], "factor": p["factor"], **est})
         base = V.today(s, key)
@@ -601,6 +623,10 @@ def _build_report(scenario, seed, window, backend, workers, replicates, progress
         if key == "traffic.duration.mean" and s.traffic.duration.dist == "empirical":
             note = ("x is the mean of the measured lifetimes, each multiplied by the same factor "
                     "(a scaled copy of the file)")
+        if skipped:
+            factors = ", ".join(f"x {p['factor']:g}" for p in skipped)
+            left = f"not simulated at {factors}: each would take {skipped[0]['too_costly']} or more"
+            note = f"{note}; {left}" if note else left
         sens_out[key] = {"key": key, "today": base, "points": rows, "note": note,
                          "closed_form_x": [float(x) for x in grid], "closed_form_y": line}
 

@@ -773,33 +773,46 @@ def _jsonable(x):
 
 
 def write_report(data: dict, out_dir, scenario_toml: str | None = None,
-                 extra_files: dict | None = None) -> Path:
-    """Write the page, the summaries and the figures into out_dir (created; files replaced), with
-    `extra_files` ({name: bytes}) beside them."""
+                 extra_files: dict | None = None, place=None) -> Path:
+    """Write the page, the summaries and the figures into out_dir, with `extra_files` ({name:
+    bytes}) beside them. `place`: the command's `collide.files.OutputDir`, checked and locked
+    before the work; without one the folder is made or its report files replaced (the API)."""
     out = Path(out_dir)
     data = _jsonable(data)
     page = headline(data)
     data["page"] = page
     figs = make_figures(data)
     plt = _plt()
-    from ..files import staging_dir
-    # written in a folder beside OUT, then moved in: a failure or a kill leaves no half page
-    # (and the next run clears a folder a kill left)
-    with staging_dir(out, "--out") as tmp:
-        (tmp / "figures").mkdir()
-        pngs = {}
-        for name, fig in figs.items():
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=100)
-            pngs[name] = buf.getvalue()
-            (tmp / "figures" / f"{name}.png").write_bytes(pngs[name])
-            fig.savefig(tmp / "figures" / f"{name}.svg", format="svg")
+    from ..files import OutputDir
+    own = place is None
+    if own:
+        place = OutputDir(out, "--out", overwrite=True, writer="collide report")
+    ok = False
+    try:
+        # written in a staging folder inside OUT, then each file renamed into place: a failure or
+        # a kill leaves no half page, only the report's own files are replaced, and a mount point
+        # is never crossed (the next run clears a staging folder a kill left)
+        with place.writing() as tmp:
+            (tmp / "figures").mkdir()
+            pngs = {}
+            for name, fig in figs.items():
+                buf = io.BytesIO()
+                fig.savefig(buf, format="png", dpi=100)
+                pngs[name] = buf.getvalue()
+                (tmp / "figures" / f"{name}.png").write_bytes(pngs[name])
+                fig.savefig(tmp / "figures" / f"{name}.svg", format="svg")
+                plt.close(fig)
+            (tmp / "index.html").write_text(render_html(data, page, pngs), encoding="utf-8")
+            (tmp / "summary.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+            (tmp / "summary.md").write_text(render_md(data, page), encoding="utf-8")
+            if scenario_toml is not None:
+                (tmp / "scenario.toml").write_text(scenario_toml, encoding="utf-8")
+            for name, blob in (extra_files or {}).items():
+                (tmp / name).write_bytes(blob)
+        ok = True
+    finally:
+        for fig in figs.values():
             plt.close(fig)
-        (tmp / "index.html").write_text(render_html(data, page, pngs), encoding="utf-8")
-        (tmp / "summary.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
-        (tmp / "summary.md").write_text(render_md(data, page), encoding="utf-8")
-        if scenario_toml is not None:
-            (tmp / "scenario.toml").write_text(scenario_toml, encoding="utf-8")
-        for name, blob in (extra_files or {}).items():
-            (tmp / name).write_bytes(blob)
-    return out
+        if own:
+            place.close(ok=ok)
+    return place.path if own else out
