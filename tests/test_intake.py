@@ -672,12 +672,13 @@ def test_docs_show_the_scenario_file_it_writes(tmp_path, monkeypatch):
     """docs/intake.md's sessions are run by tests/test_docs.py; the scenario.toml it shows is not a
     session, so it is compared here."""
     monkeypatch.chdir(tmp_path)
-    code, _, _ = _invoke(AWS, "--seed", "1", "--out", "intake/")
+    code, _, _ = _invoke(AWS, "--seed", "1", "--out", "intake/", "--no-advice")
     assert code == 0
     doc = (Path(__file__).parent.parent / "docs" / "intake.md").read_text()
     assert (tmp_path / "intake" / "scenario.toml").read_text().rstrip("\n") in doc
 
 
+@pytest.mark.slow                      # the excerpt shows the advice: a solve of every lever
 def test_readme_excerpt_is_what_the_tool_prints():
     text = (Path(__file__).parent.parent / "README.md").read_text()
     start = text.index("$ collide intake tests/data/intake/aws --seed 1\n")

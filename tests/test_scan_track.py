@@ -372,6 +372,7 @@ def test_node_count_from_the_fixture():
     assert nd["lower_bound"] == o.nodes_bound >= 2
 
 
+@pytest.mark.slow                      # a prediction per node count: half a minute
 def test_node_counts_past_eight(tmp_path):
     """A bound above 8 (one port live at 10 targets) and a --nodes above 8 are weighed too."""
     c = Conversation()
