@@ -883,14 +883,23 @@ def test_size_of_long_lived_connections_is_stated():
 
 @pytest.mark.slow
 def test_report_of_exhaustion_is_sized_within_90_s_on_two_cores():
-    """(major) the report's runs (today, the variants, first-reset) as the size model sees them;
-    the measured time is in bench/README.md (`collide report --scenario exhaustion`)."""
+    """(major) the report's runs (today, the variants, first-reset, and the solve its budget section
+    is built on) as the size model sees them; the measured time is in bench/README.md (`collide
+    report --scenario exhaustion`). The solve's runs are real (their path depends on what they
+    find), each priced by the same model."""
     from collide.scenario import Scenario
     from collide.sizing import size_first_reset, size_run
     from collide.studies import report as R
+    from collide.studies import sweep as SW
     s = Scenario.builtin("exhaustion")
     work = []
     orig = R._run_task
+    orig_horizon = SW._one_horizon
+
+    def priced(scenario, seed, replicates, backend, estimate=None):
+        work.append(size_run(scenario, estimate=estimate).work_s * replicates)
+        return orig_horizon(scenario, seed, replicates, backend, estimate)
+    SW._one_horizon = priced
 
     def sized(task):
         if task[0] == "simulate":
@@ -905,6 +914,7 @@ def test_report_of_exhaustion_is_sized_within_90_s_on_two_cores():
         data = R.build_report(s, seed=1, workers=1)
     finally:
         R._run_task = orig
+        SW._one_horizon = orig_horizon
     assert sum(work) / 2 < 90
     assert "not simulated" in (data["sensitivity"]["traffic.rate"]["note"] or "")
 

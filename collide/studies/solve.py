@@ -405,6 +405,11 @@ def _five_points(s, spec, V, seed, backend, use_cf) -> tuple[int, float, list]:
         held = [(x, sx) for x, sx in variants if _closed_form_holds(sx)]
         if len(held) >= 3:
             variants = held
+    # a point whose start alone costs more than a variant's time budget (deep in port exhaustion)
+    # is left out while three others remain: it would take minutes and tell only the direction
+    cheap = [(x, sx) for x, sx in variants if _affordable(sx)]
+    if len(cheap) >= 3:
+        variants = cheap
     pts = []
     for x, sx in variants:
         r, se, how, _ = _risk(sx, seed, 0.1, backend, use_cf and _closed_form_holds(sx), 2e5)
@@ -677,11 +682,17 @@ MAX_STATE_BYTES = 512 * 2 ** 20
 
 
 def _affordable(sx: Scenario) -> bool:
+    """Whether a variant fits in memory and its start fits in the time budget of one variant."""
     from ..engine import size
-    try:
-        return size(sx)[0] <= MAX_STATE_BYTES
-    except Exception:
+    from .variants import VARIANT_BUDGET_S, fixed_cost_s
+    if is_zero(sx):                 # nothing to simulate: no collision is possible
         return True
+    try:
+        if size(sx)[0] > MAX_STATE_BYTES:
+            return False
+    except Exception:
+        pass
+    return fixed_cost_s(sx) <= VARIANT_BUDGET_S
 
 
 def _simulated_search(lever, s, spec, V, r_star, seed, rel_error, backend, sign, power, step_sign,
@@ -696,7 +707,14 @@ def _simulated_search(lever, s, spec, V, r_star, seed, rel_error, backend, sign,
     hist = [(x0, r0)]
     for _ in range(24):
         # the next guess along the local power law, at most a factor 16 a step
-        target_x = x * (r_star / r) ** (1.0 / power) if r > 0 else x * 16.0 ** step_sign
+        if r > 0:
+            target_x = x * (r_star / r) ** (1.0 / power)
+        else:
+            # nothing seen here: overshot into the (nearly) risk-free side; go back halfway (on a
+            # log scale) to the nearest value that showed risk
+            seen = [p[0] for p in pts if p[1] > 0] + [xx for xx, rr in hist if rr > 0]
+            near = min(seen, key=lambda v: abs(math.log(v / x))) if seen else None
+            target_x = math.sqrt(x * near) if near else x * 16.0 ** -step_sign
         f = target_x / x
         f = min(max(f, 1 / 16), 16)
         nx = x * f
@@ -718,14 +736,29 @@ def _simulated_search(lever, s, spec, V, r_star, seed, rel_error, backend, sign,
                 return
             nx, sx = edge, valid(edge)
         if not _affordable(sx):
+            # the range's end on the safe side (toward the budget), wherever the step went
+            edge = spec.lo if step_sign < 0 else spec.hi
+            se_ = valid(edge) if math.isfinite(edge) else None
+            if se_ is not None and is_zero(se_):
+                # the range's end removes the risk (one node, say): that is the safe value, the
+                # values between were too costly to simulate
+                risky = [p[0] for p in pts if p[1] > 0] + [xx for xx, rr in hist if rr > 0]
+                near = min(risky, key=lambda v: abs(v - edge)) if risky else x
+                lever.crossing, lever.interval = float(edge), (min(edge, near), max(edge, near))
+                lever.method = (f"the range's end {edge:g} removes the risk (no collision is "
+                                f"possible); values between it and {near:g} are too costly to "
+                                "simulate here")
+                _settle(lever, spec, float(edge), edge)
+                return
             # too large to simulate here: the power law from what was simulated says the rest
             hist.append((nx, r * (nx / x) ** power if r > 0 else 0.0))
             _unreachable(lever, spec, hist, r_star, "simulation, extrapolated past "
-                                                    f"{x:g} (larger runs do not fit in memory)")
+                                                    f"{x:g} (larger runs do not fit in memory or in "
+                                                    "a variant's time budget)")
             if lever.needed is not None and spec.lo <= lever.needed <= spec.hi:
                 lever.note = (f"not solved: the boundary, about {lever.needed:.3g} by extrapolation, "
-                              f"is past what fits in memory to simulate ({x:g} was the last value "
-                              "simulated)")
+                              f"is past what fits in memory or in a variant's time budget to "
+                              f"simulate ({x:g} was the last value simulated)")
             return
         far = abs(math.log(r_star / r)) if r > 0 else math.inf
         prec = rel_error if far < 6 * rel_error else min(0.2, max(rel_error, far / 4))
@@ -747,8 +780,10 @@ def _simulated_search(lever, s, spec, V, r_star, seed, rel_error, backend, sign,
             break
     else:
         lever.note = "the search did not settle within 24 evaluations"
-    # the boundary from the last evaluation: x* = x (r*/R)^(1/b), R within its interval
-    x, e = pts[-1][0], pts[-1][3]
+    # the boundary from the last evaluation that saw risk: x* = x (r*/R)^(1/b), R within its
+    # interval
+    seen = [p for p in pts if p[1] > 0]
+    x, e = (seen or pts)[-1][0], (seen or pts)[-1][3]
     lever.boundary_rel_se = e.rel_error
     value = None
     if spec.integer:
@@ -797,6 +832,9 @@ def _bracketed(pts, r_star):
 
 
 def _from_last(lever, x, e: Estimate, r_star, power):
+    if e.per_hour <= 0:              # no evaluation saw any risk: the boundary is not past x
+        lever.crossing, lever.interval = float(x), (float(x), float(x))
+        return
     lo_r, hi_r = e.interval
     lever.crossing = x * (r_star / e.per_hour) ** (1.0 / power)
     ends = []

@@ -25,7 +25,8 @@ from ..scenario import Scenario, ScenarioError
 from .sweep import point_seed as child_seed
 
 __all__ = ["Variants", "Estimate", "estimate_risk", "precision", "closed_form_rate", "bisect_closed_form",
-           "child_seed", "correlation_time", "t_quantile", "HOUR"]
+           "child_seed", "correlation_time", "t_quantile", "affordable_window", "fixed_cost_s",
+           "VARIANT_BUDGET_S", "HOUR"]
 
 HOUR = 3600.0
 #: Batches of the engine's conditional estimate (collide.engine.params.NBATCHES).
@@ -33,6 +34,12 @@ BATCHES = 32
 #: A run's window is at least this many correlation times of the live population, so that
 #: neighbouring batches are nearly independent (the batch-means error is then within a few %).
 WINDOW_CORRELATION_TIMES = 128
+#: One variant is simulated for at most this many seconds of one core, as the size model
+#: (collide.sizing) prices it, so that a solve or a report stays bounded where each connection is
+#: costly (near port exhaustion, a pass over the ports for each arrival that finds its destination
+#: full). A run cut by it says so, and its error is widened for the correlation it could not
+#: average out. The budget is priced, not timed, so a seed still repeats every run exactly.
+VARIANT_BUDGET_S = 2.0
 #: Independent replicates where a window cannot grow (a schedule, a cold start, infinite-variance
 #: lifetimes): the error comes from their spread.
 MIN_REPLICATES = 8
@@ -284,6 +291,10 @@ def estimate_risk(s: Scenario, seed: int, rel_error: float, backend: str = "cyth
     rate = s.traffic.rate
     h0 = max(WINDOW_CORRELATION_TIMES * tau, 2000.0 / rate, 1.0)
     cap_h = max(max_connections / rate, 1.0)
+    budget_h = affordable_window(s)
+    cut = budget_h < min(h0, cap_h)
+    cap_h = max(min(cap_h, budget_h), 1.0)
+    max_connections = min(max_connections, cap_h * rate)
     h0 = min(h0, cap_h)
     hidden = hidden_state(s)
     rel_error = precision(s, rel_error)
@@ -312,10 +323,37 @@ def estimate_risk(s: Scenario, seed: int, rel_error: float, backend: str = "cyth
     se = row["expected_collisions_se"] * k * inflate
     if hidden:        # no tighter than the count itself (its clumps make it looser still)
         se = max(se, e / math.sqrt(max(row["collisions"], 1)))
+    method = f"conditional estimate ({row['estimate']})"
+    if cut and h < WINDOW_CORRELATION_TIMES * tau:
+        # a window too short for nearly independent batches: with neighbours correlated as
+        # rho = exp(-w / tau), the mean's variance is (1 + rho) / (1 - rho) times what
+        # independent batches would give
+        rho = math.exp(-w / tau)
+        se = max(se, row["expected_collisions_se"] * k * math.sqrt((1 + rho) / (1 - rho)))
+        method += f", cut to {h:.3g} s by the time budget"
     tq = t_quantile(BATCHES - 1)
-    return Estimate(e, se, (max(0.0, e - tq * se), e + tq * se),
-                    f"conditional estimate ({row['estimate']})", seed, h, 1, row["connections"],
-                    row["collisions"], BATCHES - 1)
+    return Estimate(e, se, (max(0.0, e - tq * se), e + tq * se), method, seed, h, 1,
+                    row["connections"], row["collisions"], BATCHES - 1)
+
+
+def _cost(s: Scenario, horizon: float) -> float:
+    from ..sizing import size_run
+    return size_run(s.replace({"traffic.horizon": horizon})).work_s
+
+
+def fixed_cost_s(s: Scenario) -> float:
+    """Seconds of one core a run of `s` costs before its window (the stationary start, a burn-in),
+    by the size model."""
+    a = _cost(s, 1.0)
+    return max(0.0, a - (_cost(s, 2.0) - a))
+
+
+def affordable_window(s: Scenario) -> float:
+    """The longest window (seconds) a run of `s` may simulate within VARIANT_BUDGET_S (0 when its
+    start alone costs more)."""
+    a, b = _cost(s, 1.0), _cost(s, 2.0)
+    per_s = max(b - a, 1e-12)
+    return max(0.0, (VARIANT_BUDGET_S - (a - per_s)) / per_s)
 
 
 def _by_replicates(s, seed, rel_error, backend, max_connections, estimate) -> Estimate:
@@ -324,6 +362,9 @@ def _by_replicates(s, seed, rel_error, backend, max_connections, estimate) -> Es
     est_name = None
     per_rep = s.traffic.mean_rate * s.traffic.horizon
     cap = max(MIN_REPLICATES, int(max_connections / max(per_rep, 1.0)))
+    # the time budget bounds the replicates too (never below MIN_REPLICATES: the spread needs them)
+    cap = min(cap, max(MIN_REPLICATES, int(VARIANT_BUDGET_S / max(_cost(s, s.traffic.horizon),
+                                                                  1e-9))))
     r = 0
     target = MIN_REPLICATES
     while True:
