@@ -65,15 +65,34 @@ def check_state(r: Run, drained: bool):
             ip, j = (q, None) if pi[C.ALLOC] == 3 else divmod(q, N)
             ft = (ends[ip].max(axis=1) if j is None else ends[ip, :, j]) + reuse
             assert set(np.flatnonzero(ft <= st["pool_th"][q]).tolist()) <= set(lst.tolist())
-    # the `full` estimate's flags and sums are the state's own
+    # the `full` estimate's counts are the state's own: A, F and S from the slots, DUP and T row
+    # by row (docs/engine.md), and est_sum = S - A - DUP - T from its definition
     if pi[C.SUMS] and drained:
-        fl = st["flags"].reshape(K, P, N)
-        assert ((fl & T.F_LIVE) > 0).tolist() == live.tolist()
+        Z = int(pi[C.ZONES])
+        est = st["est"]
         taken = ends + reuse > now
-        assert ((fl & T.F_TAKEN) > 0).tolist() == taken.tolist()
-        assert st["est_free"].tolist() == (P - taken.sum(axis=1)).ravel().tolist()
+        zone = np.arange(N) % Z
+        assert est[0:3 * K * N:3].tolist() == live.sum(axis=1).ravel().tolist()
+        assert est[1:3 * K * N:3].tolist() == (P - taken.sum(axis=1)).ravel().tolist()
+        S = est[3 * K * N::2].reshape(K, Z)
+        for ip in range(K):
+            for z in range(Z):
+                assert S[ip, z] == live[ip][:, zone == z].sum()
+        dup = np.zeros((K, Z), np.int64)
+        tt = np.zeros((K, N), np.int64)
         want = []
         for ip in range(K):
+            for p in range(P):
+                holders = [(m, int(tgts[ip, p, m])) for m in range(N) if live[ip, p, m]]
+                if taken[ip, p].sum() < 2:
+                    continue                 # (a row with one slot taken adds nothing)
+                for z in range(Z):
+                    zt = [b for m, b in holders if zone[m] == z]
+                    dup[ip, z] += len(zt) - len(set(zt))
+                for j in range(N):
+                    if taken[ip, p, j]:
+                        tt[ip, j] += len({b for m, b in holders if zone[m] == zone[j]}) \
+                            - int(live[ip, p, j])
             for j in range(N):
                 lo, hi = (0, B) if pi[C.CROSS] else (int(r.arrays[2][j]),
                                                      int(r.arrays[2][j] + r.arrays[3][j]))
@@ -82,7 +101,11 @@ def check_state(r: Run, drained: bool):
                     tot += len({int(tgts[ip, p, m]) for m in range(N)
                                 if m != j and live[ip, p, m] and lo <= tgts[ip, p, m] < hi})
                 want.append(tot)
-        assert st["est_sum"].tolist() == want
+        assert est[3 * K * N + 1::2].reshape(K, Z).tolist() == dup.tolist()
+        assert est[2:3 * K * N:3].reshape(K, N).tolist() == tt.tolist()
+        got = [int(S[ip, j % Z] - est[3 * (ip * N + j)] - dup[ip, j % Z] - tt[ip, j])
+               for ip in range(K) for j in range(N)]
+        assert got == want
     # TIME_WAIT: one live record per 4-tuple at most
     tw = st["tw"].reshape(-1, T.TWB)
     keys = tw[:, 0:6:2][tw[:, 1:6:2] > now]

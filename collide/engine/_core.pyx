@@ -132,6 +132,256 @@ cdef extern from *:
         }
         return n;
     }
+    /* The `full` estimate's two-level queue of events (the reference's ev_fine, ev_push,
+       ev_apply, ev_bucket_due and ev_drain), in C so that its hot steps are inlined into the
+       kernel. Its cursors and pool counts live in the state's `si` (COLLIDE_EV_* below). */
+    enum { COLLIDE_EV_FREE = 19, COLLIDE_EV_USED = 20, COLLIDE_EV_CUR = 21, COLLIDE_EV_CC = 26,
+           COLLIDE_EV_NC = 64, COLLIDE_EVW = 16, COLLIDE_EVI = 7 };
+    typedef struct {
+        double *b; int64_t mask; double finv, cinv;       /* fine buckets: least, count, 3 pairs */
+        double *cq; int64_t *cn; int64_t ccap;           /* coarse segments */
+        double *pt; int64_t *pc, *pn, *head;              /* the pool, chained per fine bucket */
+        int64_t *si, *est; int64_t sbase; int reuse0;
+    } collide_evq;
+    static inline int64_t collide_ev_index(double x, double inv) {
+        double f = x * inv;
+        return (int64_t)(f < 4e18 ? f : 4e18);
+    }
+    COLLIDE_HOT void evq_fine(collide_evq *q, double x, int64_t code) {
+        int64_t i = collide_ev_index(x, q->finv) & q->mask, n, e;
+        double *b = q->b + i * COLLIDE_EVW;
+        n = (int64_t)b[1];
+        if (x < b[0]) b[0] = x;
+        b[1] = (double)(n + 1);
+        if (n < COLLIDE_EVI) { b[2 + 2 * n] = x; b[3 + 2 * n] = (double)code; return; }
+        e = q->si[COLLIDE_EV_FREE];
+        q->si[COLLIDE_EV_FREE] = q->pn[e];
+        q->si[COLLIDE_EV_USED] += 1;
+        q->pt[e] = x; q->pc[e] = code; q->pn[e] = q->head[i]; q->head[i] = e;
+    }
+    COLLIDE_HOT void evq_push(collide_evq *q, double x, int64_t code) {
+        int64_t c = collide_ev_index(x, q->cinv);
+        if (c > q->si[COLLIDE_EV_CC] + 1) {
+            int64_t k = c & (COLLIDE_EV_NC - 1), n = q->cn[k];
+            if (n < q->ccap) {
+                double *e = q->cq + 2 * (k * q->ccap + n);
+                e[0] = x; e[1] = (double)code; q->cn[k] = n + 1;
+                return;
+            }
+        }
+        evq_fine(q, x, code);
+    }
+    COLLIDE_HOT void evq_apply(collide_evq *q, int64_t code) {
+        int64_t kind = code & 7, off = code >> 24, *est = q->est;
+        if (kind <= 1) {                         /* an end (1: taken back) */
+            int64_t sgn = kind ? 1 : -1;
+            est[off] += sgn;
+            est[q->sbase + ((code >> 3) & 0x1FFFFF)] += sgn;
+            if (q->reuse0) est[off + 1] -= sgn;
+        } else if (kind <= 3) {                  /* a release (3: taken back) */
+            est[off] += kind == 2 ? 1 : -1;
+        } else {                                 /* a step of T or DUP */
+            est[off] += ((code >> 3) & 1023) - 512;
+        }
+    }
+    static int64_t evq_bucket_due(collide_evq *q, int64_t i, double t) {
+        double *b = q->b + i * COLLIDE_EVW, least = INFINITY, x;
+        int64_t n = (int64_t)b[1], kept = 0, k, e, nxt, chain = -1, work = 1;
+        for (k = 0; k < (n < COLLIDE_EVI ? n : COLLIDE_EVI); k++) {
+            x = b[2 + 2 * k];
+            if (x <= t) evq_apply(q, (int64_t)b[3 + 2 * k]);
+            else {
+                b[2 + 2 * kept] = x; b[3 + 2 * kept] = b[3 + 2 * k]; kept++;
+                if (x < least) least = x;
+            }
+        }
+        if (n > COLLIDE_EVI) {
+            for (e = q->head[i]; e >= 0; e = nxt) {
+                nxt = q->pn[e];
+                work++;
+                x = q->pt[e];
+                if (x <= t || kept < COLLIDE_EVI) {
+                    if (x <= t) evq_apply(q, q->pc[e]);
+                    else {
+                        b[2 + 2 * kept] = x; b[3 + 2 * kept] = (double)q->pc[e]; kept++;
+                        if (x < least) least = x;
+                    }
+                    q->pn[e] = q->si[COLLIDE_EV_FREE];
+                    q->si[COLLIDE_EV_FREE] = e;
+                    q->si[COLLIDE_EV_USED] -= 1;
+                } else {
+                    q->pn[e] = chain; chain = e; kept++;
+                    if (x < least) least = x;
+                }
+            }
+            q->head[i] = chain;
+        }
+        b[0] = least;
+        b[1] = (double)kept;
+        return work;
+    }
+    static int64_t evq_move(collide_evq *q, double t) {
+        int64_t ct = collide_ev_index(t, q->cinv), cc = q->si[COLLIDE_EV_CC], k, n, kept, i;
+        int64_t work = 0;
+        if (cc < ct - COLLIDE_EV_NC - 1) cc = ct - COLLIDE_EV_NC - 1;
+        while (cc < ct) {
+            double *e;
+            cc++;
+            q->si[COLLIDE_EV_CC] = cc;
+            k = (cc + 1) & (COLLIDE_EV_NC - 1);
+            n = q->cn[k];
+            e = q->cq + 2 * k * q->ccap;
+            kept = 0;
+            for (i = 0; i < n; i++) {
+                double x = e[2 * i];
+                if (collide_ev_index(x, q->cinv) <= cc + 1) evq_fine(q, x, (int64_t)e[2 * i + 1]);
+                else { e[2 * kept] = x; e[2 * kept + 1] = e[2 * i + 1]; kept++; }
+            }
+            q->cn[k] = kept;
+            work += n + 1;
+        }
+        return work;
+    }
+    static int64_t evq_room(const collide_evq *q, double t);
+    /* evq_drain, after checking that the pool has room for what the coarse segments due by t
+       move in and for `more` events (-1: it has not; nothing was done) */
+    COLLIDE_HOT int64_t evq_drain(collide_evq *q, double t, int64_t more, int64_t cap) {
+        int64_t work = 1, qt, cur, m = q->mask;
+        if (COLLIDE_UNLIKELY(collide_ev_index(t, q->cinv) > q->si[COLLIDE_EV_CC])) {
+            if (q->si[COLLIDE_EV_USED] + evq_room(q, t) + more > cap) return -1;
+            work += evq_move(q, t);
+        }
+        qt = collide_ev_index(t, q->finv);
+        cur = q->si[COLLIDE_EV_CUR];
+        if (cur < qt) {
+            if (cur < qt - m - 1) cur = qt - m - 1;
+            for (; cur < qt; cur++)
+                if (q->b[(cur & m) * COLLIDE_EVW] <= t) work += evq_bucket_due(q, cur & m, t);
+            q->si[COLLIDE_EV_CUR] = cur;
+        }
+        if (q->b[(qt & m) * COLLIDE_EVW] <= t) work += evq_bucket_due(q, qt & m, t);
+        return work;
+    }
+    /* The reference's row_contrib, row_schedule, row_list and row_changed: a row's taken slots
+       (occupant i < cnt: end ef[o+i], target ei[o+i], node ei[2n+o+i]) and what they add to T
+       (per occupant) and DUP (per zone, at its first occupant) as time passes. */
+    static void collide_row_contrib(const double *ef, const int64_t *ei, int64_t o, int64_t cnt,
+                                    int64_t n, int64_t Z, double reuse, double tau, int64_t *c) {
+        int64_t i, k, x;
+        const double *e = ef + o;
+        const int64_t *g = ei + o, *node = ei + 2 * n + o;
+        if (Z == 1) {                            /* cross-zone on: one zone */
+            int64_t live = 0, distinct = 0;
+            for (i = 0; i < cnt; i++) {
+                if (e[i] > tau && g[i] >= 0) {
+                    int64_t first = 1;
+                    live++;
+                    for (x = 0; x < i; x++)
+                        if (e[x] > tau && g[x] == g[i]) { first = 0; break; }
+                    distinct += first;
+                }
+            }
+            for (i = 0; i < cnt; i++) {
+                c[i] = e[i] + reuse > tau ? distinct - (e[i] > tau && g[i] >= 0) : 0;
+                c[n + i] = 0;
+            }
+            c[n] = live - distinct;
+            return;
+        }
+        for (i = 0; i < cnt; i++) {
+            int64_t zi = node[i] % Z, live = 0, distinct = 0, rep = 1;
+            for (k = 0; k < cnt; k++) {
+                if (node[k] % Z != zi) continue;
+                if (k < i) rep = 0;
+                if (e[k] > tau && g[k] >= 0) {
+                    int64_t first = 1;
+                    live++;
+                    for (x = 0; x < k; x++)
+                        if (e[x] > tau && g[x] == g[k]) { first = 0; break; }
+                    distinct += first;
+                }
+            }
+            c[i] = e[i] + reuse > tau ? distinct - (e[i] > tau && g[i] >= 0) : 0;
+            c[n + i] = rep ? live - distinct : 0;
+        }
+    }
+    static void collide_row_schedule(collide_evq *q, double *ef, const int64_t *ei, int64_t o,
+                                     int64_t cnt, int64_t n, int64_t Z, double reuse, double t,
+                                     int64_t sign, int64_t ip, int64_t *c, int64_t *w) {
+        double *bp = ef + 2 * n, x, last = t;
+        int64_t nb = 0, i, k, b, m, d;
+        for (i = 0; i < cnt; i++) {
+            x = ef[o + i];
+            if (ei[o + i] >= 0 && t < x && x < INFINITY) bp[nb++] = x;
+            x = ef[o + i] + reuse;
+            if (reuse > 0.0 && t < x && x < INFINITY) bp[nb++] = x;
+        }
+        for (i = 1; i < nb; i++) {               /* insertion sort: a handful */
+            x = bp[i];
+            for (k = i; k > 0 && bp[k - 1] > x; k--) bp[k] = bp[k - 1];
+            bp[k] = x;
+        }
+        for (b = 0; b < nb; b++) {
+            x = bp[b];
+            if (x == last) continue;
+            last = x;
+            collide_row_contrib(ef, ei, o, cnt, n, Z, reuse, x, w);
+            for (i = 0; i < cnt; i++) {
+                m = ei[2 * n + o + i];
+                d = w[i] - c[i];
+                if (d) {
+                    evq_push(q, x, ((3 * (ip * n + m) + 2) << 24) | ((sign * d + 512) << 3) | 4);
+                    c[i] = w[i];
+                }
+                d = w[n + i] - c[n + i];
+                if (d) {
+                    evq_push(q, x, ((q->sbase + 2 * (ip * Z + m % Z) + 1) << 24)
+                                   | ((sign * d + 512) << 3) | 5);
+                    c[n + i] = w[n + i];
+                }
+            }
+        }
+    }
+    COLLIDE_HOT int64_t collide_row_list(const double *slot_end, const int32_t *slot_tgt,
+                                         int64_t row, int64_t n, double reuse, double t,
+                                         double *ef, int64_t *ei, int64_t o) {
+        int64_t m, cnt = 0;
+        for (m = 0; m < n; m++) {
+            if (slot_end[row + m] + reuse > t) {
+                ef[o + cnt] = slot_end[row + m];
+                ei[o + cnt] = slot_tgt[row + m];
+                ei[2 * n + o + cnt] = m;
+                cnt++;
+            }
+        }
+        return cnt;
+    }
+    static void collide_row_changed(collide_evq *q, const double *slot_end,
+                                    const int32_t *slot_tgt, int64_t row, double *ef, int64_t *ei,
+                                    int64_t n, int64_t Z, double reuse, double t, int64_t ip,
+                                    int64_t before) {
+        int64_t after = collide_row_list(slot_end, slot_tgt, row, n, reuse, t, ef, ei, n);
+        int64_t *c = ei + 4 * n, *w = ei + 6 * n, *est = q->est, side, cnt, o, sign, i, m;
+        for (side = 0; side < 2; side++) {
+            cnt = side ? after : before;
+            if (cnt < 2) continue;               /* one slot taken: nothing */
+            o = side * n;
+            sign = side ? 1 : -1;
+            collide_row_contrib(ef, ei, o, cnt, n, Z, reuse, t, c);
+            for (i = 0; i < cnt; i++) {
+                m = ei[2 * n + o + i];
+                est[3 * (ip * n + m) + 2] += sign * c[i];
+                est[q->sbase + 2 * (ip * Z + m % Z) + 1] += sign * c[n + i];
+            }
+            collide_row_schedule(q, ef, ei, o, cnt, n, Z, reuse, t, sign, ip, c, w);
+        }
+    }
+    static int64_t evq_room(const collide_evq *q, double t) {
+        int64_t ct = collide_ev_index(t, q->cinv), cc = q->si[COLLIDE_EV_CC], need = 0;
+        if (cc < ct - COLLIDE_EV_NC - 1) cc = ct - COLLIDE_EV_NC - 1;
+        while (cc < ct) { cc++; need += q->cn[(cc + 1) & (COLLIDE_EV_NC - 1)]; }
+        return need;
+    }
     static const double collide_two53 = 1.0 / 9007199254740992.0;
     /* [0, n) by Lemire's multiply-shift on the high 32 bits of a word, with exact rejection */
     COLLIDE_HOT int64_t rng_randint(collide_pcg64 *g, bitgen_t *b, int64_t n) {
@@ -182,6 +432,31 @@ cdef extern from *:
                                double t) nogil
     int64_t collide_list_free(const double *col, int64_t P, int64_t stride, double reuse,
                               double th, int32_t *lst, int32_t *pos) nogil
+    ctypedef struct collide_evq:
+        double *b
+        int64_t mask
+        double finv, cinv
+        double *cq
+        int64_t *cn
+        int64_t ccap
+        double *pt
+        int64_t *pc
+        int64_t *pn
+        int64_t *head
+        int64_t *si
+        int64_t *est
+        int64_t sbase
+        int reuse0
+    int COLLIDE_EV_FREE, COLLIDE_EV_USED, COLLIDE_EV_CUR, COLLIDE_EV_CC, COLLIDE_EV_NC, COLLIDE_EVW
+    int COLLIDE_EVI
+    void evq_push(collide_evq *q, double x, int64_t code) nogil
+    int64_t evq_drain(collide_evq *q, double t, int64_t more, int64_t cap) nogil
+    void collide_row_changed(collide_evq *q, const double *slot_end, const int32_t *slot_tgt,
+                             int64_t row, double *ef, int64_t *ei, int64_t n, int64_t Z,
+                             double reuse, double t, int64_t ip, int64_t before) nogil
+    int64_t collide_row_list(const double *slot_end, const int32_t *slot_tgt, int64_t row,
+                             int64_t n, double reuse, double t, double *ef, int64_t *ei,
+                             int64_t o) nogil
     int64_t rng_randint(collide_pcg64 *g, bitgen_t *b, int64_t n) nogil
     double rng_uniform(collide_pcg64 *g, bitgen_t *b) nogil
     double rng_exponential(collide_pcg64 *g, bitgen_t *b) nogil
@@ -196,13 +471,14 @@ cdef object M64 = (1 << 64) - 1
 cdef enum:
     K, N, B, P, CAP, LIMITED, CLIENTS, IP_PER_CLIENT, STICKY, ALLOC, DIST, OUTCOME, CROSS, CIP, \
     WEIGHTED, EST, SUMS, NBATCH, TW_ON, REUSE_ON, NODE_LIMIT, NEED_CLIENT, EMP_N, SCHED_N, SYN_N, \
-    CA_LIMIT, COLLIDABLE, NTL_SIZE, EV_M, UNTIL_FIRST, DELAYS
+    CA_LIMIT, COLLIDABLE, NTL_SIZE, EV_M, UNTIL_FIRST, DELAYS, ZONES, EV_CCAP
 cdef enum:
-    RATE, MEAN, MU, SIGMA, XM, ALPHA, DNS_TTL, TW, SCF, REUSE, T_MEASURE, T_END, EV_INVW, BATCH_SCALE
+    RATE, MEAN, MU, SIGMA, XM, ALPHA, DNS_TTL, TW, SCF, REUSE, T_MEASURE, T_END, EV_INVW, \
+    BATCH_SCALE, EV_CINV
 cdef enum:
     S_CONN, S_EST, S_AFAIL, S_FAILED, S_COLL, S_RESETS, S_TWHITS, S_PAIRS, S_DELAYED, S_PENDING, \
     S_CA_SEC, S_CA_USED, S_PEAK, S_SAMPLE_I, S_FIRST_SEEN, S_PD_TOP, S_HEAP_N, S_PD_SERIAL, \
-    S_TW_INS, S_EV_FREE, S_EV_USED, S_EV_CUR, S_PLACE_I, S_PLACE_N, S_STARTED, S_TRIES
+    S_TW_INS, S_EV_FREE, S_EV_USED, S_EV_CUR, S_PLACE_I, S_PLACE_N, S_STARTED, S_TRIES, S_EV_CC
 cdef enum:
     F_NEXT_ARR, F_NOW, F_FIRST, F_BSCALE
 cdef enum:
@@ -216,12 +492,15 @@ cdef enum:
     H_MODE = 0
     H_LEN = 1
     H_MISS = 2
-    FL_LIVE = 1
-    FL_TAKEN = 2
     TWB = 8
     TW_OVF = 6
-    EVB = 4
-    STAGE = 8
+    EV_NC = 64
+    EV_END = 0
+    EV_UNEND = 1
+    EV_REL = 2
+    EV_UNREL = 3
+    EV_T = 4
+    EV_DUP = 5
     KMAX = 128
     PEAK_SAMPLES = 100
 cdef enum:
@@ -240,14 +519,18 @@ def use_general_kernel(bint on):
 
 assert (C.DELAYS, C.EV_INVW, T.TRIES, T.FIRST, T.DW, T.HW, T.TWB, T.TW_OVF, T.GROW_EV) == \
     (DELAYS, EV_INVW, S_TRIES, F_FIRST, DW, HW, TWB, TW_OVF, GROW_EV)
-assert (T.EVB, T.D_LIN_PERT, T.BSCALE) == (EVB, D_LIN_PERT, F_BSCALE)
-assert (C.PEAK_SAMPLES, T.F_LIVE, T.F_TAKEN, T.D_LIN_PERT, T.H_MISS, T.PLACE_N) == \
-    (PEAK_SAMPLES, FL_LIVE, FL_TAKEN, D_LIN_PERT, H_MISS, S_PLACE_N)
+assert (T.EV_NC, T.D_LIN_PERT, T.BSCALE, T.EV_CC, C.ZONES, C.EV_CCAP, C.EV_CINV) == \
+    (EV_NC, D_LIN_PERT, F_BSCALE, S_EV_CC, ZONES, EV_CCAP, EV_CINV)
+assert (T.EV_FREE, T.EV_USED, T.EV_CUR, T.EV_CC, T.EV_NC, T.EVW, T.EVI) == \
+    (COLLIDE_EV_FREE, COLLIDE_EV_USED, COLLIDE_EV_CUR, COLLIDE_EV_CC, COLLIDE_EV_NC, COLLIDE_EVW,
+     COLLIDE_EVI)
+assert (C.PEAK_SAMPLES, T.D_LIN_PERT, T.H_MISS, T.PLACE_N) == \
+    (PEAK_SAMPLES, D_LIN_PERT, H_MISS, S_PLACE_N)
 assert T.FIELDS == ("si", "sf", "slot_end", "slot_tgt", "dest", "pool", "pool_th", "hl_list",
                     "hl_pos", "cl_node", "cl_exp", "ntl", "tw", "pd_slot", "pd_tgt", "pd_retry",
                     "pd_flags", "pd_serial", "pd_t0", "pd_life", "pd_at", "pd_stack", "heap",
-                    "est_sum", "est_free", "flags", "ev_b", "ev_t", "ev_s", "ev_next",
-                    "ev_head", "batches", "dhist", "place_life", "place_order")
+                    "est", "est_f", "est_i", "ev_b", "ev_t", "ev_s", "ev_next", "ev_head",
+                    "ev_cq", "ev_cn", "batches", "dhist", "place_life", "place_order")
 
 # compile-time specialisation of the kernel (fused types: one copy per member, branches on them
 # resolved when compiling). Mode: plain (random ports, client IP preservation, none of TIME_WAIT,
@@ -272,15 +555,17 @@ ctypedef fused Est:
 ctypedef struct Kern:
     # parameters
     int64_t k, n, nb, np_, cap, clients, alloc, dist, outcome, nbatch, node_limit, emp_n, sched_n
-    int64_t syn_n, syn_off, ca_limit, ntl_size, ev_m
+    int64_t syn_n, syn_off, ca_limit, ntl_size, ev_m, zones, sbase, ev_ccap, ev_max
     bint limited, ip_per_client, sticky, need_client, cross, cip, weighted, sums, tw_on, delays
     bint collidable, until_first
     double rate, mean, mu, sigma, xm, alpha, dns_ttl, tw_s, scf, reuse, t_measure, t_end, ev_invw
-    double batch_scale
+    double batch_scale, ev_cinv
     const int64_t *zs
     const int64_t *zc
     const double *wcum
     const double *xa
+    const int64_t *dsum         # per destination d: the place of its S in `est` (full estimate)
+    const int64_t *dend         # ... and the code of an end there
     # state
     int64_t *si
     double *sf
@@ -306,20 +591,18 @@ ctypedef struct Kern:
     double *pd_at
     int64_t *pd_stack
     int64_t *heap
-    int64_t *est_sum
-    int64_t *est_free
-    uint8_t *flags
+    int64_t *est
+    double *est_f
+    int64_t *est_i
     double *ev_b
-    # events staged before they enter the ring (their bucket's line is asked for when staged and
-    # written STAGE events later); staged events count as queued (drain, take-back)
-    double st_t[8]
-    int64_t st_c[8]
-    int64_t st_n, st_head, pref_q
     double *ev_t
     int64_t *ev_s
     int64_t *ev_next
     int64_t *ev_head
     int64_t ev_cap
+    double *ev_cq
+    int64_t *ev_cn
+    collide_evq evq             # the same arrays, for the queue's C steps
     double *batches
     int64_t *dhist
     double *place_life
@@ -722,7 +1005,11 @@ cdef int64_t allocate_pooled(Kern *k, collide_pcg64 *g, int64_t q, int64_t ip, i
     return p
 
 
-# == the `full` estimate's running sums ===============================================================
+# == the `full` estimate's running counts ============================================================
+# The reference's: est_sum[d] = S[ip, z] - A[d] - DUP[ip, z] - T[d], rows with two or more slots
+# taken adding steps queued by the arrival that changed them; events carry counter updates and wait
+# in a fine ring of buckets (least time, count, three pairs; a pool beyond) and EV_NC coarse
+# segments for later times (docs/engine.md).
 cdef inline void zone_of(const Kern *k, int64_t m, int64_t *lo, int64_t *hi) noexcept nogil:
     if k.cross:
         lo[0] = 0
@@ -732,240 +1019,62 @@ cdef inline void zone_of(const Kern *k, int64_t m, int64_t *lo, int64_t *hi) noe
         hi[0] = k.zs[m] + k.zc[m]
 
 
-cdef int64_t flag_distinct(const Kern *k, int64_t row, int64_t skip1, int64_t skip2, int64_t lo,
-                           int64_t hi, int64_t b_only) noexcept nogil:
-    cdef int64_t m, x, c = 0, b
-    cdef bint seen
-    for m in range(k.n):
-        if m == skip1 or m == skip2 or not (k.flags[row + m] & FL_LIVE):
-            continue
-        b = k.slot_tgt[row + m]
-        if b_only >= 0:
-            if b == b_only:
-                return 1
-            continue
-        if b < lo or b >= hi:
-            continue
-        seen = False
-        for x in range(m):
-            if x != skip1 and x != skip2 and (k.flags[row + x] & FL_LIVE) and \
-                    k.slot_tgt[row + x] == b:
-                seen = True
-        if not seen:
-            c += 1
-    return c
+cdef inline int64_t zone_index(const Kern *k, int64_t m) noexcept nogil:
+    return 0 if k.zones == 1 else m % k.zones
 
 
-cdef inline void sums_take(Kern *k, int64_t row, int64_t j, int64_t d) noexcept nogil:
-    cdef int64_t lo, hi
-    k.flags[row + j] = k.flags[row + j] | FL_TAKEN
-    zone_of(k, j, &lo, &hi)
-    k.est_free[d] -= 1
-    k.est_sum[d] -= flag_distinct(k, row, j, -1, lo, hi, -1)
+cdef inline int64_t est_code(int64_t offset, int64_t x, int64_t kind) noexcept nogil:
+    return (offset << 24) | (x << 3) | kind
 
 
-cdef inline void sums_release(Kern *k, int64_t row, int64_t j, int64_t d) noexcept nogil:
-    cdef int64_t lo, hi
-    k.flags[row + j] = k.flags[row + j] & (255 - FL_TAKEN)
-    zone_of(k, j, &lo, &hi)
-    k.est_free[d] += 1
-    k.est_sum[d] += flag_distinct(k, row, j, -1, lo, hi, -1)
-
-
-cdef void sums_holder(Kern *k, int64_t row, int64_t j0, int64_t d0, int64_t delta) noexcept nogil:
-    cdef int64_t b = k.slot_tgt[row + j0], m, lo, hi
-    if delta < 0:
-        k.flags[row + j0] = k.flags[row + j0] & (255 - FL_LIVE)
-    for m in range(k.n):
-        if m == j0 or (k.flags[row + m] & FL_TAKEN):
-            continue
-        zone_of(k, m, &lo, &hi)
-        if b < lo or b >= hi:
-            continue
-        if flag_distinct(k, row, m, j0, 0, 0, b) == 0:
-            k.est_sum[d0 - j0 + m] += delta
-    if delta > 0:
-        k.flags[row + j0] = k.flags[row + j0] | FL_LIVE
-
-
-cdef inline int64_t ev_bucket(const Kern *k, double x) noexcept nogil:
-    cdef double qb = x * k.ev_invw
-    if qb > 4e18:
-        qb = 4e18
-    return (<int64_t>qb) & (k.ev_m - 1)
+cdef inline int64_t end_code(const Kern *k, int64_t ip, int64_t m, int64_t kind) noexcept nogil:
+    """The reference's `end_code`."""
+    cdef int64_t d = 3 * (ip * k.n + m)
+    if kind >= EV_REL:
+        return est_code(d + 1, 0, kind)
+    return est_code(d, 2 * (ip * k.zones + zone_index(k, m)), kind)
 
 
 cdef inline void ev_push(Kern *k, double x, int64_t code) noexcept nogil:
-    """Queue an event: one of its bucket's inline entries, or the bucket's overflow chain."""
-    cdef int64_t q = ev_bucket(k, x), e, i
-    cdef double *bk = k.ev_b + q * 2 * EVB
-    for i in range(EVB):
-        if bk[2 * i] == INFINITY:
-            bk[2 * i] = x
-            bk[2 * i + 1] = <double>code
-            return
-    e = k.si[S_EV_FREE]
-    k.si[S_EV_FREE] = k.ev_next[e]
-    k.si[S_EV_USED] += 1
-    k.ev_t[e] = x
-    k.ev_s[e] = code
-    k.ev_next[e] = k.ev_head[q]
-    k.ev_head[q] = e
+    evq_push(&k.evq, x, code)
 
 
-cdef inline void ev_stage(Kern *k, double x, int64_t code) noexcept nogil:
-    """Queue an event through the staging ring: its bucket line is fetched now and written when
-    STAGE more events have been staged (a hint and a delay: no result depends on it)."""
-    cdef int64_t i
-    COLLIDE_PREFETCH(k.ev_b + ev_bucket(k, x) * 2 * EVB)
-    if k.st_n == STAGE:
-        i = k.st_head
-        if k.st_t[i] != INFINITY:
-            ev_push(k, k.st_t[i], k.st_c[i])
-        k.st_t[i] = x
-        k.st_c[i] = code
-        k.st_head = (i + 1) & (STAGE - 1)
-    else:
-        i = (k.st_head + k.st_n) & (STAGE - 1)
-        k.st_t[i] = x
-        k.st_c[i] = code
-        k.st_n += 1
+cdef inline int64_t row_list(Kern *k, int64_t row, double t) noexcept nogil:
+    """The reference's `row_list` (the contents before a change, at est_f/est_i[0:])."""
+    return collide_row_list(k.slot_end, k.slot_tgt, row, k.n, k.reuse, t, k.est_f, k.est_i, 0)
 
 
-cdef void ev_unstage(Kern *k) noexcept nogil:
-    """Move every staged event into the ring (before the kernel returns)."""
-    cdef int64_t i, m
-    for m in range(k.st_n):
-        i = (k.st_head + m) & (STAGE - 1)
-        if k.st_t[i] != INFINITY:
-            ev_push(k, k.st_t[i], k.st_c[i])
-    k.st_n = 0
-    k.st_head = 0
+cdef void row_changed(Kern *k, int64_t row, int64_t ip, double t, int64_t before) noexcept nogil:
+    """The reference's `row_changed`."""
+    collide_row_changed(&k.evq, k.slot_end, k.slot_tgt, row, k.est_f, k.est_i, k.n, k.zones,
+                        k.reuse, t, ip, before)
 
 
-cdef void ev_remove(Kern *k, double x, int64_t code) noexcept nogil:
-    cdef int64_t q = ev_bucket(k, x), e, prev = -1, i, m
-    cdef double *bk = k.ev_b + q * 2 * EVB
-    for m in range(k.st_n):
-        i = (k.st_head + m) & (STAGE - 1)
-        if k.st_t[i] == x and k.st_c[i] == code:
-            k.st_t[i] = INFINITY
-            return
-    for i in range(EVB):
-        if bk[2 * i] == x and bk[2 * i + 1] == <double>code:
-            bk[2 * i] = INFINITY
-            return
-    e = k.ev_head[q]
-    while e >= 0:
-        if k.ev_t[e] == x and k.ev_s[e] == code:
-            if prev < 0:
-                k.ev_head[q] = k.ev_next[e]
-            else:
-                k.ev_next[prev] = k.ev_next[e]
-            k.ev_next[e] = k.si[S_EV_FREE]
-            k.si[S_EV_FREE] = e
-            k.si[S_EV_USED] -= 1
-            return
-        prev = e
-        e = k.ev_next[e]
-
-
-cdef inline int64_t ev_code(int64_t ip, int64_t p, int64_t j, int64_t kind) noexcept nogil:
-    """An event's code: (ip, port, node) and its kind packed so that applying it needs no
-    division (ports < 2**16, nodes < 2**8; exact as a float64 below 2**53)."""
-    return ((((ip << 16) | p) << 8 | j) << 1) | kind
-
-
-cdef inline void ev_apply(Kern *k, int64_t code) noexcept nogil:
-    """The reference's `ev_apply`, on a packed code (`ev_code`)."""
-    cdef int64_t j = (code >> 1) & 255, p = (code >> 9) & 65535, ip = code >> 25
-    cdef int64_t row = (ip * k.np_ + p) * k.n, d = ip * k.n + j
-    if code & 1:
-        sums_release(k, row, j, d)
-        return
-    sums_holder(k, row, j, d, -1)
-    if k.reuse == 0.0:
-        sums_release(k, row, j, d)
-
-
-cdef int64_t ev_drain(Kern *k, double t) noexcept nogil:
-    """The reference's `ev_drain`: every event of a time <= t, applied (staged ones too). The
-    rows of the next bucket's events are asked for a bucket ahead."""
-    cdef int64_t work = 0, qt, cur, q, prev, e, nxt, i, m = k.ev_m, c
-    cdef double qf = t * k.ev_invw
-    cdef double *bk
-    cdef double *nb
-    for i in range(k.st_n):
-        e = (k.st_head + i) & (STAGE - 1)
-        if k.st_t[e] <= t:
-            k.st_t[e] = INFINITY
-            ev_apply(k, k.st_c[e])
-    qt = <int64_t>(qf if qf < 4e18 else 4e18)
-    cur = k.si[S_EV_CUR]
-    if cur < qt - m:
-        cur = qt - m
-    if k.pref_q != qt:                     # hints: the rows the next bucket will touch
-        k.pref_q = qt
-        nb = k.ev_b + ((qt + 1) & (m - 1)) * 2 * EVB
-        for i in range(EVB):
-            if nb[2 * i] != INFINITY:
-                c = <int64_t>nb[2 * i + 1]
-                c = ((c >> 25) * k.np_ + ((c >> 9) & 65535)) * k.n
-                COLLIDE_PREFETCH(k.flags + c)
-                COLLIDE_PREFETCH(k.slot_tgt + c)
-    while True:
-        q = cur & (m - 1)
-        bk = k.ev_b + q * 2 * EVB
-        work += 1
-        for i in range(EVB):
-            if bk[2 * i] <= t:
-                bk[2 * i] = INFINITY
-                ev_apply(k, <int64_t>bk[2 * i + 1])
-        prev = -1
-        e = k.ev_head[q]
-        while e >= 0:
-            nxt = k.ev_next[e]
-            work += 1
-            if k.ev_t[e] <= t:
-                if prev < 0:
-                    k.ev_head[q] = nxt
-                else:
-                    k.ev_next[prev] = nxt
-                k.ev_next[e] = k.si[S_EV_FREE]
-                k.si[S_EV_FREE] = e
-                k.si[S_EV_USED] -= 1
-                ev_apply(k, k.ev_s[e])
-            else:
-                prev = e
-            e = nxt
-        if cur >= qt:
-            break
-        cur += 1
-    k.si[S_EV_CUR] = cur
-    return work
-
-
-cdef void sums_end_now(Kern *k, int64_t row, int64_t j, int64_t d, int64_t ip, int64_t p,
-                       double t, double old_end) noexcept nogil:
-    """The reference's `sums_end_now` (old_end < 0: a connect that held no 4-tuple)."""
-    if old_end >= 0.0:
-        ev_remove(k, old_end, ev_code(ip, p, j, 0))
-        if k.reuse > 0.0:
-            ev_remove(k, old_end + k.reuse, ev_code(ip, p, j, 1))
-        sums_holder(k, row, j, d, -1)
-    if k.reuse == 0.0:
-        sums_release(k, row, j, d)
-    else:
-        ev_push(k, t + k.reuse, ev_code(ip, p, j, 1))
-
-
-cdef inline void sums_live(Kern *k, int64_t row, int64_t j, int64_t d, int64_t ip, int64_t p,
-                           double end) noexcept nogil:
-    """A holder starts on (row, j) (it ends at `end`): counted now, its end and release queued."""
-    sums_holder(k, row, j, d, 1)
-    ev_stage(k, end, ev_code(ip, p, j, 0))
+cdef inline void est_live(Kern *k, int64_t ip, int64_t j, double end) noexcept nogil:
+    cdef int64_t d = ip * k.n + j
+    k.est[3 * d] += 1
+    k.est[k.dsum[d]] += 1
+    ev_push(k, end, k.dend[d])
     if k.reuse > 0.0:
-        ev_stage(k, end + k.reuse, ev_code(ip, p, j, 1))
+        ev_push(k, end + k.reuse, end_code(k, ip, j, EV_REL))
+
+
+cdef inline void est_release_at(Kern *k, int64_t ip, int64_t j, double t) noexcept nogil:
+    if k.reuse == 0.0:
+        k.est[3 * (ip * k.n + j) + 1] += 1
+    else:
+        ev_push(k, t + k.reuse, end_code(k, ip, j, EV_REL))
+
+
+cdef inline void est_reset(Kern *k, int64_t ip, int64_t m, double t, double old_end) noexcept nogil:
+    k.est[3 * (ip * k.n + m)] -= 1
+    k.est[k.sbase + 2 * (ip * k.zones + zone_index(k, m))] -= 1
+    ev_push(k, old_end, end_code(k, ip, m, EV_UNEND))
+    if k.reuse == 0.0:
+        k.est[3 * (ip * k.n + m) + 1] += 1
+    else:
+        ev_push(k, old_end + k.reuse, end_code(k, ip, m, EV_UNREL))
+        ev_push(k, t + k.reuse, end_code(k, ip, m, EV_REL))
 
 
 cdef double estimate_full(const Kern *k, int64_t ip, int64_t j, int64_t d, double t, int64_t lo,
@@ -973,10 +1082,13 @@ cdef double estimate_full(const Kern *k, int64_t ip, int64_t j, int64_t d, doubl
     cdef int64_t nt = hi - lo, base = ip * k.np_ * k.n, p, o, start, last_start = -1, last = 0
     cdef int64_t acc = 0, pert, cursor, skipped, f
     if k.alloc == 0:
-        f = k.est_free[d]
+        f = k.est[3 * d + 1]
         if f == 0:
             return 0.0
-        return <double>k.est_sum[d] / <double>(f * nt)
+        return <double>(k.est[k.sbase + 2 * (ip * k.zones + zone_index(k, j))]
+                        - k.est[3 * d]
+                        - k.est[k.sbase + 2 * (ip * k.zones + zone_index(k, j)) + 1]
+                        - k.est[3 * d + 2]) / <double>(f * nt)
     if k.alloc == 3:
         return 0.0
     if k.alloc == 1:
@@ -1032,7 +1144,7 @@ cdef void retry(Kern *k, double t) noexcept nogil:
     """The retrying connect on top of the heap sends its SYN again at t (the reference's
     `retry`)."""
     cdef int64_t x = heap_pop(k), s = k.pd_slot[x], b = k.pd_tgt[x], n = k.n, j, row, ip, p, d, m
-    cdef int64_t meas = k.pd_flags[x] & 1, i
+    cdef int64_t meas = k.pd_flags[x] & 1, i, before = 0
     cdef bint busy = False
     cdef double end
     j = s % n
@@ -1043,6 +1155,8 @@ cdef void retry(Kern *k, double t) noexcept nogil:
     for m in range(n):
         if m != j and k.slot_end[row + m] > t and k.slot_tgt[row + m] == b:
             busy = True
+    if k.sums and (not busy or k.pd_retry[x] + 1 >= k.syn_n):     # the row will change
+        before = row_list(k, row, t)
     if not busy:
         end = t + k.pd_life[x]
         k.slot_end[s] = end
@@ -1054,7 +1168,9 @@ cdef void retry(Kern *k, double t) noexcept nogil:
         if k.alloc == 0:
             hl_sync(k, d, row, j, p, False)
         if k.sums:
-            sums_live(k, row, j, d, ip, p, end)
+            est_live(k, ip, j, end)
+            if before >= 2:
+                row_changed(k, row, ip, t, before)
         if meas:
             k.si[S_EST] += 1
             k.si[S_DELAYED] += 1
@@ -1071,7 +1187,9 @@ cdef void retry(Kern *k, double t) noexcept nogil:
         if k.alloc == 0:
             hl_sync(k, d, row, j, p, False)
         if k.sums:
-            sums_end_now(k, row, j, d, ip, p, t, -1.0)
+            est_release_at(k, ip, j, t)
+            if before >= 2:
+                row_changed(k, row, ip, t, before)
         if meas:
             k.si[S_FAILED] += 1
             k.si[S_PENDING] -= 1
@@ -1108,7 +1226,7 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
     cdef bitgen_t *bg = k.bitgen
     cdef int64_t n = k.n, P_ = k.np_, B_ = k.nb, K_ = k.k, work = 0, code = DONE
     cdef int64_t cap = k.cap, dist = k.dist, emp_n = k.emp_n, sched_n = k.sched_n
-    cdef int64_t tw_cap = (k.tw_nb * 3) // 2, ev_room = k.ev_cap - 2 * n - 4 - 2 * STAGE
+    cdef int64_t tw_cap = (k.tw_nb * 3) // 2, ev_max = k.ev_max, before = 0
     cdef bint limited = k.limited, cross = k.cross, collidable = k.collidable
     cdef bint sums = k.sums, tw_on = k.tw_on, until_first = k.until_first
     cdef double rate = k.rate, mean = k.mean, mu = k.mu, sigma = k.sigma, xm = k.xm
@@ -1142,7 +1260,7 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                 code = GROW_TW
                 break
         if Est is est_full_t:
-            if sums and si[S_EV_USED] >= ev_room:
+            if sums and si[S_EV_USED] + ev_max > k.ev_cap:
                 code = GROW_EV
                 break
         placing = place_i < place_n
@@ -1172,8 +1290,12 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                 next_sample = t_measure + (t_end - t_measure) * si[S_SAMPLE_I] / PEAK_SAMPLES \
                     if si[S_SAMPLE_I] <= PEAK_SAMPLES else INFINITY
             if Est is est_full_t:
-                if sums:
-                    work += ev_drain(k, t)
+                if sums:                   # (-1: the pool needs room first)
+                    x = evq_drain(&k.evq, t, ev_max, k.ev_cap)
+                    if COLLIDE_UNLIKELY(x < 0):
+                        code = GROW_EV
+                        break
+                    work += x
             if Mode is general_t:
                 if t_retry <= t_next:
                     retry(k, t)
@@ -1230,7 +1352,17 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     break
             if Est is est_full_t:
                 if measure:
-                    add_to_batch(k, t, estimate_full(k, ip, j, d, t, lo, hi))
+                    if sums:               # (random ports: the running counts, inline)
+                        x = k.est[3 * d + 1]
+                        if x > 0:
+                            q = k.dsum[d]
+                            add_to_batch(k, t, <double>(k.est[q] - k.est[3 * d] - k.est[q + 1]
+                                                        - k.est[3 * d + 2])
+                                         / <double>(x * (hi - lo)))
+                        else:
+                            add_to_batch(k, t, 0.0)
+                    else:
+                        add_to_batch(k, t, estimate_full(k, ip, j, d, t, lo, hi))
             if Mode is general_t:
                 if k.alloc == 0 or k.alloc == 3:
                     q = d if k.alloc == 0 else ip
@@ -1295,8 +1427,8 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
             s = row + j
             dest[d * DW + D_UB] += 1
             if Est is est_full_t:
-                if sums:
-                    sums_take(k, row, j, d)
+                if sums:                   # the port is taken; the row's contents before
+                    k.est[3 * d + 1] -= 1
             if Est is est_target_t:
                 if measure and collidable:
                     # distinct_live, inline (the arrival's own slot is free: its end <= t)
@@ -1327,6 +1459,13 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
             else:                          # (the arrival's own slot is free: its end <= t)
                 for m in range(n):
                     holders += (slot_end[row + m] > t) & (slot_tgt[row + m] == b)
+            if Est is est_full_t:
+                if sums:                   # the row's taken slots before it changes
+                    before = 0
+                    for m in range(n):
+                        before += slot_end[row + m] + k.reuse > t
+                    if COLLIDE_UNLIKELY(before > 0):
+                        row_list(k, row, t)
             # 6. lifetime and who closes first
             if given < 0.0:
                 life = rng_lifetime(&g, bg, dist, mean, mu, sigma, xm, alpha, xa, emp_n)
@@ -1363,7 +1502,9 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     slot_tgt[s] = -1
                     if Est is est_full_t:
                         if sums:
-                            sums_end_now(k, row, j, d, ip, p, t, -1.0)
+                            est_release_at(k, ip, j, t)
+                            if before >= 1:
+                                row_changed(k, row, ip, t, before)
                     if k.alloc == 0:
                         hl_sync(k, d, row, j, p, False)
                     break
@@ -1375,7 +1516,7 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                             c_resets += measure
                             if Est is est_full_t:
                                 if sums:
-                                    sums_end_now(k, row, m, ip * n + m, ip, p, t, end)
+                                    est_reset(k, ip, m, t, end)
                             if k.alloc == 0:
                                 hl_sync(k, ip * n + m, row, m, p, False)
                     if Mode is general_t:
@@ -1403,6 +1544,9 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                         k.pd_life[x] = life
                         k.pd_at[x] = t + xa[k.syn_off]
                         heap_push(k, x)
+                        if Est is est_full_t:
+                            if sums and before >= 1:
+                                row_changed(k, row, ip, t, before)
                         break
             # the new connection lives; it takes the 4-tuple's TIME_WAIT record
             end = t + life
@@ -1425,7 +1569,9 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     k.ntl[(j * B_ + b) % k.ntl_size] += 1
             if Est is est_full_t:
                 if sums:
-                    sums_live(k, row, j, d, ip, p, end)
+                    est_live(k, ip, j, end)
+                    if COLLIDE_UNLIKELY(before >= 1):
+                        row_changed(k, row, ip, t, before)
             break
         if not placing:
             e = rng_exponential(&g, bg)
@@ -1438,8 +1584,6 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                 code = FIRST_HIT
                 break
     gp[0] = g
-    if Est is est_full_t:
-        ev_unstage(k)
     k.sf[F_NEXT_ARR] = t_next
     si[S_PLACE_I] = place_i
     si[S_FIRST_SEEN] = first_seen
@@ -1477,18 +1621,27 @@ cdef class Engine:
         self.k.bitgen = <bitgen_t *>PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
         self.inline_rng = COLLIDE_PCG_INLINE != 0
         xa = xa if xa.size else np.zeros(1, np.float64)
+        # the full estimate's per-destination places: S of (ip, zone of j), and an end's code
+        kn, zones = int(pi[K] * pi[N]), int(pi[ZONES])
+        dd = np.arange(kn, dtype=np.int64)
+        srel = 2 * ((dd // pi[N]) * zones + (dd % pi[N]) % zones)
         self.params = (np.ascontiguousarray(zs, np.int64), np.ascontiguousarray(zc, np.int64),
-                       np.ascontiguousarray(wcum, np.float64), np.ascontiguousarray(xa, np.float64))
+                       np.ascontiguousarray(wcum, np.float64), np.ascontiguousarray(xa, np.float64),
+                       3 * kn + srel, ((3 * dd) << 24) | (srel << 3) | EV_END)
         cdef int64_t[::1] zs_v = self.params[0], zc_v = self.params[1]
         cdef double[::1] w_v = self.params[2], xa_v = self.params[3]
+        cdef int64_t[::1] ds_v = self.params[4], de_v = self.params[5]
         self.k.zs, self.k.zc, self.k.wcum, self.k.xa = &zs_v[0], &zc_v[0], &w_v[0], &xa_v[0]
+        self.k.dsum, self.k.dend = &ds_v[0], &de_v[0]
         k = &self.k
         k.k, k.n, k.nb, k.np_, k.cap = pi[K], pi[N], pi[B], pi[P], pi[CAP]
         k.clients, k.alloc, k.dist, k.outcome = pi[CLIENTS], pi[ALLOC], pi[DIST], pi[OUTCOME]
         k.nbatch, k.node_limit, k.emp_n, k.sched_n = pi[NBATCH], pi[NODE_LIMIT], pi[EMP_N], \
             pi[SCHED_N]
         k.syn_n, k.syn_off, k.ca_limit = pi[SYN_N], 2 * pi[EMP_N] + 2 * pi[SCHED_N], pi[CA_LIMIT]
-        k.ntl_size, k.ev_m = pi[NTL_SIZE], pi[EV_M]
+        k.ntl_size, k.ev_m, k.ev_ccap = pi[NTL_SIZE], pi[EV_M], pi[EV_CCAP]
+        k.zones, k.sbase = pi[ZONES], 3 * pi[K] * pi[N]
+        k.ev_max = 3 * pi[N] + 4 + 8 * pi[N] * pi[N]     # the reference's est_events_max
         k.limited, k.ip_per_client, k.sticky = pi[LIMITED] != 0, pi[IP_PER_CLIENT] != 0, \
             pi[STICKY] != 0
         k.need_client, k.cross, k.cip, k.weighted = pi[NEED_CLIENT] != 0, pi[CROSS] != 0, \
@@ -1499,7 +1652,7 @@ cdef class Engine:
         k.xm, k.alpha, k.dns_ttl, k.tw_s = pf[XM], pf[ALPHA], pf[DNS_TTL], pf[TW]
         k.scf, k.reuse, k.t_measure, k.t_end, k.ev_invw = pf[SCF], pf[REUSE], pf[T_MEASURE], \
             pf[T_END], pf[EV_INVW]
-        k.batch_scale = pf[BATCH_SCALE]
+        k.batch_scale, k.ev_cinv = pf[BATCH_SCALE], pf[EV_CINV]
         plainish = k.alloc == 0 and k.cip and not pi[REUSE_ON] and not k.delays
         # the plain copy draws no server-close flag: it serves only runs where that flag is never
         # drawn (server_close_fraction 0) and never read (no TIME_WAIT)
@@ -1510,22 +1663,18 @@ cdef class Engine:
         else:
             self.mode = 2
         self.est = pi[EST]
-        self.k.st_n = 0
-        self.k.st_head = 0
-        self.k.pref_q = -1
 
     def bind(self, S):
         """Attach the state arrays (the tuple `state.as_tuple`)."""
         cdef int64_t[::1] si, dest, pool, cl_node, ntl, pd_slot, pd_tgt, pd_retry, pd_flags
-        cdef int64_t[::1] pd_serial, pd_stack, heap, est_sum, est_free, ev_s, ev_next, ev_head
+        cdef int64_t[::1] pd_serial, pd_stack, heap, est, est_i, ev_s, ev_next, ev_head, ev_cn
         cdef int64_t[::1] dhist, place_order
         cdef double[::1] sf, slot_end, pool_th, cl_exp, tw, pd_t0, pd_life, pd_at, ev_t, batches, ev_b
-        cdef double[::1] place_life
+        cdef double[::1] place_life, est_f, ev_cq
         cdef int32_t[::1] slot_tgt, hl_list, hl_pos
-        cdef uint8_t[::1] flags
         (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl,
          tw, pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack,
-         heap, est_sum, est_free, flags, ev_b, ev_t, ev_s, ev_next, ev_head, batches, dhist,
+         heap, est, est_f, est_i, ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn, batches, dhist,
          place_life, place_order) = S
         self.keep = S
         k = &self.k
@@ -1537,11 +1686,16 @@ cdef class Engine:
         k.pd_slot, k.pd_tgt, k.pd_retry, k.pd_flags = &pd_slot[0], &pd_tgt[0], &pd_retry[0], \
             &pd_flags[0]
         k.pd_serial, k.pd_t0, k.pd_life, k.pd_at = &pd_serial[0], &pd_t0[0], &pd_life[0], &pd_at[0]
-        k.pd_stack, k.heap, k.est_sum, k.est_free = &pd_stack[0], &heap[0], &est_sum[0], \
-            &est_free[0]
-        k.flags, k.ev_b, k.ev_t, k.ev_s, k.ev_next, k.ev_head = &flags[0], &ev_b[0], &ev_t[0], \
-            &ev_s[0], &ev_next[0], &ev_head[0]
+        k.pd_stack, k.heap = &pd_stack[0], &heap[0]
+        k.est, k.est_f, k.est_i = &est[0], &est_f[0], &est_i[0]
+        k.ev_b, k.ev_t, k.ev_s, k.ev_next, k.ev_head = &ev_b[0], &ev_t[0], &ev_s[0], &ev_next[0], \
+            &ev_head[0]
+        k.ev_cq, k.ev_cn = &ev_cq[0], &ev_cn[0]
         k.ev_cap = ev_t.shape[0]
+        k.evq.b, k.evq.mask, k.evq.finv, k.evq.cinv = k.ev_b, k.ev_m - 1, k.ev_invw, k.ev_cinv
+        k.evq.cq, k.evq.cn, k.evq.ccap = k.ev_cq, k.ev_cn, k.ev_ccap
+        k.evq.pt, k.evq.pc, k.evq.pn, k.evq.head = k.ev_t, k.ev_s, k.ev_next, k.ev_head
+        k.evq.si, k.evq.est, k.evq.sbase, k.evq.reuse0 = k.si, k.est, k.sbase, k.reuse == 0.0
         k.batches, k.dhist, k.place_life, k.place_order = &batches[0], &dhist[0], &place_life[0], \
             &place_order[0]
 

@@ -18,7 +18,8 @@ connection is live at t iff end > t; its port is free towards the node iff end +
 is an event: an arrival reads the slots it needs. A connect that retries (delay-new) holds its slot
 with end = +inf and no target; a refused or reset connection's slot gets end = t (its port cools
 for the reuse delay). What still waits on time keeps a queue, only while the scenario asks for it:
-the SYN retries (a heap by (time, serial)), the `full` estimate's running sums (a ring of events).
+the SYN retries (a heap by (time, serial)), the `full` estimate's running counts (a two-level
+queue of events that carry counter updates).
 TIME_WAIT is exact without a queue: each (ip, port, target) keeps the record of its latest holder
 (expiry = end + time_wait when the server closed first), overwritten when a new holder takes the
 4-tuple and removed by a reset; expired records are dead and their entries reused.
@@ -569,91 +570,64 @@ def distinct_live(slot_end, slot_tgt, row, N, j, t, lo, hi):
     return c
 
 
-# -- the `full` estimate's running sums (random allocator) -------------------------------------------
-# est_sum[d] = sum over the ports counted free for d of the distinct targets of T_d that other
-# nodes' counted holders have on that port; est_free[d] = ports counted free. "Counted" is the
-# slot flags (F_LIVE, F_TAKEN), brought up to date by the events of every time <= t before each
-# arrival, so every update is exact against the flags whatever order events of one time take.
-def flag_distinct(flags, slot_tgt, row, N, skip1, skip2, lo, hi, b_only):
-    """Distinct counted-live targets in [lo, hi) on `row` through nodes other than skip1, skip2;
-    with b_only >= 0, 1 if b_only is among them else 0."""
-    c = 0
-    for m in range(N):
-        if m == skip1 or m == skip2 or not (flags[row + m] & T.F_LIVE):
-            continue
-        b = slot_tgt[row + m]
-        if b_only >= 0:
-            if b == b_only:
-                return 1
-            continue
-        if b < lo or b >= hi:
-            continue
-        seen = False
-        for x in range(m):
-            if x != skip1 and x != skip2 and (flags[row + x] & T.F_LIVE) and slot_tgt[row + x] == b:
-                seen = True
-        if not seen:
-            c += 1
-    return c
-
-
 def zone_of(m, cross, zs, zc, B):
+    """The targets [lo, hi) node m may send to."""
     if cross:
         return 0, B
     return zs[m], zs[m] + zc[m]
 
 
-def sums_take(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B):
-    flags[row + j] = flags[row + j] | T.F_TAKEN
-    lo, hi = zone_of(j, cross, zs, zc, B)
-    est_free[d] -= 1
-    est_sum[d] -= flag_distinct(flags, slot_tgt, row, N, j, -1, lo, hi, -1)
+# -- the `full` estimate's running counts (random allocator) -----------------------------------------
+# est_sum[d], the sum over d's free ports of the distinct targets of T_d that other nodes hold live
+# there, is kept as S[ip, z] - A[d] - DUP[ip, z] - T[d] (z: j's zone; 0 with cross-zone on):
+#   A[d]      live holders through d = (ip, j); S[ip, z] live holders of ip through zone z's nodes:
+#             S - A counts every live holder of another node once, port by port;
+#   DUP, T    what that count has too many, row by row: dup_z = the live holders of zone z minus
+#             their distinct targets; t_j = (distinct targets of j's zone - 1 if j is live) when
+#             j's slot is taken, else 0 (that port is not free for j).
+# F[d] counts d's free ports. A row with at most one slot taken adds nothing to DUP and T, so the
+# common end (a row's only holder leaving) changes A, S and F alone and reads no row: an end is an
+# event carrying counter updates. A row with two or more slots taken adds a step function of time
+# whose steps are its holders' ends and releases, all known: the arrival that makes the row so
+# (reading that row anyway) queues the steps, and one that changes such a row first queues their
+# negation. Every update is a count, so events of one time may be applied in any order.
+#
+# Events (time, code): code = (offset << 24) | (x << 3) | kind, `offset` the counter's place in
+# `est` (A for an end, F for a release, T or DUP for a step) and x, for an end, the place of its S
+# after sbase, for a step its delta + 512. They wait in a two-level queue: a fine ring of FM
+# buckets of width W (a bucket: least time, count, EVI (time, code) pairs; more in a pool chained
+# from ev_head) for what is due within two coarse widths, and NC coarse buckets of width FM W / 4
+# (fixed-size segments of ev_cq, filled in order) for later events, moved into the fine ring as
+# time enters the coarse width before theirs. Events of a later turn stay where they are (compared by time), and
+# a full coarse segment spills into the fine ring: neither changes what is applied when.
+EV_END, EV_UNEND, EV_REL, EV_UNREL, EV_T, EV_DUP = range(6)
 
 
-def sums_release(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B):
-    flags[row + j] = flags[row + j] & (255 - T.F_TAKEN)
-    lo, hi = zone_of(j, cross, zs, zc, B)
-    est_free[d] += 1
-    est_sum[d] += flag_distinct(flags, slot_tgt, row, N, j, -1, lo, hi, -1)
+def est_code(offset, x, kind):
+    return (offset << 24) | (x << 3) | kind
 
 
-def sums_holder(flags, slot_tgt, est_sum, row, j0, d0, N, cross, zs, zc, B, delta):
-    """The holder on row through node j0 (target slot_tgt[row + j0]) starts (+1) or stops (-1)
-    counting: each other node m for which the port is counted free gains or loses the target
-    unless another counted holder (not m's, not j0's) already has it."""
-    b = slot_tgt[row + j0]
-    if delta < 0:
-        flags[row + j0] = flags[row + j0] & (255 - T.F_LIVE)
-    for m in range(N):
-        if m == j0 or (flags[row + m] & T.F_TAKEN):
-            continue
-        lo, hi = zone_of(m, cross, zs, zc, B)
-        if b < lo or b >= hi:
-            continue
-        if flag_distinct(flags, slot_tgt, row, N, m, j0, 0, 0, b) == 0:
-            est_sum[d0 - j0 + m] += delta
-    if delta > 0:
-        flags[row + j0] = flags[row + j0] | T.F_LIVE
+def end_code(ip, m, N, Z, kind):
+    """An end's (EV_END, EV_UNEND) or release's (EV_REL, EV_UNREL) code for the slot of (ip, m)."""
+    d = 3 * (ip * N + m)
+    if kind >= EV_REL:
+        return est_code(d + 1, 0, kind)
+    return est_code(d, 2 * (ip * Z + m % Z), kind)
 
 
-def ev_bucket(x, m, invw):
-    qb = x * invw
-    if qb > 4e18:
-        qb = 4e18
-    return int(qb) & (m - 1)
-
-
-def ev_push(EV, si, x, code, m, invw):
-    """Queue an event (code = 2 * slot + kind) at time x in its ring bucket: one of the bucket's
-    EVB inline entries (one cache line), or its overflow chain."""
-    ev_b, ev_t, ev_s, ev_next, ev_head = EV
-    q = ev_bucket(x, m, invw)
-    b = q * 2 * T.EVB
-    for i in range(T.EVB):
-        if ev_b[b + 2 * i] == INF:
-            ev_b[b + 2 * i] = x
-            ev_b[b + 2 * i + 1] = code
-            return
+def ev_fine(EV, si, x, code, finv, fm):
+    """Queue an event in its fine bucket: inline, or in the bucket's chain of the pool."""
+    ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn = EV
+    q = int(min(x * finv, 4e18)) & (fm - 1)
+    b = q * T.EVW
+    n = int(ev_b[b + 1])
+    if x < ev_b[b]:
+        ev_b[b] = x
+    ev_b[b + 1] = n + 1
+    if n < T.EVI:
+        ev_b[b + 2 + 2 * n] = x
+        ev_b[b + 3 + 2 * n] = code
+        return
     e = si[T.EV_FREE]
     si[T.EV_FREE] = ev_next[e]
     si[T.EV_USED] += 1
@@ -663,131 +637,339 @@ def ev_push(EV, si, x, code, m, invw):
     ev_head[q] = e
 
 
-def ev_remove(EV, si, x, code, m, invw):
-    """Take back the queued event (x, code): a reset ends its holder before its time."""
-    ev_b, ev_t, ev_s, ev_next, ev_head = EV
-    q = ev_bucket(x, m, invw)
-    b = q * 2 * T.EVB
-    for i in range(T.EVB):
-        if ev_b[b + 2 * i] == x and ev_b[b + 2 * i + 1] == code:
-            ev_b[b + 2 * i] = INF
+def ev_push(EV, si, x, code, finv, cinv, fm):
+    """Queue an event: in its coarse segment if it is due after the next coarse width and the
+    segment has room, else in the fine ring."""
+    ev_cq, ev_cn = EV[5], EV[6]
+    c = int(min(x * cinv, 4e18))
+    if c > si[T.EV_CC] + 1:
+        k = c & (T.EV_NC - 1)
+        n = ev_cn[k]
+        cap = len(ev_cq) // (2 * T.EV_NC)
+        if n < cap:
+            i = 2 * (k * cap + n)
+            ev_cq[i] = x
+            ev_cq[i + 1] = code
+            ev_cn[k] = n + 1
             return
-    prev = -1
-    e = ev_head[q]
-    while e >= 0:
-        if ev_t[e] == x and ev_s[e] == code:
-            if prev < 0:
-                ev_head[q] = ev_next[e]
-            else:
-                ev_next[prev] = ev_next[e]
-            ev_next[e] = si[T.EV_FREE]
-            si[T.EV_FREE] = e
-            si[T.EV_USED] -= 1
-            return
-        prev = e
-        e = ev_next[e]
+    ev_fine(EV, si, x, code, finv, fm)
 
 
-def ev_apply(code, flags, slot_tgt, est_sum, est_free, N, P, cross, zs, zc, B, reuse):
-    """An event's time has come: a holder's end (kind 0; with no reuse delay its port is
-    released too) or a port's release after the reuse delay (kind 1)."""
-    s = code >> 1
-    j = s % N
-    row = s - j
-    d = (s // (P * N)) * N + j
-    if code & 1:
-        sums_release(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B)
-        return
-    sums_holder(flags, slot_tgt, est_sum, row, j, d, N, cross, zs, zc, B, -1)
-    if reuse == 0.0:
-        sums_release(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B)
+def ev_apply(code, est, sbase, reuse):
+    """An event's time has come: its counter updates. `est` holds (A, F, T) per destination d at
+    3d, then (S, DUP) per (ip, zone) at sbase + 2 (ip Z + z)."""
+    kind = code & 7
+    off = code >> 24
+    if kind <= EV_UNEND:                   # a holder's end (and, with no reuse delay, release)
+        sign = 1 if kind == EV_UNEND else -1
+        est[off] += sign
+        est[sbase + ((code >> 3) & 0x1FFFFF)] += sign
+        if reuse == 0.0:
+            est[off + 1] -= sign
+    elif kind <= EV_UNREL:                 # a port's release after the reuse delay
+        est[off] += 1 if kind == EV_REL else -1
+    else:                                  # a step of T or DUP
+        est[off] += ((code >> 3) & 1023) - 512
 
 
-def ev_drain(EV, si, flags, slot_tgt, est_sum, est_free, t, m, invw, reuse, N, P, cross, zs, zc,
-             B):
-    """Apply every event of a time <= t: bucket by bucket up to t's, leaving what belongs to a
-    later turn of the ring. Events of one time may go in any order: each update is exact
-    against the flags. Returns the work done."""
-    ev_b, ev_t, ev_s, ev_next, ev_head = EV
-    work = 0
-    qt = int(min(t * invw, 4e18))
-    cur = si[T.EV_CUR]
-    if cur < qt - m:                       # a quiet stretch longer than a turn: one turn will do
-        cur = qt - m
-    while True:
-        q = cur & (m - 1)
-        b = q * 2 * T.EVB
-        work += 1
-        for i in range(T.EVB):
-            if ev_b[b + 2 * i] <= t:
-                ev_b[b + 2 * i] = INF
-                ev_apply(int(ev_b[b + 2 * i + 1]), flags, slot_tgt, est_sum, est_free, N, P,
-                         cross, zs, zc, B, reuse)
-        prev = -1
+def ev_bucket_due(EV, si, est, q, t, sbase, reuse):
+    """Apply what fine bucket q holds of a time <= t; keep the rest (inline first). Returns the
+    work done."""
+    ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn = EV
+    b = q * T.EVW
+    n = int(ev_b[b + 1])
+    kept = 0
+    least = INF
+    for i in range(min(n, T.EVI)):
+        x = ev_b[b + 2 + 2 * i]
+        if x <= t:
+            ev_apply(int(ev_b[b + 3 + 2 * i]), est, sbase, reuse)
+        else:
+            ev_b[b + 2 + 2 * kept] = x
+            ev_b[b + 3 + 2 * kept] = ev_b[b + 3 + 2 * i]
+            kept += 1
+            if x < least:
+                least = x
+    work = 1
+    if n > T.EVI:
+        chain = -1
         e = ev_head[q]
         while e >= 0:
             nxt = ev_next[e]
             work += 1
-            if ev_t[e] <= t:
-                if prev < 0:               # unlink, then apply
-                    ev_head[q] = nxt
-                else:
-                    ev_next[prev] = nxt
+            x = ev_t[e]
+            if x <= t or kept < T.EVI:
+                if x <= t:
+                    ev_apply(ev_s[e], est, sbase, reuse)
+                else:                      # into a free inline place
+                    ev_b[b + 2 + 2 * kept] = x
+                    ev_b[b + 3 + 2 * kept] = ev_s[e]
+                    kept += 1
+                    if x < least:
+                        least = x
                 ev_next[e] = si[T.EV_FREE]
                 si[T.EV_FREE] = e
                 si[T.EV_USED] -= 1
-                ev_apply(ev_s[e], flags, slot_tgt, est_sum, est_free, N, P, cross, zs, zc, B,
-                         reuse)
             else:
-                prev = e
+                ev_next[e] = chain
+                chain = e
+                kept += 1
+                if x < least:
+                    least = x
             e = nxt
-        if cur >= qt:
-            break
-        cur += 1
-    si[T.EV_CUR] = cur
+        ev_head[q] = chain
+    ev_b[b] = least
+    ev_b[b + 1] = kept
     return work
 
 
-def sums_live(flags, slot_tgt, est_sum, EV, si, s, end, N, P, cross, zs, zc, B, reuse, m, invw):
-    """A holder starts on slot s (it ends at `end`): counted now, its end (and release) queued."""
-    j = s % N
-    row = s - j
-    d = (s // (P * N)) * N + j
-    sums_holder(flags, slot_tgt, est_sum, row, j, d, N, cross, zs, zc, B, 1)
-    ev_push(EV, si, end, 2 * s, m, invw)
+def ev_drain(EV, si, est, t, finv, cinv, fm, sbase, reuse):
+    """Apply every queued event of a time <= t: first move the coarse segments whose width is next
+    into the fine ring, then take the fine buckets up to t's. Returns the work done."""
+    ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn = EV
+    work = 0
+    ct = int(min(t * cinv, 4e18))
+    cc = si[T.EV_CC]
+    if cc < ct:
+        cap = len(ev_cq) // (2 * T.EV_NC)
+        if cc < ct - T.EV_NC - 1:          # a quiet stretch of a whole turn: each segment once
+            cc = ct - T.EV_NC - 1
+        while cc < ct:
+            cc += 1
+            si[T.EV_CC] = cc
+            k = (cc + 1) & (T.EV_NC - 1)
+            n = ev_cn[k]
+            i0 = 2 * k * cap
+            kept = 0
+            for i in range(n):
+                x = ev_cq[i0 + 2 * i]
+                if int(min(x * cinv, 4e18)) <= cc + 1:
+                    ev_fine(EV, si, x, int(ev_cq[i0 + 2 * i + 1]), finv, fm)
+                else:                      # a later turn's
+                    ev_cq[i0 + 2 * kept] = x
+                    ev_cq[i0 + 2 * kept + 1] = ev_cq[i0 + 2 * i + 1]
+                    kept += 1
+            ev_cn[k] = kept
+            work += n + 1
+    qt = int(min(t * finv, 4e18))
+    cur = si[T.EV_CUR]
+    if cur < qt - fm:
+        cur = qt - fm
+    while cur < qt:
+        q = cur & (fm - 1)
+        if ev_b[q * T.EVW] <= t:
+            work += ev_bucket_due(EV, si, est, q, t, sbase, reuse)
+        cur += 1
+    si[T.EV_CUR] = cur
+    q = qt & (fm - 1)
+    if ev_b[q * T.EVW] <= t:
+        work += ev_bucket_due(EV, si, est, q, t, sbase, reuse)
+    return work + 1
+
+
+def ev_room(EV, si, t, cinv, N):
+    """Pool entries one event may need: what the coarse segments due by t will move into the fine
+    ring, and what one arrival can queue (see `est_events_max`)."""
+    ev_cq, ev_cn = EV[5], EV[6]
+    need = 0
+    ct = int(min(t * cinv, 4e18))
+    cc = si[T.EV_CC]
+    if cc < ct:
+        if cc < ct - T.EV_NC - 1:
+            cc = ct - T.EV_NC - 1
+        while cc < ct:
+            cc += 1
+            need += ev_cn[(cc + 1) & (T.EV_NC - 1)]
+    return need
+
+
+def row_contrib(ef, ei, o, cnt, N, Z, reuse, tau, c, co):
+    """A row's contribution at tau, from its taken slots (occupant i < cnt: end ef[o + i], target
+    ei[o + i], node ei[2N + o + i]; o = 0 for the contents before a change, N after): t of each
+    occupant into c[co + i], and the dup of its zone into c[co + N + i] if it is the first
+    occupant of that zone (0 otherwise). A node without a taken slot has t = 0."""
+    if Z == 1:                             # cross-zone on: one zone
+        live = 0
+        distinct = 0
+        for i in range(cnt):
+            if ef[o + i] > tau and ei[o + i] >= 0:
+                live += 1
+                first = 1
+                for x in range(i):
+                    if ef[o + x] > tau and ei[o + x] == ei[o + i]:
+                        first = 0
+                distinct += first
+        for i in range(cnt):
+            v = 0
+            if ef[o + i] + reuse > tau:
+                v = distinct
+                if ef[o + i] > tau and ei[o + i] >= 0:
+                    v -= 1
+            c[co + i] = v
+            c[co + N + i] = 0
+        c[co + N] = live - distinct
+        return
+    for i in range(cnt):
+        e = ef[o + i]
+        g = ei[o + i]
+        zi = ei[2 * N + o + i] % Z
+        live = 0                           # live holders of i's zone, and their distinct targets
+        distinct = 0
+        rep = 1
+        for k in range(cnt):
+            if ei[2 * N + o + k] % Z != zi:
+                continue
+            if k < i:
+                rep = 0
+            if ef[o + k] > tau and ei[o + k] >= 0:
+                live += 1
+                first = 1
+                for x in range(k):
+                    if ef[o + x] > tau and ei[o + x] == ei[o + k]:
+                        first = 0
+                distinct += first
+        v = 0
+        if e + reuse > tau:
+            v = distinct
+            if e > tau and g >= 0:
+                v -= 1
+        c[co + i] = v
+        c[co + N + i] = live - distinct if rep else 0
+
+
+def row_schedule(EV, si, ef, ei, o, cnt, ip, N, Z, sbase, reuse, t, sign, c, co, w, wo, finv,
+                 cinv, fm):
+    """Queue the steps after t of a row's contribution (occupants as in `row_contrib`; c[co:] its
+    value at t, w[wo:] scratch), times sign (-1: take back the steps queued for contents the row
+    no longer has). The steps are its holders' ends and its slots' releases."""
+    nb = 0
+    bo = 2 * N
+    for i in range(cnt):
+        x = ef[o + i]
+        if ei[o + i] >= 0 and t < x < INF:
+            ef[bo + nb] = x
+            nb += 1
+        x = ef[o + i] + reuse
+        if reuse > 0.0 and t < x < INF:
+            ef[bo + nb] = x
+            nb += 1
+    for i in range(1, nb):                 # in time order (insertion sort: a handful)
+        x = ef[bo + i]
+        k = i
+        while k > 0 and ef[bo + k - 1] > x:
+            ef[bo + k] = ef[bo + k - 1]
+            k -= 1
+        ef[bo + k] = x
+    last = t
+    for b in range(nb):
+        x = ef[bo + b]
+        if x == last:
+            continue
+        last = x
+        row_contrib(ef, ei, o, cnt, N, Z, reuse, x, w, wo)
+        for i in range(cnt):
+            m = ei[2 * N + o + i]
+            dt = w[wo + i] - c[co + i]
+            if dt != 0:
+                ev_push(EV, si, x, est_code(3 * (ip * N + m) + 2, sign * dt + 512, EV_T), finv,
+                        cinv, fm)
+                c[co + i] = w[wo + i]
+            dd = w[wo + N + i] - c[co + N + i]
+            if dd != 0:
+                ev_push(EV, si, x, est_code(sbase + 2 * (ip * Z + m % Z) + 1, sign * dd + 512,
+                                           EV_DUP), finv, cinv, fm)
+                c[co + N + i] = w[wo + N + i]
+
+
+def row_list(slot_end, slot_tgt, row, N, reuse, t, ef, ei, o):
+    """The row's slots taken at t (end + reuse > t), listed at ef/ei[o:] (see `row_contrib`);
+    returns how many."""
+    cnt = 0
+    for m in range(N):
+        if slot_end[row + m] + reuse > t:
+            ef[o + cnt] = slot_end[row + m]
+            ei[o + cnt] = slot_tgt[row + m]
+            ei[2 * N + o + cnt] = m
+            cnt += 1
+    return cnt
+
+
+def row_changed(EV, si, est, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before, scf,
+                sci, finv, cinv, fm):
+    """The row's slots changed at t (an arrival or a retry), its taken slots before listed at
+    scf/sci[0:] (`before` of them): take back its old steps, queue its new ones, and move DUP and
+    T by the difference now. A row with one slot taken contributes nothing."""
+    after = row_list(slot_end, slot_tgt, row, N, reuse, t, scf, sci, N)
+    co = 4 * N
+    for side in range(2):
+        cnt = before if side == 0 else after
+        if cnt < 2:
+            continue
+        o = side * N
+        sign = 1 if side else -1
+        row_contrib(scf, sci, o, cnt, N, Z, reuse, t, sci, co)
+        for i in range(cnt):
+            m = sci[2 * N + o + i]
+            est[3 * (ip * N + m) + 2] += sign * sci[co + i]
+            est[sbase + 2 * (ip * Z + m % Z) + 1] += sign * sci[co + N + i]
+        row_schedule(EV, si, scf, sci, o, cnt, ip, N, Z, sbase, reuse, t, sign, sci, co, sci, 6 * N,
+                     finv, cinv, fm)
+
+
+def est_events_max(N, Z):
+    """The most events one arrival or retry can queue: per victim three, two for the new holder,
+    and two schedules of at most 2N steps of 2N counts each."""
+    return 3 * N + 4 + 8 * N * N
+
+
+def est_live(EV, si, est, ip, j, N, Z, sbase, end, reuse, finv, cinv, fm):
+    """A holder starts on (ip, j) until `end`: counted live now, its end (and release) queued."""
+    est[3 * (ip * N + j)] += 1
+    est[sbase + 2 * (ip * Z + j % Z)] += 1
+    ev_push(EV, si, end, end_code(ip, j, N, Z, EV_END), finv, cinv, fm)
     if reuse > 0.0:
-        ev_push(EV, si, end + reuse, 2 * s + 1, m, invw)
+        ev_push(EV, si, end + reuse, end_code(ip, j, N, Z, EV_REL), finv, cinv, fm)
 
 
-def sums_end_now(flags, slot_tgt, est_sum, est_free, EV, si, s, N, P, cross, zs, zc, B, t, reuse,
-                 m, invw, old_end):
-    """Slot s stops holding at t: a reset victim (old_end: the end it had, whose queued events
-    are taken back) or a refused or failed connect (old_end < 0: it held no 4-tuple). Its port
-    is released now, or after the reuse delay."""
-    j = s % N
-    row = s - j
-    d = (s // (P * N)) * N + j
-    if old_end >= 0.0:
-        ev_remove(EV, si, old_end, 2 * s, m, invw)
-        if reuse > 0.0:
-            ev_remove(EV, si, old_end + reuse, 2 * s + 1, m, invw)
-        sums_holder(flags, slot_tgt, est_sum, row, j, d, N, cross, zs, zc, B, -1)
+def est_release_at(EV, si, est, ip, j, N, t, reuse, finv, cinv, fm):
+    """(ip, j)'s slot stops holding at t without a live holder ending (a refused or failed
+    connect): its port is free now, or after the reuse delay."""
     if reuse == 0.0:
-        sums_release(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B)
+        est[3 * (ip * N + j) + 1] += 1
     else:
-        ev_push(EV, si, t + reuse, 2 * s + 1, m, invw)
+        ev_push(EV, si, t + reuse, end_code(ip, j, N, 1, EV_REL), finv, cinv, fm)
 
 
-def estimate_full(slot_end, slot_tgt, dest, est_sum, est_free, alloc, ip, j, d, N, P, t, reuse,
-                  lo, hi):
+def est_reset(EV, si, est, ip, m, N, Z, sbase, t, old_end, reuse, finv, cinv, fm):
+    """The live holder on (ip, m), due to end at old_end, is reset at t: it stops counting now;
+    its queued end (and release) are taken back by events of the same times."""
+    est[3 * (ip * N + m)] -= 1
+    est[sbase + 2 * (ip * Z + m % Z)] -= 1
+    ev_push(EV, si, old_end, end_code(ip, m, N, Z, EV_UNEND), finv, cinv, fm)
+    if reuse == 0.0:
+        est[3 * (ip * N + m) + 1] += 1
+    else:
+        ev_push(EV, si, old_end + reuse, end_code(ip, m, N, Z, EV_UNREL), finv, cinv, fm)
+        ev_push(EV, si, t + reuse, end_code(ip, m, N, Z, EV_REL), finv, cinv, fm)
+
+
+def est_sum_of(est, ip, j, N, Z, sbase):
+    """est_sum[d]: S - A - DUP - T."""
+    d = 3 * (ip * N + j)
+    s = sbase + 2 * (ip * Z + j % Z)
+    return est[s] - est[d] - est[s + 1] - est[d + 2]
+
+
+def estimate_full(slot_end, slot_tgt, dest, est, Z, sbase, alloc, ip, j, d, N, P, t, reuse, lo,
+                  hi):
     """P(this arrival collides | the state), before its port is drawn (docs/model.md)."""
     nt = hi - lo
     base = ip * P * N
     if alloc == 0:
-        f = est_free[d]
+        f = est[3 * d + 1]
         if f == 0:
             return 0.0
-        return est_sum[d] / (f * nt)
+        return est_sum_of(est, ip, j, N, Z, sbase) / (f * nt)
     if alloc == 3:
         return 0.0
     if alloc == 1:
@@ -845,9 +1027,9 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     """One new connection at t (docs/model.md, one arrival and its outcomes). Returns (g, work)."""
     (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl, tw,
      pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack, heap,
-     est_sum, est_free, flags, ev_b, ev_t, ev_s, ev_next, ev_head, batches, dhist, place_life,
-     place_order) = S
-    EV = (ev_b, ev_t, ev_s, ev_next, ev_head)
+     est, est_f, est_i, ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn, batches, dhist,
+     place_life, place_order) = S
+    EV = (ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn)
     K = pi[C.K]
     N = pi[C.N]
     B = pi[C.B]
@@ -855,8 +1037,13 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     alloc = pi[C.ALLOC]
     cross = pi[C.CROSS]
     reuse = pf[C.REUSE]
-    est = pi[C.EST]
+    kept = pi[C.EST]
     sums = pi[C.SUMS]
+    Z = pi[C.ZONES]
+    sbase = 3 * K * N
+    fm = pi[C.EV_M]
+    finv = pf[C.EV_INVW]
+    cinv = pf[C.EV_CINV]
     work = 1
     if measure:
         si[T.CONN] += 1
@@ -895,8 +1082,8 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
             if measure:
                 si[T.AFAIL] += 1
             return g, work
-    if measure and est == C.EST_FULL:
-        e = estimate_full(slot_end, slot_tgt, dest, est_sum, est_free, alloc, ip, j, d, N, P, t,
+    if measure and kept == C.EST_FULL:
+        e = estimate_full(slot_end, slot_tgt, dest, est, Z, sbase, alloc, ip, j, d, N, P, t,
                           reuse, lo, hi)
         add_to_batch(batches, sf, pi[C.NBATCH], pf, t, e)
     if alloc == 0 or alloc == 3:
@@ -932,9 +1119,11 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     row = base + p * N
     s = row + j
     dest[d * T.DW + T.D_UB] += 1
-    if sums:
-        sums_take(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B)
-    if measure and est == C.EST_TARGET and pi[C.COLLIDABLE]:
+    before = 0
+    if sums:                               # the port is taken; the row's contents before
+        est[3 * d + 1] -= 1
+        before = row_list(slot_end, slot_tgt, row, N, reuse, t, est_f, est_i, 0)
+    if measure and kept == C.EST_TARGET and pi[C.COLLIDABLE]:
         x = distinct_live(slot_end, slot_tgt, row, N, j, t, lo, hi)
         if x:                                  # adding 0.0 changes no batch
             add_to_batch(batches, sf, pi[C.NBATCH], pf, t, x / (hi - lo))
@@ -995,8 +1184,10 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
             slot_end[s] = t
             slot_tgt[s] = -1
             if sums:
-                sums_end_now(flags, slot_tgt, est_sum, est_free, EV, si, s, N, P, cross, zs, zc,
-                             B, t, reuse, pi[C.EV_M], pf[C.EV_INVW], -1.0)
+                est_release_at(EV, si, est, ip, j, N, t, reuse, finv, cinv, fm)
+                if before >= 1:
+                    row_changed(EV, si, est, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t,
+                                before, est_f, est_i, finv, cinv, fm)
             if alloc == 0:
                 hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, d, P, N, row, j, p, False,
                         reuse)
@@ -1009,9 +1200,8 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
                     if measure:
                         si[T.RESETS] += 1
                     if sums:
-                        sums_end_now(flags, slot_tgt, est_sum, est_free, EV, si, row + m, N, P,
-                                     cross, zs, zc, B, t, reuse, pi[C.EV_M], pf[C.EV_INVW],
-                                     old_end)
+                        est_reset(EV, si, est, ip, m, N, Z, sbase, t, old_end, reuse, finv, cinv,
+                                  fm)
                     if alloc == 0:
                         hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, ip * N + m, P, N, row,
                                 m, p, False, reuse)
@@ -1038,6 +1228,9 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
             pd_life[x] = life
             pd_at[x] = t + xa[2 * pi[C.EMP_N] + 2 * pi[C.SCHED_N]]
             heap_push(heap, si, pd_at, pd_serial, x)
+            if sums and before >= 1:
+                row_changed(EV, si, est, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t,
+                            before, est_f, est_i, finv, cinv, fm)
             return g, work
     # the new connection lives; it takes the 4-tuple's TIME_WAIT record
     end = t + life
@@ -1057,8 +1250,10 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     if not pi[C.CIP]:
         ntl[(j * B + b) % pi[C.NTL_SIZE]] += 1
     if sums:
-        sums_live(flags, slot_tgt, est_sum, EV, si, s, end, N, P, cross, zs, zc, B, reuse,
-                  pi[C.EV_M], pf[C.EV_INVW])
+        est_live(EV, si, est, ip, j, N, Z, sbase, end, reuse, finv, cinv, fm)
+        if before >= 1:
+            row_changed(EV, si, est, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before,
+                        est_f, est_i, finv, cinv, fm)
     return g, work
 
 
@@ -1068,9 +1263,9 @@ def retry(S, pi, pf, zs, zc, xa, t):
     failed connect when the schedule is spent (docs/model-fidelity.md)."""
     (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl, tw,
      pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack, heap,
-     est_sum, est_free, flags, ev_b, ev_t, ev_s, ev_next, ev_head, batches, dhist, place_life,
-     place_order) = S
-    EV = (ev_b, ev_t, ev_s, ev_next, ev_head)
+     est, est_f, est_i, ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn, batches, dhist,
+     place_life, place_order) = S
+    EV = (ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn)
     N = pi[C.N]
     B = pi[C.B]
     P = pi[C.P]
@@ -1084,10 +1279,20 @@ def retry(S, pi, pf, zs, zc, xa, t):
     p = (row - ip * P * N) // N
     d = ip * N + j
     meas = pd_flags[x] & 1
+    sums = pi[C.SUMS]
+    K = pi[C.K]
+    Z = pi[C.ZONES]
+    sbase = 3 * K * N
+    fm = pi[C.EV_M]
+    finv = pf[C.EV_INVW]
+    cinv = pf[C.EV_CINV]
     busy = False
     for m in range(N):
         if m != j and slot_end[row + m] > t and slot_tgt[row + m] == b:
             busy = True
+    before = 0
+    if sums and (not busy or pd_retry[x] + 1 >= pi[C.SYN_N]):   # the row will change
+        before = row_list(slot_end, slot_tgt, row, N, reuse, t, est_f, est_i, 0)
     if not busy:
         end = t + pd_life[x]
         slot_end[s] = end
@@ -1098,9 +1303,11 @@ def retry(S, pi, pf, zs, zc, xa, t):
                 si[T.TWHITS] += hit
         if pi[C.ALLOC] == 0:
             hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, d, P, N, row, j, p, False, reuse)
-        if pi[C.SUMS]:
-            sums_live(flags, slot_tgt, est_sum, EV, si, s, end, N, P, pi[C.CROSS], zs, zc, B,
-                      reuse, pi[C.EV_M], pf[C.EV_INVW])
+        if sums:
+            est_live(EV, si, est, ip, j, N, Z, sbase, end, reuse, finv, cinv, fm)
+            if before >= 2:
+                row_changed(EV, si, est, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t,
+                            before, est_f, est_i, finv, cinv, fm)
         if meas:
             si[T.EST] += 1
             si[T.DELAYED] += 1
@@ -1116,9 +1323,11 @@ def retry(S, pi, pf, zs, zc, xa, t):
         slot_end[s] = t                    # the schedule is spent: the connect fails
         if pi[C.ALLOC] == 0:
             hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, d, P, N, row, j, p, False, reuse)
-        if pi[C.SUMS]:
-            sums_end_now(flags, slot_tgt, est_sum, est_free, EV, si, s, N, P, pi[C.CROSS], zs, zc,
-                         B, t, reuse, pi[C.EV_M], pf[C.EV_INVW], -1.0)
+        if sums:
+            est_release_at(EV, si, est, ip, j, N, t, reuse, finv, cinv, fm)
+            if before >= 2:
+                row_changed(EV, si, est, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t,
+                            before, est_f, est_i, finv, cinv, fm)
         if meas:
             si[T.FAILED] += 1
             si[T.PENDING] -= 1
@@ -1157,9 +1366,9 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
     an event that could need room the state does not have."""
     (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl, tw,
      pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack, heap,
-     est_sum, est_free, flags, ev_b, ev_t, ev_s, ev_next, ev_head, batches, dhist, place_life,
-     place_order) = S
-    EV = (ev_b, ev_t, ev_s, ev_next, ev_head)
+     est, est_f, est_i, ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn, batches, dhist,
+     place_life, place_order) = S
+    EV = (ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn)
     g = rng_load(gst)
     N = pi[C.N]
     t_measure = pf[C.T_MEASURE]
@@ -1168,7 +1377,13 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
     delays = pi[C.DELAYS]
     tw_on = pi[C.TW_ON]
     tw_cap = (len(tw) // T.TWB) * 3 // 2
-    ev_room = len(ev_t) - 2 * N - 4
+    Z = pi[C.ZONES]
+    sbase = 3 * pi[C.K] * N
+    fm = pi[C.EV_M]
+    finv = pf[C.EV_INVW]
+    cinv = pf[C.EV_CINV]
+    reuse = pf[C.REUSE]
+    ev_max = est_events_max(N, Z)
     sched_off = 2 * pi[C.EMP_N]
     ms = pi[C.SCHED_N]
     code = T.DONE
@@ -1184,7 +1399,7 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
         if tw_on and si[T.TW_INS] >= tw_cap:
             code = T.GROW_TW
             break
-        if sums and si[T.EV_USED] >= ev_room:
+        if sums and si[T.EV_USED] + ev_max > len(ev_t):
             code = T.GROW_EV
             break
         if si[T.PLACE_I] < si[T.PLACE_N]:    # the stationary start, oldest first, at t = 0
@@ -1209,12 +1424,14 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
                 sf[T.NOW] = t_stop
             code = T.DONE
             break
+        if sums and si[T.EV_USED] + ev_room(EV, si, t, cinv, N) + ev_max > len(ev_t):
+            code = T.GROW_EV               # (the coarse segments due by t move into the pool)
+            break
         if next_sample <= t:
             work += take_samples(si, slot_end, pi, pf, t)
             next_sample = next_sample_at(si, pf)
         if sums:
-            work += ev_drain(EV, si, flags, slot_tgt, est_sum, est_free, t, pi[C.EV_M],
-                             pf[C.EV_INVW], pf[C.REUSE], N, pi[C.P], pi[C.CROSS], zs, zc, pi[C.B])
+            work += ev_drain(EV, si, est, t, finv, cinv, fm, sbase, reuse)
         if t_retry <= sf[T.NEXT_ARR]:
             retry(S, pi, pf, zs, zc, xa, t)
             work += 1

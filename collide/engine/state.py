@@ -22,8 +22,8 @@ from . import params as C
 # scalar slots in si (int64)
 (CONN, EST, AFAIL, FAILED, COLL, RESETS, TWHITS, PAIRS, DELAYED, PENDING, CA_SEC, CA_USED, PEAK,
  SAMPLE_I, FIRST_SEEN, PD_TOP, HEAP_N, PD_SERIAL, TW_INS, EV_FREE, EV_USED, EV_CUR, PLACE_I,
- PLACE_N, STARTED, TRIES) = range(26)
-N_SI = 26
+ PLACE_N, STARTED, TRIES, EV_CC) = range(27)
+N_SI = 27
 # scalar slots in sf (float64): the next arrival, the time every event before it is done, the
 # first measured collision (seconds into the window; -1: none yet), 1 / the estimate's batch width
 NEXT_ARR, NOW, FIRST, BSCALE = range(4)
@@ -38,12 +38,12 @@ D_UB, D_CURSOR, D_LIN_EPOCH, D_LIN_OFF, D_LIN_PERT = range(5)
 # failed tries since the last count; the horizon time is in `pool_th`
 HW = 4
 H_MODE, H_LEN, H_MISS = range(3)
-# `full` estimate: slot flags (bit 0 counted as a live holder, bit 1 counted as taken) and events
-# (code = 2 * slot + kind: 0 = a holder's end, 1 = a port's release after the reuse delay) in a
-# ring of buckets: EVB inline (time, code) pairs per bucket (`ev_b`, one cache line, empty: time
-# +inf), the rest in a pool chained from `ev_head`
-F_LIVE, F_TAKEN = 1, 2
-EVB = 4
+# `full` estimate (docs/engine.md): counters `est` ((A, F, T) per destination, then (S, DUP) per
+# (ip, zone)), scratch for one row's contents (`est_f`, `est_i`), and a two-level queue of events:
+# a fine ring of buckets (`ev_b`, EVW doubles each: least time, count, EVI (time, code) pairs;
+# more in a pool chained from `ev_head`) and EV_NC coarse segments (`ev_cq`, counts `ev_cn`)
+EV_NC = 64
+EVW, EVI = 16, 7           # doubles per fine bucket (two cache lines), (time, code) pairs in it
 # TIME_WAIT records: buckets of 8 float64 = 64 bytes: three (key, expiry) pairs and the overflow
 # mark (the latest expiry of any record stored past this bucket from a home at or before it)
 TWB = 8
@@ -54,8 +54,8 @@ DONE, BUDGET, FIRST_HIT, GROW_PEND, GROW_TW, GROW_EV = range(6)
 
 FIELDS = ("si", "sf", "slot_end", "slot_tgt", "dest", "pool", "pool_th", "hl_list", "hl_pos",
           "cl_node", "cl_exp", "ntl", "tw", "pd_slot", "pd_tgt", "pd_retry", "pd_flags",
-          "pd_serial", "pd_t0", "pd_life", "pd_at", "pd_stack", "heap", "est_sum", "est_free",
-          "flags", "ev_b", "ev_t", "ev_s", "ev_next", "ev_head", "batches", "dhist",
+          "pd_serial", "pd_t0", "pd_life", "pd_at", "pd_stack", "heap", "est", "est_f", "est_i",
+          "ev_b", "ev_t", "ev_s", "ev_next", "ev_head", "ev_cq", "ev_cn", "batches", "dhist",
           "place_life", "place_order")
 
 
@@ -127,16 +127,27 @@ def new_state(pi: np.ndarray, pf: np.ndarray, xa: np.ndarray) -> dict:
     cap = 1024 if pi[C.DELAYS] else 1
     s.update(new_pending(cap))
     s["si"][PD_TOP] = cap
-    s["est_sum"] = np.zeros(dests, np.int64)
-    s["est_free"] = np.full(dests, ports, np.int64)
     sums = bool(pi[C.SUMS])
-    s["flags"] = line_aligned(slots if sums else 1, np.uint8, 0)
+    zones = int(pi[C.ZONES])
+    est = np.zeros(3 * dests + 2 * k * zones if sums else 3, np.int64)
+    est[1:3 * dests:3] = ports                  # every port free
+    s["est"] = est
+    s["est_f"] = np.zeros(4 * n if sums else 1, np.float64)   # (see _core_python.row_contrib)
+    s["est_i"] = np.zeros(8 * n if sums else 1, np.int64)
     m = int(pi[C.EV_M]) if sums else 1
-    s["ev_b"] = line_aligned(m * 2 * EVB, np.float64, np.inf)
-    ev = _pow2(int(0.1 * pf[C.RATE] * pf[C.MEAN]) + 1024) if sums else 16
+    ev_b = line_aligned(m * EVW, np.float64, 0.0)
+    ev_b[0::EVW] = np.inf                       # least time of each bucket; count 0
+    s["ev_b"] = ev_b
+    cap = int(pi[C.EV_CCAP]) if sums else 0
+    # the pool: what one drain can move in from a coarse segment and one arrival can queue,
+    # twice (it grows if that is not enough)
+    ev = _pow2(2 * (cap + 8 * n * n + 3 * n) + 1024) if sums else 16
     s["ev_t"], s["ev_s"], s["ev_next"] = new_events(ev)
     s["si"][EV_FREE] = 0
+    s["si"][EV_CC] = -1
     s["ev_head"] = np.full(m, -1, np.int64)
+    s["ev_cq"] = np.zeros(2 * EV_NC * cap if sums else 2, np.float64)
+    s["ev_cn"] = np.zeros(EV_NC, np.int64)
     s["batches"] = np.zeros(int(pi[C.NBATCH]), np.float64)
     s["dhist"] = np.zeros(max(1, int(pi[C.SYN_N])), np.int64)
     s["place_life"] = np.zeros(1, np.float64)
@@ -243,7 +254,7 @@ def size(scenario, estimate=None) -> tuple[float, float, float]:
     slots = float(k) * n * ports
     est = ESTIMATES.index(resolve_estimate(scenario, estimate))
     sums = est == EST_FULL and nat.allocator == "random" and collidable(scenario)
-    nbytes = slots * (12 + (1 if sums else 0))
+    nbytes = slots * 12
     if nat.allocator in ("random", "eim"):
         pools = k if nat.allocator == "eim" else k * n
         nbytes += 8.0 * pools * ports
@@ -252,8 +263,8 @@ def size(scenario, estimate=None) -> tuple[float, float, float]:
     if tg.time_wait > 0 and tg.server_close_fraction > 0 and lb.client_ip_preservation:
         nbytes += 64 * 4.0 / 3 * peak * tg.server_close_fraction * (tr.duration.mean + tg.time_wait)
     if sums:
-        m, _ = calendar_shape(scenario)
-        nbytes += 64.0 * m + 24 * (0.1 * live + 1024)
+        m, _, _, cap = calendar_shape(scenario)
+        nbytes += 8.0 * EVW * m + 16.0 * EV_NC * cap + 24 * 2 * (cap + 8 * n * n + 1024)
     if not lb.client_ip_preservation:
         nbytes += 8.0 * min(n * lb.total_targets, 1 << 22)
     start, end = time_line(scenario)
