@@ -27,9 +27,8 @@ def reference(s: Scenario, seed: int, estimate="full") -> Run:
     return r
 
 
-def check_state(r: Run, drained: bool):
-    """What the lazy state promises between kernel calls (docs/engine.md). `drained`: the call
-    ended right after an event at `now`, so the `full` estimate's events up to now are applied."""
+def check_state(r: Run):
+    """What the lazy state promises between kernel calls (docs/engine.md)."""
     st, pi, pf, now = r.state, r.pi, r.pf, r.now
     K, N, P, B = (int(pi[x]) for x in (C.K, C.N, C.P, C.B))
     reuse = float(pf[C.REUSE])
@@ -65,9 +64,11 @@ def check_state(r: Run, drained: bool):
             ip, j = (q, None) if pi[C.ALLOC] == 3 else divmod(q, N)
             ft = (ends[ip].max(axis=1) if j is None else ends[ip, :, j]) + reuse
             assert set(np.flatnonzero(ft <= st["pool_th"][q]).tolist()) <= set(lst.tolist())
-    # the `full` estimate's counts are the state's own: A, F and S from the slots, DUP and T row
-    # by row (docs/engine.md), and est_sum = S - A - DUP - T from its definition
-    if pi[C.SUMS] and drained:
+    # the `full` estimate's counts, settled up to now (they are kept late), are the state's own:
+    # A, F and S from the slots, DUP and T row by row (docs/engine.md), and est_sum = S - A - DUP
+    # - T from its definition
+    if pi[C.SUMS]:
+        r.settle()
         Z = int(pi[C.ZONES])
         est = st["est"]
         taken = ends + reuse > now
@@ -131,12 +132,12 @@ def check_state(r: Run, drained: bool):
 def test_invariants_hold_throughout(overrides):
     s = small().replace(overrides).replace({"traffic.horizon": 20.0})
     r = reference(s, 4)
-    check_state(r, drained=True)
+    check_state(r)
     code = T.BUDGET
     steps = 0
     while code != T.DONE:
         code = r.advance(20.0, 97)
-        check_state(r, drained=code == T.BUDGET)
+        check_state(r)
         steps += 1
     assert steps > 5
     si = r.state["si"]
@@ -151,7 +152,7 @@ def test_horizon_lists_are_entered_and_left():
     r = reference(s, 3)
     modes = set()
     while r.advance(60.0, 200) != T.DONE:
-        check_state(r, drained=True)
+        check_state(r)
         modes.add(tuple(r.state["pool"][T.H_MODE::T.HW].tolist()))
     assert any(1 in m for m in modes) and any(set(m) == {0} for m in modes)
 

@@ -132,135 +132,33 @@ cdef extern from *:
         }
         return n;
     }
-    /* The `full` estimate's two-level queue of events (the reference's ev_fine, ev_push,
-       ev_apply, ev_bucket_due and ev_drain), in C so that its hot steps are inlined into the
-       kernel. Its cursors and pool counts live in the state's `si` (COLLIDE_EV_* below). */
-    enum { COLLIDE_EV_FREE = 19, COLLIDE_EV_USED = 20, COLLIDE_EV_CUR = 21, COLLIDE_EV_CC = 26,
-           COLLIDE_EV_NC = 64, COLLIDE_EVW = 16, COLLIDE_EVI = 7 };
+    /* The `full` estimate's log of changes now and segments of changes later (the reference's
+       ev_log and ev_push), in C so that they are inlined into the kernel. The log's length and
+       the segments' "full" flag live in the state's `si` (COLLIDE_EV_* below). */
+    enum { COLLIDE_EV_LOG = 19, COLLIDE_EV_FULL = 20, COLLIDE_EV_CUR = 21, COLLIDE_EV_NC = 64 };
     typedef struct {
-        double *b; int64_t mask; double finv, cinv;       /* fine buckets: least, count, 3 pairs */
-        double *cq; int64_t *cn; int64_t ccap;           /* coarse segments */
-        double *pt; int64_t *pc, *pn, *head;              /* the pool, chained per fine bucket */
-        int64_t *si, *est; int64_t sbase; int reuse0;
+        double *q; int64_t *n; int64_t cap, lim;          /* segments: cap pairs each */
+        double *log; int64_t *si; double cinv;
     } collide_evq;
-    static inline int64_t collide_ev_index(double x, double inv) {
-        double f = x * inv;
-        return (int64_t)(f < 4e18 ? f : 4e18);
+    COLLIDE_HOT int64_t evq_log(collide_evq *e, double t, int64_t code) {
+        int64_t n = e->si[COLLIDE_EV_LOG];
+        e->log[2 * n] = t;
+        e->log[2 * n + 1] = (double)code;
+        e->si[COLLIDE_EV_LOG] = n + 1;
+        return n;
     }
-    COLLIDE_HOT void evq_fine(collide_evq *q, double x, int64_t code) {
-        int64_t i = collide_ev_index(x, q->finv) & q->mask, n, e;
-        double *b = q->b + i * COLLIDE_EVW;
-        n = (int64_t)b[1];
-        if (x < b[0]) b[0] = x;
-        b[1] = (double)(n + 1);
-        if (n < COLLIDE_EVI) { b[2 + 2 * n] = x; b[3 + 2 * n] = (double)code; return; }
-        e = q->si[COLLIDE_EV_FREE];
-        q->si[COLLIDE_EV_FREE] = q->pn[e];
-        q->si[COLLIDE_EV_USED] += 1;
-        q->pt[e] = x; q->pc[e] = code; q->pn[e] = q->head[i]; q->head[i] = e;
-    }
-    COLLIDE_HOT void evq_push(collide_evq *q, double x, int64_t code) {
-        int64_t c = collide_ev_index(x, q->cinv);
-        if (c > q->si[COLLIDE_EV_CC] + 1) {
-            int64_t k = c & (COLLIDE_EV_NC - 1), n = q->cn[k];
-            if (n < q->ccap) {
-                double *e = q->cq + 2 * (k * q->ccap + n);
-                e[0] = x; e[1] = (double)code; q->cn[k] = n + 1;
-                return;
-            }
-        }
-        evq_fine(q, x, code);
-    }
-    COLLIDE_HOT void evq_apply(collide_evq *q, int64_t code) {
-        int64_t kind = code & 7, off = code >> 24, *est = q->est;
-        if (kind <= 1) {                         /* an end (1: taken back) */
-            int64_t sgn = kind ? 1 : -1;
-            est[off] += sgn;
-            est[q->sbase + ((code >> 3) & 0x1FFFFF)] += sgn;
-            if (q->reuse0) est[off + 1] -= sgn;
-        } else if (kind <= 3) {                  /* a release (3: taken back) */
-            est[off] += kind == 2 ? 1 : -1;
-        } else {                                 /* a step of T or DUP */
-            est[off] += ((code >> 3) & 1023) - 512;
-        }
-    }
-    static int64_t evq_bucket_due(collide_evq *q, int64_t i, double t) {
-        double *b = q->b + i * COLLIDE_EVW, least = INFINITY, x;
-        int64_t n = (int64_t)b[1], kept = 0, k, e, nxt, chain = -1, work = 1;
-        for (k = 0; k < (n < COLLIDE_EVI ? n : COLLIDE_EVI); k++) {
-            x = b[2 + 2 * k];
-            if (x <= t) evq_apply(q, (int64_t)b[3 + 2 * k]);
-            else {
-                b[2 + 2 * kept] = x; b[3 + 2 * kept] = b[3 + 2 * k]; kept++;
-                if (x < least) least = x;
-            }
-        }
-        if (n > COLLIDE_EVI) {
-            for (e = q->head[i]; e >= 0; e = nxt) {
-                nxt = q->pn[e];
-                work++;
-                x = q->pt[e];
-                if (x <= t || kept < COLLIDE_EVI) {
-                    if (x <= t) evq_apply(q, q->pc[e]);
-                    else {
-                        b[2 + 2 * kept] = x; b[3 + 2 * kept] = (double)q->pc[e]; kept++;
-                        if (x < least) least = x;
-                    }
-                    q->pn[e] = q->si[COLLIDE_EV_FREE];
-                    q->si[COLLIDE_EV_FREE] = e;
-                    q->si[COLLIDE_EV_USED] -= 1;
-                } else {
-                    q->pn[e] = chain; chain = e; kept++;
-                    if (x < least) least = x;
-                }
-            }
-            q->head[i] = chain;
-        }
-        b[0] = least;
-        b[1] = (double)kept;
-        return work;
-    }
-    static int64_t evq_move(collide_evq *q, double t) {
-        int64_t ct = collide_ev_index(t, q->cinv), cc = q->si[COLLIDE_EV_CC], k, n, kept, i;
-        int64_t work = 0;
-        if (cc < ct - COLLIDE_EV_NC - 1) cc = ct - COLLIDE_EV_NC - 1;
-        while (cc < ct) {
-            double *e;
-            cc++;
-            q->si[COLLIDE_EV_CC] = cc;
-            k = (cc + 1) & (COLLIDE_EV_NC - 1);
-            n = q->cn[k];
-            e = q->cq + 2 * k * q->ccap;
-            kept = 0;
-            for (i = 0; i < n; i++) {
-                double x = e[2 * i];
-                if (collide_ev_index(x, q->cinv) <= cc + 1) evq_fine(q, x, (int64_t)e[2 * i + 1]);
-                else { e[2 * kept] = x; e[2 * kept + 1] = e[2 * i + 1]; kept++; }
-            }
-            q->cn[k] = kept;
-            work += n + 1;
-        }
-        return work;
-    }
-    static int64_t evq_room(const collide_evq *q, double t);
-    /* evq_drain, after checking that the pool has room for what the coarse segments due by t
-       move in and for `more` events (-1: it has not; nothing was done) */
-    COLLIDE_HOT int64_t evq_drain(collide_evq *q, double t, int64_t more, int64_t cap) {
-        int64_t work = 1, qt, cur, m = q->mask;
-        if (COLLIDE_UNLIKELY(collide_ev_index(t, q->cinv) > q->si[COLLIDE_EV_CC])) {
-            if (q->si[COLLIDE_EV_USED] + evq_room(q, t) + more > cap) return -1;
-            work += evq_move(q, t);
-        }
-        qt = collide_ev_index(t, q->finv);
-        cur = q->si[COLLIDE_EV_CUR];
-        if (cur < qt) {
-            if (cur < qt - m - 1) cur = qt - m - 1;
-            for (; cur < qt; cur++)
-                if (q->b[(cur & m) * COLLIDE_EVW] <= t) work += evq_bucket_due(q, cur & m, t);
-            q->si[COLLIDE_EV_CUR] = cur;
-        }
-        if (q->b[(qt & m) * COLLIDE_EVW] <= t) work += evq_bucket_due(q, qt & m, t);
-        return work;
+    COLLIDE_HOT void evq_push(collide_evq *e, double t, double x, int64_t code) {
+        double f;
+        int64_t k, n, i;
+        if (x <= t) { evq_log(e, t, code); return; }
+        f = x * e->cinv;
+        k = (int64_t)(f < 4e18 ? f : 4e18) & (COLLIDE_EV_NC - 1);
+        n = e->n[k];
+        i = 2 * (k * e->cap + n);
+        e->q[i] = x;
+        e->q[i + 1] = (double)code;
+        e->n[k] = n + 1;
+        if (n + 1 > e->lim) e->si[COLLIDE_EV_FULL] = 1;
     }
     /* The reference's row_contrib, row_schedule, row_list and row_changed: a row's taken slots
        (occupant i < cnt: end ef[o+i], target ei[o+i], node ei[2n+o+i]) and what they add to T
@@ -307,7 +205,8 @@ cdef extern from *:
     }
     static void collide_row_schedule(collide_evq *q, double *ef, const int64_t *ei, int64_t o,
                                      int64_t cnt, int64_t n, int64_t Z, double reuse, double t,
-                                     int64_t sign, int64_t ip, int64_t *c, int64_t *w) {
+                                     int64_t sign, int64_t ip, int64_t sbase, int64_t *c,
+                                     int64_t *w) {
         double *bp = ef + 2 * n, x, last = t;
         int64_t nb = 0, i, k, b, m, d;
         for (i = 0; i < cnt; i++) {
@@ -330,13 +229,13 @@ cdef extern from *:
                 m = ei[2 * n + o + i];
                 d = w[i] - c[i];
                 if (d) {
-                    evq_push(q, x, ((3 * (ip * n + m) + 2) << 24) | ((sign * d + 512) << 3) | 4);
+                    evq_push(q, t, x, ((3 * (ip * n + m) + 2) << 26) | ((sign * d + 512) << 3) | 4);
                     c[i] = w[i];
                 }
                 d = w[n + i] - c[n + i];
                 if (d) {
-                    evq_push(q, x, ((q->sbase + 2 * (ip * Z + m % Z) + 1) << 24)
-                                   | ((sign * d + 512) << 3) | 5);
+                    evq_push(q, t, x, ((sbase + 2 * (ip * Z + m % Z) + 1) << 26)
+                                      | ((sign * d + 512) << 3) | 5);
                     c[n + i] = w[n + i];
                 }
             }
@@ -359,28 +258,25 @@ cdef extern from *:
     static void collide_row_changed(collide_evq *q, const double *slot_end,
                                     const int32_t *slot_tgt, int64_t row, double *ef, int64_t *ei,
                                     int64_t n, int64_t Z, double reuse, double t, int64_t ip,
-                                    int64_t before) {
+                                    int64_t before, int64_t sbase) {
         int64_t after = collide_row_list(slot_end, slot_tgt, row, n, reuse, t, ef, ei, n);
-        int64_t *c = ei + 4 * n, *w = ei + 6 * n, *est = q->est, side, cnt, o, sign, i, m;
+        int64_t *c = ei + 4 * n, *w = ei + 6 * n, side, cnt, o, sign, i, m;
         for (side = 0; side < 2; side++) {
             cnt = side ? after : before;
             if (cnt < 2) continue;               /* one slot taken: nothing */
             o = side * n;
             sign = side ? 1 : -1;
             collide_row_contrib(ef, ei, o, cnt, n, Z, reuse, t, c);
-            for (i = 0; i < cnt; i++) {
+            for (i = 0; i < cnt; i++) {          /* the difference now, logged */
                 m = ei[2 * n + o + i];
-                est[3 * (ip * n + m) + 2] += sign * c[i];
-                est[q->sbase + 2 * (ip * Z + m % Z) + 1] += sign * c[n + i];
+                if (c[i])
+                    evq_log(q, t, ((3 * (ip * n + m) + 2) << 26) | ((sign * c[i] + 512) << 3) | 4);
+                if (c[n + i])
+                    evq_log(q, t, ((sbase + 2 * (ip * Z + m % Z) + 1) << 26)
+                                  | ((sign * c[n + i] + 512) << 3) | 5);
             }
-            collide_row_schedule(q, ef, ei, o, cnt, n, Z, reuse, t, sign, ip, c, w);
+            collide_row_schedule(q, ef, ei, o, cnt, n, Z, reuse, t, sign, ip, sbase, c, w);
         }
-    }
-    static int64_t evq_room(const collide_evq *q, double t) {
-        int64_t ct = collide_ev_index(t, q->cinv), cc = q->si[COLLIDE_EV_CC], need = 0;
-        if (cc < ct - COLLIDE_EV_NC - 1) cc = ct - COLLIDE_EV_NC - 1;
-        while (cc < ct) { cc++; need += q->cn[(cc + 1) & (COLLIDE_EV_NC - 1)]; }
-        return need;
     }
     static const double collide_two53 = 1.0 / 9007199254740992.0;
     /* [0, n) by Lemire's multiply-shift on the high 32 bits of a word, with exact rejection */
@@ -433,27 +329,19 @@ cdef extern from *:
     int64_t collide_list_free(const double *col, int64_t P, int64_t stride, double reuse,
                               double th, int32_t *lst, int32_t *pos) nogil
     ctypedef struct collide_evq:
-        double *b
-        int64_t mask
-        double finv, cinv
-        double *cq
-        int64_t *cn
-        int64_t ccap
-        double *pt
-        int64_t *pc
-        int64_t *pn
-        int64_t *head
+        double *q
+        int64_t *n
+        int64_t cap, lim
+        double *log
         int64_t *si
-        int64_t *est
-        int64_t sbase
-        int reuse0
-    int COLLIDE_EV_FREE, COLLIDE_EV_USED, COLLIDE_EV_CUR, COLLIDE_EV_CC, COLLIDE_EV_NC, COLLIDE_EVW
-    int COLLIDE_EVI
-    void evq_push(collide_evq *q, double x, int64_t code) nogil
-    int64_t evq_drain(collide_evq *q, double t, int64_t more, int64_t cap) nogil
+        double cinv
+    int COLLIDE_EV_LOG, COLLIDE_EV_FULL, COLLIDE_EV_CUR, COLLIDE_EV_NC
+    int64_t evq_log(collide_evq *e, double t, int64_t code) nogil
+    void evq_push(collide_evq *e, double t, double x, int64_t code) nogil
     void collide_row_changed(collide_evq *q, const double *slot_end, const int32_t *slot_tgt,
                              int64_t row, double *ef, int64_t *ei, int64_t n, int64_t Z,
-                             double reuse, double t, int64_t ip, int64_t before) nogil
+                             double reuse, double t, int64_t ip, int64_t before,
+                             int64_t sbase) nogil
     int64_t collide_row_list(const double *slot_end, const int32_t *slot_tgt, int64_t row,
                              int64_t n, double reuse, double t, double *ef, int64_t *ei,
                              int64_t o) nogil
@@ -471,14 +359,14 @@ cdef object M64 = (1 << 64) - 1
 cdef enum:
     K, N, B, P, CAP, LIMITED, CLIENTS, IP_PER_CLIENT, STICKY, ALLOC, DIST, OUTCOME, CROSS, CIP, \
     WEIGHTED, EST, SUMS, NBATCH, TW_ON, REUSE_ON, NODE_LIMIT, NEED_CLIENT, EMP_N, SCHED_N, SYN_N, \
-    CA_LIMIT, COLLIDABLE, NTL_SIZE, EV_M, UNTIL_FIRST, DELAYS, ZONES, EV_CCAP
+    CA_LIMIT, COLLIDABLE, NTL_SIZE, EV_NSUB, UNTIL_FIRST, DELAYS, ZONES, EV_CCAP
 cdef enum:
-    RATE, MEAN, MU, SIGMA, XM, ALPHA, DNS_TTL, TW, SCF, REUSE, T_MEASURE, T_END, EV_INVW, \
-    BATCH_SCALE, EV_CINV
+    RATE, MEAN, MU, SIGMA, XM, ALPHA, DNS_TTL, TW, SCF, REUSE, T_MEASURE, T_END, BATCH_SCALE, \
+    EV_CINV
 cdef enum:
     S_CONN, S_EST, S_AFAIL, S_FAILED, S_COLL, S_RESETS, S_TWHITS, S_PAIRS, S_DELAYED, S_PENDING, \
     S_CA_SEC, S_CA_USED, S_PEAK, S_SAMPLE_I, S_FIRST_SEEN, S_PD_TOP, S_HEAP_N, S_PD_SERIAL, \
-    S_TW_INS, S_EV_FREE, S_EV_USED, S_EV_CUR, S_PLACE_I, S_PLACE_N, S_STARTED, S_TRIES, S_EV_CC
+    S_TW_INS, S_EV_LOG, S_EV_FULL, S_EV_CUR, S_PLACE_I, S_PLACE_N, S_STARTED, S_TRIES
 cdef enum:
     F_NEXT_ARR, F_NOW, F_FIRST, F_BSCALE
 cdef enum:
@@ -501,6 +389,10 @@ cdef enum:
     EV_UNREL = 3
     EV_T = 4
     EV_DUP = 5
+    EV_ARR = 6
+    ARR_QUERY = 1
+    ARR_TAKE = 2
+    ARR_LIVE = 4
     KMAX = 128
     PEAK_SAMPLES = 100
 cdef enum:
@@ -517,20 +409,19 @@ def use_general_kernel(bint on):
     _force_general = on
     return was
 
-assert (C.DELAYS, C.EV_INVW, T.TRIES, T.FIRST, T.DW, T.HW, T.TWB, T.TW_OVF, T.GROW_EV) == \
-    (DELAYS, EV_INVW, S_TRIES, F_FIRST, DW, HW, TWB, TW_OVF, GROW_EV)
-assert (T.EV_NC, T.D_LIN_PERT, T.BSCALE, T.EV_CC, C.ZONES, C.EV_CCAP, C.EV_CINV) == \
-    (EV_NC, D_LIN_PERT, F_BSCALE, S_EV_CC, ZONES, EV_CCAP, EV_CINV)
-assert (T.EV_FREE, T.EV_USED, T.EV_CUR, T.EV_CC, T.EV_NC, T.EVW, T.EVI) == \
-    (COLLIDE_EV_FREE, COLLIDE_EV_USED, COLLIDE_EV_CUR, COLLIDE_EV_CC, COLLIDE_EV_NC, COLLIDE_EVW,
-     COLLIDE_EVI)
+assert (C.DELAYS, C.EV_CINV, T.TRIES, T.FIRST, T.DW, T.HW, T.TWB, T.TW_OVF, T.GROW_EV) == \
+    (DELAYS, EV_CINV, S_TRIES, F_FIRST, DW, HW, TWB, TW_OVF, GROW_EV)
+assert (T.EV_NC, T.D_LIN_PERT, T.BSCALE, C.ZONES, C.EV_CCAP, C.EV_NSUB) == \
+    (EV_NC, D_LIN_PERT, F_BSCALE, ZONES, EV_CCAP, EV_NSUB)
+assert (T.EV_LOG, T.EV_FULL, T.EV_CUR, T.EV_NC) == \
+    (COLLIDE_EV_LOG, COLLIDE_EV_FULL, COLLIDE_EV_CUR, COLLIDE_EV_NC)
 assert (C.PEAK_SAMPLES, T.D_LIN_PERT, T.H_MISS, T.PLACE_N) == \
     (PEAK_SAMPLES, D_LIN_PERT, H_MISS, S_PLACE_N)
 assert T.FIELDS == ("si", "sf", "slot_end", "slot_tgt", "dest", "pool", "pool_th", "hl_list",
                     "hl_pos", "cl_node", "cl_exp", "ntl", "tw", "pd_slot", "pd_tgt", "pd_retry",
                     "pd_flags", "pd_serial", "pd_t0", "pd_life", "pd_at", "pd_stack", "heap",
-                    "est", "est_f", "est_i", "ev_b", "ev_t", "ev_s", "ev_next", "ev_head",
-                    "ev_cq", "ev_cn", "batches", "dhist", "place_life", "place_order")
+                    "est", "est_f", "est_i", "ev_q", "ev_n", "ev_log", "ev_sort", "ev_cnt",
+                    "batches", "dhist", "place_life", "place_order")
 
 # compile-time specialisation of the kernel (fused types: one copy per member, branches on them
 # resolved when compiling). Mode: plain (random ports, client IP preservation, none of TIME_WAIT,
@@ -555,10 +446,10 @@ ctypedef fused Est:
 ctypedef struct Kern:
     # parameters
     int64_t k, n, nb, np_, cap, clients, alloc, dist, outcome, nbatch, node_limit, emp_n, sched_n
-    int64_t syn_n, syn_off, ca_limit, ntl_size, ev_m, zones, sbase, ev_ccap, ev_max
+    int64_t syn_n, syn_off, ca_limit, ntl_size, ev_nsub, zones, sbase, ev_max
     bint limited, ip_per_client, sticky, need_client, cross, cip, weighted, sums, tw_on, delays
     bint collidable, until_first
-    double rate, mean, mu, sigma, xm, alpha, dns_ttl, tw_s, scf, reuse, t_measure, t_end, ev_invw
+    double rate, mean, mu, sigma, xm, alpha, dns_ttl, tw_s, scf, reuse, t_measure, t_end
     double batch_scale, ev_cinv
     const int64_t *zs
     const int64_t *zc
@@ -594,15 +485,14 @@ ctypedef struct Kern:
     int64_t *est
     double *est_f
     int64_t *est_i
-    double *ev_b
-    double *ev_t
-    int64_t *ev_s
-    int64_t *ev_next
-    int64_t *ev_head
-    int64_t ev_cap
-    double *ev_cq
-    int64_t *ev_cn
-    collide_evq evq             # the same arrays, for the queue's C steps
+    double *ev_q
+    int64_t *ev_n
+    int64_t ev_cap              # a segment's room
+    double *ev_log
+    int64_t ev_logcap
+    double *ev_sort
+    int64_t *ev_cnt
+    collide_evq evq             # the same arrays, for the log's and segments' C steps
     double *batches
     int64_t *dhist
     double *place_life
@@ -1006,10 +896,10 @@ cdef int64_t allocate_pooled(Kern *k, collide_pcg64 *g, int64_t q, int64_t ip, i
 
 
 # == the `full` estimate's running counts ============================================================
-# The reference's: est_sum[d] = S[ip, z] - A[d] - DUP[ip, z] - T[d], rows with two or more slots
-# taken adding steps queued by the arrival that changed them; events carry counter updates and wait
-# in a fine ring of buckets (least time, count, three pairs; a pool beyond) and EV_NC coarse
-# segments for later times (docs/engine.md).
+# The reference's: est_sum[d] = S[ip, z] - A[d] - DUP[ip, z] - T[d], kept late: changes now go to
+# a log in time order, changes later to the segment of their window; when time leaves a window its
+# changes are sorted and merged with the log, each logged query seeing exactly what came before it
+# (docs/engine.md).
 cdef inline void zone_of(const Kern *k, int64_t m, int64_t *lo, int64_t *hi) noexcept nogil:
     if k.cross:
         lo[0] = 0
@@ -1024,7 +914,7 @@ cdef inline int64_t zone_index(const Kern *k, int64_t m) noexcept nogil:
 
 
 cdef inline int64_t est_code(int64_t offset, int64_t x, int64_t kind) noexcept nogil:
-    return (offset << 24) | (x << 3) | kind
+    return (offset << 26) | (x << 3) | kind
 
 
 cdef inline int64_t end_code(const Kern *k, int64_t ip, int64_t m, int64_t kind) noexcept nogil:
@@ -1035,8 +925,165 @@ cdef inline int64_t end_code(const Kern *k, int64_t ip, int64_t m, int64_t kind)
     return est_code(d, 2 * (ip * k.zones + zone_index(k, m)), kind)
 
 
-cdef inline void ev_push(Kern *k, double x, int64_t code) noexcept nogil:
-    evq_push(&k.evq, x, code)
+cdef inline void ev_push(Kern *k, double t, double x, int64_t code) noexcept nogil:
+    evq_push(&k.evq, t, x, code)
+
+
+cdef inline void ev_apply(Kern *k, int64_t code) noexcept nogil:
+    """The reference's `ev_apply`."""
+    cdef int64_t kind = code & 7, off = code >> 26, sgn
+    if kind <= EV_UNEND:
+        sgn = 1 if kind == EV_UNEND else -1
+        k.est[off] += sgn
+        k.est[k.sbase + ((code >> 3) & 0x7FFFFF)] += sgn
+        if k.reuse == 0.0:
+            k.est[off + 1] -= sgn
+    elif kind <= EV_UNREL:
+        k.est[off] += 1 if kind == EV_REL else -1
+    else:
+        k.est[off] += ((code >> 3) & 1023) - 512
+
+
+cdef inline void ev_record(Kern *k, int64_t code, double t) noexcept nogil:
+    """The reference's `ev_record`: a logged change; an arrival's query adds its estimate."""
+    cdef int64_t d, x, s, f, nt
+    cdef double e
+    if code & 7 != EV_ARR:
+        ev_apply(k, code)
+        return
+    d = code >> 26
+    x = (code >> 3) & 0x7FFFFF
+    s = k.sbase + (x >> 4)
+    if x & ARR_QUERY:
+        f = k.est[d + 1]
+        e = 0.0
+        if f > 0:
+            nt = k.nb if k.cross else k.zc[(d // 3) % k.n]
+            e = <double>(k.est[s] - k.est[d] - k.est[s + 1] - k.est[d + 2]) / <double>(f * nt)
+        add_to_batch(k, t, e)
+    if x & ARR_TAKE:
+        k.est[d + 1] -= 1
+    if x & ARR_LIVE:
+        k.est[d] += 1
+        k.est[s] += 1
+
+
+cdef int64_t ev_window_sort(Kern *k, int64_t w, double upto) noexcept nogil:
+    """The reference's `ev_window_sort`: what window w's segment holds due by `upto`, in time order
+    in ev_sort; the rest kept. Each entry's sub-bucket is computed once, kept meanwhile past the
+    sorted pairs (ev_sort has room for 3 cap doubles; -1: an entry that stays)."""
+    cdef int64_t kk = w & (EV_NC - 1), n = k.ev_n[kk], nsub = k.ev_nsub, q, i, j, m, kept = 0, at
+    cdef double *seg = k.ev_q + 2 * kk * k.ev_cap
+    cdef double *srt = k.ev_sort
+    cdef double *key = k.ev_sort + 2 * k.ev_cap
+    cdef int64_t *cnt = k.ev_cnt
+    cdef double x, f, c, cinv = k.ev_cinv, wf = <double>w
+    for q in range(nsub + 1):
+        cnt[q] = 0
+    for i in range(n):
+        x = seg[2 * i]
+        f = x * cinv
+        if f < wf + 1.0 and x <= upto:
+            q = <int64_t>((f - wf) * nsub)
+            q = 0 if q < 0 else (nsub - 1 if q >= nsub else q)
+            cnt[q + 1] += 1
+            key[i] = <double>q
+        else:
+            key[i] = -1.0
+    for q in range(nsub):
+        cnt[q + 1] += cnt[q]
+    m = cnt[nsub]
+    for i in range(n):
+        if key[i] >= 0.0:
+            q = <int64_t>key[i]
+            at = cnt[q]
+            cnt[q] = at + 1
+            srt[2 * at] = seg[2 * i]
+            srt[2 * at + 1] = seg[2 * i + 1]
+        else:
+            seg[2 * kept] = seg[2 * i]
+            seg[2 * kept + 1] = seg[2 * i + 1]
+            kept += 1
+    k.ev_n[kk] = kept
+    for i in range(1, m):                        # sub-buckets hold one or two: nearly in order
+        x = srt[2 * i]
+        if srt[2 * i - 2] <= x:
+            continue
+        c = srt[2 * i + 1]
+        j = i
+        while j > 0 and srt[2 * j - 2] > x:
+            srt[2 * j] = srt[2 * j - 2]
+            srt[2 * j + 1] = srt[2 * j - 1]
+            j -= 1
+        srt[2 * j] = x
+        srt[2 * j + 1] = c
+    return m
+
+
+cdef int64_t ev_window(Kern *k, int64_t w, double upto) noexcept nogil:
+    """The reference's `ev_window`: window w settled up to `upto`, its changes merged with the
+    log."""
+    cdef int64_t nl = k.si[S_EV_LOG], m, i = 0, r
+    cdef double tr
+    cdef double *lg = k.ev_log
+    cdef double *srt = k.ev_sort
+    m = ev_window_sort(k, w, upto)
+    for r in range(nl):
+        tr = lg[2 * r]
+        while i < m and srt[2 * i] <= tr:
+            ev_apply(k, <int64_t>srt[2 * i + 1])
+            i += 1
+        ev_record(k, <int64_t>lg[2 * r + 1], tr)
+    while i < m:
+        ev_apply(k, <int64_t>srt[2 * i + 1])
+        i += 1
+    k.si[S_EV_LOG] = 0
+    return nl + m + 1
+
+
+cdef int64_t ev_catch_up_all(Kern *k, double t) noexcept nogil:
+    """The reference's `ev_catch_up`, past its first test."""
+    cdef double f = t * k.ev_cinv
+    cdef int64_t ct = <int64_t>(f if f < 4e18 else 4e18), cur = k.si[S_EV_CUR], work, kk, kept, i
+    cdef double x
+    cdef double *seg
+    work = ev_window(k, cur, INFINITY)
+    cur += 1
+    if ct - cur > EV_NC:
+        for kk in range(EV_NC):
+            seg = k.ev_q + 2 * kk * k.ev_cap
+            kept = 0
+            for i in range(k.ev_n[kk]):
+                x = seg[2 * i]
+                f = x * k.ev_cinv
+                if <int64_t>(f if f < 4e18 else 4e18) < ct:
+                    ev_apply(k, <int64_t>seg[2 * i + 1])
+                else:
+                    seg[2 * kept] = x
+                    seg[2 * kept + 1] = seg[2 * i + 1]
+                    kept += 1
+            work += k.ev_n[kk]
+            k.ev_n[kk] = kept
+        cur = ct
+    while cur < ct:
+        work += ev_window(k, cur, INFINITY)
+        cur += 1
+    k.si[S_EV_CUR] = ct
+    return work
+
+
+cdef inline int64_t ev_catch_up(Kern *k, double t) noexcept nogil:
+    cdef double f = t * k.ev_cinv
+    if COLLIDE_UNLIKELY(<int64_t>(f if f < 4e18 else 4e18) > k.si[S_EV_CUR]):
+        return ev_catch_up_all(k, t)
+    return 0
+
+
+cdef int64_t est_settle(Kern *k, double t) noexcept nogil:
+    """The reference's `est_settle`: counts and batches up to t."""
+    if not k.sums:
+        return 0
+    return ev_catch_up(k, t) + ev_window(k, k.si[S_EV_CUR], t)
 
 
 cdef inline int64_t row_list(Kern *k, int64_t row, double t) noexcept nogil:
@@ -1047,34 +1094,25 @@ cdef inline int64_t row_list(Kern *k, int64_t row, double t) noexcept nogil:
 cdef void row_changed(Kern *k, int64_t row, int64_t ip, double t, int64_t before) noexcept nogil:
     """The reference's `row_changed`."""
     collide_row_changed(&k.evq, k.slot_end, k.slot_tgt, row, k.est_f, k.est_i, k.n, k.zones,
-                        k.reuse, t, ip, before)
+                        k.reuse, t, ip, before, k.sbase)
 
 
-cdef inline void est_live(Kern *k, int64_t ip, int64_t j, double end) noexcept nogil:
-    cdef int64_t d = ip * k.n + j
-    k.est[3 * d] += 1
-    k.est[k.dsum[d]] += 1
-    ev_push(k, end, k.dend[d])
+cdef inline void est_live(Kern *k, int64_t ip, int64_t j, double t, double end) noexcept nogil:
+    ev_push(k, t, end, k.dend[ip * k.n + j])
     if k.reuse > 0.0:
-        ev_push(k, end + k.reuse, end_code(k, ip, j, EV_REL))
+        ev_push(k, t, end + k.reuse, end_code(k, ip, j, EV_REL))
 
 
 cdef inline void est_release_at(Kern *k, int64_t ip, int64_t j, double t) noexcept nogil:
-    if k.reuse == 0.0:
-        k.est[3 * (ip * k.n + j) + 1] += 1
-    else:
-        ev_push(k, t + k.reuse, end_code(k, ip, j, EV_REL))
+    ev_push(k, t, t + k.reuse, end_code(k, ip, j, EV_REL))
 
 
 cdef inline void est_reset(Kern *k, int64_t ip, int64_t m, double t, double old_end) noexcept nogil:
-    k.est[3 * (ip * k.n + m)] -= 1
-    k.est[k.sbase + 2 * (ip * k.zones + zone_index(k, m))] -= 1
-    ev_push(k, old_end, end_code(k, ip, m, EV_UNEND))
-    if k.reuse == 0.0:
-        k.est[3 * (ip * k.n + m) + 1] += 1
-    else:
-        ev_push(k, old_end + k.reuse, end_code(k, ip, m, EV_UNREL))
-        ev_push(k, t + k.reuse, end_code(k, ip, m, EV_REL))
+    evq_log(&k.evq, t, end_code(k, ip, m, EV_END))
+    ev_push(k, t, old_end, end_code(k, ip, m, EV_UNEND))
+    if k.reuse > 0.0:
+        ev_push(k, t, old_end + k.reuse, end_code(k, ip, m, EV_UNREL))
+        ev_push(k, t, t + k.reuse, end_code(k, ip, m, EV_REL))
 
 
 cdef double estimate_full(const Kern *k, int64_t ip, int64_t j, int64_t d, double t, int64_t lo,
@@ -1167,8 +1205,9 @@ cdef void retry(Kern *k, double t) noexcept nogil:
                 k.si[S_TWHITS] += i
         if k.alloc == 0:
             hl_sync(k, d, row, j, p, False)
-        if k.sums:
-            est_live(k, ip, j, end)
+        if k.sums:                         # it lives from now
+            evq_log(&k.evq, t, est_code(3 * d, (k.dsum[d] - k.sbase) << 4 | ARR_LIVE, EV_ARR))
+            est_live(k, ip, j, t, end)
             if before >= 2:
                 row_changed(k, row, ip, t, before)
         if meas:
@@ -1226,7 +1265,8 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
     cdef bitgen_t *bg = k.bitgen
     cdef int64_t n = k.n, P_ = k.np_, B_ = k.nb, K_ = k.k, work = 0, code = DONE
     cdef int64_t cap = k.cap, dist = k.dist, emp_n = k.emp_n, sched_n = k.sched_n
-    cdef int64_t tw_cap = (k.tw_nb * 3) // 2, ev_max = k.ev_max, before = 0
+    cdef int64_t tw_cap = (k.tw_nb * 3) // 2, log_room = k.ev_logcap - k.ev_max, before = 0
+    cdef int64_t arr = 0
     cdef bint limited = k.limited, cross = k.cross, collidable = k.collidable
     cdef bint sums = k.sums, tw_on = k.tw_on, until_first = k.until_first
     cdef double rate = k.rate, mean = k.mean, mu = k.mu, sigma = k.sigma, xm = k.xm
@@ -1260,9 +1300,11 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                 code = GROW_TW
                 break
         if Est is est_full_t:
-            if sums and si[S_EV_USED] + ev_max > k.ev_cap:
+            if sums and si[S_EV_FULL]:     # a window's segment needs room
                 code = GROW_EV
                 break
+            if sums and si[S_EV_LOG] > log_room:   # the log is full: settle up to now
+                work += est_settle(k, k.sf[F_NOW])
         placing = place_i < place_n
         if placing:                        # the stationary start, oldest first, at t = 0
             t = 0.0
@@ -1290,12 +1332,8 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                 next_sample = t_measure + (t_end - t_measure) * si[S_SAMPLE_I] / PEAK_SAMPLES \
                     if si[S_SAMPLE_I] <= PEAK_SAMPLES else INFINITY
             if Est is est_full_t:
-                if sums:                   # (-1: the pool needs room first)
-                    x = evq_drain(&k.evq, t, ev_max, k.ev_cap)
-                    if COLLIDE_UNLIKELY(x < 0):
-                        code = GROW_EV
-                        break
-                    work += x
+                if sums:                   # the windows t has left are settled
+                    work += ev_catch_up(k, t)
             if Mode is general_t:
                 if t_retry <= t_next:
                     retry(k, t)
@@ -1351,18 +1389,11 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     c_afail += measure
                     break
             if Est is est_full_t:
-                if measure:
-                    if sums:               # (random ports: the running counts, inline)
-                        x = k.est[3 * d + 1]
-                        if x > 0:
-                            q = k.dsum[d]
-                            add_to_batch(k, t, <double>(k.est[q] - k.est[3 * d] - k.est[q + 1]
-                                                        - k.est[3 * d + 2])
-                                         / <double>(x * (hi - lo)))
-                        else:
-                            add_to_batch(k, t, 0.0)
-                    else:
-                        add_to_batch(k, t, estimate_full(k, ip, j, d, t, lo, hi))
+                if sums:                   # the query, logged (and what the arrival does, below)
+                    arr = evq_log(&k.evq, t, est_code(3 * d, (k.dsum[d] - k.sbase) << 4
+                                                      | (ARR_QUERY if measure else 0), EV_ARR))
+                elif measure:
+                    add_to_batch(k, t, estimate_full(k, ip, j, d, t, lo, hi))
             if Mode is general_t:
                 if k.alloc == 0 or k.alloc == 3:
                     q = d if k.alloc == 0 else ip
@@ -1427,8 +1458,8 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
             s = row + j
             dest[d * DW + D_UB] += 1
             if Est is est_full_t:
-                if sums:                   # the port is taken; the row's contents before
-                    k.est[3 * d + 1] -= 1
+                if sums:                   # the port is taken
+                    k.ev_log[2 * arr + 1] += ARR_TAKE << 3
             if Est is est_target_t:
                 if measure and collidable:
                     # distinct_live, inline (the arrival's own slot is free: its end <= t)
@@ -1569,7 +1600,8 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     k.ntl[(j * B_ + b) % k.ntl_size] += 1
             if Est is est_full_t:
                 if sums:
-                    est_live(k, ip, j, end)
+                    k.ev_log[2 * arr + 1] += ARR_LIVE << 3
+                    est_live(k, ip, j, t, end)
                     if COLLIDE_UNLIKELY(before >= 1):
                         row_changed(k, row, ip, t, before)
             break
@@ -1627,7 +1659,7 @@ cdef class Engine:
         srel = 2 * ((dd // pi[N]) * zones + (dd % pi[N]) % zones)
         self.params = (np.ascontiguousarray(zs, np.int64), np.ascontiguousarray(zc, np.int64),
                        np.ascontiguousarray(wcum, np.float64), np.ascontiguousarray(xa, np.float64),
-                       3 * kn + srel, ((3 * dd) << 24) | (srel << 3) | EV_END)
+                       3 * kn + srel, ((3 * dd) << 26) | (srel << 3) | EV_END)
         cdef int64_t[::1] zs_v = self.params[0], zc_v = self.params[1]
         cdef double[::1] w_v = self.params[2], xa_v = self.params[3]
         cdef int64_t[::1] ds_v = self.params[4], de_v = self.params[5]
@@ -1639,9 +1671,9 @@ cdef class Engine:
         k.nbatch, k.node_limit, k.emp_n, k.sched_n = pi[NBATCH], pi[NODE_LIMIT], pi[EMP_N], \
             pi[SCHED_N]
         k.syn_n, k.syn_off, k.ca_limit = pi[SYN_N], 2 * pi[EMP_N] + 2 * pi[SCHED_N], pi[CA_LIMIT]
-        k.ntl_size, k.ev_m, k.ev_ccap = pi[NTL_SIZE], pi[EV_M], pi[EV_CCAP]
+        k.ntl_size, k.ev_nsub = pi[NTL_SIZE], pi[EV_NSUB]
         k.zones, k.sbase = pi[ZONES], 3 * pi[K] * pi[N]
-        k.ev_max = 3 * pi[N] + 4 + 8 * pi[N] * pi[N]     # the reference's est_events_max
+        k.ev_max = T.events_max(pi[N])
         k.limited, k.ip_per_client, k.sticky = pi[LIMITED] != 0, pi[IP_PER_CLIENT] != 0, \
             pi[STICKY] != 0
         k.need_client, k.cross, k.cip, k.weighted = pi[NEED_CLIENT] != 0, pi[CROSS] != 0, \
@@ -1650,8 +1682,7 @@ cdef class Engine:
         k.collidable, k.until_first = pi[COLLIDABLE] != 0, pi[UNTIL_FIRST] != 0
         k.rate, k.mean, k.mu, k.sigma = pf[RATE], pf[MEAN], pf[MU], pf[SIGMA]
         k.xm, k.alpha, k.dns_ttl, k.tw_s = pf[XM], pf[ALPHA], pf[DNS_TTL], pf[TW]
-        k.scf, k.reuse, k.t_measure, k.t_end, k.ev_invw = pf[SCF], pf[REUSE], pf[T_MEASURE], \
-            pf[T_END], pf[EV_INVW]
+        k.scf, k.reuse, k.t_measure, k.t_end = pf[SCF], pf[REUSE], pf[T_MEASURE], pf[T_END]
         k.batch_scale, k.ev_cinv = pf[BATCH_SCALE], pf[EV_CINV]
         plainish = k.alloc == 0 and k.cip and not pi[REUSE_ON] and not k.delays
         # the plain copy draws no server-close flag: it serves only runs where that flag is never
@@ -1667,14 +1698,14 @@ cdef class Engine:
     def bind(self, S):
         """Attach the state arrays (the tuple `state.as_tuple`)."""
         cdef int64_t[::1] si, dest, pool, cl_node, ntl, pd_slot, pd_tgt, pd_retry, pd_flags
-        cdef int64_t[::1] pd_serial, pd_stack, heap, est, est_i, ev_s, ev_next, ev_head, ev_cn
+        cdef int64_t[::1] pd_serial, pd_stack, heap, est, est_i, ev_n, ev_cnt
         cdef int64_t[::1] dhist, place_order
-        cdef double[::1] sf, slot_end, pool_th, cl_exp, tw, pd_t0, pd_life, pd_at, ev_t, batches, ev_b
-        cdef double[::1] place_life, est_f, ev_cq
+        cdef double[::1] sf, slot_end, pool_th, cl_exp, tw, pd_t0, pd_life, pd_at, batches
+        cdef double[::1] place_life, est_f, ev_q, ev_log, ev_sort
         cdef int32_t[::1] slot_tgt, hl_list, hl_pos
         (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl,
          tw, pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack,
-         heap, est, est_f, est_i, ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn, batches, dhist,
+         heap, est, est_f, est_i, ev_q, ev_n, ev_log, ev_sort, ev_cnt, batches, dhist,
          place_life, place_order) = S
         self.keep = S
         k = &self.k
@@ -1688,14 +1719,12 @@ cdef class Engine:
         k.pd_serial, k.pd_t0, k.pd_life, k.pd_at = &pd_serial[0], &pd_t0[0], &pd_life[0], &pd_at[0]
         k.pd_stack, k.heap = &pd_stack[0], &heap[0]
         k.est, k.est_f, k.est_i = &est[0], &est_f[0], &est_i[0]
-        k.ev_b, k.ev_t, k.ev_s, k.ev_next, k.ev_head = &ev_b[0], &ev_t[0], &ev_s[0], &ev_next[0], \
-            &ev_head[0]
-        k.ev_cq, k.ev_cn = &ev_cq[0], &ev_cn[0]
-        k.ev_cap = ev_t.shape[0]
-        k.evq.b, k.evq.mask, k.evq.finv, k.evq.cinv = k.ev_b, k.ev_m - 1, k.ev_invw, k.ev_cinv
-        k.evq.cq, k.evq.cn, k.evq.ccap = k.ev_cq, k.ev_cn, k.ev_ccap
-        k.evq.pt, k.evq.pc, k.evq.pn, k.evq.head = k.ev_t, k.ev_s, k.ev_next, k.ev_head
-        k.evq.si, k.evq.est, k.evq.sbase, k.evq.reuse0 = k.si, k.est, k.sbase, k.reuse == 0.0
+        k.ev_q, k.ev_n, k.ev_log, k.ev_sort, k.ev_cnt = &ev_q[0], &ev_n[0], &ev_log[0], \
+            &ev_sort[0], &ev_cnt[0]
+        k.ev_cap = ev_q.shape[0] // (2 * EV_NC)
+        k.ev_logcap = ev_log.shape[0] // 2
+        k.evq.q, k.evq.n, k.evq.cap, k.evq.lim = k.ev_q, k.ev_n, k.ev_cap, k.ev_cap - k.ev_max
+        k.evq.log, k.evq.si, k.evq.cinv = k.ev_log, k.si, k.ev_cinv
         k.batches, k.dhist, k.place_life, k.place_order = &batches[0], &dhist[0], &place_life[0], \
             &place_order[0]
 
@@ -1747,6 +1776,13 @@ cdef class Engine:
                     life[i] = u * big
                     age[i] = big - u * big
             self.store_rng()
+
+    def settle(self, double t):
+        """The reference's `est_settle` on the bound state: the `full` estimate up to t."""
+        cdef int64_t work
+        with nogil:
+            work = est_settle(&self.k, t)
+        return work
 
     def advance(self, double t_stop, int64_t budget):
         """The reference's `advance` on the bound state: a code of `state` (DONE, ...)."""

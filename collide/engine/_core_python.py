@@ -18,8 +18,8 @@ connection is live at t iff end > t; its port is free towards the node iff end +
 is an event: an arrival reads the slots it needs. A connect that retries (delay-new) holds its slot
 with end = +inf and no target; a refused or reset connection's slot gets end = t (its port cools
 for the reuse delay). What still waits on time keeps a queue, only while the scenario asks for it:
-the SYN retries (a heap by (time, serial)), the `full` estimate's running counts (a two-level
-queue of events that carry counter updates).
+the SYN retries (a heap by (time, serial)); the `full` estimate keeps running counts late, a
+window of time at a time (a log of changes now, segments of changes later).
 TIME_WAIT is exact without a queue: each (ip, port, target) keeps the record of its latest holder
 (expiry = end + time_wait when the server closed first), overwritten when a new holder takes the
 4-tuple and removed by a reset; expired records are dead and their entries reused.
@@ -586,25 +586,29 @@ def zone_of(m, cross, zs, zc, B):
 #             their distinct targets; t_j = (distinct targets of j's zone - 1 if j is live) when
 #             j's slot is taken, else 0 (that port is not free for j).
 # F[d] counts d's free ports. A row with at most one slot taken adds nothing to DUP and T, so the
-# common end (a row's only holder leaving) changes A, S and F alone and reads no row: an end is an
-# event carrying counter updates. A row with two or more slots taken adds a step function of time
-# whose steps are its holders' ends and releases, all known: the arrival that makes the row so
-# (reading that row anyway) queues the steps, and one that changes such a row first queues their
-# negation. Every update is a count, so events of one time may be applied in any order.
+# common end (a row's only holder leaving) changes A, S and F alone and needs no row. A row with two
+# or more slots taken adds a step function of time whose steps are its holders' ends and releases,
+# all known: the arrival that makes the row so (reading it anyway) queues the steps, and one that
+# changes such a row again first queues their negation.
 #
-# Events (time, code): code = (offset << 24) | (x << 3) | kind, `offset` the counter's place in
-# `est` (A for an end, F for a release, T or DUP for a step) and x, for an end, the place of its S
-# after sbase, for a step its delta + 512. They wait in a two-level queue: a fine ring of FM
-# buckets of width W (a bucket: least time, count, EVI (time, code) pairs; more in a pool chained
-# from ev_head) for what is due within two coarse widths, and NC coarse buckets of width FM W / 4
-# (fixed-size segments of ev_cq, filled in order) for later events, moved into the fine ring as
-# time enters the coarse width before theirs. Events of a later turn stay where they are (compared by time), and
-# a full coarse segment spills into the fine ring: neither changes what is applied when.
-EV_END, EV_UNEND, EV_REL, EV_UNREL, EV_T, EV_DUP = range(6)
+# Nothing in the simulation reads these counts: only the estimate does, at each measured arrival.
+# So they are kept late, a window of time at a time. What an event changes at once (the port taken,
+# a holder starting or reset, the estimate's query itself) goes to a log in time order; what it
+# changes later (an end, a release, a step) is queued in the segment of its window (NC windows of
+# width WC, a ring of fixed-size segments filled in order). When time leaves a window, its queued
+# events are sorted (by sub-bucket, then a pass of insertion) and merged with its log: each logged
+# query sees every change of a time <= its own and of an earlier record. Every update is a count,
+# so changes of one time may go in any order; only the queries' places matter.
+#
+# Codes: (offset << 26) | (x << 3) | kind, `offset` the counter's place in `est` (A for an end or
+# an arrival, F for a release, T or DUP for a step); x, for an end, the place of its S after sbase;
+# for a step, its delta + 512; for an arrival, (S's place << 4) | what it did (ARR_*).
+EV_END, EV_UNEND, EV_REL, EV_UNREL, EV_T, EV_DUP, EV_ARR = range(7)
+ARR_QUERY, ARR_TAKE, ARR_LIVE = 1, 2, 4
 
 
 def est_code(offset, x, kind):
-    return (offset << 24) | (x << 3) | kind
+    return (offset << 26) | (x << 3) | kind
 
 
 def end_code(ip, m, N, Z, kind):
@@ -615,55 +619,44 @@ def end_code(ip, m, N, Z, kind):
     return est_code(d, 2 * (ip * Z + m % Z), kind)
 
 
-def ev_fine(EV, si, x, code, finv, fm):
-    """Queue an event in its fine bucket: inline, or in the bucket's chain of the pool."""
-    ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn = EV
-    q = int(min(x * finv, 4e18)) & (fm - 1)
-    b = q * T.EVW
-    n = int(ev_b[b + 1])
-    if x < ev_b[b]:
-        ev_b[b] = x
-    ev_b[b + 1] = n + 1
-    if n < T.EVI:
-        ev_b[b + 2 + 2 * n] = x
-        ev_b[b + 3 + 2 * n] = code
+def ev_log(EVQ, si, t, code):
+    """A change at t, after every one logged before it."""
+    ev_log_ = EVQ[2]
+    n = si[T.EV_LOG]
+    ev_log_[2 * n] = t
+    ev_log_[2 * n + 1] = code
+    si[T.EV_LOG] = n + 1
+    return n
+
+
+def ev_push(EVQ, si, t, x, code, cinv, lim):
+    """A change due at x, queued in its window's segment (one due at once, x <= t, is logged).
+    A segment filled past `lim` asks for room before the next event (T.EV_FULL)."""
+    if x <= t:
+        ev_log(EVQ, si, t, code)
         return
-    e = si[T.EV_FREE]
-    si[T.EV_FREE] = ev_next[e]
-    si[T.EV_USED] += 1
-    ev_t[e] = x
-    ev_s[e] = code
-    ev_next[e] = ev_head[q]
-    ev_head[q] = e
-
-
-def ev_push(EV, si, x, code, finv, cinv, fm):
-    """Queue an event: in its coarse segment if it is due after the next coarse width and the
-    segment has room, else in the fine ring."""
-    ev_cq, ev_cn = EV[5], EV[6]
+    ev_q, ev_n = EVQ[0], EVQ[1]
     c = int(min(x * cinv, 4e18))
-    if c > si[T.EV_CC] + 1:
-        k = c & (T.EV_NC - 1)
-        n = ev_cn[k]
-        cap = len(ev_cq) // (2 * T.EV_NC)
-        if n < cap:
-            i = 2 * (k * cap + n)
-            ev_cq[i] = x
-            ev_cq[i + 1] = code
-            ev_cn[k] = n + 1
-            return
-    ev_fine(EV, si, x, code, finv, fm)
+    k = c & (T.EV_NC - 1)
+    n = ev_n[k]
+    cap = len(ev_q) // (2 * T.EV_NC)
+    i = 2 * (k * cap + n)
+    ev_q[i] = x
+    ev_q[i + 1] = code
+    ev_n[k] = n + 1
+    if n + 1 > lim:
+        si[T.EV_FULL] = 1
 
 
 def ev_apply(code, est, sbase, reuse):
-    """An event's time has come: its counter updates. `est` holds (A, F, T) per destination d at
-    3d, then (S, DUP) per (ip, zone) at sbase + 2 (ip Z + z)."""
+    """A queued change: its counter updates. `est` holds (A, F, T) per destination d at 3d, then
+    (S, DUP) per (ip, zone) at sbase + 2 (ip Z + z)."""
     kind = code & 7
-    off = code >> 24
+    off = code >> 26
     if kind <= EV_UNEND:                   # a holder's end (and, with no reuse delay, release)
         sign = 1 if kind == EV_UNEND else -1
         est[off] += sign
-        est[sbase + ((code >> 3) & 0x1FFFFF)] += sign
+        est[sbase + ((code >> 3) & 0x7FFFFF)] += sign
         if reuse == 0.0:
             est[off + 1] -= sign
     elif kind <= EV_UNREL:                 # a port's release after the reuse delay
@@ -672,115 +665,150 @@ def ev_apply(code, est, sbase, reuse):
         est[off] += ((code >> 3) & 1023) - 512
 
 
-def ev_bucket_due(EV, si, est, q, t, sbase, reuse):
-    """Apply what fine bucket q holds of a time <= t; keep the rest (inline first). Returns the
-    work done."""
-    ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn = EV
-    b = q * T.EVW
-    n = int(ev_b[b + 1])
+def ev_record(code, t, est, sbase, reuse, N, B, cross, zc, batches, sf, pf, nbatch):
+    """A logged change at t: an arrival's query (its estimate, added to the batch of t) and what
+    it did, or a queued kind's updates."""
+    if code & 7 != EV_ARR:
+        ev_apply(code, est, sbase, reuse)
+        return
+    d = code >> 26
+    x = (code >> 3) & 0x7FFFFF
+    s = sbase + (x >> 4)
+    if x & ARR_QUERY:
+        f = est[d + 1]
+        e = 0.0
+        if f > 0:
+            nt = B if cross else zc[(d // 3) % N]
+            e = (est[s] - est[d] - est[s + 1] - est[d + 2]) / (f * nt)
+        add_to_batch(batches, sf, nbatch, pf, t, e)
+    if x & ARR_TAKE:
+        est[d + 1] -= 1
+    if x & ARR_LIVE:
+        est[d] += 1
+        est[s] += 1
+
+
+def ev_window_sort(EVQ, w, upto, cinv, nsub):
+    """Take from window w's segment what is due by `upto` (every entry if upto is +inf) into
+    ev_sort, in time order; keep the rest. Returns how many."""
+    ev_q, ev_n, ev_log_, ev_sort, ev_cnt = EVQ
+    cap = len(ev_q) // (2 * T.EV_NC)
+    k = w & (T.EV_NC - 1)
+    n = ev_n[k]
+    i0 = 2 * k * cap
+    for q in range(nsub + 1):
+        ev_cnt[q] = 0
+    for i in range(n):                     # how many per sub-bucket of the window
+        x = ev_q[i0 + 2 * i]
+        f = min(x * cinv, 4e18)
+        if int(f) <= w and x <= upto:
+            q = min(max(int((f - w) * nsub), 0), nsub - 1)
+            ev_cnt[q + 1] += 1
+    for q in range(nsub):
+        ev_cnt[q + 1] += ev_cnt[q]
+    m = ev_cnt[nsub]
     kept = 0
-    least = INF
-    for i in range(min(n, T.EVI)):
-        x = ev_b[b + 2 + 2 * i]
-        if x <= t:
-            ev_apply(int(ev_b[b + 3 + 2 * i]), est, sbase, reuse)
+    for i in range(n):                     # each to its sub-bucket's place; a later turn's stays
+        x = ev_q[i0 + 2 * i]
+        f = min(x * cinv, 4e18)
+        if int(f) <= w and x <= upto:
+            q = min(max(int((f - w) * nsub), 0), nsub - 1)
+            at = ev_cnt[q]
+            ev_cnt[q] = at + 1
+            ev_sort[2 * at] = x
+            ev_sort[2 * at + 1] = ev_q[i0 + 2 * i + 1]
         else:
-            ev_b[b + 2 + 2 * kept] = x
-            ev_b[b + 3 + 2 * kept] = ev_b[b + 3 + 2 * i]
+            ev_q[i0 + 2 * kept] = x
+            ev_q[i0 + 2 * kept + 1] = ev_q[i0 + 2 * i + 1]
             kept += 1
-            if x < least:
-                least = x
-    work = 1
-    if n > T.EVI:
-        chain = -1
-        e = ev_head[q]
-        while e >= 0:
-            nxt = ev_next[e]
-            work += 1
-            x = ev_t[e]
-            if x <= t or kept < T.EVI:
-                if x <= t:
-                    ev_apply(ev_s[e], est, sbase, reuse)
-                else:                      # into a free inline place
-                    ev_b[b + 2 + 2 * kept] = x
-                    ev_b[b + 3 + 2 * kept] = ev_s[e]
+    ev_n[k] = kept
+    for i in range(1, m):                  # sub-buckets hold one or two: nearly in order
+        x = ev_sort[2 * i]
+        c = ev_sort[2 * i + 1]
+        j = i
+        while j > 0 and ev_sort[2 * j - 2] > x:
+            ev_sort[2 * j] = ev_sort[2 * j - 2]
+            ev_sort[2 * j + 1] = ev_sort[2 * j - 1]
+            j -= 1
+        ev_sort[2 * j] = x
+        ev_sort[2 * j + 1] = c
+    return m
+
+
+def ev_window(EVQ, si, est, w, upto, cinv, nsub, sbase, reuse, N, B, cross, zc, batches, sf, pf,
+              nbatch):
+    """Settle window w up to `upto`: its queued changes due by then, merged in time order with the
+    log (all of it: every record is of window w and <= upto). Returns the work done."""
+    ev_log_, ev_sort = EVQ[2], EVQ[3]
+    nl = si[T.EV_LOG]
+    m = ev_window_sort(EVQ, w, upto, cinv, nsub)
+    i = 0
+    for r in range(nl):
+        tr = ev_log_[2 * r]
+        while i < m and ev_sort[2 * i] <= tr:
+            ev_apply(int(ev_sort[2 * i + 1]), est, sbase, reuse)
+            i += 1
+        ev_record(int(ev_log_[2 * r + 1]), tr, est, sbase, reuse, N, B, cross, zc, batches, sf,
+                  pf, nbatch)
+    while i < m:
+        ev_apply(int(ev_sort[2 * i + 1]), est, sbase, reuse)
+        i += 1
+    si[T.EV_LOG] = 0
+    return nl + m + 1
+
+
+def ev_catch_up(EVQ, si, est, t, cinv, nsub, sbase, reuse, N, B, cross, zc, batches, sf, pf,
+                nbatch):
+    """Before an event at t: settle every window that t has left. Returns the work done."""
+    ct = int(min(t * cinv, 4e18))
+    cur = si[T.EV_CUR]
+    if ct <= cur:
+        return 0
+    work = ev_window(EVQ, si, est, cur, INF, cinv, nsub, sbase, reuse, N, B, cross, zc, batches,
+                     sf, pf, nbatch)
+    cur += 1
+    if ct - cur > T.EV_NC:                 # a quiet stretch of a whole turn: all that is queued
+        ev_q, ev_n = EVQ[0], EVQ[1]        # before ct is due, and no query waits in between
+        cap = len(ev_q) // (2 * T.EV_NC)
+        for k in range(T.EV_NC):
+            kept = 0
+            for i in range(ev_n[k]):
+                x = ev_q[2 * (k * cap + i)]
+                if int(min(x * cinv, 4e18)) < ct:
+                    ev_apply(int(ev_q[2 * (k * cap + i) + 1]), est, sbase, reuse)
+                else:
+                    ev_q[2 * (k * cap + kept)] = x
+                    ev_q[2 * (k * cap + kept) + 1] = ev_q[2 * (k * cap + i) + 1]
                     kept += 1
-                    if x < least:
-                        least = x
-                ev_next[e] = si[T.EV_FREE]
-                si[T.EV_FREE] = e
-                si[T.EV_USED] -= 1
-            else:
-                ev_next[e] = chain
-                chain = e
-                kept += 1
-                if x < least:
-                    least = x
-            e = nxt
-        ev_head[q] = chain
-    ev_b[b] = least
-    ev_b[b + 1] = kept
+            work += ev_n[k]
+            ev_n[k] = kept
+        cur = ct
+    while cur < ct:
+        work += ev_window(EVQ, si, est, cur, INF, cinv, nsub, sbase, reuse, N, B, cross, zc,
+                          batches, sf, pf, nbatch)
+        cur += 1
+    si[T.EV_CUR] = ct
     return work
 
 
-def ev_drain(EV, si, est, t, finv, cinv, fm, sbase, reuse):
-    """Apply every queued event of a time <= t: first move the coarse segments whose width is next
-    into the fine ring, then take the fine buckets up to t's. Returns the work done."""
-    ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn = EV
-    work = 0
-    ct = int(min(t * cinv, 4e18))
-    cc = si[T.EV_CC]
-    if cc < ct:
-        cap = len(ev_cq) // (2 * T.EV_NC)
-        if cc < ct - T.EV_NC - 1:          # a quiet stretch of a whole turn: each segment once
-            cc = ct - T.EV_NC - 1
-        while cc < ct:
-            cc += 1
-            si[T.EV_CC] = cc
-            k = (cc + 1) & (T.EV_NC - 1)
-            n = ev_cn[k]
-            i0 = 2 * k * cap
-            kept = 0
-            for i in range(n):
-                x = ev_cq[i0 + 2 * i]
-                if int(min(x * cinv, 4e18)) <= cc + 1:
-                    ev_fine(EV, si, x, int(ev_cq[i0 + 2 * i + 1]), finv, fm)
-                else:                      # a later turn's
-                    ev_cq[i0 + 2 * kept] = x
-                    ev_cq[i0 + 2 * kept + 1] = ev_cq[i0 + 2 * i + 1]
-                    kept += 1
-            ev_cn[k] = kept
-            work += n + 1
-    qt = int(min(t * finv, 4e18))
-    cur = si[T.EV_CUR]
-    if cur < qt - fm:
-        cur = qt - fm
-    while cur < qt:
-        q = cur & (fm - 1)
-        if ev_b[q * T.EVW] <= t:
-            work += ev_bucket_due(EV, si, est, q, t, sbase, reuse)
-        cur += 1
-    si[T.EV_CUR] = cur
-    q = qt & (fm - 1)
-    if ev_b[q * T.EVW] <= t:
-        work += ev_bucket_due(EV, si, est, q, t, sbase, reuse)
-    return work + 1
-
-
-def ev_room(EV, si, t, cinv, N):
-    """Pool entries one event may need: what the coarse segments due by t will move into the fine
-    ring, and what one arrival can queue (see `est_events_max`)."""
-    ev_cq, ev_cn = EV[5], EV[6]
-    need = 0
-    ct = int(min(t * cinv, 4e18))
-    cc = si[T.EV_CC]
-    if cc < ct:
-        if cc < ct - T.EV_NC - 1:
-            cc = ct - T.EV_NC - 1
-        while cc < ct:
-            cc += 1
-            need += ev_cn[(cc + 1) & (T.EV_NC - 1)]
-    return need
+def est_settle(S, pi, pf, zs, zc, t):
+    """Bring the counts and the estimate's batches up to t (every logged change, every queued one
+    due by then): at the end of a run, before reading them, and when the log is full."""
+    (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl, tw,
+     pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack, heap,
+     est, est_f, est_i, ev_q, ev_n, ev_log_, ev_sort, ev_cnt, batches, dhist, place_life,
+     place_order) = S
+    EVQ = (ev_q, ev_n, ev_log_, ev_sort, ev_cnt)
+    if not pi[C.SUMS]:
+        return 0
+    cinv = pf[C.EV_CINV]
+    nsub = pi[C.EV_NSUB]
+    sbase = 3 * pi[C.K] * pi[C.N]
+    work = ev_catch_up(EVQ, si, est, t, cinv, nsub, sbase, pf[C.REUSE], pi[C.N], pi[C.B],
+                       pi[C.CROSS], zc, batches, sf, pf, pi[C.NBATCH])
+    work += ev_window(EVQ, si, est, si[T.EV_CUR], t, cinv, nsub, sbase, pf[C.REUSE], pi[C.N],
+                      pi[C.B], pi[C.CROSS], zc, batches, sf, pf, pi[C.NBATCH])
+    return work
 
 
 def row_contrib(ef, ei, o, cnt, N, Z, reuse, tau, c, co):
@@ -837,8 +865,8 @@ def row_contrib(ef, ei, o, cnt, N, Z, reuse, tau, c, co):
         c[co + N + i] = live - distinct if rep else 0
 
 
-def row_schedule(EV, si, ef, ei, o, cnt, ip, N, Z, sbase, reuse, t, sign, c, co, w, wo, finv,
-                 cinv, fm):
+def row_schedule(EVQ, si, ef, ei, o, cnt, ip, N, Z, sbase, reuse, t, sign, c, co, w, wo, cinv,
+                 lim):
     """Queue the steps after t of a row's contribution (occupants as in `row_contrib`; c[co:] its
     value at t, w[wo:] scratch), times sign (-1: take back the steps queued for contents the row
     no longer has). The steps are its holders' ends and its slots' releases."""
@@ -871,13 +899,13 @@ def row_schedule(EV, si, ef, ei, o, cnt, ip, N, Z, sbase, reuse, t, sign, c, co,
             m = ei[2 * N + o + i]
             dt = w[wo + i] - c[co + i]
             if dt != 0:
-                ev_push(EV, si, x, est_code(3 * (ip * N + m) + 2, sign * dt + 512, EV_T), finv,
-                        cinv, fm)
+                ev_push(EVQ, si, t, x, est_code(3 * (ip * N + m) + 2, sign * dt + 512, EV_T),
+                        cinv, lim)
                 c[co + i] = w[wo + i]
             dd = w[wo + N + i] - c[co + N + i]
             if dd != 0:
-                ev_push(EV, si, x, est_code(sbase + 2 * (ip * Z + m % Z) + 1, sign * dd + 512,
-                                           EV_DUP), finv, cinv, fm)
+                ev_push(EVQ, si, t, x, est_code(sbase + 2 * (ip * Z + m % Z) + 1, sign * dd + 512,
+                                                EV_DUP), cinv, lim)
                 c[co + N + i] = w[wo + N + i]
 
 
@@ -894,11 +922,11 @@ def row_list(slot_end, slot_tgt, row, N, reuse, t, ef, ei, o):
     return cnt
 
 
-def row_changed(EV, si, est, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before, scf,
-                sci, finv, cinv, fm):
+def row_changed(EVQ, si, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before, scf, sci,
+                cinv, lim):
     """The row's slots changed at t (an arrival or a retry), its taken slots before listed at
-    scf/sci[0:] (`before` of them): take back its old steps, queue its new ones, and move DUP and
-    T by the difference now. A row with one slot taken contributes nothing."""
+    scf/sci[0:] (`before` of them): take back its old steps, queue its new ones, and change DUP and
+    T by the difference now (logged). A row with one slot taken contributes nothing."""
     after = row_list(slot_end, slot_tgt, row, N, reuse, t, scf, sci, N)
     co = 4 * N
     for side in range(2):
@@ -910,66 +938,49 @@ def row_changed(EV, si, est, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t,
         row_contrib(scf, sci, o, cnt, N, Z, reuse, t, sci, co)
         for i in range(cnt):
             m = sci[2 * N + o + i]
-            est[3 * (ip * N + m) + 2] += sign * sci[co + i]
-            est[sbase + 2 * (ip * Z + m % Z) + 1] += sign * sci[co + N + i]
-        row_schedule(EV, si, scf, sci, o, cnt, ip, N, Z, sbase, reuse, t, sign, sci, co, sci, 6 * N,
-                     finv, cinv, fm)
+            if sci[co + i] != 0:
+                ev_log(EVQ, si, t, est_code(3 * (ip * N + m) + 2, sign * sci[co + i] + 512, EV_T))
+            if sci[co + N + i] != 0:
+                ev_log(EVQ, si, t, est_code(sbase + 2 * (ip * Z + m % Z) + 1,
+                                            sign * sci[co + N + i] + 512, EV_DUP))
+        row_schedule(EVQ, si, scf, sci, o, cnt, ip, N, Z, sbase, reuse, t, sign, sci, co, sci,
+                     6 * N, cinv, lim)
 
 
-def est_events_max(N, Z):
-    """The most events one arrival or retry can queue: per victim three, two for the new holder,
-    and two schedules of at most 2N steps of 2N counts each."""
-    return 3 * N + 4 + 8 * N * N
+def est_events_max(N):
+    """The most changes one arrival or retry can log or queue: its arrival, per victim four, two
+    for a new holder, and two rows' contributions now and at up to 2N steps, of 2N counts each."""
+    return 4 * N + 4 + 8 * N * N + 4 * N
 
 
-def est_live(EV, si, est, ip, j, N, Z, sbase, end, reuse, finv, cinv, fm):
-    """A holder starts on (ip, j) until `end`: counted live now, its end (and release) queued."""
-    est[3 * (ip * N + j)] += 1
-    est[sbase + 2 * (ip * Z + j % Z)] += 1
-    ev_push(EV, si, end, end_code(ip, j, N, Z, EV_END), finv, cinv, fm)
+def est_live(EVQ, si, ip, j, N, Z, t, end, reuse, cinv, lim):
+    """A holder starts on (ip, j) at t until `end`: its end (and release) queued."""
+    ev_push(EVQ, si, t, end, end_code(ip, j, N, Z, EV_END), cinv, lim)
     if reuse > 0.0:
-        ev_push(EV, si, end + reuse, end_code(ip, j, N, Z, EV_REL), finv, cinv, fm)
+        ev_push(EVQ, si, t, end + reuse, end_code(ip, j, N, Z, EV_REL), cinv, lim)
 
 
-def est_release_at(EV, si, est, ip, j, N, t, reuse, finv, cinv, fm):
+def est_release_at(EVQ, si, ip, j, N, t, reuse, cinv, lim):
     """(ip, j)'s slot stops holding at t without a live holder ending (a refused or failed
     connect): its port is free now, or after the reuse delay."""
-    if reuse == 0.0:
-        est[3 * (ip * N + j) + 1] += 1
-    else:
-        ev_push(EV, si, t + reuse, end_code(ip, j, N, 1, EV_REL), finv, cinv, fm)
+    ev_push(EVQ, si, t, t + reuse, end_code(ip, j, N, 1, EV_REL), cinv, lim)
 
 
-def est_reset(EV, si, est, ip, m, N, Z, sbase, t, old_end, reuse, finv, cinv, fm):
-    """The live holder on (ip, m), due to end at old_end, is reset at t: it stops counting now;
-    its queued end (and release) are taken back by events of the same times."""
-    est[3 * (ip * N + m)] -= 1
-    est[sbase + 2 * (ip * Z + m % Z)] -= 1
-    ev_push(EV, si, old_end, end_code(ip, m, N, Z, EV_UNEND), finv, cinv, fm)
-    if reuse == 0.0:
-        est[3 * (ip * N + m) + 1] += 1
-    else:
-        ev_push(EV, si, old_end + reuse, end_code(ip, m, N, Z, EV_UNREL), finv, cinv, fm)
-        ev_push(EV, si, t + reuse, end_code(ip, m, N, Z, EV_REL), finv, cinv, fm)
+def est_reset(EVQ, si, ip, m, N, Z, t, old_end, reuse, cinv, lim):
+    """The live holder on (ip, m), due to end at old_end, is reset at t: it ends now; its queued
+    end (and release) are taken back by changes of the same times."""
+    ev_log(EVQ, si, t, end_code(ip, m, N, Z, EV_END))
+    ev_push(EVQ, si, t, old_end, end_code(ip, m, N, Z, EV_UNEND), cinv, lim)
+    if reuse > 0.0:
+        ev_push(EVQ, si, t, old_end + reuse, end_code(ip, m, N, Z, EV_UNREL), cinv, lim)
+        ev_push(EVQ, si, t, t + reuse, end_code(ip, m, N, Z, EV_REL), cinv, lim)
 
 
-def est_sum_of(est, ip, j, N, Z, sbase):
-    """est_sum[d]: S - A - DUP - T."""
-    d = 3 * (ip * N + j)
-    s = sbase + 2 * (ip * Z + j % Z)
-    return est[s] - est[d] - est[s + 1] - est[d + 2]
-
-
-def estimate_full(slot_end, slot_tgt, dest, est, Z, sbase, alloc, ip, j, d, N, P, t, reuse, lo,
-                  hi):
-    """P(this arrival collides | the state), before its port is drawn (docs/model.md)."""
+def estimate_full(slot_end, slot_tgt, dest, alloc, ip, j, d, N, P, t, reuse, lo, hi):
+    """P(this arrival collides | the state), before its port is drawn (docs/model.md), for the
+    allocators that scan (random ports have running counts: `ev_record`)."""
     nt = hi - lo
     base = ip * P * N
-    if alloc == 0:
-        f = est[3 * d + 1]
-        if f == 0:
-            return 0.0
-        return est_sum_of(est, ip, j, N, Z, sbase) / (f * nt)
     if alloc == 3:
         return 0.0
     if alloc == 1:
@@ -1027,9 +1038,9 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     """One new connection at t (docs/model.md, one arrival and its outcomes). Returns (g, work)."""
     (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl, tw,
      pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack, heap,
-     est, est_f, est_i, ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn, batches, dhist,
-     place_life, place_order) = S
-    EV = (ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn)
+     est, est_f, est_i, ev_q, ev_n, ev_log_, ev_sort, ev_cnt, batches, dhist, place_life,
+     place_order) = S
+    EVQ = (ev_q, ev_n, ev_log_, ev_sort, ev_cnt)
     K = pi[C.K]
     N = pi[C.N]
     B = pi[C.B]
@@ -1041,9 +1052,8 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     sums = pi[C.SUMS]
     Z = pi[C.ZONES]
     sbase = 3 * K * N
-    fm = pi[C.EV_M]
-    finv = pf[C.EV_INVW]
     cinv = pf[C.EV_CINV]
+    lim = len(ev_q) // (2 * T.EV_NC) - est_events_max(N)
     work = 1
     if measure:
         si[T.CONN] += 1
@@ -1082,9 +1092,12 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
             if measure:
                 si[T.AFAIL] += 1
             return g, work
-    if measure and kept == C.EST_FULL:
-        e = estimate_full(slot_end, slot_tgt, dest, est, Z, sbase, alloc, ip, j, d, N, P, t,
-                          reuse, lo, hi)
+    arr = -1
+    if sums:                               # the query, logged (and what the arrival does, below)
+        arr = ev_log(EVQ, si, t, est_code(3 * d, (2 * (ip * Z + j % Z)) << 4 |
+                                          (ARR_QUERY if measure else 0), EV_ARR))
+    elif measure and kept == C.EST_FULL:
+        e = estimate_full(slot_end, slot_tgt, dest, alloc, ip, j, d, N, P, t, reuse, lo, hi)
         add_to_batch(batches, sf, pi[C.NBATCH], pf, t, e)
     if alloc == 0 or alloc == 3:
         q = d if alloc == 0 else ip
@@ -1121,7 +1134,7 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     dest[d * T.DW + T.D_UB] += 1
     before = 0
     if sums:                               # the port is taken; the row's contents before
-        est[3 * d + 1] -= 1
+        ev_log_[2 * arr + 1] += ARR_TAKE << 3
         before = row_list(slot_end, slot_tgt, row, N, reuse, t, est_f, est_i, 0)
     if measure and kept == C.EST_TARGET and pi[C.COLLIDABLE]:
         x = distinct_live(slot_end, slot_tgt, row, N, j, t, lo, hi)
@@ -1184,10 +1197,10 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
             slot_end[s] = t
             slot_tgt[s] = -1
             if sums:
-                est_release_at(EV, si, est, ip, j, N, t, reuse, finv, cinv, fm)
+                est_release_at(EVQ, si, ip, j, N, t, reuse, cinv, lim)
                 if before >= 1:
-                    row_changed(EV, si, est, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t,
-                                before, est_f, est_i, finv, cinv, fm)
+                    row_changed(EVQ, si, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t,
+                                before, est_f, est_i, cinv, lim)
             if alloc == 0:
                 hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, d, P, N, row, j, p, False,
                         reuse)
@@ -1200,8 +1213,7 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
                     if measure:
                         si[T.RESETS] += 1
                     if sums:
-                        est_reset(EV, si, est, ip, m, N, Z, sbase, t, old_end, reuse, finv, cinv,
-                                  fm)
+                        est_reset(EVQ, si, ip, m, N, Z, t, old_end, reuse, cinv, lim)
                     if alloc == 0:
                         hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, ip * N + m, P, N, row,
                                 m, p, False, reuse)
@@ -1229,8 +1241,8 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
             pd_at[x] = t + xa[2 * pi[C.EMP_N] + 2 * pi[C.SCHED_N]]
             heap_push(heap, si, pd_at, pd_serial, x)
             if sums and before >= 1:
-                row_changed(EV, si, est, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t,
-                            before, est_f, est_i, finv, cinv, fm)
+                row_changed(EVQ, si, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before,
+                            est_f, est_i, cinv, lim)
             return g, work
     # the new connection lives; it takes the 4-tuple's TIME_WAIT record
     end = t + life
@@ -1250,10 +1262,11 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     if not pi[C.CIP]:
         ntl[(j * B + b) % pi[C.NTL_SIZE]] += 1
     if sums:
-        est_live(EV, si, est, ip, j, N, Z, sbase, end, reuse, finv, cinv, fm)
+        ev_log_[2 * arr + 1] += ARR_LIVE << 3
+        est_live(EVQ, si, ip, j, N, Z, t, end, reuse, cinv, lim)
         if before >= 1:
-            row_changed(EV, si, est, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before,
-                        est_f, est_i, finv, cinv, fm)
+            row_changed(EVQ, si, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before,
+                        est_f, est_i, cinv, lim)
     return g, work
 
 
@@ -1263,9 +1276,9 @@ def retry(S, pi, pf, zs, zc, xa, t):
     failed connect when the schedule is spent (docs/model-fidelity.md)."""
     (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl, tw,
      pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack, heap,
-     est, est_f, est_i, ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn, batches, dhist,
-     place_life, place_order) = S
-    EV = (ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn)
+     est, est_f, est_i, ev_q, ev_n, ev_log_, ev_sort, ev_cnt, batches, dhist, place_life,
+     place_order) = S
+    EVQ = (ev_q, ev_n, ev_log_, ev_sort, ev_cnt)
     N = pi[C.N]
     B = pi[C.B]
     P = pi[C.P]
@@ -1283,9 +1296,8 @@ def retry(S, pi, pf, zs, zc, xa, t):
     K = pi[C.K]
     Z = pi[C.ZONES]
     sbase = 3 * K * N
-    fm = pi[C.EV_M]
-    finv = pf[C.EV_INVW]
     cinv = pf[C.EV_CINV]
+    lim = len(ev_q) // (2 * T.EV_NC) - est_events_max(N)
     busy = False
     for m in range(N):
         if m != j and slot_end[row + m] > t and slot_tgt[row + m] == b:
@@ -1303,11 +1315,12 @@ def retry(S, pi, pf, zs, zc, xa, t):
                 si[T.TWHITS] += hit
         if pi[C.ALLOC] == 0:
             hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, d, P, N, row, j, p, False, reuse)
-        if sums:
-            est_live(EV, si, est, ip, j, N, Z, sbase, end, reuse, finv, cinv, fm)
+        if sums:                           # it lives from now
+            ev_log(EVQ, si, t, est_code(3 * d, (2 * (ip * Z + j % Z)) << 4 | ARR_LIVE, EV_ARR))
+            est_live(EVQ, si, ip, j, N, Z, t, end, reuse, cinv, lim)
             if before >= 2:
-                row_changed(EV, si, est, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t,
-                            before, est_f, est_i, finv, cinv, fm)
+                row_changed(EVQ, si, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before,
+                            est_f, est_i, cinv, lim)
         if meas:
             si[T.EST] += 1
             si[T.DELAYED] += 1
@@ -1324,10 +1337,10 @@ def retry(S, pi, pf, zs, zc, xa, t):
         if pi[C.ALLOC] == 0:
             hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, d, P, N, row, j, p, False, reuse)
         if sums:
-            est_release_at(EV, si, est, ip, j, N, t, reuse, finv, cinv, fm)
+            est_release_at(EVQ, si, ip, j, N, t, reuse, cinv, lim)
             if before >= 2:
-                row_changed(EV, si, est, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t,
-                            before, est_f, est_i, finv, cinv, fm)
+                row_changed(EVQ, si, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before,
+                            est_f, est_i, cinv, lim)
         if meas:
             si[T.FAILED] += 1
             si[T.PENDING] -= 1
@@ -1366,9 +1379,9 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
     an event that could need room the state does not have."""
     (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl, tw,
      pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack, heap,
-     est, est_f, est_i, ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn, batches, dhist,
-     place_life, place_order) = S
-    EV = (ev_b, ev_t, ev_s, ev_next, ev_head, ev_cq, ev_cn)
+     est, est_f, est_i, ev_q, ev_n, ev_log_, ev_sort, ev_cnt, batches, dhist, place_life,
+     place_order) = S
+    EVQ = (ev_q, ev_n, ev_log_, ev_sort, ev_cnt)
     g = rng_load(gst)
     N = pi[C.N]
     t_measure = pf[C.T_MEASURE]
@@ -1377,13 +1390,12 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
     delays = pi[C.DELAYS]
     tw_on = pi[C.TW_ON]
     tw_cap = (len(tw) // T.TWB) * 3 // 2
-    Z = pi[C.ZONES]
     sbase = 3 * pi[C.K] * N
-    fm = pi[C.EV_M]
-    finv = pf[C.EV_INVW]
     cinv = pf[C.EV_CINV]
+    nsub = pi[C.EV_NSUB]
     reuse = pf[C.REUSE]
-    ev_max = est_events_max(N, Z)
+    ev_max = est_events_max(N)
+    log_room = len(ev_log_) // 2 - ev_max
     sched_off = 2 * pi[C.EMP_N]
     ms = pi[C.SCHED_N]
     code = T.DONE
@@ -1399,9 +1411,11 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
         if tw_on and si[T.TW_INS] >= tw_cap:
             code = T.GROW_TW
             break
-        if sums and si[T.EV_USED] + ev_max > len(ev_t):
+        if sums and si[T.EV_FULL]:         # a window's segment needs room
             code = T.GROW_EV
             break
+        if sums and si[T.EV_LOG] > log_room:   # the log is full: settle up to now
+            work += est_settle(S, pi, pf, zs, zc, sf[T.NOW])
         if si[T.PLACE_I] < si[T.PLACE_N]:    # the stationary start, oldest first, at t = 0
             i = si[T.PLACE_I]
             g, w = arrival(g, S, pi, pf, zs, zc, wcum, xa, 0.0, place_life[place_order[i]],
@@ -1424,14 +1438,12 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
                 sf[T.NOW] = t_stop
             code = T.DONE
             break
-        if sums and si[T.EV_USED] + ev_room(EV, si, t, cinv, N) + ev_max > len(ev_t):
-            code = T.GROW_EV               # (the coarse segments due by t move into the pool)
-            break
         if next_sample <= t:
             work += take_samples(si, slot_end, pi, pf, t)
             next_sample = next_sample_at(si, pf)
-        if sums:
-            work += ev_drain(EV, si, est, t, finv, cinv, fm, sbase, reuse)
+        if sums:                           # the windows t has left are settled
+            work += ev_catch_up(EVQ, si, est, t, cinv, nsub, sbase, reuse, N, pi[C.B], pi[C.CROSS],
+                                zc, batches, sf, pf, pi[C.NBATCH])
         if t_retry <= sf[T.NEXT_ARR]:
             retry(S, pi, pf, zs, zc, xa, t)
             work += 1

@@ -14,12 +14,12 @@ from ..scenario import NODE_PORTS_PER_TARGET, Scenario
 # integer parameters (pi)
 (K, N, B, P, CAP, LIMITED, CLIENTS, IP_PER_CLIENT, STICKY, ALLOC, DIST, OUTCOME, CROSS, CIP,
  WEIGHTED, EST, SUMS, NBATCH, TW_ON, REUSE_ON, NODE_LIMIT, NEED_CLIENT, EMP_N, SCHED_N, SYN_N,
- CA_LIMIT, COLLIDABLE, NTL_SIZE, EV_M, UNTIL_FIRST, DELAYS, ZONES, EV_CCAP) = range(33)
+ CA_LIMIT, COLLIDABLE, NTL_SIZE, EV_NSUB, UNTIL_FIRST, DELAYS, ZONES, EV_CCAP) = range(33)
 N_PI = 33
 # float parameters (pf)
-(RATE, MEAN, MU, SIGMA, XM, ALPHA, DNS_TTL, TW, SCF, REUSE, T_MEASURE, T_END, EV_INVW,
- BATCH_SCALE, EV_CINV) = range(15)
-N_PF = 15
+(RATE, MEAN, MU, SIGMA, XM, ALPHA, DNS_TTL, TW, SCF, REUSE, T_MEASURE, T_END, BATCH_SCALE,
+ EV_CINV) = range(14)
+N_PF = 14
 
 ALLOC_CODES = {"random": 0, "sequential": 1, "linux": 2, "eim": 3}
 DIST_CODES = {"exponential": 0, "fixed": 1, "lognormal": 2, "pareto": 3, "empirical": 4}
@@ -102,22 +102,14 @@ def peak_rate(s: Scenario) -> float:
     return max([t.rate_before] + [r for _, r in t.schedule])
 
 
-def calendar_shape(s: Scenario) -> tuple[int, float, float, int]:
-    """(FM, 1 / W, 1 / WC, capacity) of the `full` estimate's two-level queue: fine buckets of width
-    W = 4 / (the run's highest rate), about four events each (a bucket holds seven); FM of them, a
-    power of two covering four mean lifetimes but at most 2,048 (256 KB, so that the ring stays in
-    L2); coarse buckets of width WC = FM W / 4, each a segment of `capacity` events (three widths'
-    worth of arrivals). They decide the speed, never a result: events are applied by time, wherever
-    they wait."""
+def calendar_shape(s: Scenario) -> tuple[int, float, int]:
+    """(sub-buckets, 1 / WC, capacity) of the `full` estimate's windows: WC holds about 1,024
+    arrivals at the run's highest rate (its queued changes are sorted at once when time leaves
+    it, by sub-buckets of about one change each); a window's segment starts with room for four
+    times that and grows. They decide the speed, never a result."""
     rate = peak_rate(s)
-    mean = s.traffic.duration.mean
-    width = 4.0 / rate if rate > 0 else 1.0
-    turn = 4.0 * mean if mean > 0 else 1.0
-    buckets = 64
-    while buckets * width < turn and buckets < 2048:
-        buckets *= 2
-    coarse = buckets * width / 4.0
-    return buckets, 1.0 / width, 1.0 / coarse, int(3.0 * rate * coarse) + 64
+    width = 1024.0 / rate if rate > 0 else 1.0
+    return 1024, 1.0 / width, 4096
 
 
 def build(s: Scenario, estimate: str = "off", until_first: bool = False) -> tuple:
@@ -162,7 +154,7 @@ def build(s: Scenario, estimate: str = "off", until_first: bool = False) -> tupl
         nat.reuse_delay
     pf[T_MEASURE], pf[T_END] = time_line(s)
     pf[BATCH_SCALE] = NBATCHES / (pf[T_END] - pf[T_MEASURE])
-    pi[EV_M], pf[EV_INVW], pf[EV_CINV], pi[EV_CCAP] = calendar_shape(s)
+    pi[EV_NSUB], pf[EV_CINV], pi[EV_CCAP] = calendar_shape(s)
     pi[ZONES] = 1 if lb.cross_zone else lb.nodes      # node e's zone: e % ZONES
     # node e of the engine is node e % nodes (its zone) of balancer e // nodes: zones repeat
     zc = np.array(lb.zone_targets, np.int64)
