@@ -168,6 +168,15 @@ cdef extern from *:
         int64_t i, k, x;
         const double *e = ef + o;
         const int64_t *g = ei + o, *node = ei + 2 * n + o;
+        if (Z == 1 && cnt == 2) {                /* the common case: two slots taken, one zone */
+            int64_t la = e[0] > tau && g[0] >= 0, lb = e[1] > tau && g[1] >= 0;
+            int64_t same = la && lb && g[0] == g[1], distinct = la + lb - same;
+            c[0] = e[0] + reuse > tau ? distinct - la : 0;
+            c[1] = e[1] + reuse > tau ? distinct - lb : 0;
+            c[n] = same;
+            c[n + 1] = 0;
+            return;
+        }
         if (Z == 1) {                            /* cross-zone on: one zone */
             int64_t live = 0, distinct = 0;
             for (i = 0; i < cnt; i++) {
