@@ -300,9 +300,10 @@ def test_simulate_json_has_design_keys():
     keys = {"schema_version", "connections", "established", "allocation_failures",
             "failed_connects", "collisions", "reset_victims", "time_wait_hits", "pairs",
             "collision_probability", "collision_probability_ci", "collisions_per_hour",
-            "expected_collisions", "expected_collisions_se", "estimate", "first_collision_s",
-            "peak_live_per_destination", "peak_live_exact", "measured_s", "interrupted",
-            "replicates", "analytic", "seed", "backend", "elapsed_s", "scenario"}
+            "expected_collisions", "expected_collisions_se", "estimate", "estimate_reason",
+            "pilot_s", "first_collision_s", "peak_live_per_destination", "peak_live_exact",
+            "measured_s", "interrupted", "replicates", "analytic", "seed", "backend", "elapsed_s",
+            "scenario"}
     assert keys <= set(d)
     assert d["schema_version"] == 1 and d["seed"] == 5 and d["backend"] == "cython"
     assert set(d["analytic"]) == {"collision_probability", "collisions_per_hour", "form"}
@@ -311,12 +312,35 @@ def test_simulate_json_has_design_keys():
     assert d["scenario"]["traffic"]["horizon"] == 30.0
     assert d["measured_s"] == 30.0 and d["interrupted"] is False and d["replicates"] == 1
     assert d["estimate"] == "full" and d["peak_live_exact"] is False
+    assert d["estimate_reason"].startswith("rule: 0.0103 slots") and d["pilot_s"] == 0.0
     # --seed reproduces
     again = json.loads(subprocess.run([sys.executable, "-m", "collide.cli", "simulate",
                                        "--scenario", "seed", "--horizon", "30", "--seed", "5",
                                        "--format", "json", "--no-estimate"],
                                       capture_output=True, text=True, check=True).stdout)
     assert again["collisions"] == d["collisions"] and again["expected_collisions"] is None
+
+
+@pytest.mark.parametrize("overrides, estimate, reason", [
+    ({}, "full", "rule: 0.0103 slots of a port held through other nodes (< 0.3)"),
+    ({"traffic.rate": 10000.0}, "target", "rule: 0.517 slots of a port held through other nodes (>= 0.3)"),
+    ({"nat.allocator": "sequential"}, "target", "sequential ports: full equals target"),
+    ({"nat.allocator": "linux"}, "target", "linux ports: full equals target"),
+    ({"nat.allocator": "eim"}, "target", "no collision is possible"),
+    ({"load_balancer.nodes": 1}, "target", "no collision is possible"),
+])
+def test_default_estimate_follows_the_rule(overrides, estimate, reason):
+    """docs/model.md §3: full on random ports below 0.3 slots of a port held through the other
+    nodes, target above it, for the allocators that scan and where nothing can collide; a flag
+    given wins, and says so."""
+    s = Scenario.builtin("seed").replace(overrides)
+    assert engine.default_estimate(s)[0] == estimate
+    assert engine.default_estimate(s)[1].startswith(reason)
+    r = collide.simulate(s.replace({"traffic.horizon": 2.0}), seed=1)
+    assert r.estimate == estimate and r.estimate_reason.startswith(reason) and r.pilot_s == 0.0
+    forced = collide.simulate(s.replace({"traffic.horizon": 2.0}), seed=1, estimate="target")
+    assert forced.estimate == "target" and forced.estimate_reason == "--estimate target"
+    assert forced.collisions == r.collisions       # (an estimate draws no word)
 
 
 def test_first_reset_json_keys():

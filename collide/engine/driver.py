@@ -56,6 +56,8 @@ class RawRun:
     finished: bool
     measured_s: float              # simulated seconds of the measured window actually covered
     estimate: str                  # "off", "target" or "full"
+    estimate_reason: str = ""      # why (params.estimate_reason)
+    pilot_s: float = 0.0           # wall time spent choosing it (0: a rule from the scenario)
 
 
 class _Interrupt:
@@ -275,4 +277,4 @@ def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", es
     elapsed = time.perf_counter() - t0
     return RawRun(counters, None if first < 0 else first, batches, weights,
                   elapsed, kernel_s, t_setup, T.state_bytes(state), finished, measured_s,
-                  r.estimate)
+                  r.estimate, C.estimate_reason(scenario, estimate))

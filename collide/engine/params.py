@@ -43,20 +43,57 @@ def collidable(s: Scenario) -> bool:
     return lb.cross_zone or lb.balancers > 1
 
 
-def resolve_estimate(s: Scenario, estimate) -> str:
-    """The estimate a run keeps: "off", "target" or "full" (docs/model.md, estimators).
+#: `full` is the default while fewer slots of a port than this are held through the other nodes
+#: on average (random ports): validated on 23 scenarios in bench/README.md ("the default estimate")
+FULL_BELOW_OTHER_HELD = 0.3
 
-    `None` or `True` take the default, the one with the most precision per second of wall time:
-    `full` (its standard error is several times smaller than `target`'s for a cost well under
-    the square of that factor, bench/README.md); where no collision is possible both are exactly
-    zero and `target` costs nothing. `False` is "off"."""
+
+def other_held(s: Scenario) -> float:
+    """Slots of one port held through the other nodes, on average: (N - 1) · λ·D / (k·N·P), at
+    the window's mean rate. It sets both how much `full` gains over `target` (their variances
+    differ by what a port's draw adds, large where a port rarely has another holder) and what it
+    costs (rows with two slots taken queue steps)."""
+    lb, nat, tr = s.load_balancer, s.nat, s.traffic
+    n = lb.total_nodes
+    return (n - 1) * tr.mean_rate * tr.duration.mean / (nat.ips * n * nat.ports)
+
+
+def default_estimate(s: Scenario) -> tuple[str, str]:
+    """The estimate a run keeps when none is asked for, and why (docs/model.md §3): the one with
+    the most precision per second (smallest SE² × kernel time) by a rule from the scenario."""
+    if not collidable(s):
+        return "target", "no collision is possible: both estimates are 0 and target costs nothing"
+    if s.nat.allocator != "random":
+        return "target", (f"{s.nat.allocator} ports: full equals target there (the port is the "
+                          "scan's) and costs more")
+    y = other_held(s)
+    if y < FULL_BELOW_OTHER_HELD:
+        return "full", (f"rule: {y:.3g} slots of a port held through other nodes (< "
+                        f"{FULL_BELOW_OTHER_HELD:g}): full is the more precise per second")
+    return "target", (f"rule: {y:.3g} slots of a port held through other nodes (>= "
+                      f"{FULL_BELOW_OTHER_HELD:g}): target is the more precise per second")
+
+
+def resolve_estimate(s: Scenario, estimate) -> str:
+    """The estimate a run keeps: "off", "target" or "full" (docs/model.md, estimators). `None` or
+    `True` take the default (`default_estimate`); `False` is "off"."""
     if estimate is None or estimate is True:
-        return "full" if collidable(s) else "target"
+        return default_estimate(s)[0]
     if estimate is False:
         return "off"
     if estimate not in ESTIMATES:
         raise ValueError(f"--estimate {estimate!r}: must be one of {', '.join(ESTIMATES)}")
     return estimate
+
+
+def estimate_reason(s: Scenario, estimate) -> str:
+    """Why a run keeps the estimate it keeps (the JSON's `estimate_reason`)."""
+    if estimate is None or estimate is True:
+        return default_estimate(s)[1]
+    resolved = resolve_estimate(s, estimate)
+    if resolved == "off":
+        return "off: counting only (--estimate off)"
+    return f"--estimate {resolved}"
 
 
 def time_line(s: Scenario) -> tuple[float, float]:
