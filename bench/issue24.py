@@ -16,6 +16,8 @@
 3. Both estimates' precision per second on the scenarios of `bench/estimate_rule.py`, and the
    default rule's choice.
 4. The default command against the pinned commit (`bench/regression.py`, `--old`).
+
+`python bench/issue24.py --tables FILE` prints bench/README.md's tables from a results file.
 """
 from __future__ import annotations
 
@@ -114,7 +116,44 @@ def speed_targets(kernels: str, reference: str, rounds: int) -> dict:
     return out
 
 
+def tables(d: dict) -> str:
+    """bench/README.md's tables of this sitting, from its JSON (`--tables FILE`)."""
+    lines = ["| backend | scenario | `target` / `off` | `full` / `off` |", "|---|---|---:|---:|"]
+    for b, rows in d["estimates_vs_off"].items():
+        for name, r in rows.items():
+            lines.append(f"| {b} | {name} ({r['horizon_s']:g} s) | {r['target_over_off']:.2f} | "
+                         f"{r['full_over_off']:.2f} |")
+    lines += ["", "| target | engine / reference | our plain C / reference | engine / our plain C |"
+              " met |", "|---|---:|---:|---:|---|"]
+    for label, r in d["speed_targets"].items():
+        lines.append(f"| {label} ≥ {r['target']:.2f} ({r['reference_kernel']}; ours: "
+                     f"`{r['own_c_kernel']}`) | {r['engine_over_reference']:.2f} | "
+                     f"{r['own_c_over_reference']:.2f} | {r['engine_over_own_c']:.2f} | "
+                     f"{'yes' if r['met'] else 'no'} |")
+    lines += ["", "| scenario | y | variance target / full | cost full / target | precision per "
+              "second full / target | rule keeps | of the better |",
+              "|---|---:|---:|---:|---:|---|---:|"]
+    for name, r in d["precision_per_second"].items():
+        lines.append(f"| {name} | {r['y']:.3g} | {r['variance_target_over_full']:.2f} | "
+                     f"{r['cost_full_over_target']:.2f} | {r['full_over_target']:.2f} | "
+                     f"{r['rule']} | {r['rule_over_better']:.2f} |")
+    if "default_command" in d:
+        lines += ["", "| command | median wall, today | median wall, pinned commit | old / new | "
+                  "SE, today / pinned (mean of squares) | precision per second, new / old |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for name, r in d["default_command"].items():
+            lines.append(f"| {name} | {r['new']['wall_s_median']:.2f} s ({r['new']['estimate']}) "
+                         f"| {r['old']['wall_s_median']:.2f} s | {r['wall_ratio_old_over_new']:.2f}"
+                         f" | {r['new']['se_mean_square'] ** 0.5:.3g} / "
+                         f"{r['old']['se_mean_square'] ** 0.5:.3g} | "
+                         f"{r['precision_ratio_new_over_old']:.2f} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--tables":
+        print(tables(json.loads(Path(sys.argv[2]).read_text())))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kernels", required=True, help="bench/kernels.c, compiled")
     ap.add_argument("--reference", required=True, help="the reference kernels, compiled")

@@ -58,9 +58,7 @@ cdef extern from *:
     #if defined(__GNUC__)
     #define COLLIDE_HOT static inline __attribute__((always_inline))
     #define COLLIDE_UNLIKELY(x) __builtin_expect(!!(x), 0)
-    #define COLLIDE_PREFETCH(p) __builtin_prefetch((const void *)(p))
     #else
-    #define COLLIDE_PREFETCH(p) ((void)0)
     #define COLLIDE_HOT static inline
     #define COLLIDE_UNLIKELY(x) (x)
     #endif
@@ -331,7 +329,6 @@ cdef extern from *:
                            uint64_t ilo) nogil
     uint64_t collide_pcg64_word(collide_pcg64 *r, int i) nogil
     bint COLLIDE_UNLIKELY(bint x) nogil
-    void COLLIDE_PREFETCH(const void *p) nogil
     int64_t collide_peak_rows(const double *rows, int64_t P, int64_t n, double t) nogil
     int64_t collide_count_free(const double *col, int64_t P, int64_t stride, double reuse,
                                double t) nogil
@@ -909,15 +906,6 @@ cdef int64_t allocate_pooled(Kern *k, collide_pcg64 *g, int64_t q, int64_t ip, i
 # a log in time order, changes later to the segment of their window; when time leaves a window its
 # changes are sorted and merged with the log, each logged query seeing exactly what came before it
 # (docs/engine.md).
-cdef inline void zone_of(const Kern *k, int64_t m, int64_t *lo, int64_t *hi) noexcept nogil:
-    if k.cross:
-        lo[0] = 0
-        hi[0] = k.nb
-    else:
-        lo[0] = k.zs[m]
-        hi[0] = k.zs[m] + k.zc[m]
-
-
 cdef inline int64_t zone_index(const Kern *k, int64_t m) noexcept nogil:
     return 0 if k.zones == 1 else m % k.zones
 
