@@ -48,6 +48,14 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,
     ),
+    # the compiled twin of collide/scan/track.py (the reference), and the duplicate filter
+    Extension(
+        "collide.scan._track",
+        ["collide/scan/_track.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=compile_args,
+    ),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives, emit_linenums=bool(os.environ.get("COLLIDE_LINENUMS")),

@@ -156,7 +156,10 @@ def _collide_prob(s: Scenario, occupancy: float) -> tuple[float, float]:
 
 
 def analytic(s: Scenario) -> Analytic | None:
-    """The closed form for the scenario's start and horizon, or None where none applies."""
+    """The closed form for the scenario's start and horizon, or None where none applies. `s`: a
+    Scenario, or anything `Scenario.load` takes (a built-in name, a dict, a TOML path)."""
+    if not isinstance(s, Scenario):
+        s = Scenario.load(s)
     if applies(s) is not None:
         return None
     T, lam = s.traffic.horizon, s.traffic.rate

@@ -22,6 +22,46 @@ def fresh_seed() -> int:
     return secrets.randbits(63)
 
 
+# -- arguments: the command line's one-line errors, numpy numbers taken as numbers --------------------
+def _whole(name: str, value, low: int = 0):
+    """An integer argument (numpy integers and integral floats too); InputError otherwise, never
+    a silent truncation."""
+    from .errors import InputError
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InputError(f"{name} = {value!r:.40}: must be an integer >= {low}")
+    return value
+
+
+def _seed(seed):
+    return fresh_seed() if seed is None else _whole("seed", seed, 0)
+
+
+def _choice(name: str, value, allowed):
+    from .errors import InputError
+    if not isinstance(value, str) or value not in allowed:
+        raise InputError(f"{name} = {value!r:.40}: must be one of {', '.join(allowed)}")
+    return value
+
+
+def _estimate_arg(estimate):
+    if estimate is None or isinstance(estimate, bool):
+        return estimate
+    return _choice("estimate", estimate, engine.ESTIMATES)
+
+
+def _sized(what: str, scenario, force: bool, runs: int = 1, workers: int = 1,
+           backend: str = "cython", size=None, estimate=None) -> None:
+    """The command line's size check (collide.sizing): more than memory or a day is refused
+    unless `force`."""
+    from .sizing import check, size_runs
+    check(size or size_runs(what, scenario, runs=runs, workers=workers, backend=backend,
+                            estimate=estimate), force)
+
+
 @dataclass(frozen=True)
 class Result:
     """One simulation: counters, derived rates, the closed form beside them (docs/model.md §4.3)."""
@@ -107,9 +147,23 @@ class Result:
         """Simulated connections per second of wall time."""
         return self.connections / self.elapsed_s if self.elapsed_s > 0 else math.inf
 
+    @property
+    def measured(self) -> bool:
+        """Whether any of the measured window was covered (a run cut during its warm-up or its
+        stationary start was not: it has counts of nothing, and no rate)."""
+        return self.horizon_s > 0 or (self.finished and self.connections > 0)
+
     def to_dict(self) -> dict:
         a = self.analytic
         lo, hi = self.collision_probability_ci
+        d = self._dict(a, lo, hi)
+        if not self.measured:              # interrupted before the window: no rate to give
+            for k in ("collision_probability", "collision_probability_ci", "collisions_per_hour",
+                      "expected_collisions", "expected_collisions_se"):
+                d[k] = None
+        return d
+
+    def _dict(self, a, lo, hi) -> dict:
         return {
             "schema_version": SCHEMA_VERSION,
             "connections": self.connections, "established": self.established,
@@ -162,19 +216,24 @@ def _estimate(raw: engine.RawRun):
 
 def simulate(scenario, seed: int | None = None, backend: str = "cython", estimate=None,
              progress: Callable[[float], None] | None = None, replicates: int = 1,
-             workers: int = 1) -> Result:
+             workers: int = 1, force: bool = False) -> Result:
     """Simulate a scenario. `scenario` is a Scenario, a dict, a built-in name or a TOML path.
 
     `estimate`: "full", "target" or "off" (None: the default of docs/model.md §3; True/False are
     the default and "off"). The same (scenario, seed) gives the same counts on every backend
     (docs/model.md §2.4). With `replicates` R > 1 the result pools R independent replicates on
     the streams SeedSequence(seed).spawn(R), run on `workers` processes: identical for any worker
-    count.
+    count. Arguments are checked as the command line checks them (InputError, one line), and the
+    run is sized first: more than this machine's memory or a day is refused unless `force`.
     """
     scenario = Scenario.load(scenario)
-    seed = fresh_seed() if seed is None else int(seed)
-    if replicates < 1:
-        raise ValueError(f"--replicates {replicates}: must be >= 1")
+    seed = _seed(seed)
+    replicates = _whole("replicates", replicates, 1)
+    workers = _whole("workers", workers, 1)
+    backend = _choice("backend", backend, engine.BACKENDS)
+    estimate = _estimate_arg(estimate)
+    _sized("simulate", scenario, force, runs=replicates, workers=min(workers, replicates),
+           backend=backend, estimate=estimate)
     if replicates > 1:
         return _replicated(scenario, seed, backend, estimate, progress, replicates, workers)
     raw = engine.run(scenario, engine.bit_generator(seed), backend, estimate, progress)
@@ -267,12 +326,12 @@ def simulate_allocators(scenario, seed: int | None = None, backend: str = "cytho
                         allocators: tuple[str, ...] = ALLOCATORS) -> AllocatorRange:
     """`simulate` under each allocator (random, sequential, linux, eim), all with the same seed."""
     scenario = Scenario.load(scenario)
-    seed = fresh_seed() if seed is None else int(seed)
+    seed = _seed(seed)
     results = {}
     for i, name in enumerate(allocators):
         sub = None if progress is None else (lambda f, i=i: progress((i + f) / len(allocators)))
         r = simulate(scenario.replace({"nat.allocator": name}), seed=seed, backend=backend,
-                     estimate=estimate, progress=sub)
+                     estimate=estimate, progress=sub, force=True)
         results[name] = r
         if not r.finished:
             break
@@ -346,15 +405,20 @@ def _first_reset_one(args) -> float | None:
 
 def first_reset(scenario, replicates: int = 100, seed: int | None = None, start: str = "steady",
                 backend: str = "cython", workers: int = 1,
-                progress: Callable[[float], None] | None = None) -> FirstReset:
-    """Time to the first reset: R replicates from steady state or a cold start."""
+                progress: Callable[[float], None] | None = None,
+                force: bool = False) -> FirstReset:
+    """Time to the first reset: R replicates from steady state or a cold start. Arguments are
+    checked and the work sized as in `simulate`."""
     scenario = Scenario.load(scenario)
-    if start not in ("steady", "cold"):
-        raise ValueError(f"--start {start!r}: must be steady or cold")
-    if replicates < 1:
-        raise ValueError(f"--replicates {replicates}: must be >= 1")
+    start = _choice("start", start, ("steady", "cold"))
+    replicates = _whole("replicates", replicates, 1)
+    workers = _whole("workers", workers, 1)
+    backend = _choice("backend", backend, engine.BACKENDS)
+    from .sizing import size_first_reset
+    _sized("first-reset", scenario, force,
+           size=size_first_reset(scenario, replicates, start, min(workers, replicates), backend))
     scenario = scenario.replace({"traffic.warmup": "auto" if start == "steady" else 0})
-    seed = fresh_seed() if seed is None else int(seed)
+    seed = _seed(seed)
     tasks = ((scenario, seed, r, replicates, backend) for r in range(replicates))
     times: list = [None] * replicates
     workers = min(workers, replicates)

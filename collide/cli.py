@@ -11,10 +11,17 @@ import click
 from . import __version__
 from .errors import EXIT_INTERRUPTED, CollideError
 from .options import (backend_option, bad_input, check_size, estimate_option, force_option,
-                      format_option, handle_value_errors, pop_scenario, progress_bar, scenario_options, seed_option)
+                      format_option, handle_value_errors, pop_scenario, progress_bar, scenario_options,
+                      seed_option, workers_option)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog="""\b
+Examples:
+  collide simulate --scenario seed --seed 1
+  collide first-reset --scenario seed --replicates 200 --start cold
+  collide report --scenario seed --out report/
+Every command has its own --help with examples.""")
 @click.version_option(__version__, prog_name="collide")
 def cli():
     """How often will TCP connections through a NAT and a multi-node L4 load balancer be reset by
@@ -66,8 +73,26 @@ def _table(rows):
     return "\n".join(f"  {k:<{w}}  {v}" for k, v in rows)
 
 
+def _first_event_row(s, mean_first):
+    """Time to the first reset, or to the first collision where a collision resets nothing."""
+    if s.target.resets:
+        return ("mean time to first reset",
+                _duration(mean_first) + ("  (from the collision rate)" if mean_first else ""))
+    why = ("a collision delays the new connect" if s.target.delays else
+           "a collision fails the new connect" if s.target.on_collision == "fail-new" else
+           "collisions are counted only")
+    return ("mean time to first collision",
+            _duration(mean_first) + (f"  (from the collision rate; nothing is reset: {why})"
+                                     if mean_first else f"  (nothing is reset: {why})"))
+
+
 def _simulate_table(r) -> str:
     d = r.to_dict()
+    if not r.measured:                   # cut before the measured window: no rate to show
+        return _table([("scenario", _describe(r.scenario)),
+                       ("measured", "nothing: INTERRUPTED before the measured window began "
+                                    "(during the stationary start or the warm-up)"),
+                       ("run", f"seed {r.seed}, backend {r.backend}, {r.elapsed_s:.3g} s")])
     a = r.analytic
     lo, hi = d["collision_probability_ci"]
     rate = r.collisions_per_hour
@@ -90,7 +115,7 @@ def _simulate_table(r) -> str:
                                             f"{_num(r.expected_collisions_se)} (conditional estimate, "
                                             f"{r.estimate})"))
     rows += [
-        ("mean time to first reset", _duration(mean_first) + ("  (from the collision rate)" if mean_first else "")),
+        _first_event_row(r.scenario, mean_first),
         ("first collision", _duration(r.first_collision_s) + " into the window" if r.first_collision_s is not None else "none"),
         ("resets (victims)", f"{r.reset_victims:,}"),
         ("failed connects", f"{r.failed_connects:,}"),
@@ -132,7 +157,13 @@ def _allocators_table(ar) -> str:
 
 
 # -- simulate ------------------------------------------------------------------------------------------
-@cli.command()
+@cli.command(epilog="""\b
+Examples:
+  collide simulate --scenario seed --seed 1
+  collide simulate --scenario seed --no-cross-zone
+  collide simulate --scenario quiet --nat-ips 4 --format json
+  collide simulate --scenario seed --replicates 8 --seed 1 --format json
+  collide simulate --scenario seed --all-allocators --seed 1""")
 @scenario_options
 @seed_option
 @backend_option
@@ -141,8 +172,7 @@ def _allocators_table(ar) -> str:
 @click.option("--replicates", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent stationary replicates (streams SeedSequence(seed).spawn(R)), "
                    "pooled; identical for any --workers.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes to spread the replicates over.")
+@workers_option("replicates")
 @click.option("--all-allocators", is_flag=True,
               help="Run under each NAT allocator (random, sequential, linux, eim) with one seed "
                    "and print the range.")
@@ -172,7 +202,7 @@ def simulate(seed, backend, fmt, estimate, replicates, workers, all_allocators, 
             sys.exit(130)
         return
     r = run(s, seed=seed, backend=backend, estimate=estimate, progress=update,
-            replicates=replicates, workers=workers)
+            replicates=replicates, workers=workers, force=True)      # sized above, with --force
     done()
     click.echo(json.dumps(r.to_dict(), indent=2) if fmt == "json" else _simulate_table(r))
     if not r.finished:
@@ -181,7 +211,10 @@ def simulate(seed, backend, fmt, estimate, replicates, workers, all_allocators, 
 
 
 # -- first-reset ---------------------------------------------------------------------------------------
-@cli.command("first-reset")
+@cli.command("first-reset", epilog="""\b
+Examples:
+  collide first-reset --scenario seed --replicates 200 --seed 1
+  collide first-reset --scenario seed --replicates 500 --start cold --format json""")
 @scenario_options
 @seed_option
 @backend_option
@@ -190,23 +223,23 @@ def simulate(seed, backend, fmt, estimate, replicates, workers, all_allocators, 
               help="Independent runs (docs/model.md §2.4 streams).")
 @click.option("--start", type=click.Choice(["steady", "cold"]), default="steady", show_default=True,
               help="steady: from the stationary state; cold: from empty (a load test beginning).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes to spread the replicates over.")
+@workers_option("replicates")
 @estimate_option
 @force_option
 @handle_value_errors
 def first_reset(seed, backend, fmt, replicates, start, workers, estimate, force, **kw):
     """Time to the first reset: R replicates until the first collision or the horizon."""
     from .api import first_reset as run, fresh_seed
+    from .pool import width
     from .sizing import size_first_reset
     s = pop_scenario(kw)
-    workers = min(workers, replicates)          # no process without a replicate to run
+    workers = width(workers, replicates)        # no process without a replicate to run
     check_size(size_first_reset(s, replicates, start, workers, backend), force)
     seed = fresh_seed() if seed is None else seed
     update, done = progress_bar("replicates")
     try:
         fr = run(s, replicates=replicates, seed=seed, start=start, backend=backend,
-                 workers=workers, progress=update)
+                 workers=workers, progress=update, force=True)     # sized above, with --force
     finally:
         done()
     d = fr.to_dict()
@@ -216,7 +249,8 @@ def first_reset(seed, backend, fmt, replicates, start, workers, estimate, force,
     rows = [("scenario", _describe(fr.scenario)),
             ("replicates", f"{fr.replicates:,} from a {start} start, horizon {_duration(fr.horizon_s)}; "
                            f"{fr.censored:,} saw no collision"),
-            ("mean time to first reset", _duration(d["mean_s"]) + (
+            (f"mean time to first {'reset' if fr.scenario.target.resets else 'collision'}",
+             _duration(d["mean_s"]) + (
                 f"  (closed form {_duration(d['analytic_mean_s'])})" if d["analytic_mean_s"] else "")),
             ("median", _duration(d["median_s"])),
             ("5% / 95%", f"{_duration(d['p05_s'])} / {_duration(d['p95_s'])}"),
@@ -226,8 +260,10 @@ def first_reset(seed, backend, fmt, replicates, start, workers, estimate, force,
 
 # -- subcommands that live in their own modules ------------------------------------------------------------
 _LAZY = {"sweep": ("collide.cli_sweep", "sweep_command"), "plot": ("collide.cli_sweep", "plot_command"),
-         "report": ("collide.cli_report", "report_command"), "lab": ("collide.lab.cli", "lab_command"),
-         "scan": ("collide.scan.cli", "scan_command")}
+         "report": ("collide.cli_report", "report_command"),
+         "solve": ("collide.cli_solve", "solve_command"), "lab": ("collide.lab.cli", "lab_command"),
+         "scan": ("collide.scan.cli", "scan_command"),
+         "intake": ("collide.intake.cli", "intake_command")}
 
 
 def _register_lazy():
@@ -250,49 +286,211 @@ _register_lazy()
 def _quiet_libraries() -> None:
     """Library warnings (numba, numpy, matplotlib, tqdm) are not the user's business: silence them
     here and in every process started from here, unless the user asked for them (-W,
-    PYTHONWARNINGS)."""
+    PYTHONWARNINGS). Matplotlib also speaks through logging (a read-only HOME: "created a
+    temporary cache directory"): only its errors pass."""
+    import logging
     import os
     import warnings
     if not sys.warnoptions and not os.environ.get("PYTHONWARNINGS"):
         warnings.simplefilter("ignore")
         os.environ["PYTHONWARNINGS"] = "ignore"
+        logging.getLogger("matplotlib").setLevel(logging.ERROR)
+
+
+def _caused_by(exc: BaseException, kinds) -> BaseException | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kinds):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return _caused_by(exc, KeyboardInterrupt) is not None
+
+
+class _StdoutGone(Exception):
+    """stdout's reader went away (EPIPE): the command ends quietly."""
+
+
+class _GuardedStdout:
+    """sys.stdout with its failures named: EPIPE ends the command quietly, a full device or an
+    error is one line (exit 3), a closed stdout (`>&-`) is one line instead of a result lost
+    without a word."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _fail(self, exc: OSError):
+        import errno
+        from .errors import Unavailable
+        if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
+            raise _StdoutGone() from None
+        raise Unavailable(f"stdout: cannot write the result ({exc.strerror or exc}); send it "
+                          "somewhere with room (e.g. > result.txt)") from None
+
+    def write(self, text):
+        if self._stream is None:
+            from .errors import Unavailable
+            raise Unavailable("stdout is closed: the result has nowhere to go; run with stdout "
+                              "open (e.g. > result.txt)")
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            self._fail(exc)
+
+    def flush(self):
+        if self._stream is None:
+            return
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self._fail(exc)
+
+    def isatty(self):
+        return self._stream is not None and self._stream.isatty()
+
+    def __getattr__(self, name):
+        if self._stream is None:
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+
+def _stdout_to_devnull() -> None:
+    """After EPIPE or a full stdout: later flushes (the interpreter's own at exit) go nowhere."""
+    import os
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, 1)
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _on_sigterm(signum, frame):
+    """SIGTERM is handled as Ctrl-C (what finished is kept, nothing wrong is written), exit 143."""
+    import signal
+    from .errors import signals
+    signals.terminated = True
+    signal.raise_signal(signal.SIGINT)
+
+
+def _setup_signals() -> None:
+    import signal
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            pass                     # started in the background with Ctrl-C ignored: keep that
+        else:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    except (ValueError, OSError):    # pragma: no cover - not the main thread
+        pass
+
+
+def _environment_error(exc: BaseException):
+    """The one-line error for what reached the top without one, when it is the machine's or the
+    user's and not a bug; None for a bug."""
+    import errno
+    import os
+    from concurrent.futures.process import BrokenProcessPool
+    from .errors import InputError, Unavailable
+    if isinstance(exc, MemoryError) or (isinstance(exc, ValueError) and (
+            "array is too big" in str(exc) or "Maximum allowed size exceeded" in str(exc))):
+        return Unavailable("not enough memory for this run; make it smaller (the size check's "
+                           "estimate is printed before large runs)")
+    if isinstance(exc, BrokenProcessPool):
+        return Unavailable("a worker process died (out of memory, or killed); make the run "
+                           "smaller or give fewer --workers")
+    if isinstance(exc, RecursionError):
+        return InputError("the input is nested too deeply (a TOML value inside thousands of "
+                          "brackets?)")
+    if isinstance(exc, OSError):
+        try:
+            os.getcwd()
+        except OSError:
+            return InputError("the current folder no longer exists (deleted?); cd to a folder "
+                              "that exists, or give absolute paths")
+        if exc.errno in (errno.ENOMEM,):
+            return Unavailable(f"not enough memory for this run ({exc.strerror}); make it smaller")
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" {exc.filename}" if exc.filename else ""
+            return Unavailable(f"cannot write{where}: no space left on the device; free some "
+                               "space or choose another place")
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            return Unavailable(f"too many open files ({exc.strerror}); raise the limit (ulimit -n)")
+    return None
 
 
 def main():
     """Run the command; map every ending to its exit code (docs/model.md §4.2): 0 done, 2 bad
-    input, 3 the environment cannot do it, 130 interrupted, 1 a bug (with its traceback)."""
+    input, 3 the environment cannot do it, 130 interrupted (143 after SIGTERM), 141 stdout's
+    reader gone (quietly), 1 a bug (with its traceback)."""
+    from .errors import EXIT_PIPE, interrupted_exit_code
+    _setup_signals()
     _quiet_libraries()
+    sys.stdout = _GuardedStdout(sys.stdout)
+    code = 0
     try:
-        rv = cli.main(standalone_mode=False)
+        try:
+            rv = cli.main(standalone_mode=False)
+            # a command that ends through ctx.exit(code) returns the code in standalone_mode=False
+            code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+        finally:
+            sys.stdout.flush()
+    except _StdoutGone:
+        _stdout_to_devnull()
+        code = EXIT_PIPE
     except CollideError as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        code = interrupted_exit_code()
+    except click.exceptions.NoArgsIsHelpError as exc:     # bare `collide`: the help, as --help
+        click.echo(exc.ctx.get_help() if exc.ctx else cli.get_help(click.Context(cli)))
+        code = 0
     except click.ClickException as exc:     # usage errors: bad flag values, unknown options
         msg = exc.format_message().replace("\n", " ")
         click.echo(f"collide: error: {msg}", err=True)
-        sys.exit(2)
+        code = 2
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code == EXIT_INTERRUPTED:
+            code = interrupted_exit_code()
     except Exception as exc:
         if _caused_by_interrupt(exc):       # Ctrl-C inside a library (an import, a class body)
             click.echo("interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        raise
-    # a command that ends through ctx.exit(code) returns the code in standalone_mode=False
-    sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+            code = interrupted_exit_code()
+        else:
+            known = _environment_error(_caused_by(exc, (MemoryError, OSError, RecursionError,
+                                                        ValueError)) or exc)
+            if known is None:
+                raise
+            known.show()
+            code = known.exit_code
+    _finish(code)
+
+
+def _finish(code: int):
+    """Exit with `code`, Ctrl-C no longer able to turn a finished command into a traceback (the
+    interpreter's own shutdown), stdout flushed or sent nowhere."""
+    import signal
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except (ValueError, OSError):    # pragma: no cover
+        pass
+    out = sys.stdout
+    try:
+        if out is not None:
+            out.flush()
+    except (_StdoutGone, CollideError, OSError):
+        _stdout_to_devnull()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

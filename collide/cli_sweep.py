@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import bad_input, parse_assignments
+from .options import bad_input, parse_assignments, workers_option
 
 
 def _connect(address: str):
@@ -20,12 +20,15 @@ def _connect(address: str):
         bad_input(f"--scheduler {address}: cannot connect ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
 
 
-@click.command("sweep")
+@click.command("sweep", epilog="""\b
+Examples:
+  collide sweep examples/sweep-seed.toml --out grid.csv
+  collide sweep examples/sweep-seed.toml --out grid.csv --resume
+  collide sweep examples/sweep-seed.toml --out grid.parquet --workers 2 --rel-error 0.05""")
 @click.argument("sweep_file", metavar="SWEEP.toml", type=click.Path(dir_okay=False))
 @click.option("--out", "out", required=True, metavar="FILE",
               help="Results: .csv, .jsonl or .parquet (pyarrow); each point is appended as it finishes.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Local processes (default: all cores; 1 runs inline).")
+@workers_option("points")
 @click.option("--scheduler", metavar="ADDRESS", default=None,
               help="Run on an existing Dask distributed cluster, e.g. tcp://10.0.0.5:8786.")
 @click.option("--resume", is_flag=True, help="Skip the points already in --out.")
@@ -44,8 +47,11 @@ def _connect(address: str):
               help="The conditional estimate kept (default: the sweep file's, else full where a "
                    "collision can happen).")
 @click.option("--no-estimate", "no_estimate", is_flag=True, help="Count only (= --estimate off).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="The sweep's seed (default: the sweep file's `seed`); point i runs on "
+                   "SeedSequence(seed, spawn_key=(i,)).")
 def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force, rel_error,
-                  max_connections, backend, estimate, no_estimate):
+                  max_connections, backend, estimate, no_estimate, seed):
     """Run a grid of scenarios (docs/model.md §4.5): one pooled row per point, appended to --out as it finishes.
 
     Rows do not depend on --workers, the executor or an interruption: Ctrl-C keeps what finished,
@@ -65,35 +71,42 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force,
         if no_estimate and estimate not in (None, "off"):
             bad_input(f"--estimate {estimate} and --no-estimate: give one")
         spec = load_sweep(sweep_file, rel_error=rel_error, backend=backend,
-                          max_connections=max_connections,
+                          max_connections=max_connections, seed=seed,
                           estimate="off" if no_estimate else estimate)
     except SweepError as exc:
         bad_input(str(exc))
     if workers is not None and scheduler is not None:
         bad_input("--workers and --scheduler: give one (the cluster decides its workers)")
-    check_output_file(out, "--out")                   # before any point runs
+    # before any point runs: the place (links are never written through), then the lock on the
+    # name the place resolves to (two names for one file are one file)
+    check_output_file(out, "--out", append=True)
     from .files import OutputLock
     from .studies.sweep import exists
     lock = OutputLock(out, "--out")                   # one writer at a time (exit 3)
-    if exists(out) and not resume and not overwrite:
-        lock.release()
-        bad_input(f"--out {out}: exists; give --resume to finish that sweep, or --overwrite to "
-                  "replace it (nothing was run)")
-    if scheduler is None:
-        asked = workers
-        workers = width(workers, len(spec))          # no process without a point to run
-        if asked is not None and asked > workers:
-            click.echo(f"sweep: --workers {asked}: {len(spec)} point(s), so {workers} process(es)",
-                       err=True)
     try:
+        if exists(out) and not resume and not overwrite:
+            bad_input(f"--out {out}: exists; give --resume to finish that sweep, or --overwrite "
+                      "to replace it (nothing was run)")
+        if resume:
+            from .studies.sweep import check_resume
+            try:
+                check_resume(spec, out)
+            except SweepError as exc:
+                bad_input(str(exc))
+        if scheduler is None:
+            asked = workers
+            workers = width(workers, len(spec))          # no process without a point to run
+            if asked is not None and asked > workers:
+                click.echo(f"sweep: --workers {asked}: {len(spec)} point(s), so {workers} "
+                           "process(es)", err=True)
         check_size(size_sweep(spec, workers or 1), force)
+        client = executor = None
+        if scheduler is not None:
+            client = _connect(scheduler)
+            executor = client.get_executor()
     except BaseException:
         lock.release()
         raise
-    client = executor = None
-    if scheduler is not None:
-        client = _connect(scheduler)
-        executor = client.get_executor()
     where = f"Dask cluster {scheduler}" if scheduler else (
         "1 process (inline)" if workers == 1 else f"{workers or __import__('os').cpu_count()} processes")
     click.echo(f"sweep: {len(spec)} points x {spec.replicates} replicate(s), seed {spec.seed}, on {where}"
@@ -120,7 +133,10 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force,
                + (f" ({res.skipped} already there, skipped)" if res.skipped else ""), err=True)
 
 
-@click.command("plot")
+@click.command("plot", epilog="""\b
+Examples:
+  collide plot grid.csv --x traffic.rate --y collisions_per_hour --hue nat.ips --out rate.png
+  collide plot grid.csv --x traffic.rate --y collision_probability --where nat.ips=1 --out p.svg""")
 @click.argument("results", metavar="RESULTS", type=click.Path(dir_okay=False))
 @click.option("--x", "x", required=True, metavar="KEY", help="Column on the x axis, e.g. traffic.rate.")
 @click.option("--y", "y", required=True, metavar="METRIC", help="Column on the y axis, e.g. collisions_per_hour.")
@@ -129,19 +145,39 @@ def sweep_command(sweep_file, out, workers, scheduler, resume, overwrite, force,
               help="Keep only rows with this value, e.g. --where nat.ips=1 (repeatable).")
 @click.option("--title", default=None, help="Figure title.")
 @click.option("--out", "out", required=True, metavar="FILE", help="Figure: .png or .svg.")
-def plot_command(results, x, y, hue, where, title, out):
-    """Plot a sweep's RESULTS (.csv, .jsonl, .parquet): METRIC against KEY, bands and the closed form."""
+@click.option("--max-resets", "max_resets", metavar="N/PERIOD", default=None,
+              help="On a two-key grid (--y a second key): draw where this budget is met, with its "
+                   "uncertainty band, over a heatmap of the resets per hour.")
+@click.option("--max-probability", "max_probability", metavar="P", default=None,
+              help="The budget as P(at least one reset within --within) at most P.")
+@click.option("--within", "within", metavar="DURATION", default=None,
+              help="The window of --max-probability, e.g. 30d.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out (kept otherwise).")
+def plot_command(results, x, y, hue, where, title, out, max_resets, max_probability, within,
+                 overwrite):
+    """Plot a sweep's RESULTS (.csv, .jsonl, .parquet): METRIC against KEY, bands and the closed form;
+    with a budget, where it is met on a grid of two keys."""
     from .files import check_output_file
-    from .studies.plot import PlotError, plot_sweep
+    from .studies.plot import PlotError, plot_budget, plot_sweep
     from .studies.sweep import SweepError
     if not Path(results).exists():
         bad_input(f"RESULTS {results}: no such file")
     if Path(out).suffix.lower() not in (".png", ".svg"):
         bad_input(f"--out {out}: must end in .png or .svg")
-    check_output_file(out, "--out")                   # before reading and drawing
+    budget = None
+    if max_resets is not None or max_probability is not None or within is not None:
+        from .cli_solve import make_budget
+        budget = make_budget(max_resets, max_probability, within, "steady")
+        if hue is not None:
+            bad_input(f"--hue {hue}: not with a budget (the colour is the resets per hour)")
+    check_output_file(out, "--out", overwrite=overwrite)     # before reading and drawing
     filt = parse_assignments(where, "--where", "nat.ips=1")
     try:
-        path = plot_sweep(results, x=x, y=y, hue=hue, out=out, where=filt or None, title=title)
+        if budget is not None:
+            path = plot_budget(results, x=x, y=y, budget=budget, out=out, where=filt or None,
+                               title=title)
+        else:
+            path = plot_sweep(results, x=x, y=y, hue=hue, out=out, where=filt or None, title=title)
     except (PlotError, SweepError) as exc:
         bad_input(str(exc))
     click.echo(f"wrote {path}", err=True)

@@ -25,12 +25,20 @@ def bad_input(message: str):
     raise InputError(message)
 
 
-def _parse_value(key: str, text: str):
-    """A --set value is read as TOML (numbers, true/false, lists, inline tables), else a string."""
+def _parse_value(key: str, text: str, flag: str = "--set", item: str = ""):
+    """A --set value is read as TOML (numbers, true/false, lists, inline tables), else a string;
+    one value: what follows it (a newline and more TOML) is refused, not dropped."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        data = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
+        if "\n" in text or "\r" in text:
+            bad_input(f"{flag} {item!r}: one KEY=VALUE per {flag}, on one line")
         return text
+    except RecursionError:
+        bad_input(f"{flag} {item!r}: nested too deeply")
+    if set(data) != {"v"}:
+        bad_input(f"{flag} {item!r}: one KEY=VALUE per {flag}; give each key its own {flag}")
+    return data["v"]
 
 
 def parse_assignments(items, flag: str, example: str) -> dict:
@@ -40,8 +48,25 @@ def parse_assignments(items, flag: str, example: str) -> dict:
         if "=" not in item:
             bad_input(f"{flag} {item!r}: must be KEY=VALUE, e.g. {flag} {example}")
         key, _, text = item.partition("=")
-        out[key.strip()] = _parse_value(key, text.strip())
+        if not key.strip():
+            bad_input(f"{flag} {item!r}: the key is empty; must be KEY=VALUE, e.g. {flag} {example}")
+        out[key.strip()] = _parse_value(key, text.strip(), flag, item)
     return out
+
+
+class Finite(click.FloatRange):
+    """A float flag that refuses nan and inf (click's FloatRange lets nan through: every
+    comparison with it is false), so the message names the flag the user typed."""
+    name = "finite number"
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if rv != rv or rv in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
+FINITE = Finite()
 
 
 def scenario_options(f):
@@ -53,10 +78,10 @@ def scenario_options(f):
                      help="A scenario TOML file (docs/model.md §4.1 tables)."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      help="Override any key, e.g. --set nat.ips=2 (repeatable)."),
-        click.option("--rate", type=float, help="New connections per second (traffic.rate)."),
-        click.option("--duration", type=float,
+        click.option("--rate", type=FINITE, help="New connections per second (traffic.rate)."),
+        click.option("--duration", type=FINITE,
                      help="Mean connection lifetime in seconds, same distribution."),
-        click.option("--horizon", type=float, help="Measured seconds (traffic.horizon)."),
+        click.option("--horizon", type=FINITE, help="Measured seconds (traffic.horizon)."),
         click.option("--nodes", type=int, help="Load-balancer nodes (load_balancer.nodes)."),
         click.option("--targets", type=int, help="Targets in all zones (load_balancer.targets)."),
         click.option("--nat-ips", type=int, help="NAT public IPs (nat.ips)."),
@@ -148,6 +173,14 @@ def estimate_option(f):
             bad_input(f"--estimate {estimate} and --no-estimate: give one")
         return f(*args, estimate="off" if no_estimate else estimate, **kw)
     return wrapper
+
+
+def workers_option(what: str):
+    """--workers N, one default everywhere work runs in parallel: all cores (at most one process per
+    `what`, so a single run stays in this process)."""
+    return click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
+                        help=f"Processes to spread the {what} over (default: all cores, at most one "
+                             f"per {what.rstrip('s')}).")
 
 
 force_option = click.option("--force", is_flag=True,

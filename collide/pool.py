@@ -1,7 +1,8 @@
 """Process pools whose workers never outlive their command.
 
 - Ctrl-C goes to the whole process group; workers ignore it and the parent, which decides what is
-  kept, stops them (`stop_pool(..., interrupted=True)` cancels what is queued and terminates what
+  kept, stops them (SIGTERM, which the command line handles as Ctrl-C, goes to the parent alone and
+  is handled the same way; a worker keeps SIGTERM's default) (`stop_pool(..., interrupted=True)` cancels what is queued and terminates what
   runs), so an interrupted command ends within a second whatever its workers were doing.
 - A worker leaves when its parent dies, however it dies (SIGKILL included): on Linux the kernel
   sends it SIGKILL (`PR_SET_PDEATHSIG`), and a watch thread notices a new parent elsewhere.
@@ -50,6 +51,9 @@ def die_with_parent() -> None:
 
 def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the parent's SIGTERM rule (handled as Ctrl-C) is not the worker's: `stop_pool` ends a worker
+    # with SIGTERM, and a worker ignoring Ctrl-C would ignore that too
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_parent()
 
 

@@ -50,8 +50,28 @@ def _fail(key: str, value: Any, allowed: str) -> None:
     raise ScenarioError(f"{key} = {_fmt(value)}: {allowed}")
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds (np.int64(2) is an integer here; numpy is
+    not imported for this)."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return value
+
+
+def _plain_value(value: Any) -> Any:
+    """numpy scalars and arrays inside a value as Python numbers and lists."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain_value(x) for x in value]
+    if isinstance(value, Mapping):
+        return {k: _plain_value(v) for k, v in value.items()}
+    return value
+
+
 def _number(key: str, value: Any, *, gt: float | None = None, ge: float | None = None,
             le: float | None = None) -> float:
+    value = _plain(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         _fail(key, value, "must be a finite number")
     if gt is not None and not value > gt:
@@ -64,6 +84,7 @@ def _number(key: str, value: Any, *, gt: float | None = None, ge: float | None =
 
 
 def _integer(key: str, value: Any, *, ge: int | None = None, le: int | None = None) -> int:
+    value = _plain(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -238,6 +259,15 @@ class Target:
         return (self.on_collision == "delay-new" or self.kernel != "modern"
                 or self.challenge_ack_limit > 0)
 
+    @property
+    def resets(self) -> bool:
+        """Whether a collision can reset a connection (a reset victim): under `delay-new`,
+        `fail-new`, `count` and a `pre-6.4` kernel none ever is, and "time to first reset" would
+        name something that never happens."""
+        if self.kernel == "pre-3.6":
+            return True
+        return self.on_collision == "reset-existing" and self.kernel == "modern"
+
 
 _SECTIONS = {"traffic": Traffic, "nat": Nat, "load_balancer": LoadBalancer, "target": Target}
 
@@ -303,10 +333,10 @@ def _parse_chunk(lines: list[str], first: int, column_index: int | None, path: s
                 except ValueError:
                     values = None
                 if values is not None:
-                    ok = np.isfinite(values) & (values > 0)
+                    ok = np.isfinite(values) & (values > 0) & (values <= MAX_LIFETIME)
                     if not ok.all():
                         i = int(np.argmin(ok))
-                        bad(first + i, f"lifetime {tokens[i]} must be a finite number of seconds > 0")
+                        bad(first + i, _bad_lifetime(tokens[i], values[i]))
                     return values
     cells, where = [], []
     if column_index is None:
@@ -336,11 +366,18 @@ def _parse_chunk(lines: list[str], first: int, column_index: int | None, path: s
                     bad(line, f"{len(cell.split(','))} fields, expected one lifetime a line "
                               "(or set traffic.duration.column for a CSV)")
                 bad(line, f"{cell!r} is not a number of seconds")
-    ok = np.isfinite(values) & (values > 0)
+    ok = np.isfinite(values) & (values > 0) & (values <= MAX_LIFETIME)
     if not ok.all():
         i = int(np.argmin(ok))
-        bad(where[i], f"lifetime {cells[i]} must be a finite number of seconds > 0")
+        bad(where[i], _bad_lifetime(cells[i], values[i]))
     return values
+
+
+def _bad_lifetime(cell: str, value: float) -> str:
+    if math.isfinite(value) and value > MAX_LIFETIME:
+        return (f"lifetime {cell} s is more than {MAX_LIFETIME:.0e} s (31 years): are the values "
+                "in seconds?")
+    return f"lifetime {cell} must be a finite number of seconds > 0"
 
 
 @functools.lru_cache(maxsize=8)
@@ -448,6 +485,23 @@ def _schedule(value: Any) -> tuple[tuple[float, float], ...]:
     return tuple(out)
 
 
+#: The shortest measured window: below it the window is no time at all (5e-324 is a positive
+#: float, and the batches of the estimate would have width 0).
+MIN_HORIZON = 1e-3
+#: The longest TIME_WAIT and NAT reuse delay: a day (Linux's TIME_WAIT is 60 s, 2 MSL at most
+#: 240 s); each is simulated as burn-in before the window.
+MAX_DELAY = 86400.0
+#: The longest lifetime a lifetimes file may hold (about 31.7 years): more is a unit mistake.
+MAX_LIFETIME = 1e9
+
+
+def _horizon(value: Any) -> float:
+    h = _number("traffic.horizon", value, gt=0)
+    if h < MIN_HORIZON:
+        _fail("traffic.horizon", value, f"must be >= {MIN_HORIZON:g} seconds")
+    return h
+
+
 def _traffic(d: Mapping, base: Path | None = None) -> Traffic:
     _check_keys("traffic.", d, [f.name for f in dataclasses.fields(Traffic)])
     warmup = d.get("warmup", "auto")
@@ -458,7 +512,7 @@ def _traffic(d: Mapping, base: Path | None = None) -> Traffic:
         warmup = _number("traffic.warmup", warmup, ge=0)
     return Traffic(rate=_number("traffic.rate", d.get("rate", 500.0), gt=0),
                    duration=_duration(d.get("duration", {}), base),
-                   horizon=_number("traffic.horizon", d.get("horizon", 3600.0), gt=0),
+                   horizon=_horizon(d.get("horizon", 3600.0)),
                    warmup=warmup,
                    clients=_integer("traffic.clients", d.get("clients", 1000), ge=1, le=10_000_000),
                    schedule=_schedule(d.get("schedule", [])))
@@ -476,7 +530,8 @@ def _nat(d: Mapping) -> Nat:
                per_destination_limit=_integer("nat.per_destination_limit",
                                               d.get("per_destination_limit", 55000), ge=1),
                allocator=_choice("nat.allocator", d.get("allocator", "random"), ALLOCATORS),
-               reuse_delay=_number("nat.reuse_delay", d.get("reuse_delay", 0.0), ge=0))
+               reuse_delay=_number("nat.reuse_delay", d.get("reuse_delay", 0.0), ge=0,
+                                   le=MAX_DELAY))
 
 
 def _weights(key: str, value: Any, count: int, what: str) -> tuple[float, ...]:
@@ -526,7 +581,8 @@ def _load_balancer(d: Mapping) -> LoadBalancer:
 
 def _target(d: Mapping) -> Target:
     _check_keys("target.", d, [f.name for f in dataclasses.fields(Target)])
-    return Target(time_wait=_number("target.time_wait", d.get("time_wait", 60.0), ge=0),
+    return Target(time_wait=_number("target.time_wait", d.get("time_wait", 60.0), ge=0,
+                                    le=MAX_DELAY),
                   server_close_fraction=_number("target.server_close_fraction",
                                                 d.get("server_close_fraction", 0.0), ge=0, le=1),
                   on_collision=_choice("target.on_collision", d.get("on_collision", "reset-existing"),
@@ -591,6 +647,9 @@ class Scenario:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ScenarioError(f"--config {path}: not valid TOML ({exc})") from None
+        except RecursionError:
+            raise ScenarioError(f"--config {path}: nested too deeply (a value inside thousands "
+                                "of brackets); a scenario file is a few flat tables") from None
         return cls.from_dict(data, base_dir=path.resolve().parent)
 
     @classmethod
@@ -611,6 +670,11 @@ class Scenario:
             return spec
         if isinstance(spec, Mapping):
             return cls.from_dict(spec)
+        import os
+        if not isinstance(spec, (str, os.PathLike)):
+            raise ScenarioError(f"scenario = {spec!r:.60}: must be a Scenario, a dict of tables, a "
+                                f"built-in name ({', '.join(builtin_names())}) or the path of a "
+                                "TOML file")
         if isinstance(spec, str) and spec in builtin_names():
             return cls.builtin(spec)
         return cls.from_toml(spec)
@@ -623,7 +687,14 @@ class Scenario:
         ``traffic.duration.mean`` changes the mean and keeps the distribution.
         The result is validated like a file.
         """
+        if mapping is not None and not isinstance(mapping, Mapping):
+            raise ScenarioError(f"replace({mapping!r:.60}): give a dict of dotted key -> value, "
+                                "e.g. {\"traffic.rate\": 100}")
         changes = dict(mapping or {})
+        for key in changes:
+            if not isinstance(key, str):
+                raise ScenarioError(f"replace: key {key!r:.40}: must be a dotted scenario key "
+                                    "such as \"traffic.rate\"")
         for key, value in keywords.items():
             changes[ALIASES.get(key, key.replace("__", "."))] = value
         d = self.to_dict()
@@ -637,7 +708,7 @@ class Scenario:
                 if p not in node or not isinstance(node[p], dict):
                     raise ScenarioError(f"{key}: unknown key{_did_you_mean(key, all_keys())}")
                 node = node[p]
-            node[parts[-1]] = value
+            node[parts[-1]] = _plain_value(value)
         return Scenario.from_dict(d)
 
     # -- output -------------------------------------------------------------------------------
@@ -671,20 +742,35 @@ class Scenario:
                           if tg.challenge_ack_limit else {})},
         }
 
-    def to_toml(self) -> str:
-        """TOML text that loads back into this scenario."""
+    def to_toml(self, relative_to: str | Path | None = None) -> str:
+        """TOML text that loads back into this scenario. Strings are written by a TOML writer
+        (tomli-w), so a quote, a backslash or a newline in a path cannot break the file or add
+        keys to it. `relative_to`: a lifetimes file inside that folder is named relative to it
+        (a scenario written beside its lifetimes loads from wherever the folder moves)."""
+        import tomli_w
+
         def val(v):
             if isinstance(v, bool):
                 return "true" if v else "false"
             if isinstance(v, str):
-                return '"' + v + '"'
+                return tomli_w.dumps({"v": v})[len("v = "):].rstrip("\n")
             if isinstance(v, dict):
                 return "{ " + ", ".join(f"{k} = {val(x)}" for k, x in v.items()) + " }"
             if isinstance(v, (list, tuple)):
                 return "[" + ", ".join(val(x) for x in v) + "]"
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"to_toml: {v!r} has no TOML form here")
             return repr(v)
+        data = self.to_dict()
+        d = self.traffic.duration
+        if relative_to is not None and d.dist == "empirical" and d.file:
+            folder = Path(relative_to).resolve()
+            try:
+                data["traffic"]["duration"]["file"] = Path(d.file).relative_to(folder).as_posix()
+            except ValueError:               # not inside: keep the absolute path
+                pass
         lines = []
-        for section, table in self.to_dict().items():
+        for section, table in data.items():
             lines.append(f"[{section}]")
             lines += [f"{k} = {val(v)}" for k, v in table.items()]
             lines.append("")

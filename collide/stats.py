@@ -3,7 +3,13 @@
 - `wilson`: the Wilson score interval of a proportion (collisions per connection);
 - `garwood`: the exact (Garwood) interval of a Poisson mean from an observed count, by the
   gamma quantiles it is defined with (a count of 0 has its own closed form: [0, -ln(a)]);
-- `poisson_cdf`, `poisson_interval`: the Poisson law of a predicted count (the lab's check);
+- `poisson_cdf`, `poisson_interval`: the Poisson law of a predicted count;
+- `count_interval`, `count_pmf`, `replicate_moments`: the predictive law of a count whose variance
+  may exceed its mean (the lab's check and the scan's verdict): Poisson when the variance is at
+  most the mean, else the negative binomial with the same two moments. Collisions under a Linux-like
+  allocator clump (its per-destination offsets are redrawn every 10 s, so a 30 s run holds about
+  three independent draws per destination): their variance is ten times their mean, and a Poisson
+  interval around the mean is far too narrow;
 - `kaplan_meier`, `kaplan_meier_quantile`: survival of censored times (first-reset replicates that saw
   no collision are censored at the horizon).
 
@@ -13,12 +19,14 @@ command line starts without it.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
 
-__all__ = ["wilson", "garwood", "z_value", "poisson_cdf", "poisson_interval", "kaplan_meier",
-           "kaplan_meier_quantile"]
+__all__ = ["wilson", "garwood", "z_value", "poisson_cdf", "poisson_interval",
+           "poisson_interval_widened", "count_interval", "count_pmf", "replicate_moments",
+           "kaplan_meier", "kaplan_meier_quantile"]
 
 
 def _special():
@@ -92,6 +100,60 @@ def poisson_interval(mu: float, confidence: float = 0.999) -> tuple[int, int]:
     tail = (1 - confidence) / 2
     lo, hi = poisson.ppf([tail, 1 - tail], mu)
     return int(lo), int(hi)
+
+
+def poisson_interval_widened(mu: float, se: float, confidence: float = 0.999) -> tuple[int, int]:
+    """A Poisson count whose mean is known to within a standard error: the low end of the central
+    interval of Poisson(mu - z·se), the high end of Poisson(mu + z·se), z the two-sided normal
+    quantile of `confidence` (conservative: the two uncertainties are not combined)."""
+    z = z_value(confidence)
+    lo_mu, hi_mu = max(0.0, mu - z * se), mu + z * se
+    lo = poisson_interval(lo_mu, confidence)[0] if lo_mu > 0 else 0
+    hi = poisson_interval(hi_mu, confidence)[1] if hi_mu > 0 else 0
+    return int(lo), int(hi)
+
+
+def _count_law(mean: float, variance: float):
+    """The frozen SciPy law of a count with this mean and variance (see `count_interval`)."""
+    from scipy.stats import nbinom, poisson
+    if variance <= mean * (1 + 1e-9):
+        return poisson(mean)
+    return nbinom(mean * mean / (variance - mean), mean / variance)
+
+
+def count_interval(mean: float, variance: float, confidence: float = 0.999) -> tuple[int, int]:
+    """Central interval [lo, hi] of a count with this mean and variance: P(X < lo) <= a and
+    P(X > hi) <= a, a = (1 - confidence)/2. The law is Poisson(mean) when variance <= mean (a
+    Poisson count, or an under-dispersed one, for which Poisson is conservative), else the negative
+    binomial with these two moments (a Poisson whose mean is itself gamma-distributed: the shape of
+    counts that clump)."""
+    if not mean > 0:
+        return (0, 0)
+    if not math.isfinite(mean) or not math.isfinite(variance):
+        raise ValueError(f"count_interval: mean and variance must be finite (got {mean!r}, "
+                         f"{variance!r})")
+    tail = (1 - confidence) / 2
+    lo, hi = _count_law(mean, max(variance, 0.0)).ppf([tail, 1 - tail])
+    return int(lo), int(hi)
+
+
+def count_pmf(k: int, mean: float, variance: float) -> float:
+    """P(X = k) under the law of `count_interval` (a likelihood of an observed count)."""
+    if not mean > 0:
+        return 1.0 if k == 0 else 0.0
+    return float(_count_law(mean, max(variance, 0.0)).pmf(k))
+
+
+def replicate_moments(counts) -> tuple[float, float]:
+    """(mean, predictive variance) of the next count from R replicate counts of the same
+    experiment: the sample mean, and the sample variance times (1 + 1/R), which adds the
+    uncertainty of the mean itself (the variance of X - mean over R replicates)."""
+    c = np.asarray(counts, dtype=np.float64)
+    if c.size == 0:
+        raise ValueError("replicate_moments: no replicates")
+    if c.size == 1:
+        return float(c[0]), float(c[0])          # one replicate: a Poisson guess
+    return float(c.mean()), float(c.var(ddof=1) * (1 + 1 / c.size))
 
 
 def kaplan_meier(times: Sequence[float | None]) -> tuple[np.ndarray, np.ndarray]:

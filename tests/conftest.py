@@ -27,12 +27,23 @@ def small_scenario():
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:                  # notebooks (nbmake) run with the slow set
-        if str(item.fspath).endswith(".ipynb"):
-            item.add_marker(pytest.mark.slow)
-            item.add_marker(pytest.mark.notebooks)
+    # The slow set (the statistical grid, the 500 twins, notebooks, browser, Dask, the lab as root)
+    # is opt-in: `python -m pytest` runs the fast set; `-m slow` (or any -m) chooses; .ci/run runs both.
+    if not config.getoption("markexpr"):
+        slow = [i for i in items if i.get_closest_marker("slow")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [i for i in items if not i.get_closest_marker("slow")]
+            config._collide_slow = len(slow)
     if os.environ.get("COLLIDE_SKIP_NUMBA"):
         skip = pytest.mark.skip(reason="COLLIDE_SKIP_NUMBA set")
         for item in items:
             if "numba" in item.name:
                 item.add_marker(skip)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    n = getattr(config, "_collide_slow", 0)
+    if n:
+        terminalreporter.write_line(f"{n} slow tests not run (statistical grid, twins, notebooks, "
+                                    "browser, Dask, lab): python -m pytest -m slow")

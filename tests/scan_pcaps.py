@@ -12,13 +12,16 @@ PORT = 6000
 
 
 def tcp_packet(src: str, sport: int, dst: str, dport: int, flags: int, seq: int = 0, ack: int = 0,
-               payload: int = 0, *, ttl: int = 64) -> bytes:
-    """An IPv4 or IPv6 packet (by the address family of src) carrying a TCP segment."""
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4,
-                      flags, 65535, 0, 0) + b"x" * payload
+               payload: int = 0, *, ttl: int = 64, tsval: int | None = None,
+               ipid: int = 0) -> bytes:
+    """An IPv4 or IPv6 packet (by the address family of src) carrying a TCP segment; `tsval`
+    adds a timestamp option (NOP, NOP, TS), `ipid` is the IPv4 identification."""
+    opts = b"" if tsval is None else b"\x01\x01\x08\x0a" + struct.pack("!II", tsval, 0)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                      (5 + len(opts) // 4) << 4, flags, 65535, 0, 0) + opts + b"x" * payload
     a, b = ipaddress.ip_address(src), ipaddress.ip_address(dst)
     if a.version == 4:
-        return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, ttl, 6, 0,
+        return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ipid, 0x4000, ttl, 6, 0,
                            a.packed, b.packed) + tcp
     return struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, ttl, a.packed, b.packed) + tcp
 
@@ -114,3 +117,87 @@ class Conversation:
 
     def sorted(self):
         return sorted(self.packets, key=lambda x: x[0])
+
+
+def scenes() -> Conversation:
+    """One of each: reset-existing collision (moved by the NAT), delay-new collision, TIME_WAIT hit
+    cleared by an RST, a retransmitted SYN, a plain connection."""
+    c = Conversation()
+    c.connection(1.0, 40000, 9.0, isn=1000, sisn=5000)
+    c.up(3.0, 40000, SYN, 777777)
+    c.down(3.00005, 40000, ACK, 5002, 1002)          # challenge ACK: ack = the older's RCV.NXT
+    c.up(3.0001, 40000, RST, 1002)                   # the new client's RST resets the older
+    c.up(3.003, 40002, SYN, 777777)                  # same ISN on a new NAT port
+    c.down(3.0031, 40002, SYN | ACK, 9000, 777778)
+    c.up(3.0032, 40002, ACK, 777778, 9001)
+    c.close(6, 40002, 777778, 9001)
+    c.connection(20.0, 40010, 5.0, isn=2000, sisn=6000)
+    for t in (21.0, 22.0, 24.0):                     # the new client retries; challenged each time
+        c.up(t, 40010, SYN, 3333)
+        c.down(t + 0.0001, 40010, ACK, 6002, 2002)
+    c.up(28.0, 40010, SYN, 3333)
+    c.down(28.0001, 40010, SYN | ACK, 7000, 3334)
+    c.up(28.0002, 40010, ACK, 3334, 7001)
+    c.close(30, 40010, 3334, 7001)
+    c.connection(40.0, 40020, 1.0, isn=100, sisn=200, server_first=True)
+    c.up(45.0, 40020, SYN, 5555)                     # TIME_WAIT: answered by an ACK
+    c.down(45.0001, 40020, ACK, 203, 103)
+    c.up(45.0002, 40020, RST, 103)                   # the RST ends TIME_WAIT
+    c.up(45.003, 40020, SYN, 5555)
+    c.down(45.0031, 40020, SYN | ACK, 1, 5556)
+    c.up(45.0032, 40020, ACK, 5556, 2)
+    c.close(47, 40020, 5556, 2)
+    c.up(50.0, 40030, SYN, 42)                       # a lost SYN-ACK: the SYN again
+    c.connection(51.0, 40030, 1.0, isn=42, sisn=43)
+    return c
+
+
+def forwarding_host(kind: str, n: int = 40, seed: int = 1, port_keep: bool = False):
+    """Packets a NAT host ("nat": the source rewritten) or a load-balancer node ("load-balancer":
+    the destination rewritten) captures: every packet of n connections twice, on the way in and,
+    5 us later, on the way out with the address rewritten (replies the other way round). SYNs carry
+    a timestamp option. Returns (packets with direction flags, connections)."""
+    import random
+    rng = random.Random(seed)
+    inside, public = "192.0.2.10", "198.51.100.1"
+    nodes = ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+    targets = [f"203.0.113.{101 + t}" for t in range(6)]
+    out, ipid = [], 1
+
+    def pkt(t, src, sp, dst, dp, flags, seq, ack, outbound, tsval=None):
+        nonlocal ipid
+        ipid += 1
+        out.append((t, tcp_packet(src, sp, dst, dp, flags, seq, ack, tsval=tsval, ipid=ipid & 0xFFFF),
+                    outbound))
+
+    for i in range(n):
+        t0 = 1.0 + i * 0.05
+        cport = 40000 + 2 * i
+        j = i % 3
+        node = nodes[j]
+        nport = cport if port_keep else rng.randrange(20000, 22000)
+        tgt = targets[rng.randrange(6)]
+        if kind == "nat":       # (inside, outside) endpoints of the client and the server
+            a_in, a_out = (inside, cport), (public, nport)
+            s_in = s_out = (node, PORT)
+        else:
+            a_in = a_out = (public, nport)
+            s_in, s_out = (node, PORT), (tgt, PORT)
+        isn, sisn = rng.randrange(1 << 32), rng.randrange(1 << 32)
+        life = 0.5 + rng.random()
+
+        def both(t, up, flags, seq, ack, tsval=None):
+            if up:
+                pkt(t, *a_in, *s_in, flags, seq, ack, False, tsval)
+                pkt(t + 5e-6, *a_out, *s_out, flags, seq, ack, True, tsval)
+            else:
+                pkt(t, *s_out, *a_out, flags, seq, ack, False, tsval)
+                pkt(t + 5e-6, *s_in, *a_in, flags, seq, ack, True, tsval)
+        both(t0, True, SYN, isn, 0, tsval=1000 + i)
+        both(t0 + 1e-4, False, SYN | ACK, sisn, isn + 1, tsval=5000 + i)
+        both(t0 + 2e-4, True, ACK, isn + 1, sisn + 1)
+        both(t0 + life, True, FIN | ACK, isn + 1, sisn + 1)
+        both(t0 + life + 1e-4, False, FIN | ACK, sisn + 1, isn + 2)
+        both(t0 + life + 2e-4, True, ACK, isn + 2, sisn + 2)
+    out.sort(key=lambda x: x[0])
+    return out, n

@@ -17,7 +17,7 @@ from collide.report_html import FIGURES, fmt_num, headline
 from collide.scenario import Scenario
 
 # a short seed run: the whole report in a few seconds of simulation
-ARGS = ["report", "--scenario", "seed", "--horizon", "120", "--seed", "7", "--window", "300"]
+ARGS = ["report", "--scenario", "seed", "--horizon", "120", "--seed", "7", "--within", "300"]
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +103,16 @@ def test_numbers_consistent(summary):
     p = v["collision_probability"]
     assert v["collision_probability_ci"][0] <= p <= v["collision_probability_ci"][1]
     assert rate == pytest.approx(p * v["connections"] / v["horizon_s"] * 3600)
-    assert v["level"] == verdict_of(rate) == "high"
-    # P(>= 1 reset) grows with the window and matches 1 - exp(-rate T)
+    # judged against the default budget, 1 reset a day: far over it
+    assert v["budget"]["text"] == "at most 1 reset per day"
+    assert v["max_resets_per_hour"] == pytest.approx(1 / 24)
+    assert v["level"] == verdict_of(rate, (lo, hi), 1 / 24) == "high"
+    # P(>= 1 reset) in the user's window matches 1 - exp(-rate T)
     assert v["p_reset_window"]["seconds"] == 300
     assert v["p_reset_window"]["value"] == pytest.approx(-math.expm1(-rate / 3600 * 300))
-    assert v["p_reset_window"]["value"] <= v["p_reset_hour"]["value"] <= v["p_reset_day"]["value"]
+    # the windows shown are the informative ones (1 %-99 %), here a minute at most
+    assert v["p_reset"] and all(0.01 <= r["value"] <= 0.99 or len(v["p_reset"]) == 1
+                                for r in v["p_reset"])
     # time to first reset: median below the 95th percentile, close to the exponential law
     fr = summary["first_reset"]
     assert fr["replicates"] > 0 and 0 < fr["median_s"] < fr["p95_s"]
@@ -116,18 +121,32 @@ def test_numbers_consistent(summary):
     assert fr["survival_s"][0] == 1.0 and all(a >= b for a, b in zip(fr["survival_s"], fr["survival_s"][1:]))
 
 
-def test_headroom_solved_and_confirmed(summary):
-    rows = summary["headroom"]
-    assert len(rows) == 4
-    for r in rows:
-        assert r["method"] == "closed form (bisection)" and r["confirmed"] is True
-        c = r["confirm"]
-        assert c["closed_form_collisions_per_hour"] == pytest.approx(r["target_per_hour"], rel=1e-6)
-        # simulation at the solved point agrees with the target within 10 %
-        assert c["collisions_per_hour"] == pytest.approx(r["target_per_hour"], rel=0.1)
-        assert r["value"] < r["today"]          # today's risk is far above both targets
-    rate_day, rate_hour = rows[0]["value"], rows[1]["value"]
-    assert rate_day < rate_hour
+def test_headroom_comes_from_solve(summary):
+    rows = {r["key"]: r for r in summary["headroom"]}
+    assert set(rows) == {"traffic.rate", "traffic.duration.mean", "nat.ips",
+                         "load_balancer.targets", "load_balancer.nodes"}
+    r_star = summary["verdict"]["max_resets_per_hour"]
+    rate = rows["traffic.rate"]
+    assert rate["reachable"] and rate["method"].startswith("closed form")
+    assert rate["value"] < rate["today"] and rate["safe_direction"] == "down"
+    c = rate["confirmed"]                   # simulated there: the budget within the interval
+    assert c["interval"][0] <= r_star <= c["interval"][1]
+    # what no deployment can do is not advice: a sub-millisecond lifetime, NAT IPs past the cap
+    assert not rows["traffic.duration.mean"]["reachable"]
+    assert not rows["nat.ips"]["reachable"] and rows["nat.ips"]["value"] is None
+
+
+def test_first_screen_says_what_to_change(summary, page):
+    sv = summary["solve"]
+    rec = sv["recommendation"]
+    assert rec["kind"] in ("lever", "switch") and rec["text"]
+    assert len(sv["alternatives"]) == 2
+    for ident in ("first-screen", "verdict-box", "recommendation", "alternative-0",
+                  "alternative-1", "headroom-table", "budget"):
+        assert ident in page.found, ident
+    assert page.found["recommendation-text"]["text"] == rec["text"]
+    assert "Cost:" in page.found["recommendation"]["text"]
+    assert "not reachable" in page.found["headroom-table"]["text"]
 
 
 def test_mitigations(summary):
@@ -199,6 +218,7 @@ def test_page_self_contained(page, report_dir):
     assert "<script" not in text and "http://" not in text and "https://" not in text
     cmd = page.found["command"]["text"]
     assert cmd.startswith("collide report --config ") and "--seed 7" in cmd
+    assert "--max-resets 1/day --within 300" in cmd
 
 
 def test_summary_md(report_dir, summary):
@@ -217,6 +237,12 @@ def test_scenario_toml_reproduces(report_dir):
     (["--scenario", "nope"], "--scenario"),
     (["--scenario", "seed", "--window", "-5"], "--window"),
     (["--scenario", "seed", "--window", "0"], "--window"),
+    (["--scenario", "seed", "--within", "-1d"], "--within"),
+    (["--scenario", "seed", "--within", "5", "--window", "5"], "--window"),
+    (["--scenario", "seed", "--max-resets", "0/week"], "--max-resets"),
+    (["--scenario", "seed", "--max-resets", "1/fortnight"], "fortnight"),
+    (["--scenario", "seed", "--max-probability", "1", "--within", "1d"], "--max-probability"),
+    (["--scenario", "seed", "--max-probability", "0.1"], "--within"),
     (["--scenario", "seed", "--set", "nat.bogus=1"], "nat.bogus"),
     (["--config", "/nonexistent/x.toml"], "--config"),
     (["--scenario", "seed", "--config", "x.toml"], "--scenario"),
@@ -241,9 +267,10 @@ def test_zero_risk_scenario_builds():
     d = build_report(s, seed=1, workers=1, replicates=10)
     v = d["verdict"]
     assert v["collisions_per_hour"] == 0 and v["level"] == "low"
-    assert v["p_reset_day"]["value"] == 0
+    assert v["p_reset_window"]["value"] == 0
     assert d["first_reset"]["replicates"] == 0 and d["first_reset"]["median_s"] is None
-    assert all(r["value"] is None and r["method"].startswith("none") for r in d["headroom"])
+    assert all(r["value"] is None for r in d["headroom"])
+    assert d["solve"]["recommendation"]["kind"] == "none"
     json.dumps(d)
 
 
@@ -258,12 +285,22 @@ def test_garwood():
 
 def test_element_ids_are_stable(page):
     for key in ("collisions-per-hour", "collisions-per-day", "collision-probability",
-                "median-first-reset", "p95-first-reset", "p-reset-hour", "p-reset-day",
-                "p-reset-window", "verdict", "seed", "command"):
+                "median-first-reset", "p95-first-reset", "p-reset-0", "p-reset-window",
+                "verdict", "budget", "recommendation", "headroom-table", "seed", "command"):
         assert key in page.found
     assert re.fullmatch(r"\d+", page.found["seed"]["text"])
 
 
+def test_mitigation_that_is_no_scenario_is_left_out_with_its_reason():
+    from collide.studies.report import _mitigation_plan
+    plan = _mitigation_plan(Scenario.builtin("seed").replace({"load_balancer.targets": 2}))
+    out = {m["name"]: m for m in plan if "left_out" in m}
+    assert list(out) == ["cross-zone off"] and "every zone needs a target" in out["cross-zone off"]["left_out"]
+    assert all("variant" in m for m in plan if "left_out" not in m)
+    assert not [m for m in _mitigation_plan(Scenario.builtin("seed")) if "left_out" in m]
+
+
+@pytest.mark.slow
 def test_fewer_targets_than_nodes_leaves_cross_zone_off_out(tmp_path):
     """Issue 21: with 2 targets and 3 zones, "cross-zone off" is no valid scenario. The report leaves
     that mitigation out with the reason, and the page is still written."""
@@ -276,3 +313,16 @@ def test_fewer_targets_than_nodes_leaves_cross_zone_off_out(tmp_path):
     assert "cross-zone off" not in [m["name"] for m in summary["mitigations"]]
     assert "Not shown: cross-zone off" in (out / "summary.md").read_text()
     assert "does not apply to this scenario" in (out / "index.html").read_text()
+
+
+def test_budget_flags_and_the_old_window_name(tmp_path):
+    """--max-resets sets the budget; --window (the old name of --within) still works."""
+    out = tmp_path / "r"
+    args = ["report", "--scenario", "seed", "--horizon", "60", "--seed", "3", "--window", "120",
+            "--max-resets", "5000/hour", "--out", str(out)]
+    res = CliRunner().invoke(collide.cli.cli, args)
+    assert res.exit_code == 0, res.output
+    v = json.loads((out / "summary.json").read_text())["verdict"]
+    assert v["p_reset_window"]["seconds"] == 120
+    assert v["max_resets_per_hour"] == 5000 and v["level"] == "low"      # within the budget
+    assert "within budget" in res.output

@@ -258,6 +258,9 @@ def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", es
         r.settle()                       # (the estimate's last window: kernel time too)
         kernel_s += time.perf_counter() - w0
         t_setup = time.perf_counter() - t0 - kernel_s
+        # a Ctrl-C during the last kernel call still counts: the run ended, the caller must
+        # know it was asked to stop (first-reset's replicates, scan's prediction)
+        interrupted = stop.hit
     si, sf = state["si"], state["sf"]
     counters = {name: int(si[i]) for name, i in COUNTERS}
     hist = state["dhist"]
@@ -276,5 +279,5 @@ def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", es
     first = float(sf[T.FIRST])
     elapsed = time.perf_counter() - t0
     return RawRun(counters, None if first < 0 else first, batches, weights,
-                  elapsed, kernel_s, t_setup, T.state_bytes(state), finished, measured_s,
-                  r.estimate, C.estimate_reason(scenario, estimate))
+                  elapsed, kernel_s, t_setup, T.state_bytes(state), finished and not interrupted,
+                  measured_s, r.estimate, C.estimate_reason(scenario, estimate))

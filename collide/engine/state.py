@@ -121,6 +121,8 @@ def new_state(pi: np.ndarray, pf: np.ndarray, xa: np.ndarray) -> dict:
         rates = xa[2 * int(pi[C.EMP_N]) + int(pi[C.SCHED_N]):2 * int(pi[C.EMP_N]) + 2 * int(pi[C.SCHED_N])]
         if rates.size:
             live *= max(1.0, float(rates.max()) / max(float(pf[C.RATE]), 1e-300))
+        # at most one entry per 4-tuple (NAT ip, port, target): a long time_wait fills no more
+        live = min(live, float(pi[C.K]) * float(pi[C.P]) * float(pi[C.B]))
         buckets = _pow2(int(min(live, 1e8) * 4 / 3) + 16)
     else:
         buckets = 1
@@ -247,7 +249,9 @@ def size(scenario, estimate=None) -> tuple[float, float, float]:
     peak = max([tr.rate_before] + [r for _, r in tr.schedule])
     live = float(scenario.mean_live)
     if tg.time_wait > 0 and tg.server_close_fraction > 0 and lb.client_ip_preservation:
-        nbytes += 64 * 4.0 / 3 * peak * tg.server_close_fraction * (tr.duration.mean + tg.time_wait)
+        entries = min(peak * tg.server_close_fraction * (tr.duration.mean + tg.time_wait),
+                      float(k) * ports * lb.total_targets)      # one per 4-tuple at most
+        nbytes += 64 * 4.0 / 3 * entries
     if sums:
         _, _, cap = calendar_shape(scenario)
         nbytes += 16.0 * (EV_NC + 1) * cap + 16.0 * LOG

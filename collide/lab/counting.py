@@ -112,6 +112,7 @@ class Count:
     collisions_by_outcome: dict = field(default_factory=dict)
     collision_connect_s: list = field(default_factory=list)
     examples: list = field(default_factory=list)
+    time_wait_list: list = field(default_factory=list)   # (time, ext ip, ext port, target), first 10,000
 
 
 def count_collisions(load: list[dict], nat_events: list[tuple], node_events: dict[int, list[tuple]],
@@ -132,6 +133,7 @@ def count_collisions(load: list[dict], nat_events: list[tuple], node_events: dic
         if rec.get("cport") is not None and rec.get("t0") is not None:
             by_sock[(rec["cip"], rec["cport"], rec["node"])].append(rec)
     first_syn: list[tuple] = []    # (time, ext ip, ext port, node, rec)
+    remapped: list[tuple] = []     # (closed, made, ext ip, ext port, node): mappings an RST closed
     for key, recs in by_sock.items():
         recs.sort(key=lambda r: r["t0"])
         ev = maps.get(key, [])
@@ -148,6 +150,10 @@ def count_collisions(load: list[dict], nat_events: list[tuple], node_events: dic
                 lo, hi = lo - 1, lo
             res.mapped += 1
             res.nat_remaps += hi - lo - 1
+            for m in range(lo, hi - 1):
+                # an RST through the NAT closed this mapping (the client's next SYN was mapped
+                # afresh): whatever the target held on its 4-tuple, TIME_WAIT included, ended then
+                remapped.append((ev[m + 1][0], ev[m][0], ev[m][1], ev[m][2], key[2]))
             _ts, eip, eport = ev[lo]
             # the client's connect() time is the first SYN's time; the listener's timestamp is when
             # it read the event, which can trail the handshake itself
@@ -167,16 +173,30 @@ def count_collisions(load: list[dict], nat_events: list[tuple], node_events: dic
     for acc, end, backend, ip, port, node, how in servers:
         est[(backend, ip, port)].append((acc, end, node, how))
 
-    for ts, eip, eport, j, rec in first_syn:
+    def target_of(j, eip, eport, ts):
+        """The target node j picked for ext ip:port at about ts: its event nearest in time (the
+        listeners are separate, ms apart), else its last one before (the SYN went through the
+        node's entry of the port's last use)."""
         cand = picks.get((j, eip, eport), [])
         best = None
-        for pts, t in cand:      # the node's event nearest the NAT's (separate listeners: ms apart)
+        for pts, t in cand:
             if abs(pts - ts) <= 0.5 and (best is None or abs(pts - ts) < abs(best[0] - ts)):
                 best = (pts, t)
-        if best is None:     # the SYN went through the node's entry of the port's last use
+        if best is None:
             before = [(pts, t) for pts, t in cand if pts < ts]
             if before:
                 best = max(before)
+        return best
+
+    # TIME_WAIT entries ended by an RST, per (target, ext ip, ext port)
+    killed: dict[tuple, list] = defaultdict(list)
+    for closed, made, eip, eport, j in remapped:
+        best = target_of(j, eip, eport, made)
+        if best is not None:
+            killed[(best[1], eip, eport)].append(closed)
+
+    for ts, eip, eport, j, rec in first_syn:
+        best = target_of(j, eip, eport, ts)
         if best is None:
             res.unmatched_node += 1
             continue
@@ -191,8 +211,11 @@ def count_collisions(load: list[dict], nat_events: list[tuple], node_events: dic
             ended = [(end, how) for _acc, end, _node, how in periods if end <= ts]
             if ended:
                 end, how = max(ended)
-                if how == "server-close" and ts < end + time_wait:
+                if how == "server-close" and ts < end + time_wait and not any(
+                        end <= k < ts for k in killed.get((t, eip, eport), ())):
                     res.time_wait_hits += 1
+                    if len(res.time_wait_list) < 10_000:
+                        res.time_wait_list.append((ts, eip, eport, t))
         if other:
             res.collisions += 1
             res.pairs += len(other)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from . import counting
 from .netns import die_with_parent
-from .topology import (PORT, LabConfigError, LabError, Topology, client_ip, missing_tools, node_ip,
-                       remove_namespaces, stale_namespaces, target_ip)
+from .topology import (PORT, LabConfigError, LabError, LabUnavailable, Topology, client_ip,
+                       missing_tools, node_ip, remove_namespaces, stale_namespaces, target_ip)
 
 SCHEMA_VERSION = 1
 HERE = Path(__file__).resolve().parent
@@ -29,11 +29,10 @@ MAX_SECONDS = 600.0
 GRACE_S = 2.0              # after the last arrival: let connects finish, events arrive
 CONNECT_TIMEOUT_S = 10.0
 LEVEL = 0.999              # the predicted interval's coverage
-
-
-class LabUnavailable(LabConfigError):
-    """This machine cannot run the lab (docs/model.md §4.2, exit 3): no root, or a system package
-    missing. The message is one line saying what to do."""
+#: replicate simulations of the lab's own setup behind the predictive interval: enough for the
+#: variance of an over-dispersed count to within about 10 % (its relative SE is about sqrt(2/R)
+#: for a Poisson count, more for a clumped one), a few seconds for 30 s of load
+REPLICATES = 400
 
 
 class LabPermissionError(LabUnavailable):
@@ -42,13 +41,6 @@ class LabPermissionError(LabUnavailable):
 
 class LabInterrupted(KeyboardInterrupt):
     """SIGTERM during a run (the namespaces are removed before it propagates)."""
-
-
-def poisson_interval(mu: float, level: float = LEVEL) -> tuple[int, int]:
-    """Exact central interval [lo, hi] of a Poisson(mu) count: P(X < lo) <= a/2 and P(X > hi) <= a/2
-    (collide.stats, SciPy)."""
-    from ..stats import poisson_interval as interval
-    return interval(mu, level)
 
 
 # -- the model's side -----------------------------------------------------------------------------
@@ -71,6 +63,13 @@ def model_scenario(s, *, rate: float, seconds: float, port_min: int, port_max: i
 LINUX_SYN_RETRIES = [1.0, 3.0, 7.0, 15.0, 31.0, 63.0]
 
 
+def replicate_seed(seed: int, r: int) -> int:
+    """Replicate r's seed, as a sweep derives a point's (docs/model.md §2.4): independent streams
+    for every (lab seed, r)."""
+    import numpy as np
+    return int(np.random.SeedSequence(int(seed), spawn_key=(r,)).generate_state(1, np.uint64)[0])
+
+
 def model_delay_p50(m, *, seeds: int = 4, seed: int = 1) -> float | None:
     """The model's median connect delay of colliding connects under `delay-new` (the challenge ACK
     goes to the older flow, as routed here), pooled over a few seeds."""
@@ -78,7 +77,8 @@ def model_delay_p50(m, *, seeds: int = 4, seed: int = 1) -> float | None:
     d = m.replace({"target.on_collision": "delay-new", "target.syn_retries": LINUX_SYN_RETRIES})
     hist: dict[float, int] = {}
     for r in range(seeds):
-        for delay, count in simulate(d, seed=seed * 1000 + r).connect_delay_histogram:
+        for delay, count in simulate(d, seed=replicate_seed(seed, r), estimate="off"
+                                     ).connect_delay_histogram:
             hist[delay] = hist.get(delay, 0) + count
     total, acc = sum(hist.values()), 0
     for delay in sorted(hist):
@@ -88,31 +88,39 @@ def model_delay_p50(m, *, seeds: int = 4, seed: int = 1) -> float | None:
     return None
 
 
-def predict(m, *, sim_seeds: int = 4, seed: int = 1) -> dict:
-    """Analytic cold-start expectation, and the engine's mean over a few seeds where it exists."""
+def predict(m, *, replicates: int = REPLICATES, seed: int = 1, level: float = LEVEL,
+            progress=None) -> dict:
+    """The model's predictive law of the lab's count: R replicate simulations of the very setup the
+    lab ran (cold start, its rate, range, allocator, cross-zone), each counting first-SYN
+    collisions as the lab does. The prediction is their mean; the interval is the central `level`
+    interval of a count with their mean and variance (`collide.stats.count_interval`: negative
+    binomial when the replicates are over-dispersed, Poisson otherwise), so it holds for every NAT
+    mode: a Linux-like allocator's collisions clump (its per-destination offsets are redrawn every
+    10 s, so a 30 s run holds about three independent draws per destination), and their variance
+    is many times their mean. The closed form (random allocator) is given beside it."""
     from ..analytic import analytic
-    out = {"analytic": None, "analytic_form": None, "simulated_mean": None, "simulated_expected": None,
-           "simulated_seeds": 0, "simulate_error": None, "delay_p50": None}
+    from ..stats import count_interval, replicate_moments
+    out = {"analytic": None, "analytic_form": None, "simulated_mean": None,
+           "simulated_variance": None, "simulated_replicates": 0, "interval": None,
+           "simulate_error": None, "delay_p50": None}
     a = analytic(m)
     if a is not None:
         out["analytic"] = a.expected_collisions
         out["analytic_form"] = a.form
     try:
-        from .. import simulate      # the engine; may not exist yet
+        from .. import simulate      # the engine
     except ImportError as exc:
         out["simulate_error"] = f"collide.simulate not available ({exc})"
         return out
     try:
-        cols, exps = [], []
-        for r in range(sim_seeds):
-            res = simulate(m, seed=seed * 1000 + r)
-            cols.append(res.collisions)
-            if getattr(res, "expected_collisions", None) is not None:
-                exps.append(res.expected_collisions)
-        out["simulated_mean"] = sum(cols) / len(cols)
-        out["simulated_expected"] = sum(exps) / len(exps) if exps else None
-        out["simulated_seeds"] = sim_seeds
-        out["delay_p50"] = model_delay_p50(m, seeds=sim_seeds, seed=seed)
+        if progress is not None:
+            progress(f"lab: the model's prediction: {replicates} replicate simulations of this setup")
+        counts = [simulate(m, seed=replicate_seed(seed, r), estimate="off").collisions
+                  for r in range(replicates)]
+        mean, var = replicate_moments(counts)
+        out.update(simulated_mean=mean, simulated_variance=var, simulated_replicates=replicates,
+                   interval=list(count_interval(mean, var, level)))
+        out["delay_p50"] = model_delay_p50(m, seed=seed)
     except Exception as exc:      # noqa: BLE001  (a prediction detail must not lose a lab run)
         out["simulate_error"] = f"{type(exc).__name__}: {exc}"
     return out
@@ -165,6 +173,18 @@ def _wait_file(path: Path, proc: subprocess.Popen, timeout: float) -> None:
         time.sleep(0.05)
 
 
+def _cz_text(cz) -> str:
+    return {True: "on", False: "off"}.get(cz, str(cz))
+
+
+def _nstat(ns: str) -> dict[str, int]:
+    """The kernel's absolute TCP counters in one of the lab's namespaces (made for this run, so
+    absolute is since the run began)."""
+    p = subprocess.run(["ip", "netns", "exec", ns, "nstat", "-a", "-s", "-z"], capture_output=True,
+                       text=True)
+    return counting.parse_nstat(p.stdout)
+
+
 def check_environment() -> None:
     if os.geteuid() != 0:
         raise LabPermissionError("collide lab needs root (network namespaces, nftables, conntrack); "
@@ -179,14 +199,15 @@ def check_environment() -> None:
 
 
 # -- the run ----------------------------------------------------------------------------------------
-def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str = "random",
+def run_lab(scenario, seconds: float, cross_zone: bool | str | None = None, nat: str = "random",
             progress=None, *, seed: int | None = None, port_range: tuple[int, int] | None = None,
             clients: int | None = None, keep_logs: str | Path | None = None,
             max_rate: float = MAX_RATE, routing: str = "older",
             capture_dir: str | Path | None = None) -> dict:
     """Run `scenario` on the kernel for `seconds` of load and compare with the model (docs/model.md §4.6).
 
-    `cross_zone` None keeps the scenario's setting; `nat` is "random" (fully-random SNAT; the model's
+    `cross_zone` None keeps the scenario's setting; "one-sided" turns it on at node 0 only (no
+    prediction: the model has no such setting); `nat` is "random" (fully-random SNAT; the model's
     `random` allocator) or "preserve" (port-preserving SNAT in front of Linux clients; `linux`).
     `port_range` narrows the NAT's ports (the model uses the same). `routing`: where a target's
     challenge ACK goes, "older" (the established socket's node: the new connect is delayed) or
@@ -200,7 +221,7 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
     if nat not in ("random", "preserve"):
         raise LabConfigError(f"--nat {nat!r}: allowed: random, preserve")
     if not (isinstance(seconds, (int, float)) and 1 <= seconds <= MAX_SECONDS):
-        raise LabConfigError(f"--seconds {seconds}: allowed 1..{MAX_SECONDS:g}")
+        raise LabConfigError(f"--horizon {seconds}: allowed 1..{MAX_SECONDS:g} seconds")
     lb = s.load_balancer
     if not lb.client_ip_preservation:
         raise LabConfigError("load_balancer.client_ip_preservation = false: the lab builds nodes that "
@@ -208,7 +229,9 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
     if lb.node_choice != "per-connection":
         raise LabConfigError(f"load_balancer.node_choice = {lb.node_choice!r}: the lab supports "
                              "per-connection only")
-    cz = lb.cross_zone if cross_zone is None else bool(cross_zone)
+    if cross_zone not in (None, True, False, "one-sided"):
+        raise LabConfigError(f"cross-zone {cross_zone!r}: allowed: on, off, one-sided")
+    cz = lb.cross_zone if cross_zone is None else cross_zone
     pmin, pmax = port_range or (s.nat.port_min, s.nat.port_max)
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
@@ -219,15 +242,21 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
                     routing=routing)
     check_environment()
     captures: list[str] = []
+    forwarder_captures: list[str] = []
     if capture_dir is not None:
         if shutil.which("tcpdump") is None:
-            raise LabConfigError("collide lab --capture needs the Debian package tcpdump "
-                                 "(apt-get install -y tcpdump)")
+            raise LabUnavailable("collide lab --capture needs the Debian package tcpdump: "
+                                 "apt-get install -y tcpdump")
         cdir = Path(capture_dir)
         if cdir.exists() and not cdir.is_dir():
             raise LabConfigError(f"--capture {capture_dir}: exists and is not a directory")
         cdir.mkdir(parents=True, exist_ok=True)
         captures = [str(cdir / f"target-{t}.pcap") for t in range(topo.targets)]
+        # the same traffic seen by hosts that forward it: the NAT (both its sides) and one
+        # load-balancer node; kept apart so that `collide scan DIR/*.pcap` reads the targets only
+        (cdir / "forwarders").mkdir(exist_ok=True)
+        forwarder_captures = [str(cdir / "forwarders" / "nat.pcap"),
+                              str(cdir / "forwarders" / "node-0.pcap")]
 
     notes: list[str] = []
     D = s.traffic.duration.mean
@@ -282,7 +311,7 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
     try:
         _say(progress, f"lab: building {len(topo.all_namespaces())} namespaces "
                        f"({lb.nodes} nodes, {topo.targets} targets, NAT {nat}, "
-                       f"cross-zone {'on' if cz else 'off'}, ports {pmin}-{pmax})")
+                       f"cross-zone {_cz_text(cz)}, ports {pmin}-{pmax})")
         topo.setup()
         deadline = time.time() + seconds + 120
         # servers
@@ -302,11 +331,13 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
             f.close()
         # packet captures at the targets: tcpdump in each backend namespace, headers only
         dumps = []
-        for t, path in enumerate(captures):
+        where = ([topo.backend_ns(t) for t in range(len(captures))]
+                 + [topo.nat_ns, topo.node_ns(0)][:len(forwarder_captures)])
+        for t, (ns, path) in enumerate(zip(where, captures + forwarder_captures)):
             err = open(workdir / f"tcpdump-{t}.err", "w")
             dumps.append(procs.start(
                 ["timeout", "-s", "TERM", str(int(seconds + 120)), "ip", "netns", "exec",
-                 topo.backend_ns(t), "tcpdump", "-i", "any", "-n", "-s", "128", "-U", "-Z", "root",
+                 ns, "tcpdump", "-i", "any", "-n", "-s", "128", "-U", "-Z", "root",
                  "--immediate-mode", "-w", path, "tcp", "port", str(PORT)],
                 stdout=subprocess.DEVNULL, stderr=err))
             err.close()
@@ -314,7 +345,7 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
             t_end = time.time() + 10
             while "listening on" not in (workdir / f"tcpdump-{t}.err").read_text():
                 if p.poll() is not None or time.time() > t_end:
-                    raise LabError(f"tcpdump in target {t}'s namespace did not start: "
+                    raise LabError(f"tcpdump in namespace {where[t]} did not start: "
                                    + (workdir / f"tcpdump-{t}.err").read_text().strip()[:200])
                 time.sleep(0.05)
         _wait_file(workdir / "servers.ready", srv, 10)
@@ -334,14 +365,22 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
         _say(progress, f"lab: {rate:g} connections/s for {seconds:g} s "
                        f"({s.traffic.duration.dist} lifetimes, mean {D:g} s)")
         load = procs.start([sys.executable, str(HERE / "load.py"), str(workdir / "load.json")])
+        capture_nstat: list[dict] = []
         if dumps:
             # stop the captures in the load's grace period, before its exit closes the sockets
             # still open: those connections are then censored at the capture's end, as they are
-            # in any real capture, instead of ending all at once
+            # in any real capture, instead of ending all at once. Each target's kernel counters
+            # are read just before its tcpdump is told to stop, so that what the capture shows
+            # (challenge ACKs, TIME_WAIT answers) and what the kernel counted cover one stretch
             try:
                 load.wait(max(0.5, seconds + GRACE_S - 0.5))
             except subprocess.TimeoutExpired:
                 pass
+            for t, p in enumerate(dumps):
+                if t < topo.targets:
+                    capture_nstat.append(_nstat(topo.backend_ns(t)))
+                if p.poll() is None:
+                    os.kill(p.pid, signal.SIGTERM)
             for p in dumps:
                 procs.stop(p)
         try:
@@ -352,14 +391,8 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
             raise LabError(f"the load exited with code {load.returncode}")
         time.sleep(0.3)
         # kernel counters, before anything closes
-        nstat_by_backend = []
-        for t in range(topo.targets):
-            p = subprocess.run(["ip", "netns", "exec", topo.backend_ns(t), "nstat", "-a", "-s", "-z"],
-                               capture_output=True, text=True)
-            nstat_by_backend.append(counting.parse_nstat(p.stdout))
-        p = subprocess.run(["ip", "netns", "exec", topo.client_ns, "nstat", "-a", "-s", "-z"],
-                           capture_output=True, text=True)
-        nstat_client = counting.parse_nstat(p.stdout)
+        nstat_by_backend = [_nstat(topo.backend_ns(t)) for t in range(topo.targets)]
+        nstat_client = _nstat(topo.client_ns)
         for p in listeners.values():
             procs.stop(p)
         procs.stop(srv)
@@ -391,20 +424,21 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
     if summary.get("max_lag_s", 0) > 0.5:
         notes.append(f"the load fell behind its Poisson schedule by up to {summary['max_lag_s']:.2f} s")
 
-    m = model_scenario(s, rate=achieved, seconds=run_s, port_min=pmin, port_max=pmax, cross_zone=cz,
-                       nat=nat, clients=n_clients)
-    pred = predict(m, seed=seed)
-    if pred["analytic"] is not None:
-        predicted, source = pred["analytic"], "analytic (cold-start form, docs/model.md §3)"
-    elif pred["simulated_expected"] is not None:
-        predicted, source = pred["simulated_expected"], f"simulate ({pred['simulated_seeds']} seeds)"
-    elif pred["simulated_mean"] is not None:
-        predicted, source = pred["simulated_mean"], f"simulate ({pred['simulated_seeds']} seeds)"
+    m = model_scenario(s, rate=achieved, seconds=run_s, port_min=pmin, port_max=pmax,
+                       cross_zone=cz is not False, nat=nat, clients=n_clients)
+    if cz == "one-sided":
+        pred = {"analytic": None, "simulated_mean": None, "simulated_variance": None,
+                "simulated_replicates": 0, "interval": None, "delay_p50": None,
+                "simulate_error": "the model has no one-sided cross-zone setting"}
     else:
-        predicted, source = None, None
-        notes.append("no prediction: the closed form needs the random allocator and the engine is "
-                     "not available" + (f" ({pred['simulate_error']})" if pred["simulate_error"] else ""))
-    interval = list(poisson_interval(predicted)) if predicted is not None else None
+        pred = predict(m, seed=seed, progress=progress)
+    predicted, interval, source = pred["simulated_mean"], pred["interval"], None
+    if predicted is not None:
+        source = (f"engine, {pred['simulated_replicates']} replicates of this setup "
+                  f"({m.nat.allocator} allocator); interval: their mean and variance")
+    else:
+        notes.append("no prediction: the engine is not available"
+                     + (f" ({pred['simulate_error']})" if pred["simulate_error"] else ""))
     within = None if interval is None else interval[0] <= c.collisions <= interval[1]
 
     kernel = {name: sum(n.get(name, 0) for n in nstat_by_backend) for name in counting.COUNTERS}
@@ -423,7 +457,8 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
         "within_interval": within,
         "prediction_source": source,
         "simulated_collisions_mean": pred["simulated_mean"],
-        "simulated_expected_collisions": pred["simulated_expected"],
+        "simulated_collisions_variance": pred["simulated_variance"],
+        "simulated_replicates": pred["simulated_replicates"],
         "analytic_collisions": pred["analytic"],
         "syn_challenges": kernel["TcpExtTCPSYNChallenge"],
         "challenge_acks": kernel["TcpExtTCPChallengeACK"],
@@ -457,6 +492,11 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
         "challenge_ack_routing": routing,
         "model_outcome": "delay-new" if routing == "older" else "reset-existing",
         "captures": captures,
+        "forwarder_captures": forwarder_captures,
+        # each target's counters when its capture stopped (what the capture can be held to)
+        "capture_kernel_counters": (
+            {name: sum(n.get(name, 0) for n in capture_nstat) for name in counting.COUNTERS}
+            if capture_nstat else None),
         # the lifetimes the load drew (what a capture's lifetime estimate should find)
         "lifetime_mean_s": (sum(r["life"] for r in load_recs if r.get("life") is not None)
                             / max(1, sum(1 for r in load_recs if r.get("life") is not None))),
@@ -465,4 +505,6 @@ def run_lab(scenario, seconds: float, cross_zone: bool | None = None, nat: str =
         "elapsed_s": round(time.time() - t_start, 2),
         "scenario": m.to_dict(),
     }
+    if capture_dir is not None:         # the captures carry the lab's own account of them
+        Path(capture_dir, "lab.json").write_text(json.dumps(out, indent=1, allow_nan=False))
     return out

@@ -29,7 +29,14 @@ MAX_NODES = 8
 MAX_TARGETS = 32
 MAX_NAT_IPS = 8
 MAX_CLIENT_ADDRS = 16
-TOOLS = {"ip": "iproute2", "nft": "nftables", "conntrack": "conntrack", "nstat": "iproute2"}
+TOOLS = {"ip": "iproute2", "nft": "nftables", "conntrack": "conntrack", "nstat": "iproute2",
+         "sysctl": "procps", "timeout": "coreutils"}
+
+#: what `ip`, `nft` and `sysctl` say when the machine, not the lab, is the obstacle: no privilege
+#: to make namespaces (a container without CAP_SYS_ADMIN), a kernel without nf_tables or conntrack
+ENVIRONMENT_ERRORS = ("Operation not permitted", "Permission denied", "Protocol not supported",
+                      "Could not process rule: No such file or directory", "not supported",
+                      "Cannot open netlink socket", "Read-only file system")
 
 
 class LabError(RuntimeError):
@@ -38,6 +45,12 @@ class LabError(RuntimeError):
 
 class LabConfigError(LabError):
     """Bad input for the lab: the CLI prints one line and exits 2."""
+
+
+class LabUnavailable(LabError):
+    """This machine cannot run the lab (docs/model.md §4.2, exit 3): no root, a system package
+    missing, or a kernel or container that refuses namespaces or nftables. The message is one
+    line saying what to do."""
 
 
 def client_ip(c: int) -> str:
@@ -69,7 +82,12 @@ def _run(args: list[str], *, input: str | None = None, check: bool = True) -> su
     p = subprocess.run(args, input=input, capture_output=True, text=True)
     if check and p.returncode != 0:
         what = " ".join(args[:6]) + (" ..." if len(args) > 6 else "")
-        raise LabError(f"{what}: {(p.stderr or p.stdout).strip()}")
+        said = " ".join((p.stderr or p.stdout).split())
+        if any(e in said for e in ENVIRONMENT_ERRORS):
+            raise LabUnavailable(f"collide lab: this machine refused `{what}` ({said}); the lab "
+                                 "needs root with the privilege to create network namespaces "
+                                 "and a kernel with nf_tables and conntrack")
+        raise LabError(f"{what}: {said}")
     return p
 
 
@@ -108,7 +126,9 @@ class Topology:
     zone_targets: tuple[int, ...]        # targets per node's zone
     nat_ips: int = 1
     clients: int = 2                     # client addresses
-    cross_zone: bool = True
+    #: True, False, or "one-sided": node 0 reaches every target, the other nodes their zone's
+    #: only (a cross-zone setting half rolled out; the model has no such setting)
+    cross_zone: bool | str = True
     nat: str = "random"                  # "random" (fully-random SNAT) or "preserve"
     port_min: int = 1024
     port_max: int = 65535
@@ -128,8 +148,13 @@ class Topology:
             raise LabConfigError("load_balancer.targets: need one count per node's zone")
         if not 1 <= self.targets <= MAX_TARGETS:
             raise LabConfigError(f"load_balancer.targets = {self.targets}: the lab builds 1..{MAX_TARGETS}")
-        if not self.cross_zone and min(self.zone_targets) == 0:
+        if self.cross_zone not in (True, False, "one-sided"):
+            raise LabConfigError(f"cross-zone {self.cross_zone!r}: allowed: on, off, one-sided")
+        if self.cross_zone is False and min(self.zone_targets) == 0:
             raise LabConfigError("load_balancer.targets: with cross-zone off every zone needs a target")
+        if self.cross_zone == "one-sided" and min(self.zone_targets[1:], default=1) == 0:
+            raise LabConfigError("load_balancer.targets: with cross-zone on one side only, every "
+                                 "zone but the first needs a target")
         if not 1 <= self.nat_ips <= MAX_NAT_IPS:
             raise LabConfigError(f"nat.ips = {self.nat_ips}: the lab builds 1..{MAX_NAT_IPS} NAT addresses")
         if not 1 <= self.clients <= MAX_CLIENT_ADDRS:
@@ -173,7 +198,7 @@ class Topology:
         raise IndexError(t)
 
     def eligible(self, j: int) -> list[int]:
-        if self.cross_zone:
+        if self.cross_zone is True or (self.cross_zone == "one-sided" and j == 0):
             return list(range(self.targets))
         start = sum(self.zone_targets[:j])
         return list(range(start, start + self.zone_targets[j]))

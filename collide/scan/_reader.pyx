@@ -67,7 +67,10 @@ cdef class Reader:
 
     Columns: ts (int64 ns since the epoch), src, dst (uint64: an IPv4 address's value, or
     V6_BASE + an id into `addresses6`), sport, dport (uint16), seq, ack (uint32), flags (uint8,
-    TCP flag bits), plen (uint32, TCP payload bytes as the IP header says), dirn (uint8).
+    TCP flag bits), plen (uint32, TCP payload bytes as the IP header says), dirn (uint8),
+    tsval (uint32: the TCP timestamp option's TSval, 0 without one), ipid (uint32: the IPv4
+    identification, 0 for IPv6). The last two tell a packet from its copy: a duplicate carries the
+    same ones, a retransmission new ones.
     `port`: keep only packets to or from this TCP port (0: all).
     `v6ids`, `addresses6`: the IPv6 address table, shared by the readers of one scan.
     """
@@ -93,9 +96,10 @@ cdef class Reader:
     cdef int64_t[::1] o_ts
     cdef uint64_t[::1] o_src, o_dst
     cdef uint16_t[::1] o_sport, o_dport
-    cdef uint32_t[::1] o_seq, o_ack, o_plen
+    cdef uint32_t[::1] o_seq, o_ack, o_plen, o_tsval, o_ipid
     cdef uint8_t[::1] o_flags, o_dir
     cdef object a_ts, a_src, a_dst, a_sport, a_dport, a_seq, a_ack, a_plen, a_flags, a_dir
+    cdef object a_tsval, a_ipid
     cdef int n
 
     def __init__(self, path, int chunk=262144, int port=0, dict v6ids=None, list addresses6=None):
@@ -266,7 +270,7 @@ cdef class Reader:
         return {"ts": self.a_ts[:k], "src": self.a_src[:k], "dst": self.a_dst[:k],
                 "sport": self.a_sport[:k], "dport": self.a_dport[:k], "seq": self.a_seq[:k],
                 "ack": self.a_ack[:k], "flags": self.a_flags[:k], "plen": self.a_plen[:k],
-                "dirn": self.a_dir[:k]}
+                "dirn": self.a_dir[:k], "tsval": self.a_tsval[:k], "ipid": self.a_ipid[:k]}
 
     cdef _alloc(self):
         c = self.chunk
@@ -280,6 +284,9 @@ cdef class Reader:
         self.a_plen = np.empty(c, np.uint32)
         self.a_flags = np.empty(c, np.uint8)
         self.a_dir = np.empty(c, np.uint8)
+        self.a_tsval = np.empty(c, np.uint32)
+        self.a_ipid = np.empty(c, np.uint32)
+        self.o_tsval, self.o_ipid = self.a_tsval, self.a_ipid
         self.o_ts, self.o_src, self.o_dst = self.a_ts, self.a_src, self.a_dst
         self.o_sport, self.o_dport = self.a_sport, self.a_dport
         self.o_seq, self.o_ack, self.o_plen = self.a_seq, self.a_ack, self.a_plen
@@ -426,6 +433,7 @@ cdef class Reader:
     cdef int _packet(self, const uint8_t* p, uint32_t caplen, int lt, int64_t ts,
                      uint8_t dirn) except -1:
         cdef uint32_t off = 0, etype = 0, ihl, total, frag, proto, ipl, doff, nh, hl, k
+        cdef uint32_t ipid = 0, tsval = 0, o, olen_opt, kind
         cdef uint64_t src, dst
         cdef uint32_t sport, dport
         cdef int tags
@@ -498,6 +506,7 @@ cdef class Reader:
                 return 0
             src = be32(p + off + 12)
             dst = be32(p + off + 16)
+            ipid = be16(p + off + 4)
             ipl = total - ihl if total >= ihl else 0
             if total == 0:            # segmentation offload: the length is not filled in
                 ipl = caplen - off - ihl
@@ -555,7 +564,27 @@ cdef class Reader:
         if doff < 20:
             self.short += 1
             return 0
+        # the timestamp option's TSval: options lie in [off + 20, off + doff), read as far as captured
+        o = off + 20
+        while o < off + doff and o < caplen:
+            kind = p[o]
+            if kind == 0:
+                break
+            if kind == 1:
+                o += 1
+                continue
+            if o + 1 >= caplen:
+                break
+            olen_opt = p[o + 1]
+            if olen_opt < 2:
+                break
+            if kind == 8 and olen_opt == 10 and o + 6 <= caplen and o + 10 <= off + doff:
+                tsval = be32(p + o + 2)
+                break
+            o += olen_opt
         n = self.n
+        self.o_tsval[n] = tsval
+        self.o_ipid[n] = ipid
         self.o_ts[n] = ts
         self.o_src[n] = src
         self.o_dst[n] = dst

@@ -32,9 +32,9 @@ MAX_SEGMENTS = 12
 # -- lifetimes ----------------------------------------------------------------------------------
 def kaplan_meier(sample) -> tuple[np.ndarray, np.ndarray]:
     """(event times, survival just after each) from (time, ended) pairs; ties: events first."""
-    if not sample:
+    a = np.asarray(sample, dtype=np.float64).reshape(-1, 2)
+    if a.shape[0] == 0:
         return np.zeros(0), np.zeros(0)
-    a = np.array(sample, dtype=np.float64)
     order = np.lexsort((1 - a[:, 1], a[:, 0]))
     t, e = a[order, 0], a[order, 1]
     n = t.size
@@ -49,17 +49,20 @@ def kaplan_meier(sample) -> tuple[np.ndarray, np.ndarray]:
 
 
 def lifetime_law(sample) -> dict:
-    """Kaplan–Meier with an exponential tail: mean, median, censored share and quantiles."""
-    n = len(sample)
+    """Kaplan–Meier with an exponential tail: mean, median, censored share and quantiles.
+    `sample`: (lifetime s, 1 ended / 0 censored) pairs, as a list or an (n, 2) array."""
+    a = np.asarray(sample, dtype=np.float64).reshape(-1, 2)
+    n = int(a.shape[0])
     if n == 0:
         return {"n": 0, "ended": 0, "censored": 0, "mean_s": None, "median_s": None,
                 "naive_mean_s": None, "tail_mean_s": None, "values": []}
-    ended = sum(1 for _, e in sample if e)
-    naive = (sum(t for t, e in sample if e) / ended) if ended else None
-    times, surv = kaplan_meier(sample)
+    done = a[:, 1] != 0
+    ended = int(done.sum())
+    naive = float(a[done, 0].sum()) / ended if ended else None
+    times, surv = kaplan_meier(a)
     if times.size == 0:
         # nothing ended: all censored; the only estimate is a constant hazard with no events
-        exposure = sum(t for t, _ in sample)
+        exposure = float(a[:, 0].sum())
         return {"n": n, "ended": 0, "censored": n, "mean_s": None, "median_s": None,
                 "naive_mean_s": None, "tail_mean_s": None, "values": [],
                 "lower_bound_s": exposure / n}
@@ -71,7 +74,6 @@ def lifetime_law(sample) -> dict:
     t_max = float(times[-1])
     tail = 0.0
     if s_end > 1e-12:
-        a = np.array(sample, dtype=np.float64)
         half = float(np.median(a[:, 0]))
         after = a[a[:, 0] > half]
         events = float(after[:, 1].sum())

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from pathlib import Path
+
+from .cli import WHERE
 
 LISTED = 10
 
 
-def observe(captures, kw: dict, *, seed: int, backend: str):
+def observe(captures, kw: dict, *, seed: int, backend: str, folder=None):
     """Scan the captures (bad input: one line, exit 2, before any work). Returns (observation,
-    path of a scenario file made from the capture or None when the user gave a scenario)."""
+    path of a scenario file made from the capture or None when the user gave a scenario). The
+    scenario and its lifetimes go into `folder` (the caller's temporary folder, removed by it)."""
     from ..options import bad_input
     from . import CaptureInputError, scan
     from .capture import check
@@ -25,23 +27,23 @@ def observe(captures, kw: dict, *, seed: int, backend: str):
         bad_input(str(exc))
     made = None
     if not kw.get("scenario_name") and not kw.get("config_path"):
-        d = tempfile.mkdtemp(prefix="collide-report-capture-")
+        d = Path(folder)
         s = obs.scenario(nodes=kw.get("nodes"), targets=kw.get("targets"),
-                         cross_zone=kw.get("cross_zone"), lifetimes_dir=d)
-        text = s.to_toml()
-        if s.traffic.duration.dist == "empirical":
-            text = text.replace(f'"{s.traffic.duration.file}"', '"lifetimes.csv"')
-        made = Path(d) / "scenario.toml"
-        made.write_text(text, encoding="utf-8")
+                         cross_zone=kw.get("cross_zone"), lifetimes_dir=str(d))
+        made = d / "scenario.toml"
+        made.write_text(s.to_toml(relative_to=d), encoding="utf-8")
     return obs, made
 
 
-def observed_section(obs, scenario, *, given_nodes: bool, seed: int, backend: str) -> dict:
+def observed_section(obs, scenario, *, given_nodes: bool, seed: int, backend: str,
+                     folder=None) -> dict:
     """The dict the page shows: counts, outcomes, the prediction for the captured traffic under
-    the report's load balancer (nodes, targets, cross-zone) and the verdict."""
+    the report's load balancer (nodes, targets, cross-zone) and the verdict. `folder`: where the
+    prediction's lifetimes file goes (the caller's temporary folder)."""
     lb = scenario.load_balancer
     res = obs.verdict(nodes=lb.nodes, targets=lb.total_targets, cross_zone=lb.cross_zone,
-                      seed=seed, backend=backend)
+                      seed=seed, backend=backend,
+                      lifetimes_dir=None if folder is None else str(folder))
     d = obs.to_dict(res)
     keep = ("files", "capture_side", "packets", "window_s", "connections", "collisions",
             "outcomes", "time_wait_hits", "stale", "retransmissions", "moved_by_nat",
@@ -71,7 +73,7 @@ def observed_html(o: dict) -> str:
     lo, hi = o["predicted_interval"] or (None, None)
     P = ["<h2 id='s-observed'>Observed in the captures</h2>",
          f"<p class='small'>{e(', '.join(o['files']))}: {_n(o['packets'])} packets over "
-         f"{_n(o['window_s'])} s, taken at the {e(o['capture_side'])}s.</p>",
+         f"{_n(o['window_s'])} s, taken {e(WHERE[o['capture_side']])}.</p>",
          "<table><tr><th>what</th><th>seen</th></tr>",
          f"<tr><td>new connections</td><td class='num' id='observed-connections'>"
          f"{_n(o['connections'])} ({_n(o['rate_per_s'])}/s)</td></tr>",

@@ -1,34 +1,44 @@
-"""The TCP life of every 4-tuple at the target, and the class of every SYN (issue 17).
+"""The TCP life of every 4-tuple at the target, and the class of every SYN: the reference tracker
+(issues 17 and 25). `collide/scan/_track.pyx` is its compiled twin, written step for step after this
+one; the tests hold both to the same answer on every fixture and on fuzzed input.
 
 A 4-tuple is (client ip, client port, target ip, target port); the client side is the one that
 sent the first SYN, the target the one that listens (`--port`, else the ports SYNs went to). Per
 4-tuple the tracker keeps the connection the target holds (the *holder*: handshake answered, not yet
-closed) and the attempts the target has not answered yet (*pending*: their SYNs met a holder or a
-TIME_WAIT entry). Each SYN is one of:
+ended) and the attempts the target has not answered yet (*pending*). A holder *ends* when the
+capture shows it closed by the kernel's rules: a FIN both ways (with the last ACK, or a second
+later), an RST that resets it (from the target, or from a client whose sequence number is exactly
+its RCV.NXT), or idle past twice the idle timeout. When the target sent its FIN first, the 4-tuple
+then sits in TIME_WAIT for `time_wait` seconds, until a client RST or an accepted SYN ends it.
 
+Each SYN is one of:
 * a **retransmission**: the ISN of the holder or of a pending attempt again;
-* a **collision**: a new ISN while the holder is synchronised (ESTABLISHED through LAST_ACK), or in
-  SYN_RECV (its handshake answered and not yet completed: the target holds a request for it, so a
-  second SYN meets it just the same; the record says `holder_state: "SYN_RECV"`); counted once per
-  new connection;
-* a **TIME_WAIT hit**: a new ISN less than `time_wait` seconds after the target closed first (a
-  client RST ends that TIME_WAIT);
+* a **collision**: a new ISN while the holder lives and is synchronised (ESTABLISHED through
+  LAST_ACK), or in SYN_RECV (its handshake answered and not yet completed: the target holds a
+  request for it; the record says `holder.state: "SYN_RECV"`); counted once per new connection;
+* a **TIME_WAIT hit**: a new ISN on a 4-tuple in TIME_WAIT (its holder has ended);
 * **stale**: the holder was idle longer than `idle_timeout` (the load balancer's and the NAT's idle
   timeout: 350 s on AWS), so in the network it is gone while the target still holds it;
 * **new**: nothing there.
 A new ISN equal to that of an attempt still pending on another 4-tuple of the same client address is
 the same connection moved to another port by the NAT (netfilter does this when an RST closed its
-entry): not a new connection.
+entry): not a new connection. Connections seen mid-life (no SYN) are holders but not arrivals.
 
-Connections seen mid-life (no SYN, first packet not a handshake) are holders but not arrivals.
+What answers a SYN follows the same rules. A **challenge ACK** is the target's pure ACK in answer to
+a SYN (within `CHALLENGE_WINDOW`) while the holder lives, acknowledging the holder's RCV.NXT (not the
+new ISN + 1); only a synchronised holder's counts (`challenge_acks`, as the kernel's
+TcpExtTCPChallengeACK: a request in SYN_RECV answers with an ACK the kernel does not count). An ACK
+answering a SYN after the holder has ended comes from TIME_WAIT (`time_wait_acks`) and is never a
+collision's evidence; nor is the client RST that answers it, which only ends the TIME_WAIT.
 
-Evidence kept per collision: the challenge ACK (the target's first pure ACK after a SYN of the
-attempt, within `CHALLENGE_WINDOW`: its acknowledgment number names the older connection), the
-client's RST (its sequence number equals the older connection's RCV.NXT), the older connection's
-end (time, how), the new SYN's retransmissions and its connect delay, and the outcome:
-`reset-existing` (the older connection ended by the RST of the new client), `delay-new` (the new
-connection kept retrying: connected only after the older one ended, or never), `unknown` (the
-capture cannot tell: it ends first, or neither shows).
+A collision's outcome: `reset-existing` only when its holder was reset by the RST that the new
+client sent in answer to the challenge ACK (sequence number = the holder's RCV.NXT); `delay-new` when
+the new connection kept retrying and connected only after the holder ended, or never; `unknown`
+when the capture cannot tell.
+
+Also kept: how many targets one client ip:port is live at at once (`nodes_bound`: k targets at once
+need k load-balancer paths), and the first `ARRIVALS_KEPT` arrivals' source ports in order, from
+which `collide.scan.nat` tells the NAT's allocator.
 """
 from __future__ import annotations
 
@@ -41,10 +51,13 @@ MASK = 0xFFFFFFFF
 CHALLENGE_WINDOW = 0.5      # s after a SYN within which the target's pure ACK is its answer
 PENDING_LIFE = 135.0        # s: Linux gives up a connect after about 127 s of SYN retries
 MAX_SOURCES = 100_000       # source addresses counted one by one (memory bound)
+ARRIVALS_KEPT = 200_000     # arrivals whose ports are kept in order (the allocator's statistic)
 HALF = 1 << 31
+LOW49 = (1 << 49) - 1
 
 # holder states, as the target sees them
 SYN_RECV, SYNCED = 1, 2
+OUTCOMES = ("reset-existing", "delay-new", "unknown")
 
 
 def _seq_near(a: int, b: int, window: int = 1 << 20) -> bool:
@@ -54,16 +67,15 @@ def _seq_near(a: int, b: int, window: int = 1 << 20) -> bool:
 
 
 class Conn:
-    __slots__ = ("isn", "t0", "midlife", "t_synack", "t_est", "t_last", "syns", "t_last_syn",
-                 "c_fin", "s_fin", "end", "how", "c_next", "s_next", "record", "victim_of",
-                 "client", "moved", "state", "tw_record")
+    __slots__ = ("isn", "t0", "midlife", "t_synack", "t_last", "syns", "t_last_syn",
+                 "c_fin", "s_fin", "end", "how", "c_next", "record", "victim_of",
+                 "client", "state", "tw_record", "live")
 
     def __init__(self, isn, t0, midlife=False):
         self.isn = isn
         self.t0 = t0
         self.midlife = midlife
         self.t_synack = None
-        self.t_est = t0 if midlife else None
         self.t_last = t0
         self.syns = 0 if midlife else 1
         self.t_last_syn = None if midlife else t0
@@ -72,13 +84,12 @@ class Conn:
         self.end = None
         self.how = None
         self.c_next = None
-        self.s_next = None
         self.record = None        # the collision record where this is the new connection
         self.victim_of = []       # collision records where this is the holder
         self.client = 0
-        self.moved = 0
         self.state = SYNCED if midlife else 0
         self.tw_record = None
+        self.live = False         # counted among its client endpoint's live holders
 
 
 class Slot:
@@ -93,7 +104,9 @@ class Slot:
 
 
 class Tracker:
-    """Feed time-ordered chunks of packets (`feed`), then `finish(t_end)`."""
+    """Feed time-ordered chunks of packets (`feed`), then `finish(t_end)`. `side` is where the
+    packets were seen: "target" (the target's side of the 4-tuples) or "client" (a client or the
+    outside of a NAT: the holder through another node is not in view)."""
 
     def __init__(self, ports, *, time_wait=60.0, idle_timeout=350.0, side="target",
                  sample=100_000, keep=10_000, seed=1, prefilter=True):
@@ -108,7 +121,8 @@ class Tracker:
                       collisions=0, time_wait_hits=0, stale=0, new=0, moved=0, midlife=0,
                       challenge_acks=0, client_rsts=0, evicted=0, server_close=0,
                       client_close=0, resets=0, overlaps=0, tw_accepted=0, tw_acked=0,
-                      syn_recv_holders=0, refused=0, skipped=0)
+                      time_wait_acks=0, time_wait_rsts=0, syn_recv_holders=0, refused=0,
+                      skipped=0)
         self.collisions: list[dict] = []
         self.tw_hits: list[dict] = []
         self.stale_hits: list[dict] = []
@@ -117,21 +131,27 @@ class Tracker:
         self.sample: list[tuple[float, int]] = []     # (lifetime s, 1 ended / 0 censored)
         self.sample_seen = 0
         self.rng = random.Random(seed)
-        self.arrival_times: list[float] = []          # for the rate; thinned when long
         self.arrival_bins: dict[int, int] = {}        # arrivals per second of capture time
         self.sources: dict[int, int] = {}
         self.targets: dict[int, int] = {}
         self.t_first = None
         self.t_last = None
         self.live_peak = 0
-        self.syn_dirs = [0, 0, 0]
         self._next_evict = None
-        self.live_by_port: dict[tuple, dict] = {}     # client side: (client, target port) -> {ip: n}
+        # (client endpoint, service port) -> {server ip: live holders}: ports live towards several
+        # servers at once (client side: overlaps; both sides: the node count's lower bound)
+        self.live_by_port: dict[tuple, dict] = {}
+        self.nodes_bound = 1                           # most servers one endpoint was live at
+        self.nodes_bound_at = None                     # (time, key) where it was reached
         self.port_min, self.port_max = 65536, -1
         self.other_sources = 0
         # outcomes of collisions past the `keep` listed, decided when their connection resolves
-        self.unlisted_outcomes = {"reset-existing": 0, "delay-new": 0, "unknown": 0}
+        self.unlisted_outcomes = {k: 0 for k in OUTCOMES}
         self.first_arrival = self.last_arrival = None
+        # the first ARRIVALS_KEPT arrivals in order: time, client endpoint, server endpoint
+        self.arr_t: list[float] = []
+        self.arr_client: list[int] = []
+        self.arr_server: list[int] = []
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _sample(self, life: float, ended: int) -> None:
@@ -143,7 +163,10 @@ class Tracker:
             if j < self.sample_size:
                 self.sample[j] = (life, ended)
 
-    def _end(self, conn: Conn, t: float, how: str, key: int) -> None:
+    def _end(self, conn: Conn, t: float, how: str, key: int, by=None) -> None:
+        """The holder `conn` ends at t. `by`: the collision record whose new client's RST reset
+        it (its outcome is reset-existing; any other collision on this holder saw it reset by
+        someone else)."""
         if conn.end is not None:
             return
         conn.end = t
@@ -160,21 +183,35 @@ class Tracker:
             self._sample(max(t - conn.t0, 1e-6), 0 if how in ("reset-by-new-client",
                                                               "superseded") else 1)
         for rec in conn.victim_of:
-            if rec.get("holder_end") is None:
-                rec["holder_end"] = {"time": t, "how": how,
-                                     "after_s": round(t - rec["_t"], 6)}
-        if self.client_side:
-            self._unlive(key, conn)
+            if rec["holder_end"] is None:
+                h = how
+                if how == "reset-by-new-client" and rec is not by:
+                    h = "reset-by-another-new-client"
+                rec["holder_end"] = {"time": t, "how": h, "after_s": round(t - rec["_t"], 6)}
+        self._unlive(key, conn)
+
+    def _live(self, key, conn, t):
+        """conn now holds its 4-tuple: one more live holder for its client endpoint."""
+        conn.live = True
+        d = self.live_by_port.setdefault((key >> 49, key & 0xFFFF), {})
+        sip = (key & LOW49) >> 16
+        d[sip] = d.get(sip, 0) + 1
+        if len(d) > self.nodes_bound:
+            self.nodes_bound = len(d)
+            self.nodes_bound_at = (t, key)
 
     def _unlive(self, key, conn):
+        if not conn.live:
+            return
+        conn.live = False
         d = self.live_by_port.get((key >> 49, key & 0xFFFF))
         if d is not None:
-            tip = (key & ((1 << 49) - 1)) >> 16
-            n = d.get(tip, 0) - 1
+            sip = (key & LOW49) >> 16
+            n = d.get(sip, 0) - 1
             if n > 0:
-                d[tip] = n
+                d[sip] = n
             else:
-                d.pop(tip, None)
+                d.pop(sip, None)
                 if not d:
                     self.live_by_port.pop((key >> 49, key & 0xFFFF), None)
 
@@ -218,11 +255,6 @@ class Tracker:
         cl = np.where(up, a, b)
         tg = np.where(up, b, a)
         flags = ch["flags"]
-        syn_in = up & ((flags & (SYN | ACK)) == SYN)
-        if syn_in.any():
-            d = np.bincount(ch["dirn"][syn_in], minlength=3)
-            for i in range(3):
-                self.syn_dirs[i] += int(d[i])
         seq, ackn, plen, ts = ch["seq"], ch["ack"], ch["plen"], ch["ts"]
         if self.prefilter and cl.size > 64:
             keep = needed(cl, tg, flags)
@@ -243,7 +275,6 @@ class Tracker:
 
     def _loop(self, T, CL, TG, UP, FL, SEQ, ACKS, PL):
         slots = self.slots
-        c = self.c
         for t, cl, tg, up, fl, seq, ack, pl in zip(T, CL, TG, UP, FL, SEQ, ACKS, PL):
             key = (cl << 49) | tg
             slot = slots.get(key)
@@ -261,14 +292,13 @@ class Tracker:
                 if fl & RST:
                     self._client_rst(t, key, slot, seq)
                     continue
-                h = self._holder(t, key, slot, fresh, cl, tg)
+                h = self._holder(t, key, slot, fresh)
                 if h is None:
                     continue
                 h.t_last = t
                 nxt = (seq + pl) & MASK
                 if h.state == SYN_RECV and fl & ACK and h.t_synack is not None:
                     h.state = SYNCED
-                    h.t_est = t
                 if fl & FIN:
                     nxt = (nxt + 1) & MASK
                     if h.c_fin is None:
@@ -285,51 +315,40 @@ class Tracker:
             else:
                 if fl & SYN:
                     if fl & ACK:
-                        self._synack(t, key, slot, seq, ack, cl, tg)
+                        self._synack(t, key, slot, ack, cl)
                     continue
                 if fl & RST:
                     self._target_rst(t, key, slot)
                     continue
                 if slot.pending and pl == 0 and not fl & FIN:
-                    if self._challenge(t, key, slot, seq, ack):
+                    if self._answer(t, key, slot, seq, ack):
                         continue
-                h = self._holder(t, key, slot, fresh, cl, tg)
+                h = self._holder(t, key, slot, fresh)
                 if h is None:
                     continue
                 h.t_last = t
                 if h.state == SYN_RECV and h.t_synack is not None and t > h.t_synack:
                     h.state = SYNCED          # the target sends again: the handshake completed
-                    h.t_est = t
                 if fl & FIN and h.s_fin is None:
                     h.s_fin = t
                 if fl & ACK and (h.c_next is None or ((ack - h.c_next) & MASK) < HALF):
                     h.c_next = ack            # the target's ACK number is its RCV.NXT
-                nxt = (seq + pl + (1 if fl & FIN else 0)) & MASK
-                if h.s_next is None or ((nxt - h.s_next) & MASK) < HALF:
-                    h.s_next = nxt
 
     # -- events -------------------------------------------------------------------------------
-    def _holder(self, t, key, slot, fresh, cl, tg):
+    def _holder(self, t, key, slot, fresh):
         """The live holder an ordinary packet belongs to; on a 4-tuple first seen now, a
         connection seen mid-life; None for a stray packet after the end."""
         h = slot.holder
         if h is not None and h.end is None:
             return h
-        return self._midlife(t, key, slot, cl, tg) if fresh else None
-
-    def _midlife(self, t, key, slot, cl, tg) -> Conn:
+        if not fresh:
+            return None
         h = Conn(None, t, midlife=True)
-        h.client = cl >> 16
+        h.client = key >> 65
         slot.holder = h
         self.c["midlife"] += 1
-        if self.client_side:
-            self._live(key)
+        self._live(key, h, t)
         return h
-
-    def _live(self, key):
-        d = self.live_by_port.setdefault((key >> 49, key & 0xFFFF), {})
-        tip = (key & ((1 << 49) - 1)) >> 16
-        d[tip] = d.get(tip, 0) + 1
 
     def _syn(self, t, key, slot, seq, cl, tg):
         c = self.c
@@ -365,7 +384,6 @@ class Tracker:
             oslot = self.slots.get(okey)
             if oslot is not None:
                 oslot.pending.pop(seq, None)
-            conn.moved += 1
             conn.syns += 1
             conn.t_last_syn = t
             c["moved"] += 1
@@ -382,13 +400,16 @@ class Tracker:
                 self.sources[client] = (n_src or 0) + 1
             else:
                 self.other_sources += 1     # past the bound: counted as one-connection sources
-            tip = tg
-            self.targets[tip] = self.targets.get(tip, 0) + 1
+            self.targets[tg] = self.targets.get(tg, 0) + 1
             b = int(t)
             self.arrival_bins[b] = self.arrival_bins.get(b, 0) + 1
             if self.first_arrival is None:
                 self.first_arrival = t
             self.last_arrival = t
+            if len(self.arr_t) < ARRIVALS_KEPT:
+                self.arr_t.append(t)
+                self.arr_client.append(cl)
+                self.arr_server.append(tg)
         # what the SYN meets at the target
         if h is not None and h.end is None:
             if t - h.t_last > self.idle:
@@ -419,13 +440,12 @@ class Tracker:
             c["new"] += 1
         if self.client_side and moved is None:
             d = self.live_by_port.get((key >> 49, key & 0xFFFF))
-            tip = (key & ((1 << 49) - 1)) >> 16
-            if d and any(ip != tip for ip in d):
+            if d and any(ip != (tg >> 16) for ip in d):
                 c["overlaps"] += 1
         slot.pending[seq] = conn
         self.pending_isn[(client, seq)] = (key, conn)
 
-    def _synack(self, t, key, slot, seq, ack, cl, tg):
+    def _synack(self, t, key, slot, ack, cl):
         isn = (ack - 1) & MASK
         conn = slot.pending.pop(isn, None)
         h = slot.holder
@@ -441,8 +461,7 @@ class Tracker:
             conn.client = cl >> 16
             slot.holder = conn
             self.c["midlife"] += 1
-            if self.client_side:
-                self._live(key)
+            self._live(key, conn, t)
             return
         self.pending_isn.pop((conn.client, isn), None)
         if h is not None and h.end is None:
@@ -460,8 +479,7 @@ class Tracker:
         if conn.record is not None:
             conn.record["connect_delay_s"] = round(t - conn.t0, 6)
             self._settle(conn.record, t)
-        if self.client_side:
-            self._live(key)
+        self._live(key, conn, t)
 
     def _settle(self, rec, t) -> None:
         """An unlisted collision whose new connection is resolved (connected, given up, or the
@@ -470,8 +488,9 @@ class Tracker:
             rec["_settled"] = True
             self.unlisted_outcomes[outcome(rec, t)] += 1
 
-    def _challenge(self, t, key, slot, seq, ack) -> bool:
-        """A pure ACK from the target while attempts are pending: the answer to the latest SYN?"""
+    def _answer(self, t, key, slot, seq, ack) -> bool:
+        """A pure ACK from the target while attempts are pending: the answer to the latest SYN
+        (True), or the holder's own traffic (False)?"""
         best = None
         for conn in slot.pending.values():
             if conn.t_last_syn is not None and 0 <= t - conn.t_last_syn <= CHALLENGE_WINDOW:
@@ -479,59 +498,83 @@ class Tracker:
                     best = conn
         if best is None or ack == ((best.isn + 1) & MASK):
             return False
-        best.t_last_syn = None          # one answer per SYN
         h = slot.holder
-        if best.tw_record is not None and (h is None or h.end is not None):
-            self.c["tw_acked"] += 1
-            if best.tw_record["tw_answer"] is None:
+        live = h is not None and h.end is None
+        if not live and best.tw_record is not None or not live and not self.client_side:
+            # the older connection has ended: the ACK comes from its TIME_WAIT, not a challenge
+            best.t_last_syn = None
+            self.c["time_wait_acks"] += 1
+            if best.tw_record is not None and best.tw_record["tw_answer"] is None:
                 best.tw_record["tw_answer"] = "ack"
+                self.c["tw_acked"] += 1
             return True
-        self.c["challenge_acks"] += 1
+        if self.client_side:
+            # at a client or NAT the holder (through another node) is out of view: an ACK that
+            # does not acknowledge the SYN is all there is to see
+            best.t_last_syn = None
+            self.c["challenge_acks"] += 1
+            rec = best.record
+            if rec is None:
+                best.record = rec = self._record("challenge-ack-seen", t, key, best, None)
+                rec["challenge_ack"] = {"time": t, "after_s": round(t - best.t0, 6),
+                                        "seq": seq, "ack": ack, "names_older": None}
+                if len(self.collisions) < self.keep:
+                    self.collisions.append(rec)
+            rec["_last_ca_ack"] = ack
+            rec["_ca_t"] = t
+            return True
+        if h.c_next is not None and ack != h.c_next and not _seq_near(ack, h.c_next):
+            return False                     # the holder's own ACK, not an answer
+        best.t_last_syn = None               # one answer per SYN
+        if h.state == SYNCED:
+            self.c["challenge_acks"] += 1
         rec = best.record
-        if rec is not None and rec["challenge_ack"] is None:
-            names = h is not None and h.c_next is not None and ack == h.c_next
-            rec["challenge_ack"] = {"time": t, "after_s": round(t - rec["_t"], 6), "seq": seq,
-                                    "ack": ack, "names_older": bool(names) or (
-                                        h is not None and h.c_next is not None
-                                        and _seq_near(ack, h.c_next))}
         if rec is not None:
+            if rec["challenge_ack"] is None:
+                rec["challenge_ack"] = {"time": t, "after_s": round(t - rec["_t"], 6),
+                                        "seq": seq, "ack": ack,
+                                        "names_older": h.c_next is not None}
             rec["_last_ca_ack"] = ack
-        elif self.client_side and best.tw_record is None:
-            # at a client or NAT: the answer to a new SYN is an ACK that does not acknowledge it
-            best.record = rec = self._record("challenge-ack-seen", t, key, best, None)
-            rec["challenge_ack"] = {"time": t, "after_s": round(t - best.t0, 6), "seq": seq,
-                                    "ack": ack, "names_older": None}
-            rec["_last_ca_ack"] = ack
-            if len(self.collisions) < self.keep:
-                self.collisions.append(rec)
+            rec["_ca_t"] = t
         return True
 
     def _client_rst(self, t, key, slot, seq):
         c = self.c
         h = slot.holder
         live = h is not None and h.end is None
-        # the RST of a client in SYN_SENT answering a challenge ACK: its seq is the ACK's ack
+        # the RST that answers a challenge ACK: its sequence number is the ACK's acknowledgment
+        # number; of several attempts challenged alike, the one challenged last sent it
+        rec = None
         for conn in slot.pending.values():
-            rec = conn.record
-            if rec is not None and (rec.get("_last_ca_ack") == seq or (
-                    live and h.c_next is not None and seq == h.c_next)):
-                c["client_rsts"] += 1
-                if rec["client_rst"] is None:
-                    rec["client_rst"] = {"time": t, "after_s": round(t - rec["_t"], 6),
-                                         "seq": seq, "matches_older": live and seq == h.c_next}
-                if live and (h.c_next is None or seq == h.c_next or
-                             rec.get("_last_ca_ack") == seq):
-                    self._end(h, t, "reset-by-new-client", key)
-                return
-            if conn.tw_record is not None and slot.tw_until > t:
-                c["client_rsts"] += 1
-                conn.tw_record["client_rst"] = {"time": t, "seq": seq}
-                slot.tw_until = -1.0          # an RST ends TIME_WAIT
-                return
-        if live:
-            self._end(h, t, "client-rst", key)
-        elif slot.tw_until > t:
+            r = conn.record
+            ca = None if r is None else r.get("_last_ca_ack")
+            if ca is None or not (seq == ca or live and seq == h.c_next):
+                continue
+            if rec is None or r["_ca_t"] > rec["_ca_t"]:
+                rec = r
+        if rec is not None and (self.client_side or live):
+            c["client_rsts"] += 1
+            exact = None
+            if not self.client_side:
+                # RCV.NXT exactly resets the holder; any other (it moved on since) draws another
+                # challenge ACK and resets nothing
+                exact = seq == h.c_next or (h.c_next is None and seq == rec["_last_ca_ack"])
+            if rec["client_rst"] is None:
+                rec["client_rst"] = {"time": t, "after_s": round(t - rec["_t"], 6), "seq": seq,
+                                     "matches_older": exact}
+            if exact:
+                self._end(h, t, "reset-by-new-client", key, by=rec)
+            return
+        if not live and slot.tw_until > t:
+            if slot.pending and not self.client_side:
+                # the answer to an ACK from TIME_WAIT: it ends the TIME_WAIT, nothing more
+                c["time_wait_rsts"] += 1
+                conn = next(iter(slot.pending.values()))
+                if conn.tw_record is not None and conn.tw_record["client_rst"] is None:
+                    conn.tw_record["client_rst"] = {"time": t, "seq": seq}
             slot.tw_until = -1.0
+        elif live:
+            self._end(h, t, "client-rst", key)
 
     def _target_rst(self, t, key, slot):
         h = slot.holder
@@ -563,8 +606,7 @@ class Tracker:
                     h.end = h.t_last
                     h.how = "idle"
                     self.c["evicted"] += 1
-                    if self.client_side:
-                        self._unlive(key, h)
+                    self._unlive(key, h)
                 else:
                     continue
             if not slot.pending and slot.tw_until <= now and now - slot.last > 1.0:
@@ -588,6 +630,13 @@ class Tracker:
                     self._settle(conn.record, t_end)
         for rec in self.collisions:
             rec["outcome"] = outcome(rec, t_end)
+
+    def arrivals(self) -> dict:
+        """The kept arrivals in order, as arrays: time (s), client endpoint, server endpoint
+        (an endpoint is address << 16 | port)."""
+        return {"t": np.array(self.arr_t, dtype=np.float64),
+                "client": np.array(self.arr_client, dtype=np.uint64),
+                "server": np.array(self.arr_server, dtype=np.uint64)}
 
 
 def needed(cl: np.ndarray, tg: np.ndarray, flags: np.ndarray) -> np.ndarray:
@@ -624,8 +673,6 @@ def outcome(rec: dict, t_end: float) -> str:
     if rec.get("kind") == "challenge-ack-seen":
         return "reset-existing" if rec.get("client_rst") else "unknown"
     if end is not None and end["how"] == "reset-by-new-client":
-        return "reset-existing"
-    if rec.get("client_rst") is not None and rec.get("challenge_ack") is not None:
         return "reset-existing"
     delay = rec.get("connect_delay_s")
     if rec.get("syn_retransmissions", 0) >= 1 and (

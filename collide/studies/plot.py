@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from ..errors import InputError
 
-__all__ = ["plot_sweep", "PlotError", "LABELS"]
+__all__ = ["plot_sweep", "plot_budget", "PlotError", "LABELS"]
 
 
 class PlotError(InputError):
@@ -41,6 +41,7 @@ LABELS = {
     "collision_probability": "collisions per connection",
     "collisions_per_hour": "collisions per hour",
     "expected_collisions": "expected collisions (conditional estimate)",
+    "expected_collisions_per_hour": "expected collisions per hour (conditional estimate)",
     "first_collision_s": "first collision (s into the window)",
     "reset_victims": "connections reset",
     "time_wait_hits": "SYNs meeting TIME_WAIT",
@@ -50,6 +51,12 @@ LABELS = {
     "horizon_s": "measured window per replicate (s)",
     "rel_error": "relative standard error",
 }
+
+
+def plain_text(text) -> str:
+    """Text from the user (a title, a column name, a value) shown as written: matplotlib reads a
+    pair of `$` as mathtext, which fails on `$\\foo$` and changes what others show."""
+    return str(text).replace("$", r"\$")
 
 
 def _label(col: str) -> str:
@@ -192,7 +199,7 @@ def plot_sweep(rows_or_path, x: str, y: str, hue: str | None = None, out: str | 
         c = color_of[h]
         label = None
         if h not in labelled:
-            label = f"{_label(hue)} = {_fmt_value(h)}" if hue else "simulated"
+            label = plain_text(f"{_label(hue)} = {_fmt_value(h)}") if hue else "simulated"
             labelled.add(h)
         if logy and any(v is not None and v <= 0 for v in ys):
             zeros_hidden = True
@@ -214,8 +221,8 @@ def plot_sweep(rows_or_path, x: str, y: str, hue: str | None = None, out: str | 
     if logy:
         ax.set_yscale("log")
         ax.set_ylim(bottom=floor)
-    ax.set_xlabel(_label(x))
-    ax.set_ylabel(_label(y))
+    ax.set_xlabel(plain_text(_label(x)))
+    ax.set_ylabel(plain_text(_label(y)))
     bits = [title] if title else []
     if where:
         bits.append(", ".join(f"{k} = {_fmt_value(v)}" for k, v in where.items()))
@@ -224,7 +231,7 @@ def plot_sweep(rows_or_path, x: str, y: str, hue: str | None = None, out: str | 
     if zeros_hidden:
         bits.append("zeros not shown (log scale)")
     if bits:
-        ax.set_title("; ".join(bits), fontsize=9)
+        ax.set_title(plain_text("; ".join(bits)), fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
     bands_note = {"collision_probability": "bands: Wilson 95 %", "collisions_per_hour": "bands: Wilson 95 %",
                   "collisions": "bands: Wilson 95 %", "expected_collisions": "bands: ±1.96 SE"}.get(y)
@@ -236,6 +243,126 @@ def plot_sweep(rows_or_path, x: str, y: str, hue: str | None = None, out: str | 
     check_output_file(out, "--out")
     try:
         with atomic_file(out, "--out") as tmp:         # no half-written figure on a failure
+            fig.savefig(tmp, format=out.suffix.lower()[1:])
+    finally:
+        plt.close(fig)
+    return out
+
+
+def plot_budget(rows_or_path, x: str, y: str, budget, out: str | Path = "budget.png",
+                where: Mapping[str, Any] | None = None, title: str | None = None) -> Path:
+    """The boundary where a budget is met on a two-key grid: a heatmap of the resets per hour
+    (`expected_collisions_per_hour`, else the count's `collisions_per_hour`), the contour where it
+    equals the budget's rate, and hatched where the budget lies within a point's 95 % interval
+    (± 1.96 SE; Poisson for counted rows). `budget`: a Budget or "N/PERIOD" (collide solve)."""
+    from .solve import Budget
+    from .sweep import _same, rows_of
+    out = Path(out)
+    if out.suffix.lower() not in (".png", ".svg"):
+        raise PlotError(f"--out {out}: must end in .png or .svg")
+    b = Budget.parse(budget)
+    r_star = b.max_per_hour
+    try:
+        rows = rows_of(rows_or_path)
+    except FileNotFoundError:
+        raise PlotError(f"RESULTS {rows_or_path}: no such file") from None
+    if not rows:
+        raise PlotError(f"RESULTS {rows_or_path}: no rows")
+    columns = list(rows[0])
+    for flag, col in (("--x", x), ("--y", y)) + tuple(("--where", k) for k in (where or {})):
+        if col not in columns:
+            from ..scenario import _did_you_mean
+            raise PlotError(f"{flag} {col}: no such column{_did_you_mean(col, columns)}; "
+                            f"columns: {', '.join(columns)}")
+    if "." not in y or "." not in x:
+        raise PlotError(f"--x {x} --y {y}: with a budget both must be keys of the grid (dotted "
+                        "names such as traffic.rate, nat.ips): the colour is the resets per hour")
+    if where:
+        rows = [r for r in rows if all(_same(r.get(k), v) for k, v in where.items())]
+        if not rows:
+            raise PlotError("--where " + ", ".join(f"{k}={v}" for k, v in where.items())
+                            + ": no row matches")
+    others = [c for c in columns if "." in c and c not in (x, y)
+              and len({repr(r.get(c)) for r in rows}) > 1]
+    if others:
+        raise PlotError(f"--x {x} --y {y}: other keys vary too ({', '.join(others)}); pick one "
+                        f"slice with --where, e.g. --where {others[0]}={rows[0].get(others[0])}")
+    xs = sorted({_num(r.get(x)) for r in rows if _num(r.get(x)) is not None})
+    ys = sorted({_num(r.get(y)) for r in rows if _num(r.get(y)) is not None})
+    if len(xs) < 2 or len(ys) < 2:
+        raise PlotError(f"--x {x} --y {y}: a boundary needs at least 2 values of each key "
+                        f"(got {len(xs)} and {len(ys)})")
+    import numpy as np
+    Z = np.full((len(ys), len(xs)), np.nan)
+    S = np.full((len(ys), len(xs)), np.nan)
+    ix = {v: i for i, v in enumerate(xs)}
+    iy = {v: i for i, v in enumerate(ys)}
+    counted = False
+    for r in rows:
+        i, j = iy.get(_num(r.get(y))), ix.get(_num(r.get(x)))
+        if i is None or j is None:
+            continue
+        e, se = _num(r.get("expected_collisions_per_hour")), _num(r.get("expected_collisions_per_hour_se"))
+        if e is None:               # no estimate kept: the count, with its Poisson error
+            counted = True
+            e = _num(r.get("collisions_per_hour"))
+            c = _num(r.get("collisions")) or 0.0
+            se = e / math.sqrt(c) if e and c > 0 else None
+        Z[i, j] = e if e is not None else np.nan
+        S[i, j] = se if se is not None else np.nan
+    if np.isnan(Z).any():
+        raise PlotError(f"--x {x} --y {y}: the grid has holes ({int(np.isnan(Z).sum())} of {Z.size} "
+                        "points have no rate); a boundary needs every point")
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+    pos = Z[Z > 0]
+    floor = (pos.min() if pos.size else r_star) / 10
+    fig, ax = plt.subplots(figsize=(7.5, 5.2), dpi=120)
+    X, Y = np.meshgrid(xs, ys)
+    shown = np.where(Z > 0, Z, floor)
+    vmin, vmax = min(shown.min(), r_star / 10), max(shown.max(), r_star * 10)
+    mesh = ax.pcolormesh(X, Y, shown, shading="nearest", cmap="viridis",
+                         norm=LogNorm(vmin=vmin, vmax=vmax))
+    fig.colorbar(mesh, ax=ax, label=("collisions" if counted else "resets") + " per hour"
+                 + (" (counted)" if counted else " (conditional estimate)"))
+    logz = np.log(shown)
+    cs = ax.contour(X, Y, logz, levels=[math.log(r_star)], colors="white", linewidths=2.0)
+    lo = np.log(np.maximum(shown - 1.96 * np.nan_to_num(S), floor / 10))
+    hi = np.log(shown + 1.96 * np.nan_to_num(S))
+    band = ((lo <= math.log(r_star)) & (hi >= math.log(r_star))).astype(float)
+    if band.any():
+        ax.contourf(X, Y, band, levels=[0.5, 1.5], colors="none", hatches=["///"])
+        ax.contour(X, Y, band, levels=[0.5], colors="white", linewidths=0.8, linestyles="dashed")
+    logx = xs[0] > 0 and xs[-1] / xs[0] >= 10
+    logy = ys[0] > 0 and ys[-1] / ys[0] >= 10
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(_label(x))
+    ax.set_ylabel(_label(y))
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    handles = [Line2D([], [], color="white", lw=2.0, label=f"budget met: {b.text}"),
+               Patch(facecolor="none", edgecolor="grey", hatch="///",
+                     label="budget within the 95 % interval")]
+    leg = ax.legend(handles=handles, fontsize=8, loc="upper left", facecolor="#444", labelcolor="white")
+    leg.get_frame().set_alpha(0.8)
+    bits = [title] if title else []
+    if where:
+        bits.append(", ".join(f"{k} = {_fmt_value(v)}" for k, v in where.items()))
+    if not cs.allsegs or not any(len(s) for s in cs.allsegs[0]):
+        side = "within" if (Z <= r_star).all() else "over"
+        bits.append(f"every point is {side} the budget: no boundary on this grid")
+    if bits:
+        ax.set_title("; ".join(bits), fontsize=9)
+    fig.tight_layout()
+    from ..files import atomic_file, check_output_file
+    check_output_file(out, "--out")
+    try:
+        with atomic_file(out, "--out") as tmp:
             fig.savefig(tmp, format=out.suffix.lower()[1:])
     finally:
         plt.close(fig)

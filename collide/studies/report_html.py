@@ -96,14 +96,18 @@ def headline(data: dict) -> dict:
         "collision-probability-high": (v["collision_probability_ci"][1], fmt_num(v["collision_probability_ci"][1])),
         "median-first-reset": (fr["median_s"], fmt_duration(fr["median_s"])),
         "p95-first-reset": (fr["p95_s"], fmt_duration(fr["p95_s"])),
-        "p-reset-hour": (v["p_reset_hour"]["value"], fmt_pct(v["p_reset_hour"]["value"])),
-        "p-reset-day": (v["p_reset_day"]["value"], fmt_pct(v["p_reset_day"]["value"])),
+        "budget": (v["max_resets_per_hour"], fmt_num(v["max_resets_per_hour"])),
         "p-reset-window": (v["p_reset_window"]["value"], fmt_pct(v["p_reset_window"]["value"])),
         "peak-live-per-destination": (data["ports"]["peak_live_per_destination"],
                                       fmt_num(data["ports"]["peak_live_per_destination"])),
         "allocation-failures": (data["ports"]["allocation_failures"],
                                 fmt_num(data["ports"]["allocation_failures"])),
     }
+    for i, row in enumerate(v.get("p_reset", ())):
+        items[f"p-reset-{i}"] = (row["value"], fmt_pct(row["value"]))
+    rec = (data.get("solve") or {}).get("recommendation")
+    if rec:
+        items["recommendation-text"] = (rec.get("key"), rec["text"])
     ps = v.get("p_reset_schedule")
     if ps:
         items["p-reset-schedule"] = (ps["value"], fmt_pct(ps["value"]))
@@ -130,7 +134,8 @@ def _plt():
     return plt
 
 
-def _fig_sensitivity(plt, sec: dict, xlabel: str, unit: str):
+def _fig_sensitivity(plt, sec: dict, xlabel: str, unit: str, budget: float | None = None,
+                     budget_text: str = ""):
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     pts = sec["points"]
     xs = [p["x"] for p in pts]
@@ -155,10 +160,10 @@ def _fig_sensitivity(plt, sec: dict, xlabel: str, unit: str):
         ax.set_yscale("log")
     ax.set_xlabel(f"{xlabel} ({unit})")
     ax.set_ylabel("collisions per hour")
-    for y, label in ((1 / 24, "1 per day"), (1.0, "1 per hour")):
-        ax.axhline(y, color="grey", lw=0.8, ls=":")
-        ax.annotate(label, (0.01, y), xycoords=("axes fraction", "data"), fontsize=7, color="grey",
-                    va="bottom")
+    if budget:
+        ax.axhline(budget, color="#c62828", lw=0.9, ls=":")
+        ax.annotate(f"budget: {budget_text}", (0.01, budget), xycoords=("axes fraction", "data"),
+                    fontsize=7, color="#c62828", va="bottom")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
@@ -316,6 +321,8 @@ def make_figures(data: dict) -> dict:
     """name -> matplotlib Figure."""
     plt = _plt()
     today = data["verdict"]["collisions_per_hour"]
+    b = data["verdict"].get("budget")
+    budget = (data["verdict"]["max_resets_per_hour"], b["text"]) if b else (None, "")
     figs = {
         "topology": _fig_topology(plt, data["scenario_summary"]),
         "mitigations": _fig_bars(plt, data["mitigations"], [m["name"] for m in data["mitigations"]],
@@ -323,9 +330,9 @@ def make_figures(data: dict) -> dict:
         "allocators": _fig_bars(plt, data["allocators"], [a["allocator"] for a in data["allocators"]],
                                 "Today's scenario under each NAT port allocator", today),
         "sensitivity_rate": _fig_sensitivity(plt, data["sensitivity"]["traffic.rate"],
-                                             "new connections per second", "conn/s"),
+                                             "new connections per second", "conn/s", *budget),
         "sensitivity_lifetime": _fig_sensitivity(plt, data["sensitivity"]["traffic.duration.mean"],
-                                                 "mean connection lifetime", "s"),
+                                                 "mean connection lifetime", "s", *budget),
         "survival": _fig_survival(plt, data["first_reset"]),
         "ports": _fig_ports(plt, data["ports"], data["ports"]["mean_live_per_destination"]),
     }
@@ -336,7 +343,7 @@ def make_figures(data: dict) -> dict:
 
 # -- page ----------------------------------------------------------------------------------------------
 CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:60rem;margin:1.5rem auto;
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:72rem;margin:1rem auto;
 padding:0 1rem;color:#212121;line-height:1.45}
 h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.15rem;border-bottom:1px solid #ddd;margin-top:2rem}
 table{border-collapse:collapse;font-size:.88rem;margin:.5rem 0} td,th{border:1px solid #ddd;padding:.25rem .5rem;
@@ -349,6 +356,11 @@ text-transform:uppercase;letter-spacing:.05em}
 img{max-width:100%;height:auto;border:1px solid #eee}
 code,pre{background:#f5f5f5;padding:.1rem .3rem;border-radius:.2rem;font-size:.85rem}
 pre{padding:.6rem;overflow-x:auto;white-space:pre-wrap}
+.first .row{display:flex;gap:.8rem;margin:.6rem 0} .first .box{flex:1;border:1px solid #ddd;
+border-radius:.4rem;padding:.5rem .8rem} .first .big{font-size:1.35rem;font-weight:bold}
+.first .rec{font-size:1.1rem;font-weight:bold;margin:.2rem 0} .first ol{margin:.3rem 0;padding-left:1.3rem}
+.first table{width:100%;margin:.3rem 0} .first td,.first th{padding:.15rem .4rem}
+.unreachable{color:#777}
 """
 
 
@@ -381,16 +393,16 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
     P.append(f"<h1>{e(data['title'])}</h1><p class='small'>TCP 4-tuple collisions between NAT'd "
              f"clients and a cross-zone L4 load balancer. collide {e(comp['version'])}, seed "
              f"{comp['seed']}, backend {e(comp['backend'])}.</p>")
+    P.append(_first_screen(data, page, colour))
     # 1. verdict
     P.append("<h2 id='s-verdict'>1. Verdict</h2>")
-    P.append(f"<p>Risk: <span class='verdict' style='background:{colour}'>{_span(page, 'verdict')}"
-             f"</span> &nbsp; <span class='small'>Thresholds: {e(v['thresholds']['text'])}. "
-             f"At the top of the 95 % interval the level is <b>{e(v['level_at_ci_high'])}</b>.</span></p>")
+    P.append(f"<p class='small'>{e(v['thresholds']['text'])}. At the top of the 95 % interval the "
+             f"level is <b>{e(v['level_at_ci_high'])}</b>.</p>")
     P.append("<div class='cards'>")
     P.append(f"<div class='card'><div class='small'>collisions (resets) per hour</div><div class='big'>"
-             f"{_span(page, 'collisions-per-hour')}</div><div class='small'>95 %: "
-             f"{_span(page, 'collisions-per-hour-low')} – {_span(page, 'collisions-per-hour-high')}; "
-             f"closed form {_span(page, 'closed-form-collisions-per-hour')}</div></div>")
+             f"{fmt_num(v['collisions_per_hour'])}</div><div class='small'>95 %: "
+             f"{_ci(v['collisions_per_hour_ci'])}; closed form "
+             f"{fmt_num(v['closed_form_collisions_per_hour'])}</div></div>")
     P.append(f"<div class='card'><div class='small'>per day</div><div class='big'>"
              f"{_span(page, 'collisions-per-day')}</div><div class='small'>95 %: "
              f"{_ci(v['collisions_per_day_ci'])}; closed form {fmt_num(v['closed_form_collisions_per_day'])}"
@@ -411,10 +423,11 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
     P.append("</div>")
     P.append("<table><tr><th>P(at least one reset)</th><th>estimate</th><th>95 % interval</th>"
              "<th>closed form</th></tr>")
-    for key, label in (("p_reset_hour", "in an hour"), ("p_reset_day", "in a day"),
-                       ("p_reset_window", f"in the load-test window ({fmt_duration(v['window_s'])})")):
-        row = v[key]
-        P.append(f"<tr><td>{e(label)}</td><td class='num'>{_span(page, key.replace('_', '-'))}</td>"
+    rows_p = [(row, row["label"], f"p-reset-{i}") for i, row in enumerate(v.get("p_reset", ()))]
+    rows_p.append((v["p_reset_window"], f"within your window ({fmt_duration(v['window_s'])})",
+                   "p-reset-window"))
+    for row, label, ident in rows_p:
+        P.append(f"<tr><td>{e(label)}</td><td class='num'>{_span(page, ident)}</td>"
                  f"<td class='num'>{_ci(row['ci'], fmt_pct)}</td><td class='num'>{fmt_pct(row['closed_form'])}"
                  f"</td></tr>")
     ps = v.get("p_reset_schedule")
@@ -475,19 +488,6 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
              f"{e(v['method'])} (docs/model.md §3). {cf_text}. Time to first reset from "
              f"{fr['replicates']} replicates ({e(str(fr['start']))} start, {fr['censored']} censored at "
              f"{fmt_duration(fr['horizon_s'])}); 95 % intervals by bootstrap.</p>")
-    P.append("<h3>Headroom</h3><table><tr><th>quantity</th><th>today</th><th>risk reaches</th><th>at</th>"
-             "<th>how</th><th>simulated there (95 %)</th></tr>")
-    for h in data["headroom"]:
-        conf = h["confirm"]
-        ctext = (f"{fmt_num(conf['collisions_per_hour'])} per hour ({_ci(conf['collisions_per_hour_ci'])})"
-                 + (" ✓ confirmed" if h["confirmed"] else
-                    " ? inconclusive: too few collisions counted to check" if h["confirmed"] is None
-                    else " ✗ not confirmed: the estimate is rough here")
-                 if conf else "–")
-        P.append(f"<tr><td>{e(h['quantity'])}</td><td class='num'>{fmt_duration(h['today']) if h['unit'] == 's' else fmt_num(h['today']) + ' ' + e(h['unit'])}</td>"
-                 f"<td>{e(h['risk'])}</td><td class='num'>{fmt_duration(h['value']) if h['unit'] == 's' else fmt_num(h['value']) + ' ' + e(h['unit'])}</td>"
-                 f"<td class='small'>{e(h['method'] or '')}</td><td class='num'>{ctext}</td></tr>")
-    P.append("</table>")
     # 2. scenario
     life = sc["lifetime"]
     if life["dist"] == "empirical":
@@ -587,8 +587,11 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
              f"Allocation failures: {_span(page, 'allocation-failures')} "
              f"({fmt_pct(pt['allocation_failure_fraction'])} of connections). With client IP preservation "
              f"off, each node may hold at most {pt['node_limit_per_target']:,} live connections per target.</p>")
-    if data.get("observed"):      # collide report --capture (issue 17)
-        from ..scan.report import observed_html
+    if data.get("observed"):      # collide report --capture (issue 17), --intake (issue 26)
+        if data["observed"].get("kind") == "intake":
+            from ..intake.report import observed_html
+        else:
+            from ..scan.report import observed_html
         P.append(observed_html(data["observed"]))
     # 6. how computed
     P.append("<h2 id='s-how'>6. How it was computed</h2><ul>")
@@ -600,6 +603,100 @@ def render_html(data: dict, page: dict, pngs: dict) -> str:
              f"{fmt_num(comp['elapsed_s'])} s. Reproduce this page:</p><pre id='command'>{e(comp['command'])}</pre>")
     P.append("</body></html>")
     return "\n".join(P)
+
+
+def _value(x, unit: str) -> str:
+    if x is None:
+        return "–"
+    if unit == "s":
+        return fmt_duration(x)
+    if isinstance(x, float) and x.is_integer() and unit != "conn/s":
+        x = int(x)
+    if x == 1 and unit.endswith("s") and unit != "conn/s":
+        unit = unit[:-1]
+    return f"{fmt_num(x)} {unit}".strip()
+
+
+def _first_screen(data: dict, page: dict, colour: str) -> str:
+    """What a reader must see without scrolling (1400×900): the risk against the budget, the
+    recommended change and two alternatives with effect and cost, today's headroom on the levers."""
+    e = html.escape
+    v = data["verdict"]
+    b = v["budget"]
+    sv = data.get("solve") or {}
+    counts = b.get("counts", "resets")
+    P = ["<section id='first-screen' class='first'><div class='row'>"]
+    factor = v.get("headroom_factor")
+    if factor is None:
+        margin = "no collision is possible today"
+    elif factor < 1:
+        margin = f"today is {fmt_num(1 / factor)}× the budget"
+    else:
+        margin = f"headroom: {fmt_num(factor)}× today's risk"
+    pw = v["p_reset_window"]
+    P.append(f"<div class='box' id='verdict-box'><div class='small'>Risk against your budget</div>"
+             f"<div><span class='verdict' style='background:{colour}'>{_span(page, 'verdict')}"
+             f"</span> <b>{e(v['level_words'])}</b></div>"
+             f"<div class='big'>{_span(page, 'collisions-per-hour')} {e(counts)} per hour</div>"
+             f"<div class='small'>95 %: {_span(page, 'collisions-per-hour-low')} – "
+             f"{_span(page, 'collisions-per-hour-high')}; closed form "
+             f"{_span(page, 'closed-form-collisions-per-hour')}</div>"
+             f"<div id='budget-line'>Budget: {e(b['text'])} = at most {_span(page, 'budget')} per "
+             f"hour; {e(margin)}.</div>"
+             f"<div class='small'>P(at least one reset within {fmt_duration(v['window_s'])}): "
+             f"{fmt_pct(pw['value'])} (95 % {_ci(pw['ci'], fmt_pct)}).</div></div>")
+    rec = sv.get("recommendation") or {}
+    P.append("<div class='box' id='recommendation'><div class='small'>Recommended change"
+             + (f" ({e(rec['reason'])})" if rec.get("reason") else "") + "</div>"
+             f"<div class='rec'>{_span(page, 'recommendation-text') if 'recommendation-text' in page else e(rec.get('text', '–'))}</div>"
+             + _effect_cost(rec, counts))
+    alts = sv.get("alternatives") or []
+    if alts:
+        P.append("<div class='small'>Next alternatives:</div><ol>")
+        for i, alt in enumerate(alts[:2]):
+            P.append(f"<li id='alternative-{i}'><b>{e(alt['text'])}</b>{_effect_cost(alt, counts)}</li>")
+        P.append("</ol>")
+    P.append("</div></div>")
+    P.append("<table id='headroom-table'><tr><th>lever (today's headroom)</th><th>today</th>"
+             "<th>meets the budget at</th><th>95 %</th><th>how</th><th>simulated there</th></tr>")
+    for h in data["headroom"]:
+        unit = h["unit"]
+        if h["reachable"] and h["value"] is not None:
+            way = "≤ " if h["safe_direction"] == "down" else "≥ "
+            iv = h.get("interval")
+            ivt = _ci(iv, (lambda x: _value(x, unit))) if iv else "–"
+            if iv and _value(iv[0], unit) == _value(iv[1], unit):
+                ivt = "exact (closed form)" if h["method"].startswith("closed") else _value(iv[0], unit)
+            c = h.get("confirmed")
+            ctext = (f"{fmt_num(c['resets_per_hour'])} ({_ci(c['interval'])}): {e(c['verdict'])}"
+                     if c else "–")
+            how = "closed form" if h["method"].startswith("closed form") else "simulation"
+            extra = f"; {e(h['deployment'])}" if h.get("deployment") else ""
+            P.append(f"<tr><td>{e(h['quantity'])}</td><td class='num'>{_value(h['today'], unit)}</td>"
+                     f"<td class='num'><b>{way}{_value(h['value'], unit)}</b></td>"
+                     f"<td class='num'>{ivt}</td><td class='small'>{how}{extra}</td>"
+                     f"<td class='small'>{ctext}</td></tr>")
+        else:
+            P.append(f"<tr class='unreachable'><td>{e(h['quantity'])}</td>"
+                     f"<td class='num'>{_value(h['today'], unit)}</td><td>not reachable</td>"
+                     f"<td colspan='3' class='small'>{e(h.get('note') or '')}</td></tr>")
+    P.append("</table>")
+    notes = sv.get("notes") or []
+    if notes:
+        P.append("<p class='small'>" + e("; ".join(notes)) + ".</p>")
+    P.append("</section>")
+    return "".join(P)
+
+
+def _effect_cost(item: dict, counts: str) -> str:
+    e = html.escape
+    if not item or item.get("effect") is None and not item.get("cost"):
+        return ""
+    eff = item.get("effect")
+    iv = item.get("effect_interval")
+    eff_t = (f"{fmt_num(eff)} {counts} per hour" + (f" (95 % {_ci(iv)})" if iv else "")
+             if eff is not None else "–")
+    return (f"<div class='small'>Effect: {eff_t}. Cost: {e(str(item.get('cost') or '–'))}.</div>")
 
 
 def _change(x) -> str:
@@ -618,8 +715,13 @@ def _head_at(lines: list) -> int:
 def render_md(data: dict, page: dict) -> str:
     v = data["verdict"]
     cf = v["closed_form_collisions_per_hour"]
+    rec = (data.get("solve") or {}).get("recommendation") or {}
+    alts = (data.get("solve") or {}).get("alternatives") or []
     lines = [f"# {data['title']}", "",
-             f"**Risk: {v['level'].upper()}** ({v['thresholds']['text']}).", "",
+             f"**Risk: {v['level'].upper()} ({v['level_words']})**: {v['thresholds']['text']}.", "",
+             f"- Recommended change: **{rec.get('text', '–')}**"
+             + (f" (cost: {rec['cost']})" if rec.get("cost") else ""),
+             *[f"- Or: {a['text']} (cost: {a.get('cost') or '–'})" for a in alts[:2]],
              f"- Collisions (resets) per hour: **{page['collisions-per-hour']['text']}** "
              f"(95 % {_ci(v['collisions_per_hour_ci'])}; closed form {fmt_num(cf)}); per day "
              f"{page['collisions-per-day']['text']}",
@@ -627,8 +729,9 @@ def render_md(data: dict, page: dict) -> str:
              f"{_ci(v['collision_probability_ci'])})",
              f"- Time to first reset: median {page['median-first-reset']['text']}, 95th percentile "
              f"{page['p95-first-reset']['text']}",
-             f"- P(≥ 1 reset): hour {page['p-reset-hour']['text']}, day {page['p-reset-day']['text']}, "
-             f"window of {fmt_duration(v['window_s'])} {page['p-reset-window']['text']}",
+             "- P(≥ 1 reset): " + ", ".join(f"{row['label']} {fmt_pct(row['value'])}"
+                                            for row in v.get("p_reset", ()))
+             + f", within {fmt_duration(v['window_s'])} {page['p-reset-window']['text']}",
              "", "| change | collisions / hour | 95 % | closed form | vs today | cost |",
              "|---|---:|---:|---:|---:|---|"]
     for m in data["mitigations"]:
@@ -647,8 +750,11 @@ def render_md(data: dict, page: dict) -> str:
         lines[_head_at(lines):_head_at(lines)] = [f"- Delayed connects: {page['delayed-connects-per-hour']['text']} per hour; "
                         f"connect delay p50 {page['connect-delay-p50']['text']}, p99 "
                         f"{page['connect-delay-p99']['text']}"]
-    if data.get("observed"):      # collide report --capture (issue 17)
-        from ..scan.report import observed_md
+    if data.get("observed"):      # collide report --capture (issue 17), --intake (issue 26)
+        if data["observed"].get("kind") == "intake":
+            from ..intake.report import observed_md
+        else:
+            from ..scan.report import observed_md
         lines += observed_md(data["observed"])
     lines += ["", f"Reproduce: `{data['computed']['command']}`", ""]
     return "\n".join(lines)
@@ -667,33 +773,46 @@ def _jsonable(x):
 
 
 def write_report(data: dict, out_dir, scenario_toml: str | None = None,
-                 extra_files: dict | None = None) -> Path:
-    """Write the page, the summaries and the figures into out_dir (created; files replaced), with
-    `extra_files` ({name: bytes}) beside them."""
+                 extra_files: dict | None = None, place=None) -> Path:
+    """Write the page, the summaries and the figures into out_dir, with `extra_files` ({name:
+    bytes}) beside them. `place`: the command's `collide.files.OutputDir`, checked and locked
+    before the work; without one the folder is made or its report files replaced (the API)."""
     out = Path(out_dir)
     data = _jsonable(data)
     page = headline(data)
     data["page"] = page
     figs = make_figures(data)
     plt = _plt()
-    from ..files import staging_dir
-    # written in a folder beside OUT, then moved in: a failure or a kill leaves no half page
-    # (and the next run clears a folder a kill left)
-    with staging_dir(out, "--out") as tmp:
-        (tmp / "figures").mkdir()
-        pngs = {}
-        for name, fig in figs.items():
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=100)
-            pngs[name] = buf.getvalue()
-            (tmp / "figures" / f"{name}.png").write_bytes(pngs[name])
-            fig.savefig(tmp / "figures" / f"{name}.svg", format="svg")
+    from ..files import OutputDir
+    own = place is None
+    if own:
+        place = OutputDir(out, "--out", overwrite=True, writer="collide report")
+    ok = False
+    try:
+        # written in a staging folder inside OUT, then each file renamed into place: a failure or
+        # a kill leaves no half page, only the report's own files are replaced, and a mount point
+        # is never crossed (the next run clears a staging folder a kill left)
+        with place.writing() as tmp:
+            (tmp / "figures").mkdir()
+            pngs = {}
+            for name, fig in figs.items():
+                buf = io.BytesIO()
+                fig.savefig(buf, format="png", dpi=100)
+                pngs[name] = buf.getvalue()
+                (tmp / "figures" / f"{name}.png").write_bytes(pngs[name])
+                fig.savefig(tmp / "figures" / f"{name}.svg", format="svg")
+                plt.close(fig)
+            (tmp / "index.html").write_text(render_html(data, page, pngs), encoding="utf-8")
+            (tmp / "summary.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+            (tmp / "summary.md").write_text(render_md(data, page), encoding="utf-8")
+            if scenario_toml is not None:
+                (tmp / "scenario.toml").write_text(scenario_toml, encoding="utf-8")
+            for name, blob in (extra_files or {}).items():
+                (tmp / name).write_bytes(blob)
+        ok = True
+    finally:
+        for fig in figs.values():
             plt.close(fig)
-        (tmp / "index.html").write_text(render_html(data, page, pngs), encoding="utf-8")
-        (tmp / "summary.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
-        (tmp / "summary.md").write_text(render_md(data, page), encoding="utf-8")
-        if scenario_toml is not None:
-            (tmp / "scenario.toml").write_text(scenario_toml, encoding="utf-8")
-        for name, blob in (extra_files or {}).items():
-            (tmp / name).write_bytes(blob)
-    return out
+        if own:
+            place.close(ok=ok)
+    return place.path if own else out

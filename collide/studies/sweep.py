@@ -38,9 +38,10 @@ the model allows no collision at all (cross-zone off, one node, ...) stop at onc
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
-import dataclasses
+import os
 import math
 import time
 import tomllib
@@ -61,7 +62,8 @@ METRIC_COLUMNS = (
     "connections", "established", "allocation_failures", "failed_connects", "collisions",
     "reset_victims", "time_wait_hits", "pairs", "collision_probability",
     "collision_probability_ci_low", "collision_probability_ci_high", "collisions_per_hour",
-    "expected_collisions", "expected_collisions_se", "estimate", "first_collision_s",
+    "expected_collisions", "expected_collisions_se", "expected_collisions_per_hour",
+    "expected_collisions_per_hour_se", "estimate", "first_collision_s",
     "peak_live_per_destination", "analytic_collision_probability", "analytic_collisions_per_hour",
     "analytic_form", "delayed_connects", "pending_connects", "connect_delay_p50_s",
     "connect_delay_p99_s",
@@ -92,50 +94,173 @@ class _PointInterrupted(RuntimeError):
 
 
 # -- axes ---------------------------------------------------------------------------------------------
+#: An axis longer than this is refused (exit 2) from its parameters, before any value is made; a
+#: grid of more points than MAX_POINTS too (the size check refuses far smaller ones by their cost).
+MAX_AXIS_VALUES = 10_000_000
+MAX_POINTS = 10 ** 12
+#: Helpers of more values than this are made one value at a time, when their points run.
+LAZY_FROM = 100_000
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars and arrays as the Python numbers and lists they hold (the API takes both)."""
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
 def _helper_numbers(name: str, where: str, args: Any, counts: tuple[int, ...]) -> list:
+    args = _plain(args)
     if not isinstance(args, list) or len(args) not in counts or not all(
             isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
         want = " or ".join(str(c) for c in counts)
         raise SweepError(f"{where}: {{ {name} = {_show(args)} }}: must be a list of {want} numbers")
+    if not all(math.isfinite(a) for a in args):
+        raise SweepError(f"{where}: {{ {name} = {_show(args)} }}: must be finite numbers "
+                         "(no inf, no nan)")
     return args
 
 
-def expand_axis(where: str, spec: Any) -> list:
-    """An axis's values: a list as is, or ``{linspace = [a, b, n]}``, ``{logspace = [a, b, n]}``
-    (10**a .. 10**b, n values, as numpy), ``{range = [a, b]}`` / ``{range = [a, b, step]}`` (b excluded,
-    as Python's range; integers stay integers)."""
-    if isinstance(spec, (list, tuple)):
-        values = list(spec)
-    elif isinstance(spec, Mapping):
-        if len(spec) != 1 or next(iter(spec)) not in ("linspace", "logspace", "range"):
-            raise SweepError(f"{where} = {_show(spec)}: must be a list, or one of "
-                             "{ linspace = [a, b, n] }, { logspace = [a, b, n] }, { range = [a, b, step] }")
+class _Lazy(Sequence):
+    """A sequence whose items are made when asked for: `_item(i)` for 0 <= i < n."""
+    n = 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self._item(i)
+
+    def _item(self, i):
+        raise NotImplementedError
+
+
+class _Helper(_Lazy):
+    """The values of a `linspace`, `logspace` or float `range` helper, made one at a time (an
+    axis of 10^9 values costs nothing until its points run). Value i is what numpy's linspace and
+    logspace give (i * step + start, the last one exactly `stop`), so rows are the same as with
+    the values made at once."""
+
+    def __init__(self, name: str, a: float, b: float, n: int, step: float | None = None):
+        self.name, self.a, self.b, self.n = name, a, b, n
+        if step is not None:
+            self.step = step
+        else:
+            self.step = (b - a) / (n - 1) if n > 1 else 0.0
+
+    def _item(self, i):
+        if self.name == "range":
+            return self.a + i * self.step
+        if self.n > 1 and i == self.n - 1:
+            x = float(self.b)
+        elif self.step == 0 and self.n > 1:
+            x = float(i) / (self.n - 1) * (self.b - self.a) + self.a
+        else:
+            x = float(i) * self.step + self.a
+        if self.name != "logspace":
+            return float(x)
+        try:
+            return float(10.0 ** x)
+        except OverflowError:
+            return math.inf
+
+    def __eq__(self, other):
+        return isinstance(other, Sequence) and len(other) == len(self) and all(
+            x == y for x, y in zip(self, other))
+
+
+def axis_length(where: str, spec: Any) -> int:
+    """How many values an axis has, from its parameters alone (nothing is expanded)."""
+    spec = _plain(spec)
+    if isinstance(spec, list):
+        return len(spec)
+    if isinstance(spec, Mapping) and len(spec) == 1 and next(iter(spec)) in ("linspace", "logspace",
+                                                                            "range"):
         name, args = next(iter(spec.items()))
         if name in ("linspace", "logspace"):
-            a, b, n = _helper_numbers(name, where, args, (3,))
+            n = _helper_numbers(name, where, args, (3,))[2]
             if isinstance(n, float) and n.is_integer():
                 n = int(n)
             if not isinstance(n, int) or n < 1:
-                raise SweepError(f"{where}: {{ {name} = {_show(args)} }}: the count must be an integer >= 1")
-            fn = np.linspace if name == "linspace" else np.logspace
-            values = [float(v) for v in fn(a, b, n)]
+                raise SweepError(f"{where}: {{ {name} = {_show(args)} }}: the count must be an "
+                                 "integer >= 1")
+            return n
+        args = _helper_numbers(name, where, args, (2, 3))
+        a, b = args[0], args[1]
+        step = args[2] if len(args) == 3 else 1
+        if step == 0:
+            raise SweepError(f"{where}: {{ range = {_show(args)} }}: the step must not be 0")
+        if all(isinstance(x, int) for x in (a, b, step)):
+            return len(range(a, b, step))
+        n = (b - a) / step - 1e-9
+        if not math.isfinite(n):
+            raise SweepError(f"{where}: {{ range = {_show(args)} }}: more values than can be "
+                             "counted")
+        return max(0, math.ceil(n))
+    return -1                        # not an axis: expand_axis names what is wrong
+
+
+def expand_axis(where: str, spec: Any) -> Sequence:
+    """An axis's values: a list as is, or ``{linspace = [a, b, n]}``, ``{logspace = [a, b, n]}``
+    (10**a .. 10**b, n values, as numpy), ``{range = [a, b]}`` / ``{range = [a, b, step]}`` (b excluded,
+    as Python's range; integers stay integers). Helpers are counted from their parameters and
+    made lazily; an axis of more than MAX_AXIS_VALUES values is refused before anything is made."""
+    spec = _plain(spec)
+    n = axis_length(where, spec)
+    if n > MAX_AXIS_VALUES:
+        raise SweepError(f"{where} = {_show(spec)}: {n:.3g} values; at most "
+                         f"{MAX_AXIS_VALUES:,} per axis (a sweep of that many points would not "
+                         "finish)")
+    if isinstance(spec, list):
+        values: Sequence = spec
+    elif isinstance(spec, Mapping) and n >= 0:
+        name, args = next(iter(spec.items()))
+        if name in ("linspace", "logspace"):
+            a, b = float(args[0]), float(args[1])
+            values = _Helper(name, a, b, n)
         else:
-            args = _helper_numbers(name, where, args, (2, 3))
             a, b = args[0], args[1]
             step = args[2] if len(args) == 3 else 1
-            if step == 0:
-                raise SweepError(f"{where}: {{ range = {_show(args)} }}: the step must not be 0")
             if all(isinstance(x, int) for x in (a, b, step)):
-                values = list(range(a, b, step))
+                values = range(a, b, step)
             else:
-                n = max(0, math.ceil((b - a) / step - 1e-9))
-                values = [a + i * step for i in range(n)]
+                values = _Helper("range", a, b, n, step)
+    elif isinstance(spec, Mapping):
+        raise SweepError(f"{where} = {_show(spec)}: must be a list, or one of "
+                         "{ linspace = [a, b, n] }, { logspace = [a, b, n] }, { range = [a, b, step] }")
     else:
         raise SweepError(f"{where} = {_show(spec)}: must be a list of values or a "
                          "{ linspace | logspace | range = [...] } helper")
-    if not values:
+    if not len(values):
         raise SweepError(f"{where}: empty axis (give at least one value)")
+    if isinstance(values, _Helper) and len(values) <= LAZY_FROM and values.name != "range":
+        fn = np.linspace if values.name == "linspace" else np.logspace     # as made before
+        return [float(v) for v in fn(values.a, values.b, values.n)]
+    if not isinstance(values, list) and len(values) <= LAZY_FROM:
+        return list(values)
     return values
+
+
+class _Factor(_Lazy):
+    """One factor of the grid: {key: value} for each value of an axis (or of the zip group's
+    keys together), made when asked for."""
+
+    def __init__(self, columns: dict, keys: list):
+        self.columns, self.keys = columns, keys
+        self.n = len(columns[keys[0]])
+
+    def _item(self, i):
+        return {k: self.columns[k][i] for k in self.keys}
 
 
 def _show(v: Any) -> str:
@@ -175,7 +300,7 @@ def _key(v: Any):
     return ("json", _show(v))
 
 
-class _Points(Sequence):
+class _Points(_Lazy):
     """The points of a product of factors (the last varies fastest, as itertools.product), by
     index, without holding them."""
 
@@ -185,16 +310,7 @@ class _Points(Sequence):
         self.n = math.prod(self.sizes)
         self._lookup = None
 
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.n))]
-        if i < 0:
-            i += self.n
-        if not 0 <= i < self.n:
-            raise IndexError(i)
+    def _item(self, i):
         parts = []
         for factor, size in zip(reversed(self.grid), reversed(self.sizes)):
             i, r = divmod(i, size)
@@ -254,6 +370,8 @@ class SweepSpec:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     backend: str = "cython"
     estimate: str | None = None                      # None: the engine's default
+    axis_specs: dict = field(default_factory=dict)   # the axes as given (lists or helpers)
+    zip_specs: dict = field(default_factory=dict)
     points: list = field(default_factory=list)       # list of {dotted key: value}
     scenarios: list = field(default_factory=list)    # Scenario per point
 
@@ -274,6 +392,8 @@ def build_spec(base, axes: Mapping, overrides: Mapping | None = None, zip: Mappi
         base_s = Scenario.load(base)
     except ScenarioError as exc:
         raise SweepError(f"base: {exc}") from None
+    replicates, seed, rel_error, max_connections = (_plain(x) for x in (replicates, seed, rel_error,
+                                                                         max_connections))
     if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
         raise SweepError(f"replicates = {_show(replicates)}: must be an integer >= 1")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -294,9 +414,15 @@ def build_spec(base, axes: Mapping, overrides: Mapping | None = None, zip: Mappi
     if estimate is not None and estimate not in ESTIMATES:
         raise SweepError(f"estimate = {_show(estimate)}: must be one of {', '.join(ESTIMATES)}")
 
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise SweepError(f"overrides = {_show(_plain(overrides))}: must be a table of key = value, "
+                         "e.g. {\"traffic.horizon\": 60}")
     fixed = {}
     for key, value in (overrides or {}).items():
-        fixed[_check_key(f"overrides.{key}", key, base_s)] = value
+        if not isinstance(key, str):
+            raise SweepError(f"overrides: key {_show(_plain(key))}: must be a dotted scenario key "
+                             "such as \"traffic.horizon\"")
+        fixed[_check_key(f"overrides.{key}", key, base_s)] = _plain(value)
     if fixed:
         try:
             base_s = base_s.replace(fixed)
@@ -305,15 +431,21 @@ def build_spec(base, axes: Mapping, overrides: Mapping | None = None, zip: Mappi
 
     if not isinstance(axes, Mapping):
         raise SweepError(f"axes = {_show(axes)}: must be a table of key = values")
-    grid: list[list[dict]] = []
+    grid: list = []
     columns: dict = {}
+    axis_specs: dict = {}
+    zip_specs: dict = {}
     for key, spec in axes.items():
+        if not isinstance(key, str):
+            raise SweepError(f"axes: key {_show(_plain(key))}: must be a dotted scenario key such "
+                             "as \"traffic.rate\"")
         dotted = _check_key(f"axes.{key}", key, base_s)
         if dotted in columns:
             raise SweepError(f"axes.{key}: the key {dotted} is given twice")
         values = expand_axis(f"axes.{key}", spec)
+        axis_specs[dotted] = _plain(spec)
         columns[dotted] = values
-        grid.append([{dotted: v} for v in values])
+        grid.append(_Factor(columns, [dotted]))
     zip_keys: list[str] = []
     if zip:
         if not isinstance(zip, Mapping):
@@ -324,23 +456,32 @@ def build_spec(base, axes: Mapping, overrides: Mapping | None = None, zip: Mappi
             if dotted in columns:
                 raise SweepError(f"zip.{key}: the key {dotted} is also an axis")
             columns[dotted] = expand_axis(f"zip.{key}", spec)
+            zip_specs[dotted] = _plain(spec)
             lengths[dotted] = len(columns[dotted])
             zip_keys.append(dotted)
         if len(set(lengths.values())) > 1:
             raise SweepError("zip: the keys must have lists of one length; got "
                              + ", ".join(f"{k} {n}" for k, n in lengths.items()))
-        n = next(iter(lengths.values()))
-        grid.append([{k: columns[k][i] for k in zip_keys} for i in range(n)])
+        grid.append(_Factor(columns, list(zip_keys)))
     if not columns:
         raise SweepError("axes: no axis given (add at least one key = [values] under [axes])")
 
+    total = math.prod(len(f) for f in grid)
+    if total > MAX_POINTS:
+        raise SweepError(f"axes: {total:.3g} points (the product of the axes' lengths); at most "
+                         f"{MAX_POINTS:.0e}")
     points = _Points(grid)
     scenarios: Sequence = _Scenarios(base_s, points)
     if len(points) <= FULL_CHECK:
         scenarios = [scenarios[i] for i in range(len(points))]     # every point, up front
     else:
         for factor in grid:             # each value on the base; combinations as they run
-            for part in factor:
+            if len(factor) > FULL_CHECK:    # a long helper: its ends and a sample of its values
+                step = max(1, len(factor) // 1000)
+                sample = [factor[j] for j in range(0, len(factor), step)] + [factor[-1]]
+            else:
+                sample = factor
+            for part in sample:
                 try:
                     base_s.replace(part)
                 except ScenarioError as exc:
@@ -349,7 +490,7 @@ def build_spec(base, axes: Mapping, overrides: Mapping | None = None, zip: Mappi
     return SweepSpec(base=base_s, axes=columns, zip_keys=tuple(zip_keys), overrides=fixed,
                      replicates=replicates, seed=seed, rel_error=rel_error,
                      max_connections=max_connections, backend=backend, estimate=estimate,
-                     points=points,
+                     axis_specs=axis_specs, zip_specs=zip_specs, points=points,
                      scenarios=scenarios)
 
 
@@ -366,6 +507,9 @@ def load_sweep(path: str | Path, **overrides) -> SweepSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SweepError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise SweepError(f"SWEEP.toml {path}: nested too deeply (a value inside thousands of "
+                         "brackets)") from None
     return spec_from_dict(data, root=path.parent, **overrides)
 
 
@@ -479,6 +623,11 @@ class _Pooled:
             "collisions_per_hour": coll / (R * horizon) * 3600.0,
             "expected_collisions": None if self.ex_none else float(self.ex),
             "expected_collisions_se": None if self.se_none else float(math.sqrt(self.var)),
+            # the estimate as a rate, the budget's unit (collide solve, plot --max-resets)
+            "expected_collisions_per_hour": None if self.ex_none
+            else float(self.ex) / (R * horizon) * 3600.0,
+            "expected_collisions_per_hour_se": None if self.se_none
+            else float(math.sqrt(self.var)) / (R * horizon) * 3600.0,
             "estimate": self.template.estimate,
             "first_collision_s": self.first,
             "peak_live_per_destination": self.peak,
@@ -681,58 +830,193 @@ def exists(path) -> bool:
     return (path.is_file() and path.stat().st_size > 0) or _sidecar(path).exists()
 
 
+def digest_path(path) -> Path:
+    """The file beside the results that records what defines their rows (`sweep_digest`)."""
+    from ..files import resolved
+    r = resolved(path)
+    return r.with_name(f".{r.name}.sweep.json")
+
+
+def sweep_digest(spec: SweepSpec) -> dict:
+    """Everything that defines a sweep's rows: the resolved base (its lifetimes' content too), the
+    overrides, the axes as given, replicates, seed, estimate, backend, the adaptive precision and
+    the columns. `--resume` goes on only when this is what the results file was written with."""
+    base = spec.base.to_dict()
+    d = spec.base.traffic.duration
+    if d.dist == "empirical":
+        import hashlib
+        base["traffic"]["duration"]["values_sha256"] = hashlib.sha256(
+            np.asarray(d.values, dtype=np.float64).tobytes()).hexdigest()
+    out = {"schema": 1, "base": base, "overrides": spec.overrides, "axes": spec.axis_specs,
+           "zip": spec.zip_specs, "replicates": spec.replicates, "seed": spec.seed,
+           "estimate": spec.estimate, "backend": spec.backend, "rel_error": spec.rel_error,
+           "max_connections": spec.max_connections, "columns": spec.columns}
+    return json.loads(json.dumps(out, default=_plain_json))
+
+
+def _plain_json(v):
+    v = _plain(v)
+    if isinstance(v, (range, Sequence)) and not isinstance(v, str):
+        return list(v)
+    return str(v)
+
+
+def _flat(d: Any, prefix: str = "") -> dict:
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}." if not isinstance(v, dict) or v else prefix + k))
+        return out
+    return {prefix.rstrip("."): d}
+
+
+def _digest_difference(old: dict, new: dict) -> str:
+    """The first thing that differs, in words: `traffic.horizon 5 -> 10`."""
+    a, b = _flat(old), _flat(new)
+    none = object()
+
+    def show(v):
+        return "(none)" if v is none else _show(v)
+    for key in list(b) + [k for k in a if k not in b]:
+        if a.get(key, none) != b.get(key, none):
+            name = key[5:] if key.startswith("base.") else key
+            return f"{name} {show(a.get(key, none))} then, {show(b.get(key, none))} now"
+    return "it differs"
+
+
+def check_resume(spec: SweepSpec, out) -> None:
+    """`--resume` of another sweep is refused before anything is said or run (the results file is
+    not opened for writing): the digest beside it must be this sweep's."""
+    _same_sweep(Path(out), sweep_digest(spec))
+
+
+def _same_sweep(out: Path, new: dict) -> None:
+    if not exists(out):
+        return
+    side = digest_path(out)
+    try:
+        old = json.loads(side.read_text("utf-8"))
+    except FileNotFoundError:
+        raise SweepError(f"--resume: {out} has no record of the sweep that wrote it ({side.name} "
+                         "is missing), so it cannot be checked to be this sweep; use another "
+                         "--out, or --overwrite (nothing was run)") from None
+    except (OSError, ValueError) as exc:
+        raise SweepError(f"--resume: {side}: unreadable ({exc}); use another --out, or "
+                         "--overwrite (nothing was run)") from None
+    if old != new:
+        raise SweepError(f"--resume: {out} was written by another sweep "
+                         f"({_digest_difference(old, new)}); use another --out, or --overwrite "
+                         f"(nothing was run, {out.name} is as it was)")
+
+
 class _Writer:
-    """Appends each finished row at once and flushes (parquet: to a side file, converted at the
-    end). Holds an flock beside the output for its whole life, so a second sweep on the same
-    output is refused (exit 3); an existing output is kept unless `resume` or `overwrite`."""
+    """A sweep's results file, written so that no finished row is ever lost:
+
+    - the lock (an flock on `<resolved folder>/.<name>.lock`) is held from the check to the end;
+    - a new sweep writes its digest (`.<name>.sweep.json`, what defines the rows) and a file
+      holding only the header, each renamed into place; `--resume` checks the digest, the header
+      and every row (the caller) before it opens the file, and then only appends: a refused
+      resume leaves the file byte for byte;
+    - a last line cut by a crash is set aside into `<name>.cut`, not thrown away;
+    - each row is appended and flushed as its point finishes (parquet: into a side file,
+      converted at the end);
+    - a sweep that completes sorts its rows into grid order, into a new file renamed into place.
+    """
 
     def __init__(self, path: Path, columns: list[str], resume: bool, overwrite: bool = False,
-                 lock=None):
+                 lock=None, digest: dict | None = None):
         from ..files import OutputLock
         self.path, self.columns, self.fmt = path, columns, _out_format(path)
         self.existing: list[dict] = []
+        self.order: list[int] = []
+        self.fh = None
+        self.resume, self.overwrite, self.digest = resume, overwrite, digest
+        self.target = _sidecar(path) if self.fmt == "parquet" else path
         self.lock = lock or OutputLock(path, "--out")
         try:
-            self._open(resume, overwrite)
+            self._check()
         except BaseException:
             self.lock.release()
             raise
 
-    def _open(self, resume: bool, overwrite: bool):
+    def _check(self):
         path, columns = self.path, self.columns
-        side = _sidecar(path)
-        if exists(path) and not resume and not overwrite:
+        if exists(path) and not self.resume and not self.overwrite:
             raise SweepError(f"--out {path}: exists; give --resume to finish that sweep, or "
                              "--overwrite to replace it (nothing was run)")
-        if resume:
-            self.existing = read_rows(path, "--resume: --out")
-            if self.fmt == "csv" and path.exists():
-                header = next(csv.reader(io.StringIO(_complete_lines(path, "--out"))), None)
-                if header is not None and header != columns:
-                    raise SweepError(f"--resume: {path} has other columns than this sweep "
-                                     f"(use another --out, or --overwrite)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.target = side if self.fmt == "parquet" else path
-        if self.fmt == "parquet":
-            if not resume and path.exists():
-                path.unlink()
-            text = _complete_lines(self.target, "--out") if resume else ""
-        else:
-            text = _complete_lines(path, "--out") if resume else ""
-        from ..files import os_error
+        if not self.resume:
+            return
+        if self.digest is not None:
+            _same_sweep(path, self.digest)
+        self.existing = read_rows(path, "--resume: --out")
+        if self.fmt == "csv" and path.exists():
+            header = next(csv.reader(io.StringIO(_complete_lines(path, "--out"))), None)
+            if header is not None and header != columns:
+                raise SweepError(f"--resume: {path} has other columns than this sweep "
+                                 f"(use another --out, or --overwrite)")
+
+    def start(self, order: list[int]) -> None:
+        """Open the file for appending (after the rows found were checked); `order`: the point
+        index of each row found, in file order."""
+        from ..files import os_error, write_file
+        path = self.path
+        self.order = list(order)
         try:
-            self.fh = open(self.target, "w", encoding="utf-8", newline="")
-            self.fh.write(text)
-            if self.fmt == "csv" and not text:
-                self._csv().writerow(columns)
-            self.fh.flush()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fresh = not self.resume or not exists(path)
+            if fresh:
+                if self.digest is not None:
+                    write_file(digest_path(path), json.dumps(self.digest, indent=1) + "\n",
+                               "--out")
+                if self.fmt == "parquet":
+                    path.unlink(missing_ok=True)
+                    write_file(self.target, "", "--out")
+                else:
+                    head = io.StringIO()
+                    if self.fmt == "csv":
+                        csv.writer(head, lineterminator="\n").writerow(self.columns)
+                    write_file(path, head.getvalue(), "--out")
+            else:
+                self._set_aside_cut_line()
+            self.fh = open(self.target, "a", encoding="utf-8", newline="")
         except OSError as exc:
-            raise os_error(exc, "--out", path) from None
+            raise os_error(exc, "--out", path, kept=self._kept()) from None
+
+    def _kept(self) -> str:
+        n = len(self.order)
+        return (f"{n:,} finished row(s) are kept in {self.path}; run again with --resume"
+                if n else "no row was written")
+
+    def _set_aside_cut_line(self) -> None:
+        """A last line without its newline (a crash mid-row) moves to `<name>.cut`; the rows
+        before it are not touched."""
+        target = self.target
+        if not target.exists():
+            return
+        size = target.stat().st_size
+        if size == 0:
+            return
+        with open(target, "rb") as fh:
+            back = min(size, 1 << 20)
+            fh.seek(size - back)
+            tail = fh.read(back)
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n") + 1
+        keep = size - back + cut
+        if cut == 0 and back < size:      # a "line" longer than a MiB: not ours to judge
+            return
+        aside = target.with_name(target.name + ".cut")
+        with open(aside, "ab") as fh:
+            fh.write(tail[cut:] + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.truncate(target, keep)
 
     def _csv(self):
         return csv.writer(self.fh, lineterminator="\n")
 
-    def write(self, row: dict):
+    def write(self, row: dict, index: int):
         from ..files import os_error
         at = self.fh.tell()
         try:
@@ -743,34 +1027,84 @@ class _Writer:
             self.fh.flush()
         except OSError as exc:           # no partial row: back to the last complete one
             try:
-                self.fh = open(self.target, "r+", encoding="utf-8", newline="")
-                self.fh.truncate(at)
                 self.fh.close()
             except OSError:
                 pass
-            raise os_error(exc, "--out", self.path) from None
-
-    def close(self):
-        try:
+            self.fh = None
             try:
-                self.fh.close()
+                os.truncate(self.target, at)
             except OSError:
                 pass
-            if self.fmt == "parquet":
-                import pyarrow as pa
-                import pyarrow.parquet as pq
+            raise os_error(exc, "--out", self.path, kept=self._kept()) from None
+        self.order.append(index)
 
-                from ..files import atomic_file
-                rows = read_rows(self.path, "--out")
-                data = {c: [r.get(c) for r in rows] for c in self.columns}
-                arrays = [pa.array(data[c], type=pa.uint64()) if c == "seed" else pa.array(data[c])
-                          for c in self.columns]
-                table = pa.Table.from_arrays(arrays, names=self.columns)
-                with atomic_file(self.path, "--out") as tmp:
-                    pq.write_table(table, tmp)
-                self.target.unlink(missing_ok=True)
+    def close(self, complete: bool = False):
+        """Flush and close; a complete sweep is left in grid order (parquet: converted)."""
+        try:
+            if self.fh is not None:
+                try:
+                    self.fh.flush()
+                    os.fsync(self.fh.fileno())
+                    self.fh.close()
+                except OSError:
+                    pass
+                self.fh = None
+                if self.fmt == "parquet":
+                    self._to_parquet()
+                elif complete:
+                    self._sort()
         finally:
             self.lock.release()
+
+    def _sorted_order(self) -> list[int] | None:
+        order = self.order
+        if all(a < b for a, b in zip(order, order[1:])):
+            return None
+        return sorted(range(len(order)), key=order.__getitem__)
+
+    def _sort(self) -> None:
+        """Rows into grid order: a new file beside, renamed into place (never rewritten in place).
+        A file whose lines are not the rows counted (a blank line, a foreign edit) is left as is."""
+        from ..errors import CollideError
+        from ..files import atomic_file
+        perm = self._sorted_order()
+        if perm is None:
+            return
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        head = lines[:1] if self.fmt == "csv" else []
+        body = lines[len(head):]
+        if len(body) != len(self.order) or any(not line for line in body):
+            return
+        try:
+            with atomic_file(self.path, "--out") as tmp:
+                with open(tmp, "wb") as fh:
+                    for line in head:
+                        fh.write(line + b"\n")
+                    for k in perm:
+                        fh.write(body[k] + b"\n")
+        except CollideError:             # no room for the sorted copy: the rows stay, unsorted
+            pass
+
+    def _to_parquet(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from ..files import atomic_file
+        rows = read_rows(self.path, "--out")
+        if len(rows) == len(self.order):
+            perm = self._sorted_order()
+            if perm is not None:
+                rows = [rows[k] for k in perm]
+        data = {c: [r.get(c) for r in rows] for c in self.columns}
+        arrays = [pa.array(data[c], type=pa.uint64()) if c == "seed" else pa.array(data[c])
+                  for c in self.columns]
+        table = pa.Table.from_arrays(arrays, names=self.columns)
+        with atomic_file(self.path, "--out") as tmp:
+            pq.write_table(table, tmp)
+        self.target.unlink(missing_ok=True)
 
 
 # -- the result -----------------------------------------------------------------------------------------
@@ -831,23 +1165,27 @@ def run_spec(spec: SweepSpec, executor=None, workers: int | None = None, out=Non
     writer = None
     if out is not None:
         out = Path(out)
-        writer = _Writer(out, columns, resume, overwrite, lock)
+        writer = _Writer(out, columns, resume, overwrite, lock, digest=sweep_digest(spec))
         try:
+            order = []
             for row in writer.existing:
                 i = spec.points.index_of(row) if isinstance(spec.points, _Points) else next(
                     (j for j, p in enumerate(spec.points)
                      if all(_same(row.get(k), v) for k, v in p.items())), None)
                 if i is None or row.get("seed") != point_seed(spec.seed, i) or done[i]:
                     raise SweepError(f"--resume: {out} holds a row of another sweep (seed "
-                                     f"{row.get('seed')}); use another --out, or --overwrite")
+                                     f"{row.get('seed')}); use another --out, or --overwrite "
+                                     f"(nothing was run, {out.name} is as it was)")
                 done[i] = 1
+                order.append(i)
                 count[0] += 1
                 if keep_rows:
                     rows[i] = {c: row.get(c) for c in columns}
+            writer.existing = []
+            writer.start(order)          # only now is the file opened, for appending
         except BaseException:
             writer.close()
             raise
-        writer.existing = []
     elif resume:
         raise SweepError("--resume needs --out FILE (the rows to skip are read from it)")
     skipped = count[0]
@@ -872,7 +1210,7 @@ def run_spec(spec: SweepSpec, executor=None, workers: int | None = None, out=Non
         row.update(metrics)
         row = {c: row.get(c) for c in columns}
         if writer is not None:
-            writer.write(row)
+            writer.write(row, index)
         done[index] = 1
         count[0] += 1
         if keep_rows:
@@ -907,7 +1245,7 @@ def run_spec(spec: SweepSpec, executor=None, workers: int | None = None, out=Non
             from ..pool import stop_pool
             stop_pool(own, interrupted=not ok)
         if writer is not None:
-            writer.close()
+            writer.close(complete=ok and count[0] == n)
     result = SweepResult(rows=[rows[i] for i in sorted(rows)], columns=columns,
                          out=None if out is None else str(out),
                          written=count[0] - skipped, skipped=skipped, total=n,
@@ -993,7 +1331,7 @@ def sweep(base, axes: Mapping, overrides: Mapping | None = None, replicates: int
           rel_error: float | None = None, progress: Callable[[int, int], None] | None = None,
           zip: Mapping | None = None, backend: str = "cython",
           max_connections: int | None = None, overwrite: bool = True,
-          estimate: str | None = None) -> SweepResult:
+          estimate: str | None = None, force: bool = False) -> SweepResult:
     """Run `base` (a Scenario, dict, built-in name or TOML path) over the grid of `axes`.
 
     `axes`: dotted key -> list of values, or a ``{"linspace"|"logspace"|"range": [...]}`` helper;
@@ -1002,7 +1340,8 @@ def sweep(base, axes: Mapping, overrides: Mapping | None = None, replicates: int
 
     `executor`: any ``concurrent.futures.Executor`` (e.g. Dask's ``client.get_executor()``) or an object
     with ``imap_unordered``/``map`` (a Ray pool); default a local process pool with `workers` processes
-    (all cores); ``workers=1`` runs inline. `estimate`: "full", "target", "off" (None: the default). `out` (.csv, .jsonl, .parquet) gets each row as soon as its
+    (all cores); ``workers=1`` runs inline. The grid is sized first (collide.sizing): more than
+    memory or a day is refused unless `force`. `estimate`: "full", "target", "off" (None: the default). `out` (.csv, .jsonl, .parquet) gets each row as soon as its
     point finishes; `resume` skips points already there. `progress(done, total)` after each point,
     or `progress=True` for a progress bar (terminal or notebook).
     Ctrl-C raises :class:`SweepInterrupted` (a KeyboardInterrupt) carrying the finished rows.
@@ -1010,6 +1349,8 @@ def sweep(base, axes: Mapping, overrides: Mapping | None = None, replicates: int
     spec = build_spec(base, axes, overrides=overrides, zip=zip, replicates=replicates, seed=seed,
                       rel_error=rel_error, max_connections=max_connections, backend=backend,
                       estimate=estimate)
+    from ..sizing import check, size_sweep     # as the command line: a day or memory, else `force`
+    check(size_sweep(spec, workers or 1), force)
     return run_spec(spec, executor=executor, workers=workers, out=out, resume=resume,
                     progress=progress, overwrite=overwrite)
 
