@@ -95,7 +95,8 @@ def c_kernels(tmp_path_factory):
     return {"own": own, "reference": ref}
 
 
-# the base scenario's estimates have their own C kernels (the same work plus the estimate's)
+# the base scenario's estimates have their own C kernels (the same work plus the estimate's; for
+# `full`, the sums as the engine kept them before issue 24: a ring of end events)
 C_KERNEL_ESTIMATE = {("base", "target"): "base_target", ("base", "full"): "base_full"}
 
 

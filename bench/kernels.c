@@ -11,9 +11,10 @@
  *     cc -O2 -ffp-contract=off -o kernels bench/kernels.c -lm
  *     ./kernels base|base_target|base_full|base_full_ladder|lognormal|everything|exhaustion [ARRIVALS=20000000] [SEED=1]
  *
- * base_target and base_full add the two estimates of docs/engine.md to base (the full one with its
- * per-slot flags, per-destination sums and the engine's ring of end events); base_full_ladder keeps the
- * same sums with a two-level queue and lazy deletion (the same estimate to the last bit, faster).
+ * base_target and base_full add the two estimates to base (the full one as the engine kept it until
+ * issue 24: per-slot flags, per-destination sums and a ring of end events; the engine now keeps
+ * counts late, docs/engine.md); base_full_ladder keeps the same sums with a two-level queue and lazy
+ * deletion (the same estimate to the last bit, faster).
  *
  * One JSON line: connections, collisions, time_wait_hits, allocation_failures, wall, rate. The warm-up
  * (ten mean lifetimes from empty) is simulated and not timed.

@@ -1,4 +1,5 @@
-"""End-to-end: the CLI's wall time, first-reset on 1 vs 2 workers, and the scaling check."""
+"""End-to-end: the CLI's wall time, the default command against a pinned earlier commit, first-reset on
+1 vs 2 workers, and the scaling check."""
 from __future__ import annotations
 
 import shutil
@@ -33,6 +34,34 @@ def test_cli_simulate_seed(benchmark):
     ROWS.append({"group": "cli", "name": "collide simulate seed 10s", "connections_per_second": 0.0,
                  "state_bytes": None, "connections": None, "wall_s": wall,
                  "numba_loaded": numba_loaded})
+
+
+@pytest.mark.parametrize("which", ["seed", "base"])
+def test_default_command_regression(benchmark, which, tmp_path):
+    """Today's default command against the same command at a pinned earlier commit (issue 24:
+    2945be6), interleaved, 5 pairs (`bench/regression.py`): the ratio old wall / new wall is below
+    1 if the default got slower. COLLIDE_BENCH_OLD_PYTHON: the python of the old commit's
+    environment; without it the group is skipped."""
+    import os
+    import regression
+    old = os.environ.get("COLLIDE_BENCH_OLD_PYTHON")
+    if not old:
+        pytest.skip("COLLIDE_BENCH_OLD_PYTHON is not set (the python of the pinned commit's venv)")
+    args = regression.SEED_ARGS if which == "seed" else ["--config", regression.base_toml(
+        str(tmp_path))]
+    out = {}
+    benchmark.group = "regression"
+    benchmark.pedantic(lambda: out.update(regression.compare(
+        regression.collide_of(sys.executable), regression.collide_of(old), args, ROUNDS)),
+        rounds=1, iterations=1)
+    info = {"wall_new_s": out["new"]["wall_s_median"], "wall_old_s": out["old"]["wall_s_median"],
+            "x_old": out["wall_ratio_old_over_new"],
+            "precision_x_old": out["precision_ratio_new_over_old"],
+            "estimate": out["new"]["estimate"]}
+    benchmark.extra_info.update(info)
+    ROWS.append({"group": "regression", "name": f"default-{which}", "connections_per_second":
+                 out["new"]["connections"] / out["new"]["wall_s_median"], "state_bytes": None,
+                 "connections": out["new"]["connections"], **info})
 
 
 FR_REPLICATES = 96

@@ -87,6 +87,8 @@ class Result:
     finished: bool = True
     horizon_s: float = field(default=0.0)      # the measured window covered (measured_s)
     estimate: str | None = None                # "target" or "full" (None: off)
+    estimate_reason: str | None = None         # why that estimate (docs/model.md §3)
+    pilot_s: float = 0.0                       # wall time spent choosing it (in kernel_s)
     replicates: int = 1
     # delayed connects (issue 7 items 1, 5; docs/model-fidelity.md)
     delayed_connects: int = 0
@@ -175,6 +177,7 @@ class Result:
             "expected_collisions": self.expected_collisions,
             "expected_collisions_se": self.expected_collisions_se,
             "estimate": self.estimate,
+            "estimate_reason": self.estimate_reason, "pilot_s": self.pilot_s,
             "first_collision_s": self.first_collision_s,
             "peak_live_per_destination": self.peak_live_per_destination,
             "peak_live_exact": False,
@@ -341,7 +344,8 @@ def _result(scenario, seed, backend, raw: engine.RawRun) -> Result:
                   first_collision_s=raw.first_collision_s, expected_collisions=exp,
                   expected_collisions_se=se, elapsed_s=raw.elapsed_s,
                   kernel_s=raw.kernel_s, setup_s=raw.setup_s, state_bytes=raw.state_bytes, finished=raw.finished, horizon_s=raw.measured_s,
-                  estimate=None if raw.estimate == "off" else raw.estimate)
+                  estimate=None if raw.estimate == "off" else raw.estimate,
+                  estimate_reason=raw.estimate_reason, pilot_s=raw.pilot_s)
 
 
 # -- time to the first reset ------------------------------------------------------------------------

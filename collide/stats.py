@@ -35,7 +35,11 @@ def _special():
 
 
 def z_value(confidence: float) -> float:
-    """Two-sided standard normal quantile: z_value(0.95) = 1.959963984540054."""
+    """Two-sided standard normal quantile: z_value(0.95) = 1.959963984540054 (SciPy's own value,
+    kept so that the 95 % intervals of every result need no import of SciPy: it takes a quarter
+    of a second, as long as a whole short run)."""
+    if confidence == 0.95:
+        return 1.959963984540054
     return float(_special().ndtri(0.5 + confidence / 2))
 
 

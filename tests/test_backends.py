@@ -237,9 +237,9 @@ def test_generator_left_where_the_reference_leaves_it(name):
 @pytest.mark.parametrize("law", ["exponential", "lognormal"])
 def test_every_grow_path_keeps_counts(monkeypatch, law):
     """Start the state tiny so that the retry records, the TIME_WAIT table and the `full`
-    estimate's event pool all grow mid-run (and during placement): the counts stay the
-    reference's."""
-    from collide.engine import state as T
+    estimate's window segments all grow mid-run (and during placement), and its log settles
+    often: the counts and the estimate stay the reference's."""
+    from collide.engine import params as C, state as T
     real_new, real_grow, codes = T.new_state, T.grow, []
 
     def tiny(pi, pf, xa):                  # the real layout, with the growable parts minimal
@@ -247,7 +247,10 @@ def test_every_grow_path_keeps_counts(monkeypatch, law):
         st["tw"] = T.new_tw(2)
         st.update(T.new_pending(2))
         st["si"][T.PD_TOP] = 2
-        st["ev_t"], st["ev_s"], st["ev_next"] = T.new_events(16)
+        if pi[C.SUMS]:                     # segments of room 8: they grow; a short log
+            st["ev_q"] = np.zeros(2 * T.EV_NC * 8)
+            st["ev_sort"] = np.zeros(24)
+            st["ev_log"] = np.zeros(4 * T.events_max(int(pi[C.N])))
         return st
     monkeypatch.setattr(T, "new_state", tiny)
     monkeypatch.setattr(T, "grow", lambda s, code, t, f: (codes.append(code),

@@ -27,9 +27,8 @@ def reference(s: Scenario, seed: int, estimate="full") -> Run:
     return r
 
 
-def check_state(r: Run, drained: bool):
-    """What the lazy state promises between kernel calls (docs/engine.md). `drained`: the call
-    ended right after an event at `now`, so the `full` estimate's events up to now are applied."""
+def check_state(r: Run):
+    """What the lazy state promises between kernel calls (docs/engine.md)."""
     st, pi, pf, now = r.state, r.pi, r.pf, r.now
     K, N, P, B = (int(pi[x]) for x in (C.K, C.N, C.P, C.B))
     reuse = float(pf[C.REUSE])
@@ -65,15 +64,36 @@ def check_state(r: Run, drained: bool):
             ip, j = (q, None) if pi[C.ALLOC] == 3 else divmod(q, N)
             ft = (ends[ip].max(axis=1) if j is None else ends[ip, :, j]) + reuse
             assert set(np.flatnonzero(ft <= st["pool_th"][q]).tolist()) <= set(lst.tolist())
-    # the `full` estimate's flags and sums are the state's own
-    if pi[C.SUMS] and drained:
-        fl = st["flags"].reshape(K, P, N)
-        assert ((fl & T.F_LIVE) > 0).tolist() == live.tolist()
+    # the `full` estimate's counts, settled up to now (they are kept late), are the state's own:
+    # A, F and S from the slots, DUP and T row by row (docs/engine.md), and est_sum = S - A - DUP
+    # - T from its definition
+    if pi[C.SUMS]:
+        r.settle()
+        Z = int(pi[C.ZONES])
+        est = st["est"]
         taken = ends + reuse > now
-        assert ((fl & T.F_TAKEN) > 0).tolist() == taken.tolist()
-        assert st["est_free"].tolist() == (P - taken.sum(axis=1)).ravel().tolist()
+        zone = np.arange(N) % Z
+        assert est[0:3 * K * N:3].tolist() == live.sum(axis=1).ravel().tolist()
+        assert est[1:3 * K * N:3].tolist() == (P - taken.sum(axis=1)).ravel().tolist()
+        S = est[3 * K * N::2].reshape(K, Z)
+        for ip in range(K):
+            for z in range(Z):
+                assert S[ip, z] == live[ip][:, zone == z].sum()
+        dup = np.zeros((K, Z), np.int64)
+        tt = np.zeros((K, N), np.int64)
         want = []
         for ip in range(K):
+            for p in range(P):
+                holders = [(m, int(tgts[ip, p, m])) for m in range(N) if live[ip, p, m]]
+                if taken[ip, p].sum() < 2:
+                    continue                 # (a row with one slot taken adds nothing)
+                for z in range(Z):
+                    zt = [b for m, b in holders if zone[m] == z]
+                    dup[ip, z] += len(zt) - len(set(zt))
+                for j in range(N):
+                    if taken[ip, p, j]:
+                        tt[ip, j] += len({b for m, b in holders if zone[m] == zone[j]}) \
+                            - int(live[ip, p, j])
             for j in range(N):
                 lo, hi = (0, B) if pi[C.CROSS] else (int(r.arrays[2][j]),
                                                      int(r.arrays[2][j] + r.arrays[3][j]))
@@ -82,7 +102,11 @@ def check_state(r: Run, drained: bool):
                     tot += len({int(tgts[ip, p, m]) for m in range(N)
                                 if m != j and live[ip, p, m] and lo <= tgts[ip, p, m] < hi})
                 want.append(tot)
-        assert st["est_sum"].tolist() == want
+        assert est[3 * K * N + 1::2].reshape(K, Z).tolist() == dup.tolist()
+        assert est[2:3 * K * N:3].reshape(K, N).tolist() == tt.tolist()
+        got = [int(S[ip, j % Z] - est[3 * (ip * N + j)] - dup[ip, j % Z] - tt[ip, j])
+               for ip in range(K) for j in range(N)]
+        assert got == want
     # TIME_WAIT: one live record per 4-tuple at most
     tw = st["tw"].reshape(-1, T.TWB)
     keys = tw[:, 0:6:2][tw[:, 1:6:2] > now]
@@ -108,12 +132,12 @@ def check_state(r: Run, drained: bool):
 def test_invariants_hold_throughout(overrides):
     s = small().replace(overrides).replace({"traffic.horizon": 20.0})
     r = reference(s, 4)
-    check_state(r, drained=True)
+    check_state(r)
     code = T.BUDGET
     steps = 0
     while code != T.DONE:
         code = r.advance(20.0, 97)
-        check_state(r, drained=code == T.BUDGET)
+        check_state(r)
         steps += 1
     assert steps > 5
     si = r.state["si"]
@@ -128,7 +152,7 @@ def test_horizon_lists_are_entered_and_left():
     r = reference(s, 3)
     modes = set()
     while r.advance(60.0, 200) != T.DONE:
-        check_state(r, drained=True)
+        check_state(r)
         modes.add(tuple(r.state["pool"][T.H_MODE::T.HW].tolist()))
     assert any(1 in m for m in modes) and any(set(m) == {0} for m in modes)
 
@@ -276,9 +300,10 @@ def test_simulate_json_has_design_keys():
     keys = {"schema_version", "connections", "established", "allocation_failures",
             "failed_connects", "collisions", "reset_victims", "time_wait_hits", "pairs",
             "collision_probability", "collision_probability_ci", "collisions_per_hour",
-            "expected_collisions", "expected_collisions_se", "estimate", "first_collision_s",
-            "peak_live_per_destination", "peak_live_exact", "measured_s", "interrupted",
-            "replicates", "analytic", "seed", "backend", "elapsed_s", "scenario"}
+            "expected_collisions", "expected_collisions_se", "estimate", "estimate_reason",
+            "pilot_s", "first_collision_s", "peak_live_per_destination", "peak_live_exact",
+            "measured_s", "interrupted", "replicates", "analytic", "seed", "backend", "elapsed_s",
+            "scenario"}
     assert keys <= set(d)
     assert d["schema_version"] == 1 and d["seed"] == 5 and d["backend"] == "cython"
     assert set(d["analytic"]) == {"collision_probability", "collisions_per_hour", "form"}
@@ -287,12 +312,35 @@ def test_simulate_json_has_design_keys():
     assert d["scenario"]["traffic"]["horizon"] == 30.0
     assert d["measured_s"] == 30.0 and d["interrupted"] is False and d["replicates"] == 1
     assert d["estimate"] == "full" and d["peak_live_exact"] is False
+    assert d["estimate_reason"].startswith("rule: 0.0103 slots") and d["pilot_s"] == 0.0
     # --seed reproduces
     again = json.loads(subprocess.run([sys.executable, "-m", "collide.cli", "simulate",
                                        "--scenario", "seed", "--horizon", "30", "--seed", "5",
                                        "--format", "json", "--no-estimate"],
                                       capture_output=True, text=True, check=True).stdout)
     assert again["collisions"] == d["collisions"] and again["expected_collisions"] is None
+
+
+@pytest.mark.parametrize("overrides, estimate, reason", [
+    ({}, "full", "rule: 0.0103 slots of a port held through other nodes (< 0.3)"),
+    ({"traffic.rate": 10000.0}, "target", "rule: 0.517 slots of a port held through other nodes (>= 0.3)"),
+    ({"nat.allocator": "sequential"}, "target", "sequential ports: full equals target"),
+    ({"nat.allocator": "linux"}, "target", "linux ports: full equals target"),
+    ({"nat.allocator": "eim"}, "target", "no collision is possible"),
+    ({"load_balancer.nodes": 1}, "target", "no collision is possible"),
+])
+def test_default_estimate_follows_the_rule(overrides, estimate, reason):
+    """docs/model.md §3: full on random ports below 0.3 slots of a port held through the other
+    nodes, target above it, for the allocators that scan and where nothing can collide; a flag
+    given wins, and says so."""
+    s = Scenario.builtin("seed").replace(overrides)
+    assert engine.default_estimate(s)[0] == estimate
+    assert engine.default_estimate(s)[1].startswith(reason)
+    r = collide.simulate(s.replace({"traffic.horizon": 2.0}), seed=1)
+    assert r.estimate == estimate and r.estimate_reason.startswith(reason) and r.pilot_s == 0.0
+    forced = collide.simulate(s.replace({"traffic.horizon": 2.0}), seed=1, estimate="target")
+    assert forced.estimate == "target" and forced.estimate_reason == "--estimate target"
+    assert forced.collisions == r.collisions       # (an estimate draws no word)
 
 
 def test_first_reset_json_keys():

@@ -10,8 +10,8 @@
 The rest of the package imports only what this module exports.
 """
 from .driver import BACKENDS, BackendUnavailable, RawRun, bit_generator, run
-from .params import ESTIMATES, collidable, resolve_estimate
+from .params import ESTIMATES, collidable, default_estimate, estimate_reason, resolve_estimate
 from .state import size
 
 __all__ = ["BACKENDS", "BackendUnavailable", "ESTIMATES", "RawRun", "bit_generator", "collidable",
-           "resolve_estimate", "run", "size"]
+           "default_estimate", "estimate_reason", "resolve_estimate", "run", "size"]

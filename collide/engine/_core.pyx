@@ -58,9 +58,7 @@ cdef extern from *:
     #if defined(__GNUC__)
     #define COLLIDE_HOT static inline __attribute__((always_inline))
     #define COLLIDE_UNLIKELY(x) __builtin_expect(!!(x), 0)
-    #define COLLIDE_PREFETCH(p) __builtin_prefetch((const void *)(p))
     #else
-    #define COLLIDE_PREFETCH(p) ((void)0)
     #define COLLIDE_HOT static inline
     #define COLLIDE_UNLIKELY(x) (x)
     #endif
@@ -132,6 +130,161 @@ cdef extern from *:
         }
         return n;
     }
+    /* The `full` estimate's log of changes now and segments of changes later (the reference's
+       ev_log and ev_push), in C so that they are inlined into the kernel. The log's length and
+       the segments' "full" flag live in the state's `si` (COLLIDE_EV_* below). */
+    enum { COLLIDE_EV_LOG = 19, COLLIDE_EV_FULL = 20, COLLIDE_EV_CUR = 21, COLLIDE_EV_NC = 64 };
+    typedef struct {
+        double *q; int64_t *n; int64_t cap, lim;          /* segments: cap pairs each */
+        double *log; int64_t *si; double cinv;
+    } collide_evq;
+    COLLIDE_HOT int64_t evq_log(collide_evq *e, double t, int64_t code) {
+        int64_t n = e->si[COLLIDE_EV_LOG];
+        e->log[2 * n] = t;
+        e->log[2 * n + 1] = (double)code;
+        e->si[COLLIDE_EV_LOG] = n + 1;
+        return n;
+    }
+    COLLIDE_HOT void evq_push(collide_evq *e, double t, double x, int64_t code) {
+        double f;
+        int64_t k, n, i;
+        if (x <= t) { evq_log(e, t, code); return; }
+        f = x * e->cinv;
+        k = (int64_t)(f < 4e18 ? f : 4e18) & (COLLIDE_EV_NC - 1);
+        n = e->n[k];
+        i = 2 * (k * e->cap + n);
+        e->q[i] = x;
+        e->q[i + 1] = (double)code;
+        e->n[k] = n + 1;
+        if (n + 1 > e->lim) e->si[COLLIDE_EV_FULL] = 1;
+    }
+    /* The reference's row_contrib, row_schedule, row_list and row_changed: a row's taken slots
+       (occupant i < cnt: end ef[o+i], target ei[o+i], node ei[2n+o+i]) and what they add to T
+       (per occupant) and DUP (per zone, at its first occupant) as time passes. */
+    static void collide_row_contrib(const double *ef, const int64_t *ei, int64_t o, int64_t cnt,
+                                    int64_t n, int64_t Z, double reuse, double tau, int64_t *c) {
+        int64_t i, k, x;
+        const double *e = ef + o;
+        const int64_t *g = ei + o, *node = ei + 2 * n + o;
+        if (Z == 1 && cnt == 2) {                /* the common case: two slots taken, one zone */
+            int64_t la = e[0] > tau && g[0] >= 0, lb = e[1] > tau && g[1] >= 0;
+            int64_t same = la && lb && g[0] == g[1], distinct = la + lb - same;
+            c[0] = e[0] + reuse > tau ? distinct - la : 0;
+            c[1] = e[1] + reuse > tau ? distinct - lb : 0;
+            c[n] = same;
+            c[n + 1] = 0;
+            return;
+        }
+        if (Z == 1) {                            /* cross-zone on: one zone */
+            int64_t live = 0, distinct = 0;
+            for (i = 0; i < cnt; i++) {
+                if (e[i] > tau && g[i] >= 0) {
+                    int64_t first = 1;
+                    live++;
+                    for (x = 0; x < i; x++)
+                        if (e[x] > tau && g[x] == g[i]) { first = 0; break; }
+                    distinct += first;
+                }
+            }
+            for (i = 0; i < cnt; i++) {
+                c[i] = e[i] + reuse > tau ? distinct - (e[i] > tau && g[i] >= 0) : 0;
+                c[n + i] = 0;
+            }
+            c[n] = live - distinct;
+            return;
+        }
+        for (i = 0; i < cnt; i++) {
+            int64_t zi = node[i] % Z, live = 0, distinct = 0, rep = 1;
+            for (k = 0; k < cnt; k++) {
+                if (node[k] % Z != zi) continue;
+                if (k < i) rep = 0;
+                if (e[k] > tau && g[k] >= 0) {
+                    int64_t first = 1;
+                    live++;
+                    for (x = 0; x < k; x++)
+                        if (e[x] > tau && g[x] == g[k]) { first = 0; break; }
+                    distinct += first;
+                }
+            }
+            c[i] = e[i] + reuse > tau ? distinct - (e[i] > tau && g[i] >= 0) : 0;
+            c[n + i] = rep ? live - distinct : 0;
+        }
+    }
+    static void collide_row_schedule(collide_evq *q, double *ef, const int64_t *ei, int64_t o,
+                                     int64_t cnt, int64_t n, int64_t Z, double reuse, double t,
+                                     int64_t sign, int64_t ip, int64_t sbase, int64_t *c,
+                                     int64_t *w) {
+        double *bp = ef + 2 * n, x, last = t;
+        int64_t nb = 0, i, k, b, m, d;
+        for (i = 0; i < cnt; i++) {
+            x = ef[o + i];
+            if (ei[o + i] >= 0 && t < x && x < INFINITY) bp[nb++] = x;
+            x = ef[o + i] + reuse;
+            if (reuse > 0.0 && t < x && x < INFINITY) bp[nb++] = x;
+        }
+        for (i = 1; i < nb; i++) {               /* insertion sort: a handful */
+            x = bp[i];
+            for (k = i; k > 0 && bp[k - 1] > x; k--) bp[k] = bp[k - 1];
+            bp[k] = x;
+        }
+        for (b = 0; b < nb; b++) {
+            x = bp[b];
+            if (x == last) continue;
+            last = x;
+            collide_row_contrib(ef, ei, o, cnt, n, Z, reuse, x, w);
+            for (i = 0; i < cnt; i++) {
+                m = ei[2 * n + o + i];
+                d = w[i] - c[i];
+                if (d) {
+                    evq_push(q, t, x, ((3 * (ip * n + m) + 2) << 26) | ((sign * d + 512) << 3) | 4);
+                    c[i] = w[i];
+                }
+                d = w[n + i] - c[n + i];
+                if (d) {
+                    evq_push(q, t, x, ((sbase + 2 * (ip * Z + m % Z) + 1) << 26)
+                                      | ((sign * d + 512) << 3) | 5);
+                    c[n + i] = w[n + i];
+                }
+            }
+        }
+    }
+    COLLIDE_HOT int64_t collide_row_list(const double *slot_end, const int32_t *slot_tgt,
+                                         int64_t row, int64_t n, double reuse, double t,
+                                         double *ef, int64_t *ei, int64_t o) {
+        int64_t m, cnt = 0;
+        for (m = 0; m < n; m++) {
+            if (slot_end[row + m] + reuse > t) {
+                ef[o + cnt] = slot_end[row + m];
+                ei[o + cnt] = slot_tgt[row + m];
+                ei[2 * n + o + cnt] = m;
+                cnt++;
+            }
+        }
+        return cnt;
+    }
+    static void collide_row_changed(collide_evq *q, const double *slot_end,
+                                    const int32_t *slot_tgt, int64_t row, double *ef, int64_t *ei,
+                                    int64_t n, int64_t Z, double reuse, double t, int64_t ip,
+                                    int64_t before, int64_t sbase) {
+        int64_t after = collide_row_list(slot_end, slot_tgt, row, n, reuse, t, ef, ei, n);
+        int64_t *c = ei + 4 * n, *w = ei + 6 * n, side, cnt, o, sign, i, m;
+        for (side = 0; side < 2; side++) {
+            cnt = side ? after : before;
+            if (cnt < 2) continue;               /* one slot taken: nothing */
+            o = side * n;
+            sign = side ? 1 : -1;
+            collide_row_contrib(ef, ei, o, cnt, n, Z, reuse, t, c);
+            for (i = 0; i < cnt; i++) {          /* the difference now, logged */
+                m = ei[2 * n + o + i];
+                if (c[i])
+                    evq_log(q, t, ((3 * (ip * n + m) + 2) << 26) | ((sign * c[i] + 512) << 3) | 4);
+                if (c[n + i])
+                    evq_log(q, t, ((sbase + 2 * (ip * Z + m % Z) + 1) << 26)
+                                  | ((sign * c[n + i] + 512) << 3) | 5);
+            }
+            collide_row_schedule(q, ef, ei, o, cnt, n, Z, reuse, t, sign, ip, sbase, c, w);
+        }
+    }
     static const double collide_two53 = 1.0 / 9007199254740992.0;
     /* [0, n) by Lemire's multiply-shift on the high 32 bits of a word, with exact rejection */
     COLLIDE_HOT int64_t rng_randint(collide_pcg64 *g, bitgen_t *b, int64_t n) {
@@ -176,12 +329,28 @@ cdef extern from *:
                            uint64_t ilo) nogil
     uint64_t collide_pcg64_word(collide_pcg64 *r, int i) nogil
     bint COLLIDE_UNLIKELY(bint x) nogil
-    void COLLIDE_PREFETCH(const void *p) nogil
     int64_t collide_peak_rows(const double *rows, int64_t P, int64_t n, double t) nogil
     int64_t collide_count_free(const double *col, int64_t P, int64_t stride, double reuse,
                                double t) nogil
     int64_t collide_list_free(const double *col, int64_t P, int64_t stride, double reuse,
                               double th, int32_t *lst, int32_t *pos) nogil
+    ctypedef struct collide_evq:
+        double *q
+        int64_t *n
+        int64_t cap, lim
+        double *log
+        int64_t *si
+        double cinv
+    int COLLIDE_EV_LOG, COLLIDE_EV_FULL, COLLIDE_EV_CUR, COLLIDE_EV_NC
+    int64_t evq_log(collide_evq *e, double t, int64_t code) nogil
+    void evq_push(collide_evq *e, double t, double x, int64_t code) nogil
+    void collide_row_changed(collide_evq *q, const double *slot_end, const int32_t *slot_tgt,
+                             int64_t row, double *ef, int64_t *ei, int64_t n, int64_t Z,
+                             double reuse, double t, int64_t ip, int64_t before,
+                             int64_t sbase) nogil
+    int64_t collide_row_list(const double *slot_end, const int32_t *slot_tgt, int64_t row,
+                             int64_t n, double reuse, double t, double *ef, int64_t *ei,
+                             int64_t o) nogil
     int64_t rng_randint(collide_pcg64 *g, bitgen_t *b, int64_t n) nogil
     double rng_uniform(collide_pcg64 *g, bitgen_t *b) nogil
     double rng_exponential(collide_pcg64 *g, bitgen_t *b) nogil
@@ -196,13 +365,14 @@ cdef object M64 = (1 << 64) - 1
 cdef enum:
     K, N, B, P, CAP, LIMITED, CLIENTS, IP_PER_CLIENT, STICKY, ALLOC, DIST, OUTCOME, CROSS, CIP, \
     WEIGHTED, EST, SUMS, NBATCH, TW_ON, REUSE_ON, NODE_LIMIT, NEED_CLIENT, EMP_N, SCHED_N, SYN_N, \
-    CA_LIMIT, COLLIDABLE, NTL_SIZE, EV_M, UNTIL_FIRST, DELAYS
+    CA_LIMIT, COLLIDABLE, NTL_SIZE, EV_NSUB, UNTIL_FIRST, DELAYS, ZONES, EV_CCAP
 cdef enum:
-    RATE, MEAN, MU, SIGMA, XM, ALPHA, DNS_TTL, TW, SCF, REUSE, T_MEASURE, T_END, EV_INVW, BATCH_SCALE
+    RATE, MEAN, MU, SIGMA, XM, ALPHA, DNS_TTL, TW, SCF, REUSE, T_MEASURE, T_END, BATCH_SCALE, \
+    EV_CINV
 cdef enum:
     S_CONN, S_EST, S_AFAIL, S_FAILED, S_COLL, S_RESETS, S_TWHITS, S_PAIRS, S_DELAYED, S_PENDING, \
     S_CA_SEC, S_CA_USED, S_PEAK, S_SAMPLE_I, S_FIRST_SEEN, S_PD_TOP, S_HEAP_N, S_PD_SERIAL, \
-    S_TW_INS, S_EV_FREE, S_EV_USED, S_EV_CUR, S_PLACE_I, S_PLACE_N, S_STARTED, S_TRIES
+    S_TW_INS, S_EV_LOG, S_EV_FULL, S_EV_CUR, S_PLACE_I, S_PLACE_N, S_STARTED, S_TRIES
 cdef enum:
     F_NEXT_ARR, F_NOW, F_FIRST, F_BSCALE
 cdef enum:
@@ -216,12 +386,19 @@ cdef enum:
     H_MODE = 0
     H_LEN = 1
     H_MISS = 2
-    FL_LIVE = 1
-    FL_TAKEN = 2
     TWB = 8
     TW_OVF = 6
-    EVB = 4
-    STAGE = 8
+    EV_NC = 64
+    EV_END = 0
+    EV_UNEND = 1
+    EV_REL = 2
+    EV_UNREL = 3
+    EV_T = 4
+    EV_DUP = 5
+    EV_ARR = 6
+    ARR_QUERY = 1
+    ARR_TAKE = 2
+    ARR_LIVE = 4
     KMAX = 128
     PEAK_SAMPLES = 100
 cdef enum:
@@ -238,16 +415,19 @@ def use_general_kernel(bint on):
     _force_general = on
     return was
 
-assert (C.DELAYS, C.EV_INVW, T.TRIES, T.FIRST, T.DW, T.HW, T.TWB, T.TW_OVF, T.GROW_EV) == \
-    (DELAYS, EV_INVW, S_TRIES, F_FIRST, DW, HW, TWB, TW_OVF, GROW_EV)
-assert (T.EVB, T.D_LIN_PERT, T.BSCALE) == (EVB, D_LIN_PERT, F_BSCALE)
-assert (C.PEAK_SAMPLES, T.F_LIVE, T.F_TAKEN, T.D_LIN_PERT, T.H_MISS, T.PLACE_N) == \
-    (PEAK_SAMPLES, FL_LIVE, FL_TAKEN, D_LIN_PERT, H_MISS, S_PLACE_N)
+assert (C.DELAYS, C.EV_CINV, T.TRIES, T.FIRST, T.DW, T.HW, T.TWB, T.TW_OVF, T.GROW_EV) == \
+    (DELAYS, EV_CINV, S_TRIES, F_FIRST, DW, HW, TWB, TW_OVF, GROW_EV)
+assert (T.EV_NC, T.D_LIN_PERT, T.BSCALE, C.ZONES, C.EV_CCAP, C.EV_NSUB) == \
+    (EV_NC, D_LIN_PERT, F_BSCALE, ZONES, EV_CCAP, EV_NSUB)
+assert (T.EV_LOG, T.EV_FULL, T.EV_CUR, T.EV_NC) == \
+    (COLLIDE_EV_LOG, COLLIDE_EV_FULL, COLLIDE_EV_CUR, COLLIDE_EV_NC)
+assert (C.PEAK_SAMPLES, T.D_LIN_PERT, T.H_MISS, T.PLACE_N) == \
+    (PEAK_SAMPLES, D_LIN_PERT, H_MISS, S_PLACE_N)
 assert T.FIELDS == ("si", "sf", "slot_end", "slot_tgt", "dest", "pool", "pool_th", "hl_list",
                     "hl_pos", "cl_node", "cl_exp", "ntl", "tw", "pd_slot", "pd_tgt", "pd_retry",
                     "pd_flags", "pd_serial", "pd_t0", "pd_life", "pd_at", "pd_stack", "heap",
-                    "est_sum", "est_free", "flags", "ev_b", "ev_t", "ev_s", "ev_next",
-                    "ev_head", "batches", "dhist", "place_life", "place_order")
+                    "est", "est_f", "est_i", "ev_q", "ev_n", "ev_log", "ev_sort", "ev_cnt",
+                    "batches", "dhist", "place_life", "place_order")
 
 # compile-time specialisation of the kernel (fused types: one copy per member, branches on them
 # resolved when compiling). Mode: plain (random ports, client IP preservation, none of TIME_WAIT,
@@ -272,15 +452,17 @@ ctypedef fused Est:
 ctypedef struct Kern:
     # parameters
     int64_t k, n, nb, np_, cap, clients, alloc, dist, outcome, nbatch, node_limit, emp_n, sched_n
-    int64_t syn_n, syn_off, ca_limit, ntl_size, ev_m
+    int64_t syn_n, syn_off, ca_limit, ntl_size, ev_nsub, zones, sbase, ev_max
     bint limited, ip_per_client, sticky, need_client, cross, cip, weighted, sums, tw_on, delays
     bint collidable, until_first
-    double rate, mean, mu, sigma, xm, alpha, dns_ttl, tw_s, scf, reuse, t_measure, t_end, ev_invw
-    double batch_scale
+    double rate, mean, mu, sigma, xm, alpha, dns_ttl, tw_s, scf, reuse, t_measure, t_end
+    double batch_scale, ev_cinv
     const int64_t *zs
     const int64_t *zc
     const double *wcum
     const double *xa
+    const int64_t *dsum         # per destination d: the place of its S in `est` (full estimate)
+    const int64_t *dend         # ... and the code of an end there
     # state
     int64_t *si
     double *sf
@@ -306,20 +488,17 @@ ctypedef struct Kern:
     double *pd_at
     int64_t *pd_stack
     int64_t *heap
-    int64_t *est_sum
-    int64_t *est_free
-    uint8_t *flags
-    double *ev_b
-    # events staged before they enter the ring (their bucket's line is asked for when staged and
-    # written STAGE events later); staged events count as queued (drain, take-back)
-    double st_t[8]
-    int64_t st_c[8]
-    int64_t st_n, st_head, pref_q
-    double *ev_t
-    int64_t *ev_s
-    int64_t *ev_next
-    int64_t *ev_head
-    int64_t ev_cap
+    int64_t *est
+    double *est_f
+    int64_t *est_i
+    double *ev_q
+    int64_t *ev_n
+    int64_t ev_cap              # a segment's room
+    double *ev_log
+    int64_t ev_logcap
+    double *ev_sort
+    int64_t *ev_cnt
+    collide_evq evq             # the same arrays, for the log's and segments' C steps
     double *batches
     int64_t *dhist
     double *place_life
@@ -722,250 +901,215 @@ cdef int64_t allocate_pooled(Kern *k, collide_pcg64 *g, int64_t q, int64_t ip, i
     return p
 
 
-# == the `full` estimate's running sums ===============================================================
-cdef inline void zone_of(const Kern *k, int64_t m, int64_t *lo, int64_t *hi) noexcept nogil:
-    if k.cross:
-        lo[0] = 0
-        hi[0] = k.nb
-    else:
-        lo[0] = k.zs[m]
-        hi[0] = k.zs[m] + k.zc[m]
+# == the `full` estimate's running counts ============================================================
+# The reference's: est_sum[d] = S[ip, z] - A[d] - DUP[ip, z] - T[d], kept late: changes now go to
+# a log in time order, changes later to the segment of their window; when time leaves a window its
+# changes are sorted and merged with the log, each logged query seeing exactly what came before it
+# (docs/engine.md).
+cdef inline int64_t zone_index(const Kern *k, int64_t m) noexcept nogil:
+    return 0 if k.zones == 1 else m % k.zones
 
 
-cdef int64_t flag_distinct(const Kern *k, int64_t row, int64_t skip1, int64_t skip2, int64_t lo,
-                           int64_t hi, int64_t b_only) noexcept nogil:
-    cdef int64_t m, x, c = 0, b
-    cdef bint seen
-    for m in range(k.n):
-        if m == skip1 or m == skip2 or not (k.flags[row + m] & FL_LIVE):
-            continue
-        b = k.slot_tgt[row + m]
-        if b_only >= 0:
-            if b == b_only:
-                return 1
-            continue
-        if b < lo or b >= hi:
-            continue
-        seen = False
-        for x in range(m):
-            if x != skip1 and x != skip2 and (k.flags[row + x] & FL_LIVE) and \
-                    k.slot_tgt[row + x] == b:
-                seen = True
-        if not seen:
-            c += 1
-    return c
+cdef inline int64_t est_code(int64_t offset, int64_t x, int64_t kind) noexcept nogil:
+    return (offset << 26) | (x << 3) | kind
 
 
-cdef inline void sums_take(Kern *k, int64_t row, int64_t j, int64_t d) noexcept nogil:
-    cdef int64_t lo, hi
-    k.flags[row + j] = k.flags[row + j] | FL_TAKEN
-    zone_of(k, j, &lo, &hi)
-    k.est_free[d] -= 1
-    k.est_sum[d] -= flag_distinct(k, row, j, -1, lo, hi, -1)
+cdef inline int64_t end_code(const Kern *k, int64_t ip, int64_t m, int64_t kind) noexcept nogil:
+    """The reference's `end_code`."""
+    cdef int64_t d = 3 * (ip * k.n + m)
+    if kind >= EV_REL:
+        return est_code(d + 1, 0, kind)
+    return est_code(d, 2 * (ip * k.zones + zone_index(k, m)), kind)
 
 
-cdef inline void sums_release(Kern *k, int64_t row, int64_t j, int64_t d) noexcept nogil:
-    cdef int64_t lo, hi
-    k.flags[row + j] = k.flags[row + j] & (255 - FL_TAKEN)
-    zone_of(k, j, &lo, &hi)
-    k.est_free[d] += 1
-    k.est_sum[d] += flag_distinct(k, row, j, -1, lo, hi, -1)
-
-
-cdef void sums_holder(Kern *k, int64_t row, int64_t j0, int64_t d0, int64_t delta) noexcept nogil:
-    cdef int64_t b = k.slot_tgt[row + j0], m, lo, hi
-    if delta < 0:
-        k.flags[row + j0] = k.flags[row + j0] & (255 - FL_LIVE)
-    for m in range(k.n):
-        if m == j0 or (k.flags[row + m] & FL_TAKEN):
-            continue
-        zone_of(k, m, &lo, &hi)
-        if b < lo or b >= hi:
-            continue
-        if flag_distinct(k, row, m, j0, 0, 0, b) == 0:
-            k.est_sum[d0 - j0 + m] += delta
-    if delta > 0:
-        k.flags[row + j0] = k.flags[row + j0] | FL_LIVE
-
-
-cdef inline int64_t ev_bucket(const Kern *k, double x) noexcept nogil:
-    cdef double qb = x * k.ev_invw
-    if qb > 4e18:
-        qb = 4e18
-    return (<int64_t>qb) & (k.ev_m - 1)
-
-
-cdef inline void ev_push(Kern *k, double x, int64_t code) noexcept nogil:
-    """Queue an event: one of its bucket's inline entries, or the bucket's overflow chain."""
-    cdef int64_t q = ev_bucket(k, x), e, i
-    cdef double *bk = k.ev_b + q * 2 * EVB
-    for i in range(EVB):
-        if bk[2 * i] == INFINITY:
-            bk[2 * i] = x
-            bk[2 * i + 1] = <double>code
-            return
-    e = k.si[S_EV_FREE]
-    k.si[S_EV_FREE] = k.ev_next[e]
-    k.si[S_EV_USED] += 1
-    k.ev_t[e] = x
-    k.ev_s[e] = code
-    k.ev_next[e] = k.ev_head[q]
-    k.ev_head[q] = e
-
-
-cdef inline void ev_stage(Kern *k, double x, int64_t code) noexcept nogil:
-    """Queue an event through the staging ring: its bucket line is fetched now and written when
-    STAGE more events have been staged (a hint and a delay: no result depends on it)."""
-    cdef int64_t i
-    COLLIDE_PREFETCH(k.ev_b + ev_bucket(k, x) * 2 * EVB)
-    if k.st_n == STAGE:
-        i = k.st_head
-        if k.st_t[i] != INFINITY:
-            ev_push(k, k.st_t[i], k.st_c[i])
-        k.st_t[i] = x
-        k.st_c[i] = code
-        k.st_head = (i + 1) & (STAGE - 1)
-    else:
-        i = (k.st_head + k.st_n) & (STAGE - 1)
-        k.st_t[i] = x
-        k.st_c[i] = code
-        k.st_n += 1
-
-
-cdef void ev_unstage(Kern *k) noexcept nogil:
-    """Move every staged event into the ring (before the kernel returns)."""
-    cdef int64_t i, m
-    for m in range(k.st_n):
-        i = (k.st_head + m) & (STAGE - 1)
-        if k.st_t[i] != INFINITY:
-            ev_push(k, k.st_t[i], k.st_c[i])
-    k.st_n = 0
-    k.st_head = 0
-
-
-cdef void ev_remove(Kern *k, double x, int64_t code) noexcept nogil:
-    cdef int64_t q = ev_bucket(k, x), e, prev = -1, i, m
-    cdef double *bk = k.ev_b + q * 2 * EVB
-    for m in range(k.st_n):
-        i = (k.st_head + m) & (STAGE - 1)
-        if k.st_t[i] == x and k.st_c[i] == code:
-            k.st_t[i] = INFINITY
-            return
-    for i in range(EVB):
-        if bk[2 * i] == x and bk[2 * i + 1] == <double>code:
-            bk[2 * i] = INFINITY
-            return
-    e = k.ev_head[q]
-    while e >= 0:
-        if k.ev_t[e] == x and k.ev_s[e] == code:
-            if prev < 0:
-                k.ev_head[q] = k.ev_next[e]
-            else:
-                k.ev_next[prev] = k.ev_next[e]
-            k.ev_next[e] = k.si[S_EV_FREE]
-            k.si[S_EV_FREE] = e
-            k.si[S_EV_USED] -= 1
-            return
-        prev = e
-        e = k.ev_next[e]
-
-
-cdef inline int64_t ev_code(int64_t ip, int64_t p, int64_t j, int64_t kind) noexcept nogil:
-    """An event's code: (ip, port, node) and its kind packed so that applying it needs no
-    division (ports < 2**16, nodes < 2**8; exact as a float64 below 2**53)."""
-    return ((((ip << 16) | p) << 8 | j) << 1) | kind
+cdef inline void ev_push(Kern *k, double t, double x, int64_t code) noexcept nogil:
+    evq_push(&k.evq, t, x, code)
 
 
 cdef inline void ev_apply(Kern *k, int64_t code) noexcept nogil:
-    """The reference's `ev_apply`, on a packed code (`ev_code`)."""
-    cdef int64_t j = (code >> 1) & 255, p = (code >> 9) & 65535, ip = code >> 25
-    cdef int64_t row = (ip * k.np_ + p) * k.n, d = ip * k.n + j
-    if code & 1:
-        sums_release(k, row, j, d)
+    """The reference's `ev_apply`."""
+    cdef int64_t kind = code & 7, off = code >> 26, sgn
+    if kind <= EV_UNEND:
+        sgn = 1 if kind == EV_UNEND else -1
+        k.est[off] += sgn
+        k.est[k.sbase + ((code >> 3) & 0x7FFFFF)] += sgn
+        if k.reuse == 0.0:
+            k.est[off + 1] -= sgn
+    elif kind <= EV_UNREL:
+        k.est[off] += 1 if kind == EV_REL else -1
+    else:
+        k.est[off] += ((code >> 3) & 1023) - 512
+
+
+cdef inline void ev_record(Kern *k, int64_t code, double t) noexcept nogil:
+    """The reference's `ev_record`: a logged change; an arrival's query adds its estimate."""
+    cdef int64_t d, x, s, f, nt
+    cdef double e
+    if code & 7 != EV_ARR:
+        ev_apply(k, code)
         return
-    sums_holder(k, row, j, d, -1)
-    if k.reuse == 0.0:
-        sums_release(k, row, j, d)
+    d = code >> 26
+    x = (code >> 3) & 0x7FFFFF
+    s = k.sbase + (x >> 4)
+    if x & ARR_QUERY:
+        f = k.est[d + 1]
+        e = 0.0
+        if f > 0:
+            nt = k.nb if k.cross else k.zc[(d // 3) % k.n]
+            e = <double>(k.est[s] - k.est[d] - k.est[s + 1] - k.est[d + 2]) / <double>(f * nt)
+        add_to_batch(k, t, e)
+    if x & ARR_TAKE:
+        k.est[d + 1] -= 1
+    if x & ARR_LIVE:
+        k.est[d] += 1
+        k.est[s] += 1
 
 
-cdef int64_t ev_drain(Kern *k, double t) noexcept nogil:
-    """The reference's `ev_drain`: every event of a time <= t, applied (staged ones too). The
-    rows of the next bucket's events are asked for a bucket ahead."""
-    cdef int64_t work = 0, qt, cur, q, prev, e, nxt, i, m = k.ev_m, c
-    cdef double qf = t * k.ev_invw
-    cdef double *bk
-    cdef double *nb
-    for i in range(k.st_n):
-        e = (k.st_head + i) & (STAGE - 1)
-        if k.st_t[e] <= t:
-            k.st_t[e] = INFINITY
-            ev_apply(k, k.st_c[e])
-    qt = <int64_t>(qf if qf < 4e18 else 4e18)
-    cur = k.si[S_EV_CUR]
-    if cur < qt - m:
-        cur = qt - m
-    if k.pref_q != qt:                     # hints: the rows the next bucket will touch
-        k.pref_q = qt
-        nb = k.ev_b + ((qt + 1) & (m - 1)) * 2 * EVB
-        for i in range(EVB):
-            if nb[2 * i] != INFINITY:
-                c = <int64_t>nb[2 * i + 1]
-                c = ((c >> 25) * k.np_ + ((c >> 9) & 65535)) * k.n
-                COLLIDE_PREFETCH(k.flags + c)
-                COLLIDE_PREFETCH(k.slot_tgt + c)
-    while True:
-        q = cur & (m - 1)
-        bk = k.ev_b + q * 2 * EVB
-        work += 1
-        for i in range(EVB):
-            if bk[2 * i] <= t:
-                bk[2 * i] = INFINITY
-                ev_apply(k, <int64_t>bk[2 * i + 1])
-        prev = -1
-        e = k.ev_head[q]
-        while e >= 0:
-            nxt = k.ev_next[e]
-            work += 1
-            if k.ev_t[e] <= t:
-                if prev < 0:
-                    k.ev_head[q] = nxt
+cdef int64_t ev_window_sort(Kern *k, int64_t w, double upto) noexcept nogil:
+    """The reference's `ev_window_sort`: what window w's segment holds due by `upto`, in time order
+    in ev_sort; the rest kept. Each entry's sub-bucket is computed once, kept meanwhile past the
+    sorted pairs (ev_sort has room for 3 cap doubles; -1: an entry that stays)."""
+    cdef int64_t kk = w & (EV_NC - 1), n = k.ev_n[kk], nsub = k.ev_nsub, q, i, j, m, kept = 0, at
+    cdef double *seg = k.ev_q + 2 * kk * k.ev_cap
+    cdef double *srt = k.ev_sort
+    cdef double *key = k.ev_sort + 2 * k.ev_cap
+    cdef int64_t *cnt = k.ev_cnt
+    cdef double x, f, c, cinv = k.ev_cinv, wf = <double>w
+    for q in range(nsub + 1):
+        cnt[q] = 0
+    for i in range(n):
+        x = seg[2 * i]
+        f = x * cinv
+        if f < wf + 1.0 and x <= upto:
+            q = <int64_t>((f - wf) * nsub)
+            q = 0 if q < 0 else (nsub - 1 if q >= nsub else q)
+            cnt[q + 1] += 1
+            key[i] = <double>q
+        else:
+            key[i] = -1.0
+    for q in range(nsub):
+        cnt[q + 1] += cnt[q]
+    m = cnt[nsub]
+    for i in range(n):
+        if key[i] >= 0.0:
+            q = <int64_t>key[i]
+            at = cnt[q]
+            cnt[q] = at + 1
+            srt[2 * at] = seg[2 * i]
+            srt[2 * at + 1] = seg[2 * i + 1]
+        else:
+            seg[2 * kept] = seg[2 * i]
+            seg[2 * kept + 1] = seg[2 * i + 1]
+            kept += 1
+    k.ev_n[kk] = kept
+    for i in range(1, m):                        # sub-buckets hold one or two: nearly in order
+        x = srt[2 * i]
+        if srt[2 * i - 2] <= x:
+            continue
+        c = srt[2 * i + 1]
+        j = i
+        while j > 0 and srt[2 * j - 2] > x:
+            srt[2 * j] = srt[2 * j - 2]
+            srt[2 * j + 1] = srt[2 * j - 1]
+            j -= 1
+        srt[2 * j] = x
+        srt[2 * j + 1] = c
+    return m
+
+
+cdef int64_t ev_window(Kern *k, int64_t w, double upto) noexcept nogil:
+    """The reference's `ev_window`: window w settled up to `upto`, its changes merged with the
+    log."""
+    cdef int64_t nl = k.si[S_EV_LOG], m, i = 0, r
+    cdef double tr
+    cdef double *lg = k.ev_log
+    cdef double *srt = k.ev_sort
+    m = ev_window_sort(k, w, upto)
+    for r in range(nl):
+        tr = lg[2 * r]
+        while i < m and srt[2 * i] <= tr:
+            ev_apply(k, <int64_t>srt[2 * i + 1])
+            i += 1
+        ev_record(k, <int64_t>lg[2 * r + 1], tr)
+    while i < m:
+        ev_apply(k, <int64_t>srt[2 * i + 1])
+        i += 1
+    k.si[S_EV_LOG] = 0
+    return nl + m + 1
+
+
+cdef int64_t ev_catch_up_all(Kern *k, double t) noexcept nogil:
+    """The reference's `ev_catch_up`, past its first test."""
+    cdef double f = t * k.ev_cinv
+    cdef int64_t ct = <int64_t>(f if f < 4e18 else 4e18), cur = k.si[S_EV_CUR], work, kk, kept, i
+    cdef double x
+    cdef double *seg
+    work = ev_window(k, cur, INFINITY)
+    cur += 1
+    if ct - cur > EV_NC:
+        for kk in range(EV_NC):
+            seg = k.ev_q + 2 * kk * k.ev_cap
+            kept = 0
+            for i in range(k.ev_n[kk]):
+                x = seg[2 * i]
+                f = x * k.ev_cinv
+                if <int64_t>(f if f < 4e18 else 4e18) < ct:
+                    ev_apply(k, <int64_t>seg[2 * i + 1])
                 else:
-                    k.ev_next[prev] = nxt
-                k.ev_next[e] = k.si[S_EV_FREE]
-                k.si[S_EV_FREE] = e
-                k.si[S_EV_USED] -= 1
-                ev_apply(k, k.ev_s[e])
-            else:
-                prev = e
-            e = nxt
-        if cur >= qt:
-            break
+                    seg[2 * kept] = x
+                    seg[2 * kept + 1] = seg[2 * i + 1]
+                    kept += 1
+            work += k.ev_n[kk]
+            k.ev_n[kk] = kept
+        cur = ct
+    while cur < ct:
+        work += ev_window(k, cur, INFINITY)
         cur += 1
-    k.si[S_EV_CUR] = cur
+    k.si[S_EV_CUR] = ct
     return work
 
 
-cdef void sums_end_now(Kern *k, int64_t row, int64_t j, int64_t d, int64_t ip, int64_t p,
-                       double t, double old_end) noexcept nogil:
-    """The reference's `sums_end_now` (old_end < 0: a connect that held no 4-tuple)."""
-    if old_end >= 0.0:
-        ev_remove(k, old_end, ev_code(ip, p, j, 0))
-        if k.reuse > 0.0:
-            ev_remove(k, old_end + k.reuse, ev_code(ip, p, j, 1))
-        sums_holder(k, row, j, d, -1)
-    if k.reuse == 0.0:
-        sums_release(k, row, j, d)
-    else:
-        ev_push(k, t + k.reuse, ev_code(ip, p, j, 1))
+cdef inline int64_t ev_catch_up(Kern *k, double t) noexcept nogil:
+    cdef double f = t * k.ev_cinv
+    if COLLIDE_UNLIKELY(<int64_t>(f if f < 4e18 else 4e18) > k.si[S_EV_CUR]):
+        return ev_catch_up_all(k, t)
+    return 0
 
 
-cdef inline void sums_live(Kern *k, int64_t row, int64_t j, int64_t d, int64_t ip, int64_t p,
-                           double end) noexcept nogil:
-    """A holder starts on (row, j) (it ends at `end`): counted now, its end and release queued."""
-    sums_holder(k, row, j, d, 1)
-    ev_stage(k, end, ev_code(ip, p, j, 0))
+cdef int64_t est_settle(Kern *k, double t) noexcept nogil:
+    """The reference's `est_settle`: counts and batches up to t."""
+    if not k.sums:
+        return 0
+    return ev_catch_up(k, t) + ev_window(k, k.si[S_EV_CUR], t)
+
+
+cdef inline int64_t row_list(Kern *k, int64_t row, double t) noexcept nogil:
+    """The reference's `row_list` (the contents before a change, at est_f/est_i[0:])."""
+    return collide_row_list(k.slot_end, k.slot_tgt, row, k.n, k.reuse, t, k.est_f, k.est_i, 0)
+
+
+cdef void row_changed(Kern *k, int64_t row, int64_t ip, double t, int64_t before) noexcept nogil:
+    """The reference's `row_changed`."""
+    collide_row_changed(&k.evq, k.slot_end, k.slot_tgt, row, k.est_f, k.est_i, k.n, k.zones,
+                        k.reuse, t, ip, before, k.sbase)
+
+
+cdef inline void est_live(Kern *k, int64_t ip, int64_t j, double t, double end) noexcept nogil:
+    ev_push(k, t, end, k.dend[ip * k.n + j])
     if k.reuse > 0.0:
-        ev_stage(k, end + k.reuse, ev_code(ip, p, j, 1))
+        ev_push(k, t, end + k.reuse, end_code(k, ip, j, EV_REL))
+
+
+cdef inline void est_release_at(Kern *k, int64_t ip, int64_t j, double t) noexcept nogil:
+    ev_push(k, t, t + k.reuse, end_code(k, ip, j, EV_REL))
+
+
+cdef inline void est_reset(Kern *k, int64_t ip, int64_t m, double t, double old_end) noexcept nogil:
+    evq_log(&k.evq, t, end_code(k, ip, m, EV_END))
+    ev_push(k, t, old_end, end_code(k, ip, m, EV_UNEND))
+    if k.reuse > 0.0:
+        ev_push(k, t, old_end + k.reuse, end_code(k, ip, m, EV_UNREL))
+        ev_push(k, t, t + k.reuse, end_code(k, ip, m, EV_REL))
 
 
 cdef double estimate_full(const Kern *k, int64_t ip, int64_t j, int64_t d, double t, int64_t lo,
@@ -973,10 +1117,13 @@ cdef double estimate_full(const Kern *k, int64_t ip, int64_t j, int64_t d, doubl
     cdef int64_t nt = hi - lo, base = ip * k.np_ * k.n, p, o, start, last_start = -1, last = 0
     cdef int64_t acc = 0, pert, cursor, skipped, f
     if k.alloc == 0:
-        f = k.est_free[d]
+        f = k.est[3 * d + 1]
         if f == 0:
             return 0.0
-        return <double>k.est_sum[d] / <double>(f * nt)
+        return <double>(k.est[k.sbase + 2 * (ip * k.zones + zone_index(k, j))]
+                        - k.est[3 * d]
+                        - k.est[k.sbase + 2 * (ip * k.zones + zone_index(k, j)) + 1]
+                        - k.est[3 * d + 2]) / <double>(f * nt)
     if k.alloc == 3:
         return 0.0
     if k.alloc == 1:
@@ -1032,7 +1179,7 @@ cdef void retry(Kern *k, double t) noexcept nogil:
     """The retrying connect on top of the heap sends its SYN again at t (the reference's
     `retry`)."""
     cdef int64_t x = heap_pop(k), s = k.pd_slot[x], b = k.pd_tgt[x], n = k.n, j, row, ip, p, d, m
-    cdef int64_t meas = k.pd_flags[x] & 1, i
+    cdef int64_t meas = k.pd_flags[x] & 1, i, before = 0
     cdef bint busy = False
     cdef double end
     j = s % n
@@ -1043,6 +1190,8 @@ cdef void retry(Kern *k, double t) noexcept nogil:
     for m in range(n):
         if m != j and k.slot_end[row + m] > t and k.slot_tgt[row + m] == b:
             busy = True
+    if k.sums and (not busy or k.pd_retry[x] + 1 >= k.syn_n):     # the row will change
+        before = row_list(k, row, t)
     if not busy:
         end = t + k.pd_life[x]
         k.slot_end[s] = end
@@ -1053,8 +1202,11 @@ cdef void retry(Kern *k, double t) noexcept nogil:
                 k.si[S_TWHITS] += i
         if k.alloc == 0:
             hl_sync(k, d, row, j, p, False)
-        if k.sums:
-            sums_live(k, row, j, d, ip, p, end)
+        if k.sums:                         # it lives from now
+            evq_log(&k.evq, t, est_code(3 * d, (k.dsum[d] - k.sbase) << 4 | ARR_LIVE, EV_ARR))
+            est_live(k, ip, j, t, end)
+            if before >= 2:
+                row_changed(k, row, ip, t, before)
         if meas:
             k.si[S_EST] += 1
             k.si[S_DELAYED] += 1
@@ -1071,7 +1223,9 @@ cdef void retry(Kern *k, double t) noexcept nogil:
         if k.alloc == 0:
             hl_sync(k, d, row, j, p, False)
         if k.sums:
-            sums_end_now(k, row, j, d, ip, p, t, -1.0)
+            est_release_at(k, ip, j, t)
+            if before >= 2:
+                row_changed(k, row, ip, t, before)
         if meas:
             k.si[S_FAILED] += 1
             k.si[S_PENDING] -= 1
@@ -1108,7 +1262,8 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
     cdef bitgen_t *bg = k.bitgen
     cdef int64_t n = k.n, P_ = k.np_, B_ = k.nb, K_ = k.k, work = 0, code = DONE
     cdef int64_t cap = k.cap, dist = k.dist, emp_n = k.emp_n, sched_n = k.sched_n
-    cdef int64_t tw_cap = (k.tw_nb * 3) // 2, ev_room = k.ev_cap - 2 * n - 4 - 2 * STAGE
+    cdef int64_t tw_cap = (k.tw_nb * 3) // 2, log_room = k.ev_logcap - k.ev_max, before = 0
+    cdef int64_t arr = 0
     cdef bint limited = k.limited, cross = k.cross, collidable = k.collidable
     cdef bint sums = k.sums, tw_on = k.tw_on, until_first = k.until_first
     cdef double rate = k.rate, mean = k.mean, mu = k.mu, sigma = k.sigma, xm = k.xm
@@ -1142,9 +1297,11 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                 code = GROW_TW
                 break
         if Est is est_full_t:
-            if sums and si[S_EV_USED] >= ev_room:
+            if sums and si[S_EV_FULL]:     # a window's segment needs room
                 code = GROW_EV
                 break
+            if sums and si[S_EV_LOG] > log_room:   # the log is full: settle up to now
+                work += est_settle(k, k.sf[F_NOW])
         placing = place_i < place_n
         if placing:                        # the stationary start, oldest first, at t = 0
             t = 0.0
@@ -1172,8 +1329,8 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                 next_sample = t_measure + (t_end - t_measure) * si[S_SAMPLE_I] / PEAK_SAMPLES \
                     if si[S_SAMPLE_I] <= PEAK_SAMPLES else INFINITY
             if Est is est_full_t:
-                if sums:
-                    work += ev_drain(k, t)
+                if sums:                   # the windows t has left are settled
+                    work += ev_catch_up(k, t)
             if Mode is general_t:
                 if t_retry <= t_next:
                     retry(k, t)
@@ -1229,7 +1386,10 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     c_afail += measure
                     break
             if Est is est_full_t:
-                if measure:
+                if sums:                   # the query, logged (and what the arrival does, below)
+                    arr = evq_log(&k.evq, t, est_code(3 * d, (k.dsum[d] - k.sbase) << 4
+                                                      | (ARR_QUERY if measure else 0), EV_ARR))
+                elif measure:
                     add_to_batch(k, t, estimate_full(k, ip, j, d, t, lo, hi))
             if Mode is general_t:
                 if k.alloc == 0 or k.alloc == 3:
@@ -1295,8 +1455,8 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
             s = row + j
             dest[d * DW + D_UB] += 1
             if Est is est_full_t:
-                if sums:
-                    sums_take(k, row, j, d)
+                if sums:                   # the port is taken
+                    k.ev_log[2 * arr + 1] += ARR_TAKE << 3
             if Est is est_target_t:
                 if measure and collidable:
                     # distinct_live, inline (the arrival's own slot is free: its end <= t)
@@ -1327,6 +1487,13 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
             else:                          # (the arrival's own slot is free: its end <= t)
                 for m in range(n):
                     holders += (slot_end[row + m] > t) & (slot_tgt[row + m] == b)
+            if Est is est_full_t:
+                if sums:                   # the row's taken slots before it changes
+                    before = 0
+                    for m in range(n):
+                        before += slot_end[row + m] + k.reuse > t
+                    if COLLIDE_UNLIKELY(before > 0):
+                        row_list(k, row, t)
             # 6. lifetime and who closes first
             if given < 0.0:
                 life = rng_lifetime(&g, bg, dist, mean, mu, sigma, xm, alpha, xa, emp_n)
@@ -1363,7 +1530,9 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     slot_tgt[s] = -1
                     if Est is est_full_t:
                         if sums:
-                            sums_end_now(k, row, j, d, ip, p, t, -1.0)
+                            est_release_at(k, ip, j, t)
+                            if before >= 1:
+                                row_changed(k, row, ip, t, before)
                     if k.alloc == 0:
                         hl_sync(k, d, row, j, p, False)
                     break
@@ -1375,7 +1544,7 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                             c_resets += measure
                             if Est is est_full_t:
                                 if sums:
-                                    sums_end_now(k, row, m, ip * n + m, ip, p, t, end)
+                                    est_reset(k, ip, m, t, end)
                             if k.alloc == 0:
                                 hl_sync(k, ip * n + m, row, m, p, False)
                     if Mode is general_t:
@@ -1403,6 +1572,9 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                         k.pd_life[x] = life
                         k.pd_at[x] = t + xa[k.syn_off]
                         heap_push(k, x)
+                        if Est is est_full_t:
+                            if sums and before >= 1:
+                                row_changed(k, row, ip, t, before)
                         break
             # the new connection lives; it takes the 4-tuple's TIME_WAIT record
             end = t + life
@@ -1425,7 +1597,10 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     k.ntl[(j * B_ + b) % k.ntl_size] += 1
             if Est is est_full_t:
                 if sums:
-                    sums_live(k, row, j, d, ip, p, end)
+                    k.ev_log[2 * arr + 1] += ARR_LIVE << 3
+                    est_live(k, ip, j, t, end)
+                    if COLLIDE_UNLIKELY(before >= 1):
+                        row_changed(k, row, ip, t, before)
             break
         if not placing:
             e = rng_exponential(&g, bg)
@@ -1438,8 +1613,6 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                 code = FIRST_HIT
                 break
     gp[0] = g
-    if Est is est_full_t:
-        ev_unstage(k)
     k.sf[F_NEXT_ARR] = t_next
     si[S_PLACE_I] = place_i
     si[S_FIRST_SEEN] = first_seen
@@ -1477,18 +1650,27 @@ cdef class Engine:
         self.k.bitgen = <bitgen_t *>PyCapsule_GetPointer(bit_generator.capsule, "BitGenerator")
         self.inline_rng = COLLIDE_PCG_INLINE != 0
         xa = xa if xa.size else np.zeros(1, np.float64)
+        # the full estimate's per-destination places: S of (ip, zone of j), and an end's code
+        kn, zones = int(pi[K] * pi[N]), int(pi[ZONES])
+        dd = np.arange(kn, dtype=np.int64)
+        srel = 2 * ((dd // pi[N]) * zones + (dd % pi[N]) % zones)
         self.params = (np.ascontiguousarray(zs, np.int64), np.ascontiguousarray(zc, np.int64),
-                       np.ascontiguousarray(wcum, np.float64), np.ascontiguousarray(xa, np.float64))
+                       np.ascontiguousarray(wcum, np.float64), np.ascontiguousarray(xa, np.float64),
+                       3 * kn + srel, ((3 * dd) << 26) | (srel << 3) | EV_END)
         cdef int64_t[::1] zs_v = self.params[0], zc_v = self.params[1]
         cdef double[::1] w_v = self.params[2], xa_v = self.params[3]
+        cdef int64_t[::1] ds_v = self.params[4], de_v = self.params[5]
         self.k.zs, self.k.zc, self.k.wcum, self.k.xa = &zs_v[0], &zc_v[0], &w_v[0], &xa_v[0]
+        self.k.dsum, self.k.dend = &ds_v[0], &de_v[0]
         k = &self.k
         k.k, k.n, k.nb, k.np_, k.cap = pi[K], pi[N], pi[B], pi[P], pi[CAP]
         k.clients, k.alloc, k.dist, k.outcome = pi[CLIENTS], pi[ALLOC], pi[DIST], pi[OUTCOME]
         k.nbatch, k.node_limit, k.emp_n, k.sched_n = pi[NBATCH], pi[NODE_LIMIT], pi[EMP_N], \
             pi[SCHED_N]
         k.syn_n, k.syn_off, k.ca_limit = pi[SYN_N], 2 * pi[EMP_N] + 2 * pi[SCHED_N], pi[CA_LIMIT]
-        k.ntl_size, k.ev_m = pi[NTL_SIZE], pi[EV_M]
+        k.ntl_size, k.ev_nsub = pi[NTL_SIZE], pi[EV_NSUB]
+        k.zones, k.sbase = pi[ZONES], 3 * pi[K] * pi[N]
+        k.ev_max = T.events_max(pi[N])
         k.limited, k.ip_per_client, k.sticky = pi[LIMITED] != 0, pi[IP_PER_CLIENT] != 0, \
             pi[STICKY] != 0
         k.need_client, k.cross, k.cip, k.weighted = pi[NEED_CLIENT] != 0, pi[CROSS] != 0, \
@@ -1497,9 +1679,8 @@ cdef class Engine:
         k.collidable, k.until_first = pi[COLLIDABLE] != 0, pi[UNTIL_FIRST] != 0
         k.rate, k.mean, k.mu, k.sigma = pf[RATE], pf[MEAN], pf[MU], pf[SIGMA]
         k.xm, k.alpha, k.dns_ttl, k.tw_s = pf[XM], pf[ALPHA], pf[DNS_TTL], pf[TW]
-        k.scf, k.reuse, k.t_measure, k.t_end, k.ev_invw = pf[SCF], pf[REUSE], pf[T_MEASURE], \
-            pf[T_END], pf[EV_INVW]
-        k.batch_scale = pf[BATCH_SCALE]
+        k.scf, k.reuse, k.t_measure, k.t_end = pf[SCF], pf[REUSE], pf[T_MEASURE], pf[T_END]
+        k.batch_scale, k.ev_cinv = pf[BATCH_SCALE], pf[EV_CINV]
         plainish = k.alloc == 0 and k.cip and not pi[REUSE_ON] and not k.delays
         # the plain copy draws no server-close flag: it serves only runs where that flag is never
         # drawn (server_close_fraction 0) and never read (no TIME_WAIT)
@@ -1510,22 +1691,18 @@ cdef class Engine:
         else:
             self.mode = 2
         self.est = pi[EST]
-        self.k.st_n = 0
-        self.k.st_head = 0
-        self.k.pref_q = -1
 
     def bind(self, S):
         """Attach the state arrays (the tuple `state.as_tuple`)."""
         cdef int64_t[::1] si, dest, pool, cl_node, ntl, pd_slot, pd_tgt, pd_retry, pd_flags
-        cdef int64_t[::1] pd_serial, pd_stack, heap, est_sum, est_free, ev_s, ev_next, ev_head
+        cdef int64_t[::1] pd_serial, pd_stack, heap, est, est_i, ev_n, ev_cnt
         cdef int64_t[::1] dhist, place_order
-        cdef double[::1] sf, slot_end, pool_th, cl_exp, tw, pd_t0, pd_life, pd_at, ev_t, batches, ev_b
-        cdef double[::1] place_life
+        cdef double[::1] sf, slot_end, pool_th, cl_exp, tw, pd_t0, pd_life, pd_at, batches
+        cdef double[::1] place_life, est_f, ev_q, ev_log, ev_sort
         cdef int32_t[::1] slot_tgt, hl_list, hl_pos
-        cdef uint8_t[::1] flags
         (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl,
          tw, pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack,
-         heap, est_sum, est_free, flags, ev_b, ev_t, ev_s, ev_next, ev_head, batches, dhist,
+         heap, est, est_f, est_i, ev_q, ev_n, ev_log, ev_sort, ev_cnt, batches, dhist,
          place_life, place_order) = S
         self.keep = S
         k = &self.k
@@ -1537,11 +1714,14 @@ cdef class Engine:
         k.pd_slot, k.pd_tgt, k.pd_retry, k.pd_flags = &pd_slot[0], &pd_tgt[0], &pd_retry[0], \
             &pd_flags[0]
         k.pd_serial, k.pd_t0, k.pd_life, k.pd_at = &pd_serial[0], &pd_t0[0], &pd_life[0], &pd_at[0]
-        k.pd_stack, k.heap, k.est_sum, k.est_free = &pd_stack[0], &heap[0], &est_sum[0], \
-            &est_free[0]
-        k.flags, k.ev_b, k.ev_t, k.ev_s, k.ev_next, k.ev_head = &flags[0], &ev_b[0], &ev_t[0], \
-            &ev_s[0], &ev_next[0], &ev_head[0]
-        k.ev_cap = ev_t.shape[0]
+        k.pd_stack, k.heap = &pd_stack[0], &heap[0]
+        k.est, k.est_f, k.est_i = &est[0], &est_f[0], &est_i[0]
+        k.ev_q, k.ev_n, k.ev_log, k.ev_sort, k.ev_cnt = &ev_q[0], &ev_n[0], &ev_log[0], \
+            &ev_sort[0], &ev_cnt[0]
+        k.ev_cap = ev_q.shape[0] // (2 * EV_NC)
+        k.ev_logcap = ev_log.shape[0] // 2
+        k.evq.q, k.evq.n, k.evq.cap, k.evq.lim = k.ev_q, k.ev_n, k.ev_cap, k.ev_cap - k.ev_max
+        k.evq.log, k.evq.si, k.evq.cinv = k.ev_log, k.si, k.ev_cinv
         k.batches, k.dhist, k.place_life, k.place_order = &batches[0], &dhist[0], &place_life[0], \
             &place_order[0]
 
@@ -1593,6 +1773,13 @@ cdef class Engine:
                     life[i] = u * big
                     age[i] = big - u * big
             self.store_rng()
+
+    def settle(self, double t):
+        """The reference's `est_settle` on the bound state: the `full` estimate up to t."""
+        cdef int64_t work
+        with nogil:
+            work = est_settle(&self.k, t)
+        return work
 
     def advance(self, double t_stop, int64_t budget):
         """The reference's `advance` on the bound state: a code of `state` (DONE, ...)."""

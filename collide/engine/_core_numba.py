@@ -222,7 +222,9 @@ SHARED = tuple(name for name, f in vars(ref).items()
                if isinstance(f, pytypes.FunctionType) and f.__module__ == ref.__name__
                and name not in PRIMITIVES)
 INLINE = {"arrival", "retry", "zone_of", "heap_less", "port_free", "free_time", "tw_home",
-          "allocate_pooled", "draw_lifetime", "next_arrival_after", "add_to_batch"}
+          "allocate_pooled", "draw_lifetime", "next_arrival_after", "add_to_batch", "est_code",
+          "end_code", "ev_log", "ev_push", "ev_apply", "ev_record", "ev_catch_up", "est_live",
+          "est_release_at", "est_reset", "row_list"}
 
 # Compiled copies are cached under names that carry a digest of both sources, so a change to
 # either file (the reference's code, or these primitives) compiles afresh.

@@ -18,7 +18,8 @@ connection is live at t iff end > t; its port is free towards the node iff end +
 is an event: an arrival reads the slots it needs. A connect that retries (delay-new) holds its slot
 with end = +inf and no target; a refused or reset connection's slot gets end = t (its port cools
 for the reuse delay). What still waits on time keeps a queue, only while the scenario asks for it:
-the SYN retries (a heap by (time, serial)), the `full` estimate's running sums (a ring of events).
+the SYN retries (a heap by (time, serial)); the `full` estimate keeps running counts late, a
+window of time at a time (a log of changes now, segments of changes later).
 TIME_WAIT is exact without a queue: each (ip, port, target) keeps the record of its latest holder
 (expiry = end + time_wait when the server closed first), overwritten when a new holder takes the
 4-tuple and removed by a reset; expired records are dead and their entries reused.
@@ -569,225 +570,417 @@ def distinct_live(slot_end, slot_tgt, row, N, j, t, lo, hi):
     return c
 
 
-# -- the `full` estimate's running sums (random allocator) -------------------------------------------
-# est_sum[d] = sum over the ports counted free for d of the distinct targets of T_d that other
-# nodes' counted holders have on that port; est_free[d] = ports counted free. "Counted" is the
-# slot flags (F_LIVE, F_TAKEN), brought up to date by the events of every time <= t before each
-# arrival, so every update is exact against the flags whatever order events of one time take.
-def flag_distinct(flags, slot_tgt, row, N, skip1, skip2, lo, hi, b_only):
-    """Distinct counted-live targets in [lo, hi) on `row` through nodes other than skip1, skip2;
-    with b_only >= 0, 1 if b_only is among them else 0."""
-    c = 0
-    for m in range(N):
-        if m == skip1 or m == skip2 or not (flags[row + m] & T.F_LIVE):
-            continue
-        b = slot_tgt[row + m]
-        if b_only >= 0:
-            if b == b_only:
-                return 1
-            continue
-        if b < lo or b >= hi:
-            continue
-        seen = False
-        for x in range(m):
-            if x != skip1 and x != skip2 and (flags[row + x] & T.F_LIVE) and slot_tgt[row + x] == b:
-                seen = True
-        if not seen:
-            c += 1
-    return c
-
-
 def zone_of(m, cross, zs, zc, B):
+    """The targets [lo, hi) node m may send to."""
     if cross:
         return 0, B
     return zs[m], zs[m] + zc[m]
 
 
-def sums_take(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B):
-    flags[row + j] = flags[row + j] | T.F_TAKEN
-    lo, hi = zone_of(j, cross, zs, zc, B)
-    est_free[d] -= 1
-    est_sum[d] -= flag_distinct(flags, slot_tgt, row, N, j, -1, lo, hi, -1)
+# -- the `full` estimate's running counts (random allocator) -----------------------------------------
+# est_sum[d], the sum over d's free ports of the distinct targets of T_d that other nodes hold live
+# there, is kept as S[ip, z] - A[d] - DUP[ip, z] - T[d] (z: j's zone; 0 with cross-zone on):
+#   A[d]      live holders through d = (ip, j); S[ip, z] live holders of ip through zone z's nodes:
+#             S - A counts every live holder of another node once, port by port;
+#   DUP, T    what that count has too many, row by row: dup_z = the live holders of zone z minus
+#             their distinct targets; t_j = (distinct targets of j's zone - 1 if j is live) when
+#             j's slot is taken, else 0 (that port is not free for j).
+# F[d] counts d's free ports. A row with at most one slot taken adds nothing to DUP and T, so the
+# common end (a row's only holder leaving) changes A, S and F alone and needs no row. A row with two
+# or more slots taken adds a step function of time whose steps are its holders' ends and releases,
+# all known: the arrival that makes the row so (reading it anyway) queues the steps, and one that
+# changes such a row again first queues their negation.
+#
+# Nothing in the simulation reads these counts: only the estimate does, at each measured arrival.
+# So they are kept late, a window of time at a time. What an event changes at once (the port taken,
+# a holder starting or reset, the estimate's query itself) goes to a log in time order; what it
+# changes later (an end, a release, a step) is queued in the segment of its window (NC windows of
+# width WC, a ring of fixed-size segments filled in order). When time leaves a window, its queued
+# events are sorted (by sub-bucket, then a pass of insertion) and merged with its log: each logged
+# query sees every change of a time <= its own and of an earlier record. Every update is a count,
+# so changes of one time may go in any order; only the queries' places matter.
+#
+# Codes: (offset << 26) | (x << 3) | kind, `offset` the counter's place in `est` (A for an end or
+# an arrival, F for a release, T or DUP for a step); x, for an end, the place of its S after sbase;
+# for a step, its delta + 512; for an arrival, (S's place << 4) | what it did (ARR_*).
+EV_END, EV_UNEND, EV_REL, EV_UNREL, EV_T, EV_DUP, EV_ARR = range(7)
+ARR_QUERY, ARR_TAKE, ARR_LIVE = 1, 2, 4
 
 
-def sums_release(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B):
-    flags[row + j] = flags[row + j] & (255 - T.F_TAKEN)
-    lo, hi = zone_of(j, cross, zs, zc, B)
-    est_free[d] += 1
-    est_sum[d] += flag_distinct(flags, slot_tgt, row, N, j, -1, lo, hi, -1)
+def est_code(offset, x, kind):
+    return (offset << 26) | (x << 3) | kind
 
 
-def sums_holder(flags, slot_tgt, est_sum, row, j0, d0, N, cross, zs, zc, B, delta):
-    """The holder on row through node j0 (target slot_tgt[row + j0]) starts (+1) or stops (-1)
-    counting: each other node m for which the port is counted free gains or loses the target
-    unless another counted holder (not m's, not j0's) already has it."""
-    b = slot_tgt[row + j0]
-    if delta < 0:
-        flags[row + j0] = flags[row + j0] & (255 - T.F_LIVE)
-    for m in range(N):
-        if m == j0 or (flags[row + m] & T.F_TAKEN):
-            continue
-        lo, hi = zone_of(m, cross, zs, zc, B)
-        if b < lo or b >= hi:
-            continue
-        if flag_distinct(flags, slot_tgt, row, N, m, j0, 0, 0, b) == 0:
-            est_sum[d0 - j0 + m] += delta
-    if delta > 0:
-        flags[row + j0] = flags[row + j0] | T.F_LIVE
+def end_code(ip, m, N, Z, kind):
+    """An end's (EV_END, EV_UNEND) or release's (EV_REL, EV_UNREL) code for the slot of (ip, m)."""
+    d = 3 * (ip * N + m)
+    if kind >= EV_REL:
+        return est_code(d + 1, 0, kind)
+    return est_code(d, 2 * (ip * Z + m % Z), kind)
 
 
-def ev_bucket(x, m, invw):
-    qb = x * invw
-    if qb > 4e18:
-        qb = 4e18
-    return int(qb) & (m - 1)
+def ev_log(EVQ, si, t, code):
+    """A change at t, after every one logged before it."""
+    ev_log_ = EVQ[2]
+    n = si[T.EV_LOG]
+    ev_log_[2 * n] = t
+    ev_log_[2 * n + 1] = code
+    si[T.EV_LOG] = n + 1
+    return n
 
 
-def ev_push(EV, si, x, code, m, invw):
-    """Queue an event (code = 2 * slot + kind) at time x in its ring bucket: one of the bucket's
-    EVB inline entries (one cache line), or its overflow chain."""
-    ev_b, ev_t, ev_s, ev_next, ev_head = EV
-    q = ev_bucket(x, m, invw)
-    b = q * 2 * T.EVB
-    for i in range(T.EVB):
-        if ev_b[b + 2 * i] == INF:
-            ev_b[b + 2 * i] = x
-            ev_b[b + 2 * i + 1] = code
-            return
-    e = si[T.EV_FREE]
-    si[T.EV_FREE] = ev_next[e]
-    si[T.EV_USED] += 1
-    ev_t[e] = x
-    ev_s[e] = code
-    ev_next[e] = ev_head[q]
-    ev_head[q] = e
-
-
-def ev_remove(EV, si, x, code, m, invw):
-    """Take back the queued event (x, code): a reset ends its holder before its time."""
-    ev_b, ev_t, ev_s, ev_next, ev_head = EV
-    q = ev_bucket(x, m, invw)
-    b = q * 2 * T.EVB
-    for i in range(T.EVB):
-        if ev_b[b + 2 * i] == x and ev_b[b + 2 * i + 1] == code:
-            ev_b[b + 2 * i] = INF
-            return
-    prev = -1
-    e = ev_head[q]
-    while e >= 0:
-        if ev_t[e] == x and ev_s[e] == code:
-            if prev < 0:
-                ev_head[q] = ev_next[e]
-            else:
-                ev_next[prev] = ev_next[e]
-            ev_next[e] = si[T.EV_FREE]
-            si[T.EV_FREE] = e
-            si[T.EV_USED] -= 1
-            return
-        prev = e
-        e = ev_next[e]
-
-
-def ev_apply(code, flags, slot_tgt, est_sum, est_free, N, P, cross, zs, zc, B, reuse):
-    """An event's time has come: a holder's end (kind 0; with no reuse delay its port is
-    released too) or a port's release after the reuse delay (kind 1)."""
-    s = code >> 1
-    j = s % N
-    row = s - j
-    d = (s // (P * N)) * N + j
-    if code & 1:
-        sums_release(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B)
+def ev_push(EVQ, si, t, x, code, cinv, lim):
+    """A change due at x, queued in its window's segment (one due at once, x <= t, is logged).
+    A segment filled past `lim` asks for room before the next event (T.EV_FULL)."""
+    if x <= t:
+        ev_log(EVQ, si, t, code)
         return
-    sums_holder(flags, slot_tgt, est_sum, row, j, d, N, cross, zs, zc, B, -1)
-    if reuse == 0.0:
-        sums_release(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B)
+    ev_q, ev_n = EVQ[0], EVQ[1]
+    c = int(min(x * cinv, 4e18))
+    k = c & (T.EV_NC - 1)
+    n = ev_n[k]
+    cap = len(ev_q) // (2 * T.EV_NC)
+    i = 2 * (k * cap + n)
+    ev_q[i] = x
+    ev_q[i + 1] = code
+    ev_n[k] = n + 1
+    if n + 1 > lim:
+        si[T.EV_FULL] = 1
 
 
-def ev_drain(EV, si, flags, slot_tgt, est_sum, est_free, t, m, invw, reuse, N, P, cross, zs, zc,
-             B):
-    """Apply every event of a time <= t: bucket by bucket up to t's, leaving what belongs to a
-    later turn of the ring. Events of one time may go in any order: each update is exact
-    against the flags. Returns the work done."""
-    ev_b, ev_t, ev_s, ev_next, ev_head = EV
-    work = 0
-    qt = int(min(t * invw, 4e18))
+def ev_apply(code, est, sbase, reuse):
+    """A queued change: its counter updates. `est` holds (A, F, T) per destination d at 3d, then
+    (S, DUP) per (ip, zone) at sbase + 2 (ip Z + z)."""
+    kind = code & 7
+    off = code >> 26
+    if kind <= EV_UNEND:                   # a holder's end (and, with no reuse delay, release)
+        sign = 1 if kind == EV_UNEND else -1
+        est[off] += sign
+        est[sbase + ((code >> 3) & 0x7FFFFF)] += sign
+        if reuse == 0.0:
+            est[off + 1] -= sign
+    elif kind <= EV_UNREL:                 # a port's release after the reuse delay
+        est[off] += 1 if kind == EV_REL else -1
+    else:                                  # a step of T or DUP
+        est[off] += ((code >> 3) & 1023) - 512
+
+
+def ev_record(code, t, est, sbase, reuse, N, B, cross, zc, batches, sf, pf, nbatch):
+    """A logged change at t: an arrival's query (its estimate, added to the batch of t) and what
+    it did, or a queued kind's updates."""
+    if code & 7 != EV_ARR:
+        ev_apply(code, est, sbase, reuse)
+        return
+    d = code >> 26
+    x = (code >> 3) & 0x7FFFFF
+    s = sbase + (x >> 4)
+    if x & ARR_QUERY:
+        f = est[d + 1]
+        e = 0.0
+        if f > 0:
+            nt = B if cross else zc[(d // 3) % N]
+            e = (est[s] - est[d] - est[s + 1] - est[d + 2]) / (f * nt)
+        add_to_batch(batches, sf, nbatch, pf, t, e)
+    if x & ARR_TAKE:
+        est[d + 1] -= 1
+    if x & ARR_LIVE:
+        est[d] += 1
+        est[s] += 1
+
+
+def ev_window_sort(EVQ, w, upto, cinv, nsub):
+    """Take from window w's segment what is due by `upto` (every entry if upto is +inf) into
+    ev_sort, in time order; keep the rest. Returns how many."""
+    ev_q, ev_n, ev_log_, ev_sort, ev_cnt = EVQ
+    cap = len(ev_q) // (2 * T.EV_NC)
+    k = w & (T.EV_NC - 1)
+    n = ev_n[k]
+    i0 = 2 * k * cap
+    for q in range(nsub + 1):
+        ev_cnt[q] = 0
+    for i in range(n):                     # how many per sub-bucket of the window
+        x = ev_q[i0 + 2 * i]
+        f = min(x * cinv, 4e18)
+        if int(f) <= w and x <= upto:
+            q = min(max(int((f - w) * nsub), 0), nsub - 1)
+            ev_cnt[q + 1] += 1
+    for q in range(nsub):
+        ev_cnt[q + 1] += ev_cnt[q]
+    m = ev_cnt[nsub]
+    kept = 0
+    for i in range(n):                     # each to its sub-bucket's place; a later turn's stays
+        x = ev_q[i0 + 2 * i]
+        f = min(x * cinv, 4e18)
+        if int(f) <= w and x <= upto:
+            q = min(max(int((f - w) * nsub), 0), nsub - 1)
+            at = ev_cnt[q]
+            ev_cnt[q] = at + 1
+            ev_sort[2 * at] = x
+            ev_sort[2 * at + 1] = ev_q[i0 + 2 * i + 1]
+        else:
+            ev_q[i0 + 2 * kept] = x
+            ev_q[i0 + 2 * kept + 1] = ev_q[i0 + 2 * i + 1]
+            kept += 1
+    ev_n[k] = kept
+    for i in range(1, m):                  # sub-buckets hold one or two: nearly in order
+        x = ev_sort[2 * i]
+        c = ev_sort[2 * i + 1]
+        j = i
+        while j > 0 and ev_sort[2 * j - 2] > x:
+            ev_sort[2 * j] = ev_sort[2 * j - 2]
+            ev_sort[2 * j + 1] = ev_sort[2 * j - 1]
+            j -= 1
+        ev_sort[2 * j] = x
+        ev_sort[2 * j + 1] = c
+    return m
+
+
+def ev_window(EVQ, si, est, w, upto, cinv, nsub, sbase, reuse, N, B, cross, zc, batches, sf, pf,
+              nbatch):
+    """Settle window w up to `upto`: its queued changes due by then, merged in time order with the
+    log (all of it: every record is of window w and <= upto). Returns the work done."""
+    ev_log_, ev_sort = EVQ[2], EVQ[3]
+    nl = si[T.EV_LOG]
+    m = ev_window_sort(EVQ, w, upto, cinv, nsub)
+    i = 0
+    for r in range(nl):
+        tr = ev_log_[2 * r]
+        while i < m and ev_sort[2 * i] <= tr:
+            ev_apply(int(ev_sort[2 * i + 1]), est, sbase, reuse)
+            i += 1
+        ev_record(int(ev_log_[2 * r + 1]), tr, est, sbase, reuse, N, B, cross, zc, batches, sf,
+                  pf, nbatch)
+    while i < m:
+        ev_apply(int(ev_sort[2 * i + 1]), est, sbase, reuse)
+        i += 1
+    si[T.EV_LOG] = 0
+    return nl + m + 1
+
+
+def ev_catch_up(EVQ, si, est, t, cinv, nsub, sbase, reuse, N, B, cross, zc, batches, sf, pf,
+                nbatch):
+    """Before an event at t: settle every window that t has left. Returns the work done."""
+    ct = int(min(t * cinv, 4e18))
     cur = si[T.EV_CUR]
-    if cur < qt - m:                       # a quiet stretch longer than a turn: one turn will do
-        cur = qt - m
-    while True:
-        q = cur & (m - 1)
-        b = q * 2 * T.EVB
-        work += 1
-        for i in range(T.EVB):
-            if ev_b[b + 2 * i] <= t:
-                ev_b[b + 2 * i] = INF
-                ev_apply(int(ev_b[b + 2 * i + 1]), flags, slot_tgt, est_sum, est_free, N, P,
-                         cross, zs, zc, B, reuse)
-        prev = -1
-        e = ev_head[q]
-        while e >= 0:
-            nxt = ev_next[e]
-            work += 1
-            if ev_t[e] <= t:
-                if prev < 0:               # unlink, then apply
-                    ev_head[q] = nxt
+    if ct <= cur:
+        return 0
+    work = ev_window(EVQ, si, est, cur, INF, cinv, nsub, sbase, reuse, N, B, cross, zc, batches,
+                     sf, pf, nbatch)
+    cur += 1
+    if ct - cur > T.EV_NC:                 # a quiet stretch of a whole turn: all that is queued
+        ev_q, ev_n = EVQ[0], EVQ[1]        # before ct is due, and no query waits in between
+        cap = len(ev_q) // (2 * T.EV_NC)
+        for k in range(T.EV_NC):
+            kept = 0
+            for i in range(ev_n[k]):
+                x = ev_q[2 * (k * cap + i)]
+                if int(min(x * cinv, 4e18)) < ct:
+                    ev_apply(int(ev_q[2 * (k * cap + i) + 1]), est, sbase, reuse)
                 else:
-                    ev_next[prev] = nxt
-                ev_next[e] = si[T.EV_FREE]
-                si[T.EV_FREE] = e
-                si[T.EV_USED] -= 1
-                ev_apply(ev_s[e], flags, slot_tgt, est_sum, est_free, N, P, cross, zs, zc, B,
-                         reuse)
-            else:
-                prev = e
-            e = nxt
-        if cur >= qt:
-            break
+                    ev_q[2 * (k * cap + kept)] = x
+                    ev_q[2 * (k * cap + kept) + 1] = ev_q[2 * (k * cap + i) + 1]
+                    kept += 1
+            work += ev_n[k]
+            ev_n[k] = kept
+        cur = ct
+    while cur < ct:
+        work += ev_window(EVQ, si, est, cur, INF, cinv, nsub, sbase, reuse, N, B, cross, zc,
+                          batches, sf, pf, nbatch)
         cur += 1
-    si[T.EV_CUR] = cur
+    si[T.EV_CUR] = ct
     return work
 
 
-def sums_live(flags, slot_tgt, est_sum, EV, si, s, end, N, P, cross, zs, zc, B, reuse, m, invw):
-    """A holder starts on slot s (it ends at `end`): counted now, its end (and release) queued."""
-    j = s % N
-    row = s - j
-    d = (s // (P * N)) * N + j
-    sums_holder(flags, slot_tgt, est_sum, row, j, d, N, cross, zs, zc, B, 1)
-    ev_push(EV, si, end, 2 * s, m, invw)
+def est_settle(S, pi, pf, zs, zc, t):
+    """Bring the counts and the estimate's batches up to t (every logged change, every queued one
+    due by then): at the end of a run, before reading them, and when the log is full."""
+    (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl, tw,
+     pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack, heap,
+     est, est_f, est_i, ev_q, ev_n, ev_log_, ev_sort, ev_cnt, batches, dhist, place_life,
+     place_order) = S
+    EVQ = (ev_q, ev_n, ev_log_, ev_sort, ev_cnt)
+    if not pi[C.SUMS]:
+        return 0
+    cinv = pf[C.EV_CINV]
+    nsub = pi[C.EV_NSUB]
+    sbase = 3 * pi[C.K] * pi[C.N]
+    work = ev_catch_up(EVQ, si, est, t, cinv, nsub, sbase, pf[C.REUSE], pi[C.N], pi[C.B],
+                       pi[C.CROSS], zc, batches, sf, pf, pi[C.NBATCH])
+    work += ev_window(EVQ, si, est, si[T.EV_CUR], t, cinv, nsub, sbase, pf[C.REUSE], pi[C.N],
+                      pi[C.B], pi[C.CROSS], zc, batches, sf, pf, pi[C.NBATCH])
+    return work
+
+
+def row_contrib(ef, ei, o, cnt, N, Z, reuse, tau, c, co):
+    """A row's contribution at tau, from its taken slots (occupant i < cnt: end ef[o + i], target
+    ei[o + i], node ei[2N + o + i]; o = 0 for the contents before a change, N after): t of each
+    occupant into c[co + i], and the dup of its zone into c[co + N + i] if it is the first
+    occupant of that zone (0 otherwise). A node without a taken slot has t = 0."""
+    if Z == 1:                             # cross-zone on: one zone
+        live = 0
+        distinct = 0
+        for i in range(cnt):
+            if ef[o + i] > tau and ei[o + i] >= 0:
+                live += 1
+                first = 1
+                for x in range(i):
+                    if ef[o + x] > tau and ei[o + x] == ei[o + i]:
+                        first = 0
+                distinct += first
+        for i in range(cnt):
+            v = 0
+            if ef[o + i] + reuse > tau:
+                v = distinct
+                if ef[o + i] > tau and ei[o + i] >= 0:
+                    v -= 1
+            c[co + i] = v
+            c[co + N + i] = 0
+        c[co + N] = live - distinct
+        return
+    for i in range(cnt):
+        e = ef[o + i]
+        g = ei[o + i]
+        zi = ei[2 * N + o + i] % Z
+        live = 0                           # live holders of i's zone, and their distinct targets
+        distinct = 0
+        rep = 1
+        for k in range(cnt):
+            if ei[2 * N + o + k] % Z != zi:
+                continue
+            if k < i:
+                rep = 0
+            if ef[o + k] > tau and ei[o + k] >= 0:
+                live += 1
+                first = 1
+                for x in range(k):
+                    if ef[o + x] > tau and ei[o + x] == ei[o + k]:
+                        first = 0
+                distinct += first
+        v = 0
+        if e + reuse > tau:
+            v = distinct
+            if e > tau and g >= 0:
+                v -= 1
+        c[co + i] = v
+        c[co + N + i] = live - distinct if rep else 0
+
+
+def row_schedule(EVQ, si, ef, ei, o, cnt, ip, N, Z, sbase, reuse, t, sign, c, co, w, wo, cinv,
+                 lim):
+    """Queue the steps after t of a row's contribution (occupants as in `row_contrib`; c[co:] its
+    value at t, w[wo:] scratch), times sign (-1: take back the steps queued for contents the row
+    no longer has). The steps are its holders' ends and its slots' releases."""
+    nb = 0
+    bo = 2 * N
+    for i in range(cnt):
+        x = ef[o + i]
+        if ei[o + i] >= 0 and t < x < INF:
+            ef[bo + nb] = x
+            nb += 1
+        x = ef[o + i] + reuse
+        if reuse > 0.0 and t < x < INF:
+            ef[bo + nb] = x
+            nb += 1
+    for i in range(1, nb):                 # in time order (insertion sort: a handful)
+        x = ef[bo + i]
+        k = i
+        while k > 0 and ef[bo + k - 1] > x:
+            ef[bo + k] = ef[bo + k - 1]
+            k -= 1
+        ef[bo + k] = x
+    last = t
+    for b in range(nb):
+        x = ef[bo + b]
+        if x == last:
+            continue
+        last = x
+        row_contrib(ef, ei, o, cnt, N, Z, reuse, x, w, wo)
+        for i in range(cnt):
+            m = ei[2 * N + o + i]
+            dt = w[wo + i] - c[co + i]
+            if dt != 0:
+                ev_push(EVQ, si, t, x, est_code(3 * (ip * N + m) + 2, sign * dt + 512, EV_T),
+                        cinv, lim)
+                c[co + i] = w[wo + i]
+            dd = w[wo + N + i] - c[co + N + i]
+            if dd != 0:
+                ev_push(EVQ, si, t, x, est_code(sbase + 2 * (ip * Z + m % Z) + 1, sign * dd + 512,
+                                                EV_DUP), cinv, lim)
+                c[co + N + i] = w[wo + N + i]
+
+
+def row_list(slot_end, slot_tgt, row, N, reuse, t, ef, ei, o):
+    """The row's slots taken at t (end + reuse > t), listed at ef/ei[o:] (see `row_contrib`);
+    returns how many."""
+    cnt = 0
+    for m in range(N):
+        if slot_end[row + m] + reuse > t:
+            ef[o + cnt] = slot_end[row + m]
+            ei[o + cnt] = slot_tgt[row + m]
+            ei[2 * N + o + cnt] = m
+            cnt += 1
+    return cnt
+
+
+def row_changed(EVQ, si, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before, scf, sci,
+                cinv, lim):
+    """The row's slots changed at t (an arrival or a retry), its taken slots before listed at
+    scf/sci[0:] (`before` of them): take back its old steps, queue its new ones, and change DUP and
+    T by the difference now (logged). A row with one slot taken contributes nothing."""
+    after = row_list(slot_end, slot_tgt, row, N, reuse, t, scf, sci, N)
+    co = 4 * N
+    for side in range(2):
+        cnt = before if side == 0 else after
+        if cnt < 2:
+            continue
+        o = side * N
+        sign = 1 if side else -1
+        row_contrib(scf, sci, o, cnt, N, Z, reuse, t, sci, co)
+        for i in range(cnt):
+            m = sci[2 * N + o + i]
+            if sci[co + i] != 0:
+                ev_log(EVQ, si, t, est_code(3 * (ip * N + m) + 2, sign * sci[co + i] + 512, EV_T))
+            if sci[co + N + i] != 0:
+                ev_log(EVQ, si, t, est_code(sbase + 2 * (ip * Z + m % Z) + 1,
+                                            sign * sci[co + N + i] + 512, EV_DUP))
+        row_schedule(EVQ, si, scf, sci, o, cnt, ip, N, Z, sbase, reuse, t, sign, sci, co, sci,
+                     6 * N, cinv, lim)
+
+
+def est_events_max(N):
+    """The most changes one arrival or retry can log or queue: its arrival, per victim four, two
+    for a new holder, and two rows' contributions now and at up to 2N steps, of 2N counts each."""
+    return 4 * N + 4 + 8 * N * N + 4 * N
+
+
+def est_live(EVQ, si, ip, j, N, Z, t, end, reuse, cinv, lim):
+    """A holder starts on (ip, j) at t until `end`: its end (and release) queued."""
+    ev_push(EVQ, si, t, end, end_code(ip, j, N, Z, EV_END), cinv, lim)
     if reuse > 0.0:
-        ev_push(EV, si, end + reuse, 2 * s + 1, m, invw)
+        ev_push(EVQ, si, t, end + reuse, end_code(ip, j, N, Z, EV_REL), cinv, lim)
 
 
-def sums_end_now(flags, slot_tgt, est_sum, est_free, EV, si, s, N, P, cross, zs, zc, B, t, reuse,
-                 m, invw, old_end):
-    """Slot s stops holding at t: a reset victim (old_end: the end it had, whose queued events
-    are taken back) or a refused or failed connect (old_end < 0: it held no 4-tuple). Its port
-    is released now, or after the reuse delay."""
-    j = s % N
-    row = s - j
-    d = (s // (P * N)) * N + j
-    if old_end >= 0.0:
-        ev_remove(EV, si, old_end, 2 * s, m, invw)
-        if reuse > 0.0:
-            ev_remove(EV, si, old_end + reuse, 2 * s + 1, m, invw)
-        sums_holder(flags, slot_tgt, est_sum, row, j, d, N, cross, zs, zc, B, -1)
-    if reuse == 0.0:
-        sums_release(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B)
-    else:
-        ev_push(EV, si, t + reuse, 2 * s + 1, m, invw)
+def est_release_at(EVQ, si, ip, j, N, t, reuse, cinv, lim):
+    """(ip, j)'s slot stops holding at t without a live holder ending (a refused or failed
+    connect): its port is free now, or after the reuse delay."""
+    ev_push(EVQ, si, t, t + reuse, end_code(ip, j, N, 1, EV_REL), cinv, lim)
 
 
-def estimate_full(slot_end, slot_tgt, dest, est_sum, est_free, alloc, ip, j, d, N, P, t, reuse,
-                  lo, hi):
-    """P(this arrival collides | the state), before its port is drawn (docs/model.md)."""
+def est_reset(EVQ, si, ip, m, N, Z, t, old_end, reuse, cinv, lim):
+    """The live holder on (ip, m), due to end at old_end, is reset at t: it ends now; its queued
+    end (and release) are taken back by changes of the same times."""
+    ev_log(EVQ, si, t, end_code(ip, m, N, Z, EV_END))
+    ev_push(EVQ, si, t, old_end, end_code(ip, m, N, Z, EV_UNEND), cinv, lim)
+    if reuse > 0.0:
+        ev_push(EVQ, si, t, old_end + reuse, end_code(ip, m, N, Z, EV_UNREL), cinv, lim)
+        ev_push(EVQ, si, t, t + reuse, end_code(ip, m, N, Z, EV_REL), cinv, lim)
+
+
+def estimate_full(slot_end, slot_tgt, dest, alloc, ip, j, d, N, P, t, reuse, lo, hi):
+    """P(this arrival collides | the state), before its port is drawn (docs/model.md), for the
+    allocators that scan (random ports have running counts: `ev_record`)."""
     nt = hi - lo
     base = ip * P * N
-    if alloc == 0:
-        f = est_free[d]
-        if f == 0:
-            return 0.0
-        return est_sum[d] / (f * nt)
     if alloc == 3:
         return 0.0
     if alloc == 1:
@@ -845,9 +1038,9 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     """One new connection at t (docs/model.md, one arrival and its outcomes). Returns (g, work)."""
     (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl, tw,
      pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack, heap,
-     est_sum, est_free, flags, ev_b, ev_t, ev_s, ev_next, ev_head, batches, dhist, place_life,
+     est, est_f, est_i, ev_q, ev_n, ev_log_, ev_sort, ev_cnt, batches, dhist, place_life,
      place_order) = S
-    EV = (ev_b, ev_t, ev_s, ev_next, ev_head)
+    EVQ = (ev_q, ev_n, ev_log_, ev_sort, ev_cnt)
     K = pi[C.K]
     N = pi[C.N]
     B = pi[C.B]
@@ -855,8 +1048,12 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     alloc = pi[C.ALLOC]
     cross = pi[C.CROSS]
     reuse = pf[C.REUSE]
-    est = pi[C.EST]
+    kept = pi[C.EST]
     sums = pi[C.SUMS]
+    Z = pi[C.ZONES]
+    sbase = 3 * K * N
+    cinv = pf[C.EV_CINV]
+    lim = len(ev_q) // (2 * T.EV_NC) - est_events_max(N)
     work = 1
     if measure:
         si[T.CONN] += 1
@@ -895,9 +1092,12 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
             if measure:
                 si[T.AFAIL] += 1
             return g, work
-    if measure and est == C.EST_FULL:
-        e = estimate_full(slot_end, slot_tgt, dest, est_sum, est_free, alloc, ip, j, d, N, P, t,
-                          reuse, lo, hi)
+    arr = -1
+    if sums:                               # the query, logged (and what the arrival does, below)
+        arr = ev_log(EVQ, si, t, est_code(3 * d, (2 * (ip * Z + j % Z)) << 4 |
+                                          (ARR_QUERY if measure else 0), EV_ARR))
+    elif measure and kept == C.EST_FULL:
+        e = estimate_full(slot_end, slot_tgt, dest, alloc, ip, j, d, N, P, t, reuse, lo, hi)
         add_to_batch(batches, sf, pi[C.NBATCH], pf, t, e)
     if alloc == 0 or alloc == 3:
         q = d if alloc == 0 else ip
@@ -932,9 +1132,11 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     row = base + p * N
     s = row + j
     dest[d * T.DW + T.D_UB] += 1
-    if sums:
-        sums_take(flags, slot_tgt, est_sum, est_free, row, j, d, N, cross, zs, zc, B)
-    if measure and est == C.EST_TARGET and pi[C.COLLIDABLE]:
+    before = 0
+    if sums:                               # the port is taken; the row's contents before
+        ev_log_[2 * arr + 1] += ARR_TAKE << 3
+        before = row_list(slot_end, slot_tgt, row, N, reuse, t, est_f, est_i, 0)
+    if measure and kept == C.EST_TARGET and pi[C.COLLIDABLE]:
         x = distinct_live(slot_end, slot_tgt, row, N, j, t, lo, hi)
         if x:                                  # adding 0.0 changes no batch
             add_to_batch(batches, sf, pi[C.NBATCH], pf, t, x / (hi - lo))
@@ -995,8 +1197,10 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
             slot_end[s] = t
             slot_tgt[s] = -1
             if sums:
-                sums_end_now(flags, slot_tgt, est_sum, est_free, EV, si, s, N, P, cross, zs, zc,
-                             B, t, reuse, pi[C.EV_M], pf[C.EV_INVW], -1.0)
+                est_release_at(EVQ, si, ip, j, N, t, reuse, cinv, lim)
+                if before >= 1:
+                    row_changed(EVQ, si, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t,
+                                before, est_f, est_i, cinv, lim)
             if alloc == 0:
                 hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, d, P, N, row, j, p, False,
                         reuse)
@@ -1009,9 +1213,7 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
                     if measure:
                         si[T.RESETS] += 1
                     if sums:
-                        sums_end_now(flags, slot_tgt, est_sum, est_free, EV, si, row + m, N, P,
-                                     cross, zs, zc, B, t, reuse, pi[C.EV_M], pf[C.EV_INVW],
-                                     old_end)
+                        est_reset(EVQ, si, ip, m, N, Z, t, old_end, reuse, cinv, lim)
                     if alloc == 0:
                         hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, ip * N + m, P, N, row,
                                 m, p, False, reuse)
@@ -1038,6 +1240,9 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
             pd_life[x] = life
             pd_at[x] = t + xa[2 * pi[C.EMP_N] + 2 * pi[C.SCHED_N]]
             heap_push(heap, si, pd_at, pd_serial, x)
+            if sums and before >= 1:
+                row_changed(EVQ, si, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before,
+                            est_f, est_i, cinv, lim)
             return g, work
     # the new connection lives; it takes the 4-tuple's TIME_WAIT record
     end = t + life
@@ -1057,8 +1262,11 @@ def arrival(g, S, pi, pf, zs, zc, wcum, xa, t, given_life, measure, placing):
     if not pi[C.CIP]:
         ntl[(j * B + b) % pi[C.NTL_SIZE]] += 1
     if sums:
-        sums_live(flags, slot_tgt, est_sum, EV, si, s, end, N, P, cross, zs, zc, B, reuse,
-                  pi[C.EV_M], pf[C.EV_INVW])
+        ev_log_[2 * arr + 1] += ARR_LIVE << 3
+        est_live(EVQ, si, ip, j, N, Z, t, end, reuse, cinv, lim)
+        if before >= 1:
+            row_changed(EVQ, si, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before,
+                        est_f, est_i, cinv, lim)
     return g, work
 
 
@@ -1068,9 +1276,9 @@ def retry(S, pi, pf, zs, zc, xa, t):
     failed connect when the schedule is spent (docs/model-fidelity.md)."""
     (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl, tw,
      pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack, heap,
-     est_sum, est_free, flags, ev_b, ev_t, ev_s, ev_next, ev_head, batches, dhist, place_life,
+     est, est_f, est_i, ev_q, ev_n, ev_log_, ev_sort, ev_cnt, batches, dhist, place_life,
      place_order) = S
-    EV = (ev_b, ev_t, ev_s, ev_next, ev_head)
+    EVQ = (ev_q, ev_n, ev_log_, ev_sort, ev_cnt)
     N = pi[C.N]
     B = pi[C.B]
     P = pi[C.P]
@@ -1084,10 +1292,19 @@ def retry(S, pi, pf, zs, zc, xa, t):
     p = (row - ip * P * N) // N
     d = ip * N + j
     meas = pd_flags[x] & 1
+    sums = pi[C.SUMS]
+    K = pi[C.K]
+    Z = pi[C.ZONES]
+    sbase = 3 * K * N
+    cinv = pf[C.EV_CINV]
+    lim = len(ev_q) // (2 * T.EV_NC) - est_events_max(N)
     busy = False
     for m in range(N):
         if m != j and slot_end[row + m] > t and slot_tgt[row + m] == b:
             busy = True
+    before = 0
+    if sums and (not busy or pd_retry[x] + 1 >= pi[C.SYN_N]):   # the row will change
+        before = row_list(slot_end, slot_tgt, row, N, reuse, t, est_f, est_i, 0)
     if not busy:
         end = t + pd_life[x]
         slot_end[s] = end
@@ -1098,9 +1315,12 @@ def retry(S, pi, pf, zs, zc, xa, t):
                 si[T.TWHITS] += hit
         if pi[C.ALLOC] == 0:
             hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, d, P, N, row, j, p, False, reuse)
-        if pi[C.SUMS]:
-            sums_live(flags, slot_tgt, est_sum, EV, si, s, end, N, P, pi[C.CROSS], zs, zc, B,
-                      reuse, pi[C.EV_M], pf[C.EV_INVW])
+        if sums:                           # it lives from now
+            ev_log(EVQ, si, t, est_code(3 * d, (2 * (ip * Z + j % Z)) << 4 | ARR_LIVE, EV_ARR))
+            est_live(EVQ, si, ip, j, N, Z, t, end, reuse, cinv, lim)
+            if before >= 2:
+                row_changed(EVQ, si, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before,
+                            est_f, est_i, cinv, lim)
         if meas:
             si[T.EST] += 1
             si[T.DELAYED] += 1
@@ -1116,9 +1336,11 @@ def retry(S, pi, pf, zs, zc, xa, t):
         slot_end[s] = t                    # the schedule is spent: the connect fails
         if pi[C.ALLOC] == 0:
             hl_sync(slot_end, pool, pool_th, hl_list, hl_pos, d, P, N, row, j, p, False, reuse)
-        if pi[C.SUMS]:
-            sums_end_now(flags, slot_tgt, est_sum, est_free, EV, si, s, N, P, pi[C.CROSS], zs, zc,
-                         B, t, reuse, pi[C.EV_M], pf[C.EV_INVW], -1.0)
+        if sums:
+            est_release_at(EVQ, si, ip, j, N, t, reuse, cinv, lim)
+            if before >= 2:
+                row_changed(EVQ, si, slot_end, slot_tgt, row, ip, N, Z, sbase, reuse, t, before,
+                            est_f, est_i, cinv, lim)
         if meas:
             si[T.FAILED] += 1
             si[T.PENDING] -= 1
@@ -1157,9 +1379,9 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
     an event that could need room the state does not have."""
     (si, sf, slot_end, slot_tgt, dest, pool, pool_th, hl_list, hl_pos, cl_node, cl_exp, ntl, tw,
      pd_slot, pd_tgt, pd_retry, pd_flags, pd_serial, pd_t0, pd_life, pd_at, pd_stack, heap,
-     est_sum, est_free, flags, ev_b, ev_t, ev_s, ev_next, ev_head, batches, dhist, place_life,
+     est, est_f, est_i, ev_q, ev_n, ev_log_, ev_sort, ev_cnt, batches, dhist, place_life,
      place_order) = S
-    EV = (ev_b, ev_t, ev_s, ev_next, ev_head)
+    EVQ = (ev_q, ev_n, ev_log_, ev_sort, ev_cnt)
     g = rng_load(gst)
     N = pi[C.N]
     t_measure = pf[C.T_MEASURE]
@@ -1168,7 +1390,12 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
     delays = pi[C.DELAYS]
     tw_on = pi[C.TW_ON]
     tw_cap = (len(tw) // T.TWB) * 3 // 2
-    ev_room = len(ev_t) - 2 * N - 4
+    sbase = 3 * pi[C.K] * N
+    cinv = pf[C.EV_CINV]
+    nsub = pi[C.EV_NSUB]
+    reuse = pf[C.REUSE]
+    ev_max = est_events_max(N)
+    log_room = len(ev_log_) // 2 - ev_max
     sched_off = 2 * pi[C.EMP_N]
     ms = pi[C.SCHED_N]
     code = T.DONE
@@ -1184,9 +1411,11 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
         if tw_on and si[T.TW_INS] >= tw_cap:
             code = T.GROW_TW
             break
-        if sums and si[T.EV_USED] >= ev_room:
+        if sums and si[T.EV_FULL]:         # a window's segment needs room
             code = T.GROW_EV
             break
+        if sums and si[T.EV_LOG] > log_room:   # the log is full: settle up to now
+            work += est_settle(S, pi, pf, zs, zc, sf[T.NOW])
         if si[T.PLACE_I] < si[T.PLACE_N]:    # the stationary start, oldest first, at t = 0
             i = si[T.PLACE_I]
             g, w = arrival(g, S, pi, pf, zs, zc, wcum, xa, 0.0, place_life[place_order[i]],
@@ -1212,9 +1441,9 @@ def advance(S, pi, pf, zs, zc, wcum, xa, gst, t_stop, budget):
         if next_sample <= t:
             work += take_samples(si, slot_end, pi, pf, t)
             next_sample = next_sample_at(si, pf)
-        if sums:
-            work += ev_drain(EV, si, flags, slot_tgt, est_sum, est_free, t, pi[C.EV_M],
-                             pf[C.EV_INVW], pf[C.REUSE], N, pi[C.P], pi[C.CROSS], zs, zc, pi[C.B])
+        if sums:                           # the windows t has left are settled
+            work += ev_catch_up(EVQ, si, est, t, cinv, nsub, sbase, reuse, N, pi[C.B], pi[C.CROSS],
+                                zc, batches, sf, pf, pi[C.NBATCH])
         if t_retry <= sf[T.NEXT_ARR]:
             retry(S, pi, pf, zs, zc, xa, t)
             work += 1

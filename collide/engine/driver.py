@@ -56,6 +56,8 @@ class RawRun:
     finished: bool
     measured_s: float              # simulated seconds of the measured window actually covered
     estimate: str                  # "off", "target" or "full"
+    estimate_reason: str = ""      # why (params.estimate_reason)
+    pilot_s: float = 0.0           # wall time spent choosing it (0: a rule from the scenario)
 
 
 class _Interrupt:
@@ -145,6 +147,13 @@ class _Kernels:
     def stationary_fill(self, life, age, i0, i1):
         return self._call("stationary_fill", life, age, i0, i1)
 
+    def settle(self, t):
+        """Bring the `full` estimate's counts and batches up to t (they are kept late)."""
+        if self.backend == "cython":
+            return self.engine.settle(float(t))
+        return self.mod.est_settle(T.as_tuple(self.state), self.arrays[0], self.arrays[1],
+                                   self.arrays[2], self.arrays[3], float(t))
+
     def advance(self, t_stop, budget):
         while True:
             code = self._call("advance", float(t_stop), int(budget))
@@ -200,6 +209,10 @@ class Run:
     def advance(self, t_stop: float, budget: int) -> int:
         return self.kernels.advance(t_stop, budget)
 
+    def settle(self) -> None:
+        """The `full` estimate's counts and batches brought up to now (docs/engine.md)."""
+        self.kernels.settle(self.now)
+
     @property
     def now(self) -> float:
         return float(self.state["sf"][T.NOW])
@@ -241,6 +254,9 @@ def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", es
                     progress(min(1.0, r.now / t_end) if t_end > 0 else 1.0)
                 if code in (T.DONE, T.FIRST_HIT):
                     break
+        w0 = time.perf_counter()
+        r.settle()                       # (the estimate's last window: kernel time too)
+        kernel_s += time.perf_counter() - w0
         t_setup = time.perf_counter() - t0 - kernel_s
         # a Ctrl-C during the last kernel call still counts: the run ended, the caller must
         # know it was asked to stop (first-reset's replicates, scan's prediction)
@@ -264,5 +280,4 @@ def run(scenario: Scenario, bitgen: np.random.PCG64, backend: str = "cython", es
     elapsed = time.perf_counter() - t0
     return RawRun(counters, None if first < 0 else first, batches, weights,
                   elapsed, kernel_s, t_setup, T.state_bytes(state), finished and not interrupted,
-                  measured_s,
-                  r.estimate)
+                  measured_s, r.estimate, C.estimate_reason(scenario, estimate))

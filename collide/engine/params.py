@@ -14,11 +14,11 @@ from ..scenario import NODE_PORTS_PER_TARGET, Scenario
 # integer parameters (pi)
 (K, N, B, P, CAP, LIMITED, CLIENTS, IP_PER_CLIENT, STICKY, ALLOC, DIST, OUTCOME, CROSS, CIP,
  WEIGHTED, EST, SUMS, NBATCH, TW_ON, REUSE_ON, NODE_LIMIT, NEED_CLIENT, EMP_N, SCHED_N, SYN_N,
- CA_LIMIT, COLLIDABLE, NTL_SIZE, EV_M, UNTIL_FIRST, DELAYS) = range(31)
-N_PI = 31
+ CA_LIMIT, COLLIDABLE, NTL_SIZE, EV_NSUB, UNTIL_FIRST, DELAYS, ZONES, EV_CCAP) = range(33)
+N_PI = 33
 # float parameters (pf)
-(RATE, MEAN, MU, SIGMA, XM, ALPHA, DNS_TTL, TW, SCF, REUSE, T_MEASURE, T_END, EV_INVW,
- BATCH_SCALE) = range(14)
+(RATE, MEAN, MU, SIGMA, XM, ALPHA, DNS_TTL, TW, SCF, REUSE, T_MEASURE, T_END, BATCH_SCALE,
+ EV_CINV) = range(14)
 N_PF = 14
 
 ALLOC_CODES = {"random": 0, "sequential": 1, "linux": 2, "eim": 3}
@@ -43,20 +43,57 @@ def collidable(s: Scenario) -> bool:
     return lb.cross_zone or lb.balancers > 1
 
 
-def resolve_estimate(s: Scenario, estimate) -> str:
-    """The estimate a run keeps: "off", "target" or "full" (docs/model.md, estimators).
+#: `full` is the default while fewer slots of a port than this are held through the other nodes
+#: on average (random ports): validated on 23 scenarios in bench/README.md ("the default estimate")
+FULL_BELOW_OTHER_HELD = 0.3
 
-    `None` or `True` take the default, the one with the most precision per second of wall time:
-    `full` (its standard error is several times smaller than `target`'s for a cost well under
-    the square of that factor, bench/README.md); where no collision is possible both are exactly
-    zero and `target` costs nothing. `False` is "off"."""
+
+def other_held(s: Scenario) -> float:
+    """Slots of one port held through the other nodes, on average: (N - 1) · λ·D / (k·N·P), at
+    the window's mean rate. It sets both how much `full` gains over `target` (their variances
+    differ by what a port's draw adds, large where a port rarely has another holder) and what it
+    costs (rows with two slots taken queue steps)."""
+    lb, nat, tr = s.load_balancer, s.nat, s.traffic
+    n = lb.total_nodes
+    return (n - 1) * tr.mean_rate * tr.duration.mean / (nat.ips * n * nat.ports)
+
+
+def default_estimate(s: Scenario) -> tuple[str, str]:
+    """The estimate a run keeps when none is asked for, and why (docs/model.md §3): the one with
+    the most precision per second (smallest SE² × kernel time) by a rule from the scenario."""
+    if not collidable(s):
+        return "target", "no collision is possible: both estimates are 0 and target costs nothing"
+    if s.nat.allocator != "random":
+        return "target", (f"{s.nat.allocator} ports: full equals target there (the port is the "
+                          "scan's) and costs more")
+    y = other_held(s)
+    if y < FULL_BELOW_OTHER_HELD:
+        return "full", (f"rule: {y:.3g} slots of a port held through other nodes (< "
+                        f"{FULL_BELOW_OTHER_HELD:g}): full is the more precise per second")
+    return "target", (f"rule: {y:.3g} slots of a port held through other nodes (>= "
+                      f"{FULL_BELOW_OTHER_HELD:g}): target is the more precise per second")
+
+
+def resolve_estimate(s: Scenario, estimate) -> str:
+    """The estimate a run keeps: "off", "target" or "full" (docs/model.md, estimators). `None` or
+    `True` take the default (`default_estimate`); `False` is "off"."""
     if estimate is None or estimate is True:
-        return "full" if collidable(s) else "target"
+        return default_estimate(s)[0]
     if estimate is False:
         return "off"
     if estimate not in ESTIMATES:
         raise ValueError(f"--estimate {estimate!r}: must be one of {', '.join(ESTIMATES)}")
     return estimate
+
+
+def estimate_reason(s: Scenario, estimate) -> str:
+    """Why a run keeps the estimate it keeps (the JSON's `estimate_reason`)."""
+    if estimate is None or estimate is True:
+        return default_estimate(s)[1]
+    resolved = resolve_estimate(s, estimate)
+    if resolved == "off":
+        return "off: counting only (--estimate off)"
+    return f"--estimate {resolved}"
 
 
 def time_line(s: Scenario) -> tuple[float, float]:
@@ -102,19 +139,14 @@ def peak_rate(s: Scenario) -> float:
     return max([t.rate_before] + [r for _, r in t.schedule])
 
 
-def calendar_shape(s: Scenario) -> tuple[int, float]:
-    """(M, 1 / W) of the `full` estimate's ring of ends: W for about two events per bucket at the
-    run's highest rate (a crowded bucket costs a scan per arrival, an empty one a step), M, a power
-    of two, so that one turn spans about four mean lifetimes. They decide the speed, never a
-    result: events are applied by time, whichever bucket holds them."""
+def calendar_shape(s: Scenario) -> tuple[int, float, int]:
+    """(sub-buckets, 1 / WC, capacity) of the `full` estimate's windows: WC holds about 1,024
+    arrivals at the run's highest rate (its queued changes are sorted at once when time leaves
+    it, by sub-buckets of about one change each); a window's segment starts with room for four
+    times that and grows. They decide the speed, never a result."""
     rate = peak_rate(s)
-    mean = s.traffic.duration.mean
-    width = 2.0 / rate if rate > 0 else 1.0
-    turn = 4.0 * mean if mean > 0 else 1.0
-    buckets = 64
-    while buckets * width < turn and buckets < (1 << 22):
-        buckets *= 2
-    return buckets, 1.0 / width
+    width = 1024.0 / rate if rate > 0 else 1.0
+    return 1024, 1.0 / width, 4096
 
 
 def build(s: Scenario, estimate: str = "off", until_first: bool = False) -> tuple:
@@ -159,7 +191,8 @@ def build(s: Scenario, estimate: str = "off", until_first: bool = False) -> tupl
         nat.reuse_delay
     pf[T_MEASURE], pf[T_END] = time_line(s)
     pf[BATCH_SCALE] = NBATCHES / (pf[T_END] - pf[T_MEASURE])
-    pi[EV_M], pf[EV_INVW] = calendar_shape(s)
+    pi[EV_NSUB], pf[EV_CINV], pi[EV_CCAP] = calendar_shape(s)
+    pi[ZONES] = 1 if lb.cross_zone else lb.nodes      # node e's zone: e % ZONES
     # node e of the engine is node e % nodes (its zone) of balancer e // nodes: zones repeat
     zc = np.array(lb.zone_targets, np.int64)
     zs = np.concatenate([[0], np.cumsum(zc)[:-1]]).astype(np.int64)

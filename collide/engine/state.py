@@ -21,7 +21,7 @@ from . import params as C
 
 # scalar slots in si (int64)
 (CONN, EST, AFAIL, FAILED, COLL, RESETS, TWHITS, PAIRS, DELAYED, PENDING, CA_SEC, CA_USED, PEAK,
- SAMPLE_I, FIRST_SEEN, PD_TOP, HEAP_N, PD_SERIAL, TW_INS, EV_FREE, EV_USED, EV_CUR, PLACE_I,
+ SAMPLE_I, FIRST_SEEN, PD_TOP, HEAP_N, PD_SERIAL, TW_INS, EV_LOG, EV_FULL, EV_CUR, PLACE_I,
  PLACE_N, STARTED, TRIES) = range(26)
 N_SI = 26
 # scalar slots in sf (float64): the next arrival, the time every event before it is done, the
@@ -38,12 +38,13 @@ D_UB, D_CURSOR, D_LIN_EPOCH, D_LIN_OFF, D_LIN_PERT = range(5)
 # failed tries since the last count; the horizon time is in `pool_th`
 HW = 4
 H_MODE, H_LEN, H_MISS = range(3)
-# `full` estimate: slot flags (bit 0 counted as a live holder, bit 1 counted as taken) and events
-# (code = 2 * slot + kind: 0 = a holder's end, 1 = a port's release after the reuse delay) in a
-# ring of buckets: EVB inline (time, code) pairs per bucket (`ev_b`, one cache line, empty: time
-# +inf), the rest in a pool chained from `ev_head`
-F_LIVE, F_TAKEN = 1, 2
-EVB = 4
+# `full` estimate (docs/engine.md): counters `est` ((A, F, T) per destination, then (S, DUP) per
+# (ip, zone)), scratch for one row's contents (`est_f`, `est_i`), the segments of EV_NC windows of
+# queued changes (`ev_q`: (time, code) pairs, EV_NC segments of a capacity that grows; `ev_n` their
+# counts), the log of changes now (`ev_log`, (time, code) pairs, LOG entries), and the sort's scratch
+# (`ev_sort`, `ev_cnt`)
+EV_NC = 64
+LOG = 4096
 # TIME_WAIT records: buckets of 8 float64 = 64 bytes: three (key, expiry) pairs and the overflow
 # mark (the latest expiry of any record stored past this bucket from a home at or before it)
 TWB = 8
@@ -54,9 +55,9 @@ DONE, BUDGET, FIRST_HIT, GROW_PEND, GROW_TW, GROW_EV = range(6)
 
 FIELDS = ("si", "sf", "slot_end", "slot_tgt", "dest", "pool", "pool_th", "hl_list", "hl_pos",
           "cl_node", "cl_exp", "ntl", "tw", "pd_slot", "pd_tgt", "pd_retry", "pd_flags",
-          "pd_serial", "pd_t0", "pd_life", "pd_at", "pd_stack", "heap", "est_sum", "est_free",
-          "flags", "ev_b", "ev_t", "ev_s", "ev_next", "ev_head", "batches", "dhist",
-          "place_life", "place_order")
+          "pd_serial", "pd_t0", "pd_life", "pd_at", "pd_stack", "heap", "est", "est_f", "est_i",
+          "ev_q", "ev_n", "ev_log", "ev_sort", "ev_cnt", "batches", "dhist", "place_life",
+          "place_order")
 
 
 def _pow2(n: int) -> int:
@@ -129,21 +130,29 @@ def new_state(pi: np.ndarray, pf: np.ndarray, xa: np.ndarray) -> dict:
     cap = 1024 if pi[C.DELAYS] else 1
     s.update(new_pending(cap))
     s["si"][PD_TOP] = cap
-    s["est_sum"] = np.zeros(dests, np.int64)
-    s["est_free"] = np.full(dests, ports, np.int64)
     sums = bool(pi[C.SUMS])
-    s["flags"] = line_aligned(slots if sums else 1, np.uint8, 0)
-    m = int(pi[C.EV_M]) if sums else 1
-    s["ev_b"] = line_aligned(m * 2 * EVB, np.float64, np.inf)
-    ev = _pow2(int(0.1 * pf[C.RATE] * pf[C.MEAN]) + 1024) if sums else 16
-    s["ev_t"], s["ev_s"], s["ev_next"] = new_events(ev)
-    s["si"][EV_FREE] = 0
-    s["ev_head"] = np.full(m, -1, np.int64)
+    zones = int(pi[C.ZONES])
+    est = np.zeros(3 * dests + 2 * k * zones if sums else 3, np.int64)
+    est[1:3 * dests:3] = ports                  # every port free
+    s["est"] = est
+    s["est_f"] = np.zeros(4 * n if sums else 1, np.float64)   # (see _core_python.row_contrib)
+    s["est_i"] = np.zeros(8 * n if sums else 1, np.int64)
+    cap = max(int(pi[C.EV_CCAP]), 2 * events_max(n)) if sums else 0
+    s["ev_q"] = np.zeros(2 * EV_NC * cap if sums else 2, np.float64)
+    s["ev_n"] = np.zeros(EV_NC, np.int64)
+    s["ev_log"] = np.zeros(2 * max(LOG, 2 * events_max(n)) if sums else 2, np.float64)
+    s["ev_sort"] = np.zeros(3 * cap if sums else 3, np.float64)   # pairs, then the sort's keys
+    s["ev_cnt"] = np.zeros(int(pi[C.EV_NSUB]) + 1 if sums else 1, np.int64)
     s["batches"] = np.zeros(int(pi[C.NBATCH]), np.float64)
     s["dhist"] = np.zeros(max(1, int(pi[C.SYN_N])), np.int64)
     s["place_life"] = np.zeros(1, np.float64)
     s["place_order"] = np.zeros(1, np.int64)
     return s
+
+
+def events_max(n: int) -> int:
+    """What one arrival can log or queue (_core_python.est_events_max)."""
+    return 4 * n + 4 + 8 * n * n + 4 * n
 
 
 def new_tw(buckets: int) -> np.ndarray:
@@ -161,17 +170,6 @@ def new_pending(cap: int) -> dict:
             "pd_life": np.zeros(cap, np.float64), "pd_at": np.zeros(cap, np.float64),
             "pd_stack": np.arange(cap, dtype=np.int64)[::-1].copy(),
             "heap": np.zeros(cap, np.int64)}
-
-
-def _events(cap: int):
-    nxt = np.arange(1, cap + 1, dtype=np.int64)
-    nxt[-1] = -1
-    return np.zeros(cap, np.float64), np.zeros(cap, np.int64), nxt
-
-
-def new_events(cap: int):
-    """The `full` estimate's overflow pool: times, codes, and a free list through `next`."""
-    return _events(cap)
 
 
 def as_tuple(s: dict) -> tuple:
@@ -213,15 +211,14 @@ def grow(s: dict, code: int, t: float, tw_rehash) -> None:
             tw_rehash(old, new, t)                 # the last expiry it covers; only the count of
             s["tw"] = new                          # inserts since the last look starts afresh)
         si[TW_INS] = live
-    elif code == GROW_EV:
-        old = s["ev_t"].size
-        t_, s_, n_ = new_events(2 * old)
-        t_[:old], s_[:old] = s["ev_t"], s["ev_s"]
-        n_[:old] = s["ev_next"]
-        # the new entries form the free list, in front of whatever was left of the old one
-        n_[2 * old - 1] = si[EV_FREE]
-        si[EV_FREE] = old
-        s["ev_t"], s["ev_s"], s["ev_next"] = t_, s_, n_
+    elif code == GROW_EV:                         # a window's segment is nearly full: double
+        old = s["ev_q"].reshape(EV_NC, -1, 2)      # every segment's room
+        cap = old.shape[1]
+        new = np.zeros((EV_NC, 2 * cap, 2), np.float64)
+        new[:, :cap] = old
+        s["ev_q"] = new.reshape(-1)
+        s["ev_sort"] = np.zeros(6 * cap, np.float64)
+        si[EV_FULL] = 0
 
 
 def tw_capacity(tw: np.ndarray) -> int:
@@ -245,7 +242,7 @@ def size(scenario, estimate=None) -> tuple[float, float, float]:
     slots = float(k) * n * ports
     est = ESTIMATES.index(resolve_estimate(scenario, estimate))
     sums = est == EST_FULL and nat.allocator == "random" and collidable(scenario)
-    nbytes = slots * (12 + (1 if sums else 0))
+    nbytes = slots * 12
     if nat.allocator in ("random", "eim"):
         pools = k if nat.allocator == "eim" else k * n
         nbytes += 8.0 * pools * ports
@@ -256,8 +253,8 @@ def size(scenario, estimate=None) -> tuple[float, float, float]:
                       float(k) * ports * lb.total_targets)      # one per 4-tuple at most
         nbytes += 64 * 4.0 / 3 * entries
     if sums:
-        m, _ = calendar_shape(scenario)
-        nbytes += 64.0 * m + 24 * (0.1 * live + 1024)
+        _, _, cap = calendar_shape(scenario)
+        nbytes += 16.0 * (EV_NC + 1) * cap + 16.0 * LOG
     if not lb.client_ip_preservation:
         nbytes += 8.0 * min(n * lb.total_targets, 1 << 22)
     start, end = time_line(scenario)

@@ -1,0 +1,192 @@
+"""Issue 24's figures in one sitting, written to one JSON file with the command that made them.
+
+    cc -O2 -ffp-contract=off -o /tmp/kernels bench/kernels.c -lm
+    cc -O2 -ffp-contract=off -o /tmp/reference REFERENCE.c -lm        # e.g. the issue's lazy.c
+    python bench/issue24.py --kernels /tmp/kernels --reference /tmp/reference \\
+        --old OLD_VENV/bin/python --out bench/results/issue24-DATE.json
+
+1. `full` and `target` against the engine's own `off`, connections per kernel second, on `base`
+   (1,000 s) and `seed` (10,000 s), each backend (Python: 50 s and 500 s), rounds interleaved,
+   medians of the per-round ratios.
+2. The speed targets against the reference's kernels (`--reference`, its command line NAME
+   ARRIVALS RUNS SEED): numba `off` on base vs `base`; Cython `target` on base vs `base`; every
+   feature on vs `every_h`; 98 % occupancy vs `exh_hl`; each engine round right after one run of
+   the reference's kernel and of bench/kernels.c's kernel of the same work (`--kernels`), whose
+   ratio to the reference is the plain-C measurement that bounds the target.
+3. Both estimates' precision per second on the scenarios of `bench/estimate_rule.py`, and the
+   default rule's choice.
+4. The default command against the pinned commit (`bench/regression.py`, `--old`).
+
+`python bench/issue24.py --tables FILE` prints bench/README.md's tables from a results file.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import collide  # noqa: E402
+import estimate_rule  # noqa: E402
+import regression  # noqa: E402
+from collide.scenario import Scenario  # noqa: E402
+from conftest import scenario  # noqa: E402
+
+ARRIVALS = 20_000_000
+
+
+def _scenario(name: str, horizon: float) -> Scenario:
+    if name == "seed":
+        return Scenario.builtin("seed").replace({"traffic.horizon": horizon})
+    return scenario(name, horizon)
+
+
+def estimate_ratios(backend: str, rounds: int) -> dict:
+    """(1) kernel rates of off, target and full, interleaved; median per-round ratios to off."""
+    horizons = {"base": 1000.0, "seed": 10000.0} if backend != "python" else \
+        {"base": 50.0, "seed": 500.0}
+    out = {}
+    for name, h in horizons.items():
+        s = _scenario(name, h)
+        for e in ("off", "target", "full"):
+            collide.simulate(s.replace({"traffic.horizon": 1.0}), seed=1, backend=backend,
+                             estimate=e)
+        rates = {e: [] for e in ("off", "target", "full")}
+        for i in range(rounds):
+            for e in rates:
+                r = collide.simulate(s, seed=i + 1, backend=backend, estimate=e)
+                rates[e].append(r.connections / r.kernel_s)
+        out[name] = {"horizon_s": h, "rates": rates,
+                     "target_over_off": statistics.median(
+                         t / o for t, o in zip(rates["target"], rates["off"])),
+                     "full_over_off": statistics.median(
+                         f / o for f, o in zip(rates["full"], rates["off"]))}
+        print(f"{backend:7s} {name:5s} target/off {out[name]['target_over_off']:.2f}  full/off "
+              f"{out[name]['full_over_off']:.2f}", flush=True)
+    return out
+
+
+def c_rate(exe: str, name: str, seed: int, reference: bool) -> float:
+    args = [exe, name, str(ARRIVALS)] + (["1", str(seed)] if reference else [str(seed)])
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.splitlines()[0])["rate"]
+
+
+# (label, backend, estimate, bench scenario, horizon, our C kernel, the reference's kernel, target)
+TARGETS = [("numba off, base", "numba", "off", "base", 10000.0, "base", "base", 0.60),
+           ("Cython target, base", "cython", "target", "base", 10000.0, "base_target", "base",
+            0.70),
+           ("every feature on, Cython off", "cython", "off", "everything", 10000.0, "everything",
+            "every_h", 0.60),
+           ("98 % occupancy, Cython off", "cython", "off", "exhaustion", 3200.0, "exhaustion",
+            "exh_hl", 0.90)]
+
+
+def speed_targets(kernels: str, reference: str, rounds: int) -> dict:
+    """(2) paired rounds: our C kernel, the reference's, then the engine."""
+    out = {}
+    for label, backend, est, name, h, own, ref, target in TARGETS:
+        s = scenario(name, h)
+        collide.simulate(s.replace({"traffic.horizon": 1.0}), seed=1, backend=backend,
+                         estimate=est)
+        engine, c_own, c_ref = [], [], []
+        for i in range(rounds):
+            c_own.append(c_rate(kernels, own, i + 1, False))
+            c_ref.append(c_rate(reference, ref, i + 1, True))
+            r = collide.simulate(s, seed=i + 1, backend=backend, estimate=est)
+            engine.append(r.connections / r.kernel_s)
+        row = {"target": target, "engine_rates": engine, "own_c_rates": c_own,
+               "reference_rates": c_ref,
+               "engine_over_reference": statistics.median(e / c for e, c in zip(engine, c_ref)),
+               "own_c_over_reference": statistics.median(o / c for o, c in zip(c_own, c_ref)),
+               "engine_over_own_c": statistics.median(e / o for e, o in zip(engine, c_own)),
+               "own_c_kernel": own, "reference_kernel": ref}
+        row["met"] = row["engine_over_reference"] >= target
+        out[label] = row
+        print(f"{label:30s} engine/reference {row['engine_over_reference']:.2f} (target {target});"
+              f" our plain C/reference {row['own_c_over_reference']:.2f}; engine/our C "
+              f"{row['engine_over_own_c']:.2f}", flush=True)
+    return out
+
+
+def tables(d: dict) -> str:
+    """bench/README.md's tables of this sitting, from its JSON (`--tables FILE`)."""
+    lines = ["| backend | scenario | `target` / `off` | `full` / `off` |", "|---|---|---:|---:|"]
+    for b, rows in d["estimates_vs_off"].items():
+        for name, r in rows.items():
+            lines.append(f"| {b} | {name} ({r['horizon_s']:g} s) | {r['target_over_off']:.2f} | "
+                         f"{r['full_over_off']:.2f} |")
+    lines += ["", "| target | engine / reference | our plain C / reference | engine / our plain C |"
+              " met |", "|---|---:|---:|---:|---|"]
+    for label, r in d["speed_targets"].items():
+        lines.append(f"| {label} ≥ {r['target']:.2f} ({r['reference_kernel']}; ours: "
+                     f"`{r['own_c_kernel']}`) | {r['engine_over_reference']:.2f} | "
+                     f"{r['own_c_over_reference']:.2f} | {r['engine_over_own_c']:.2f} | "
+                     f"{'yes' if r['met'] else 'no'} |")
+    lines += ["", "| scenario | y | variance target / full | cost full / target | precision per "
+              "second full / target | rule keeps | of the better |",
+              "|---|---:|---:|---:|---:|---|---:|"]
+    for name, r in d["precision_per_second"].items():
+        lines.append(f"| {name} | {r['y']:.3g} | {r['variance_target_over_full']:.2f} | "
+                     f"{r['cost_full_over_target']:.2f} | {r['full_over_target']:.2f} | "
+                     f"{r['rule']} | {r['rule_over_better']:.2f} |")
+    if "default_command" in d:
+        lines += ["", "| command | median wall, today | median wall, pinned commit | old / new | "
+                  "SE, today / pinned (mean of squares) | precision per second, new / old |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for name, r in d["default_command"].items():
+            lines.append(f"| {name} | {r['new']['wall_s_median']:.2f} s ({r['new']['estimate']}) "
+                         f"| {r['old']['wall_s_median']:.2f} s | {r['wall_ratio_old_over_new']:.2f}"
+                         f" | {r['new']['se_mean_square'] ** 0.5:.3g} / "
+                         f"{r['old']['se_mean_square'] ** 0.5:.3g} | "
+                         f"{r['precision_ratio_new_over_old']:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--tables":
+        print(tables(json.loads(Path(sys.argv[2]).read_text())))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kernels", required=True, help="bench/kernels.c, compiled")
+    ap.add_argument("--reference", required=True, help="the reference kernels, compiled")
+    ap.add_argument("--old", default=None, help="python of the pinned commit's environment")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    out = {"command": "python bench/issue24.py " + " ".join(sys.argv[1:]),
+           "started_utc": started.isoformat(timespec="seconds"),
+           "machine": {"cpu": platform.processor() or platform.machine(),
+                       "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
+           "estimates_vs_off": {b: estimate_ratios(b, a.rounds if b != "python" else 3)
+                                for b in ("cython", "numba", "python")},
+           "speed_targets": speed_targets(a.kernels, a.reference, a.rounds),
+           "precision_per_second": {}}
+    for name, make in estimate_rule.SCENARIOS.items():
+        out["precision_per_second"][name] = row = estimate_rule.measure(make(), 5)
+        print(f"{name:16s} full/target per second {row['full_over_target']:.2f}; rule keeps "
+              f"{row['rule']} ({row['rule_over_better']:.2f} of the better)", flush=True)
+    if a.old:
+        for name, args in (("seed", regression.SEED_ARGS),
+                           ("base", ["--config", regression.base_toml(str(Path(a.out).parent))])):
+            r = regression.compare(regression.collide_of(sys.executable),
+                                   regression.collide_of(a.old), args, a.rounds)
+            out.setdefault("default_command", {})[name] = r
+            print(f"default command, {name}: old/new wall {r['wall_ratio_old_over_new']:.2f}, "
+                  f"precision per second new/old {r['precision_ratio_new_over_old']:.2f}", flush=True)
+        Path(a.out).parent.joinpath("base-1000s.toml").unlink(missing_ok=True)
+    out["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
