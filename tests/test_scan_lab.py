@@ -1,10 +1,11 @@
 """`collide scan` end to end against the real kernel (issues 17, 25): the lab drives a known load
 with `--capture`, the scan reads the targets' captures (and the NAT's and a node's), and both
 accounts must agree, under each routing of the challenge ACK and three cross-zone settings. Needs
-root and iproute2, nftables, conntrack, tcpdump; skips otherwise. About three minutes in all (eight
-runs of 15 s, one at a time). Each test prints its row of docs/scan.md's table of these runs (-s);
-with COLLIDE_RECORD=1 the rows are written to docs/data/scan-lab-runs.json, the record that table
-is generated from (`python docs/generate.py`)."""
+root and iproute2, nftables, conntrack, tcpdump; skips otherwise. About two and a half minutes in
+all (six runs of 15 s and two of 8 s, one at a time; COLLIDE_LAB_SEED moves their seeds). Each
+test prints its row of docs/scan.md's table of these runs (-s); with COLLIDE_RECORD=1 the rows are
+written to docs/data/scan-lab-runs.json, the record that table is generated from
+(`python docs/generate.py`)."""
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ import pytest
 from collide.lab import run_lab
 from collide.scan import scan
 from collide.scenario import Scenario
-from tests.test_lab import _kernel_skip_reason
+from tests.test_lab import _kernel_skip_reason, lab_seed
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -50,6 +51,7 @@ def record():
                 ["lab", "lab: connections / collisions / TIME_WAIT hits"],
                 ["scan", "scan: connections / collisions / TIME_WAIT hits"],
                 ["outcomes", "outcomes (scan)"], ["challenge_acks", "challenge ACKs: scan / nstat"],
+                ["resets", "resets: scan / nstat"],
                 ["allocator", "allocator named (evidence)"],
                 ["nodes", "node interval (lower bound)"], ["verdict", "verdict (--nodes 3 --targets 6)"],
                 ["forwarders", "NAT's and node 0's captures: connections"]]
@@ -68,11 +70,12 @@ def lab_and_scan(tmp_path, routing, cross_zone, seed, *, nat="random", close_fir
                  seconds=SECONDS):
     """One lab run with captures, the targets' scan and its verdict; prints the table row."""
     s = Scenario.builtin("seed").replace({"target.server_close_fraction": close_first})
-    lab = run_lab(s, seconds, cross_zone=cross_zone, nat=nat, seed=seed, port_range=PORTS,
-                  routing=routing, capture_dir=tmp_path / "cap")
+    lab = run_lab(s, seconds, cross_zone=cross_zone, nat=nat, seed=lab_seed(seed),
+                  port_range=PORTS, routing=routing, capture_dir=tmp_path / "cap")
     obs = scan(lab["captures"], port=6000)
     res = obs.verdict(nodes=3, targets=6, cross_zone=cross_zone is not False, seed=1)
     ca = lab["capture_kernel_counters"]["TcpExtTCPChallengeACK"]
+    er = lab["capture_kernel_counters"]["TcpEstabResets"]
     nd = res["nodes"]
     iv = nd["interval"]
     nodes = "-" if iv is None else (f"N >= {iv[0]}" if iv[1] is None else f"N = {iv[0]}–{iv[1]}")
@@ -81,6 +84,7 @@ def lab_and_scan(tmp_path, routing, cross_zone, seed, *, nat="random", close_fir
            "scan": f"{obs.connections} / {obs.collisions} / {obs.time_wait_hits}",
            "outcomes": ", ".join(f"{k} {v}" for k, v in obs.outcomes.items() if v) or "–",
            "challenge_acks": f"{obs.counts['challenge_acks']} / {ca}",
+           "resets": f"{obs.counts['resets']} / {er}",
            "allocator": f"{obs.nat_allocator['class']} ({obs.nat_allocator['evidence']})",
            "nodes": f"{'none' if iv is None else nodes} ({nd['lower_bound']})",
            "verdict": res["verdict"]["text"] if res["verdict"] else "–"}
@@ -104,6 +108,10 @@ def check(lab, obs, routing):
     assert abs(obs.counts["challenge_acks"] - ca) <= max(2, 0.02 * ca), (obs.counts, ca)
     tw = lab["time_wait_hits"]
     assert abs(obs.time_wait_hits - tw) <= max(3, 0.05 * tw), (obs.time_wait_hits, tw)
+    # every established connection the capture shows reset (by a new client's RST, under the new
+    # routing) is one the kernel counted, and no other: TcpEstabResets when the capture stopped
+    er = lab["capture_kernel_counters"]["TcpEstabResets"]
+    assert abs(obs.counts["resets"] - er) <= max(2, 0.02 * er), (obs.counts["resets"], er)
 
 
 @needs_kernel
@@ -115,7 +123,9 @@ def test_scan_agrees_with_the_lab(tmp_path, routing, cross_zone, close_first, se
     """older: the challenge ACK goes to the older flow, the new connect is delayed; new: it goes to
     the new client, whose RST resets the older connection. Cross-zone on (with the server closing
     half the connections first: TIME_WAIT hits), off (zero), and on at one node only."""
-    lab, obs, res = lab_and_scan(tmp_path, routing, cross_zone, seed, close_first=close_first)
+    # cross-zone off: zero whatever the length, so a shorter load checks the same
+    lab, obs, res = lab_and_scan(tmp_path, routing, cross_zone, seed, close_first=close_first,
+                                 seconds=SECONDS if cross_zone is not False else 8)
     check(lab, obs, routing)
     if cross_zone is False:
         assert lab["measured_collisions"] == 0 and obs.collisions == 0

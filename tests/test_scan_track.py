@@ -168,6 +168,143 @@ def test_a_syn_recv_holder_answers_with_an_ack_the_kernel_does_not_count(tmp_pat
     assert o.counts["challenge_acks"] == 0
 
 
+def _reset_then_old_segments() -> Conversation:
+    """Two collisions on one 4-tuple under the new-client routing, as the lab's run 208 had them
+    (tests/data/lab-stale): B's RST resets A and B connects (its SYN again 10 ms later: Linux
+    retries a SYN quickly after an ACK it did not expect). A's client does not know: it keeps
+    sending in A's sequence space, data, a FIN and an RST, which B's kernel drops as out of its
+    window (with duplicate ACKs carrying B's RCV.NXT). Then C collides with B: its challenge ACK
+    names B's RCV.NXT and C's RST, exactly that, resets B. C's SYN again goes to another target."""
+    c = Conversation()
+    a, b, cc = 1000, 700_000_000, 1_500_000_000
+    c.up(1.0, 40000, SYN, a)
+    c.down(1.0001, 40000, SYN | ACK, 5000, a + 1)
+    c.up(1.0002, 40000, ACK, a + 1, 5001)
+    c.up(2.0, 40000, SYN, b)
+    c.down(2.00002, 40000, ACK, 5001, a + 1)         # challenge ACK: A's RCV.NXT
+    c.up(2.00004, 40000, RST, a + 1)                 # B's client resets A
+    c.up(2.01, 40000, SYN, b)
+    c.down(2.0101, 40000, SYN | ACK, 9000, b + 1)
+    c.up(2.0102, 40000, ACK, b + 1, 9001)
+    for t in (2.5, 2.7, 3.1):                        # A's client retransmits its byte
+        c.up(t, 40000, ACK | PSH, a + 1, 5001, 1)
+        c.down(t + 0.00002, 40000, ACK, 9001, b + 1)  # B's duplicate ACK
+    c.up(3.2, 40000, FIN | ACK, a + 2, 5001)         # out of B's window: dropped
+    c.up(3.3, 40000, RST, a + 3)                     # out of B's window: dropped
+    c.up(4.0, 40000, SYN, cc)
+    c.down(4.00002, 40000, ACK, 9001, b + 1)         # challenge ACK: B's RCV.NXT
+    c.up(4.00004, 40000, RST, b + 1)                 # C's client resets B
+    c.up(4.01, 40000, SYN, cc, target="203.0.113.102")
+    c.down(4.0101, 40000, SYN | ACK, 3000, cc + 1, target="203.0.113.102")
+    c.up(4.0102, 40000, ACK, cc + 1, 3001, target="203.0.113.102")
+    c.up(5.0, 40000, ACK | PSH, b + 1, 9001, 1)      # B's client: nothing there any more
+    c.down(5.00002, 40000, RST, 9001)
+    return c
+
+
+def test_an_ended_connections_segments_move_nothing_of_the_holder(tmp_path):
+    """Issue 25's lab run 208: the second collision was called delay-new with no challenge ACK,
+    because A's retransmitted byte had moved B's RCV.NXT into A's sequence space."""
+    f = _write(tmp_path, "old.pcap", pcap_bytes(_reset_then_old_segments().sorted()))
+    for tracker in ("python", "compiled"):
+        o = scan([f], tracker=tracker)
+        assert o.collisions == 2 and o.outcomes["reset-existing"] == 2, o.collisions_list
+        second = o.collisions_list[1]
+        assert second["holder"]["rcv_nxt"] == 700_000_001 and second["challenge_ack"]["names_older"]
+        assert second["client_rst"]["matches_older"] is True
+        assert second["holder_end"]["how"] == "reset-by-new-client"
+        assert second["holder_end"]["time"] == 4.00004          # not A's FIN or RST before
+        assert o.counts["challenge_acks"] == 2 and o.counts["client_rsts"] == 2
+
+
+def test_a_requests_rst_to_an_ended_connections_segment_ends_nothing(tmp_path):
+    """Lab run 307: A's late byte reaches B's request between its SYN-ACK and its ACK. The request
+    answers a segment whose ACK it did not send with an RST carrying that ACK number (RFC 793) and
+    waits on: B's handshake completes, and a later collision on B resets it."""
+    c = Conversation()
+    a, b, cc = 1000, 700_000_000, 1_500_000_000
+    c.up(1.0, 40000, SYN, a)
+    c.down(1.0001, 40000, SYN | ACK, 5000, a + 1)
+    c.up(1.0002, 40000, ACK, a + 1, 5001)
+    c.up(2.0, 40000, SYN, b)
+    c.down(2.00002, 40000, ACK, 5001, a + 1)
+    c.up(2.00004, 40000, RST, a + 1)                 # A reset
+    c.up(2.01, 40000, SYN, b)
+    c.down(2.0101, 40000, SYN | ACK, 9000, b + 1)
+    c.up(2.01011, 40000, ACK | PSH, a + 1, 5001, 1)  # A's late byte meets B's request
+    c.down(2.01012, 40000, RST, 5001)                # the answer: <SEQ = its ACK>, B waits on
+    c.up(2.0102, 40000, ACK, b + 1, 9001)
+    c.up(4.0, 40000, SYN, cc)
+    c.down(4.00002, 40000, ACK, 9001, b + 1)
+    c.up(4.00004, 40000, RST, b + 1)                 # B reset
+    f = _write(tmp_path, "req.pcap", pcap_bytes(c.sorted()))
+    for tracker in ("python", "compiled"):
+        o = scan([f], tracker=tracker)
+        assert o.collisions == 2 and o.outcomes["reset-existing"] == 2, o.collisions_list
+        assert o.collisions_list[1]["holder"]["state"] == "synchronised"
+        assert o.counts["resets"] == 2 and o.counts["challenge_acks"] == 2
+
+
+def test_a_client_reusing_its_4_tuple_starts_past_the_old_sequence(tmp_path):
+    """Linux reuses a client 4-tuple from TIME_WAIT with its ISN 65537 past the old connection's
+    SND.NXT: near the old sequence, yet the new holder's own. The old connection's last ACK again
+    is dropped; the new one's handshake ACK completes it, so a collision on it is counted against
+    a synchronised holder, with its challenge ACK."""
+    c = Conversation()
+    x = 100_000
+    c.connection(1.0, 40020, 2.0, isn=x, sisn=5000)          # client closes first: X ends at 3.0
+    y = x + 3 + 65537                                        # X's SND.NXT + 65537
+    c.up(5.0, 40020, SYN, y)
+    c.down(5.0001, 40020, SYN | ACK, 20000, y + 1)
+    c.up(5.00015, 40020, ACK, x + 3, 5003)                   # X's last ACK again: dropped
+    c.up(5.0002, 40020, ACK, y + 1, 20001)
+    c.up(6.0, 40020, SYN, 9_000_000)
+    c.down(6.00002, 40020, ACK, 20001, y + 1)
+    c.up(6.00004, 40020, RST, y + 1)
+    f = _write(tmp_path, "reuse.pcap", pcap_bytes(c.sorted()))
+    for tracker in ("python", "compiled"):
+        o = scan([f], tracker=tracker)
+        assert o.collisions == 1 and o.counts["syn_recv_holders"] == 0
+        assert o.counts["challenge_acks"] == 1 and o.outcomes["reset-existing"] == 1
+
+
+def test_an_rst_one_below_rcv_nxt_after_the_holders_fin_resets_it(tmp_path):
+    """Linux's tcp_reset_check: once the holder's client has sent its FIN (CLOSE_WAIT, LAST_ACK,
+    CLOSING), an RST at RCV.NXT - 1 resets it. Here the FIN arrives between the challenge ACK and
+    the new client's RST; with a byte of data as well the RST is two behind and resets nothing."""
+    c = Conversation()
+    for cport, data in ((40030, 0), (40032, 1)):
+        c.connection(1.0, cport, 9.0, isn=3000, sisn=8000)   # RCV.NXT 3002 after its request
+        c.up(2.0, cport, SYN, 444 + cport)          # (ISNs apart: not one SYN moved)
+        c.down(2.00002, cport, ACK, 8002, 3002)
+        if data:
+            c.up(2.000025, cport, ACK | PSH, 3002, 8002, 1)
+        c.up(2.00003, cport, FIN | ACK, 3002 + data, 8002)
+        c.up(2.00004, cport, RST, 3002)
+    f = _write(tmp_path, "fin.pcap", pcap_bytes(c.sorted()))
+    for tracker in ("python", "compiled"):
+        o = scan([f], tracker=tracker)
+        fin, data = o.collisions_list
+        assert fin["client_rst"]["matches_older"] is True and fin["outcome"] == "reset-existing"
+        assert data["client_rst"]["matches_older"] is False
+        assert data["outcome"] != "reset-existing"
+
+
+def test_the_lab_cases_of_an_ended_connections_segments():
+    """tests/data/lab-stale: the packets of three 4-tuples of lab runs 208 and 307 (new-client
+    routing, port-keeping NAT). Every collision is reset-existing with its challenge ACK seen, and
+    the resets are the kernel's: A's late byte reset no holder, nor did the RST answering it."""
+    for run, collisions in (("run-208", 3), ("run-307", 2)):
+        files = sorted(str(p) for p in (DATA / "lab-stale" / run).glob("*.pcap"))
+        for tracker in ("python", "compiled"):
+            o = scan(files, port=6000, tracker=tracker)
+            assert o.collisions == collisions, (run, o.collisions_list)
+            assert o.outcomes["reset-existing"] == collisions, (run, o.collisions_list)
+            assert o.counts["challenge_acks"] == o.counts["client_rsts"] == collisions
+            assert o.counts["resets"] == collisions
+            assert all(r["holder"]["state"] == "synchronised" for r in o.collisions_list)
+
+
 # -- duplicates -----------------------------------------------------------------------------------------
 def _without(d, *keys):
     return {k: v for k, v in d.items() if k not in keys + ("elapsed_s", "files", "formats",

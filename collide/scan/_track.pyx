@@ -30,6 +30,8 @@ cnp.import_array()
 
 from . import track as _reference
 from .track import ARRIVALS_KEPT, CHALLENGE_WINDOW, OUTCOMES, PENDING_LIFE, outcome
+from .track import PREV_KEPT as _PREV_KEPT
+from .track import SYN_WINDOW as _SYN_WINDOW
 
 cdef enum:
     SYN = 0x02
@@ -41,6 +43,9 @@ cdef enum:
 
 cdef int64_t MASK = 0xFFFFFFFF
 cdef int64_t HALF = 0x80000000
+cdef int64_t SYN_WINDOW = _SYN_WINDOW
+cdef int PREV_KEPT = _PREV_KEPT
+assert PREV_KEPT <= 4, "Slot.prev holds 4"
 cdef double NONE = -1e300            # the reference's None in a time field
 cdef double WINDOW = CHALLENGE_WINDOW
 cdef double PENDING = PENDING_LIFE
@@ -396,6 +401,9 @@ cdef class Slot:
     cdef list pmore
     cdef double tw_until, last
     cdef Conn tw_conn
+    cdef int64_t prev[4]           # the reference's Slot.prev (PREV_KEPT), latest first
+    cdef int nprev
+    cdef int64_t old_ack           # -1: None
     cdef uint64_t cl, tg
     cdef long long serial
     cdef int32_t ix                # its place in the tracker's slot list
@@ -460,6 +468,43 @@ cdef list _plist(Slot s):
     if s.pmore is None:
         return [s.p0]
     return [s.p0] + s.pmore
+
+
+cdef inline bint _old_segment(Slot slot, Conn h, int64_t seq) noexcept:
+    # the reference's _old_segment
+    cdef int64_t ref = h.c_next
+    cdef int i
+    if ref < 0 and h.isn >= 0:
+        ref = (h.isn + 1) & MASK
+    for i in range(slot.nprev):
+        if _near(seq, slot.prev[i]):
+            return ref < 0 or not _near(seq, ref) or ((seq - ref) & MASK) >= HALF
+    return False
+
+
+cdef inline void _remember(Slot slot, Conn h) noexcept:
+    # the reference's _remember
+    cdef int64_t p = h.c_next
+    cdef int i
+    if p < 0:
+        if h.isn < 0:
+            return
+        p = (h.isn + 1) & MASK
+    if slot.nprev < PREV_KEPT:
+        slot.nprev += 1
+    for i in range(slot.nprev - 1, 0, -1):
+        slot.prev[i] = slot.prev[i - 1]
+    slot.prev[0] = p
+
+
+cdef inline bint _rst_resets(Conn h, int64_t seq) noexcept:
+    # the reference's _rst_resets
+    cdef int64_t n = h.c_next
+    if n < 0 or seq == n:
+        return True
+    if h.c_fin != NONE and seq == ((n - 1) & MASK):
+        return True
+    return h.state == SYN_RECV and ((seq - n) & MASK) < SYN_WINDOW
 
 
 cdef inline object _opt_t(double x):
@@ -861,6 +906,8 @@ cdef class Tracker:
             if fresh:
                 slot = Slot.__new__(Slot)
                 slot.tw_until = -1.0
+                slot.nprev = 0
+                slot.old_ack = -1
                 slot.cl = cl
                 slot.tg = tg
                 slot.serial = self.serial
@@ -895,6 +942,9 @@ cdef class Tracker:
                 h = self._holder(t, slot, fresh)
                 if h is None:
                     continue
+                if slot.nprev and _old_segment(slot, h, seq):
+                    slot.old_ack = ack if fl & ACK else 0
+                    continue
                 h.t_last = t
                 nxt = (seq + pl) & MASK
                 if h.state == SYN_RECV and fl & ACK and h.t_synack != NONE:
@@ -917,7 +967,7 @@ cdef class Tracker:
                         self._synack(t, slot, ack)
                     continue
                 if fl & RST:
-                    self._target_rst(t, slot)
+                    self._target_rst(t, slot, seq)
                     continue
                 if _pany(slot) and pl == 0 and not fl & FIN:
                     if self._answer(t, slot, seq, ack):
@@ -1049,6 +1099,8 @@ cdef class Tracker:
                 return
             if h is not None and h.end == NONE:
                 return
+            if h is not None:
+                _remember(slot, h)
             conn = _conn(isn, t, True)
             conn.state = SYN_RECV
             conn.t_synack = t
@@ -1058,8 +1110,10 @@ cdef class Tracker:
             self._live(slot, conn, t)
             return
         self.pending_isn.pop(conn.client, <uint64_t>isn, -1)
-        if h is not None and h.end == NONE:
-            self._end(h, t, "superseded", slot)
+        if h is not None:
+            if h.end == NONE:
+                self._end(h, t, "superseded", slot)
+            _remember(slot, h)
         conn.t_synack = t
         conn.state = SYN_RECV
         conn.t_last = t
@@ -1143,7 +1197,7 @@ cdef class Tracker:
             self.n_client_rsts += 1
             exact = None
             if not self.client_side:
-                exact = seq == h.c_next or (h.c_next < 0 and seq == rec["_last_ca_ack"])
+                exact = seq == rec["_last_ca_ack"] if h.c_next < 0 else _rst_resets(h, seq)
             if rec["client_rst"] is None:
                 rec["client_rst"] = {"time": t, "after_s": round(t - rec["_t"], 6), "seq": seq,
                                      "matches_older": exact}
@@ -1157,12 +1211,15 @@ cdef class Tracker:
                 if conn.tw_record is not None and conn.tw_record["client_rst"] is None:
                     conn.tw_record["client_rst"] = {"time": t, "seq": seq}
             slot.tw_until = -1.0
-        elif live:
+        elif live and _rst_resets(h, seq):
             self._end(h, t, "client-rst", slot)
 
-    cdef _target_rst(self, double t, Slot slot):
+    cdef _target_rst(self, double t, Slot slot, int64_t seq):
         cdef Conn h = slot.holder
         if h is not None and h.end == NONE:
+            if seq == slot.old_ack:
+                slot.old_ack = -1
+                return
             self._end(h, t, "target-rst", slot)
         elif _pany(slot):
             self.n_refused += 1

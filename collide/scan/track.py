@@ -8,8 +8,12 @@ sent the first SYN, the target the one that listens (`--port`, else the ports SY
 ended) and the attempts the target has not answered yet (*pending*). A holder *ends* when the
 capture shows it closed by the kernel's rules: a FIN both ways (with the last ACK, or a second
 later), an RST that resets it (from the target, or from a client whose sequence number is exactly
-its RCV.NXT), or idle past twice the idle timeout. When the target sent its FIN first, the 4-tuple
-then sits in TIME_WAIT for `time_wait` seconds, until a client RST or an accepted SYN ends it.
+its RCV.NXT, or RCV.NXT - 1 after the client's FIN: `_rst_resets`), or idle past twice the idle
+timeout. When the target sent its FIN first, the 4-tuple then sits in TIME_WAIT for `time_wait`
+seconds, until a client RST or an accepted SYN ends it. A client segment in the sequence space of
+the connection that held the 4-tuple before the holder (its client does not know it was reset)
+is out of the holder's window: the kernel drops it, and it moves nothing of the holder
+(`_old_segment`).
 
 Each SYN is one of:
 * a **retransmission**: the ISN of the holder or of a pending attempt again;
@@ -53,6 +57,8 @@ PENDING_LIFE = 135.0        # s: Linux gives up a connect after about 127 s of S
 MAX_SOURCES = 100_000       # source addresses counted one by one (memory bound)
 ARRIVALS_KEPT = 200_000     # arrivals whose ports are kept in order (the allocator's statistic)
 HALF = 1 << 31
+SYN_WINDOW = 1 << 16       # the most an unscaled SYN-ACK window can say
+PREV_KEPT = 4              # earlier connections of a 4-tuple whose late segments are told apart
 LOW49 = (1 << 49) - 1
 
 # holder states, as the target sees them
@@ -64,6 +70,44 @@ def _seq_near(a: int, b: int, window: int = 1 << 20) -> bool:
     """a and b within `window` of each other in sequence space."""
     d = (a - b) & MASK
     return d < window or d > MASK + 1 - window
+
+
+def _old_segment(slot, h, seq) -> bool:
+    """A client segment of a connection that held the 4-tuple before the holder: near that one's
+    RCV.NXT and out of the holder's window (not near the holder's RCV.NXT, or behind it: a client
+    that reuses its own 4-tuple from TIME_WAIT starts 65537 past the old sequence). The holder's
+    kernel drops it (with a duplicate ACK; a request in SYN_RECV with an RST): nothing of the
+    holder moves, not its RCV.NXT, its FIN, its idle time."""
+    ref = h.c_next
+    if ref is None and h.isn is not None:
+        ref = (h.isn + 1) & MASK
+    for p in slot.prev:
+        if _seq_near(seq, p):
+            return ref is None or not _seq_near(seq, ref) or ((seq - ref) & MASK) >= HALF
+    return False
+
+
+def _remember(slot, h) -> None:
+    """h no longer holds the 4-tuple: keep its client's sequence (its RCV.NXT) among the last
+    PREV_KEPT, for the segments its client may still send."""
+    p = h.c_next if h.c_next is not None else (None if h.isn is None else (h.isn + 1) & MASK)
+    if p is not None:
+        slot.prev = [p] + (slot.prev or [])[:PREV_KEPT - 1]
+
+
+def _rst_resets(h, seq) -> bool:
+    """Does a client RST with this sequence number reset the live holder h (Linux's
+    tcp_validate_incoming, RFC 5961 3.2)? Exactly RCV.NXT does; so does RCV.NXT - 1 once the
+    client's FIN is in (CLOSE_WAIT, LAST_ACK, CLOSING: tcp_reset_check); a request in SYN_RECV is
+    reset by any RST in its window (tcp_check_req; an unscaled SYN-ACK window, at most 64 KiB).
+    Any other draws a challenge ACK (in the window) or is dropped. Without a known RCV.NXT (a
+    connection seen mid-life) the scan cannot tell, and takes the RST for a reset."""
+    n = h.c_next
+    if n is None or seq == n:
+        return True
+    if h.c_fin is not None and seq == (n - 1) & MASK:
+        return True
+    return h.state == SYN_RECV and ((seq - n) & MASK) < SYN_WINDOW
 
 
 class Conn:
@@ -93,7 +137,7 @@ class Conn:
 
 
 class Slot:
-    __slots__ = ("holder", "pending", "tw_until", "tw_conn", "last")
+    __slots__ = ("holder", "pending", "tw_until", "tw_conn", "last", "prev", "old_ack")
 
     def __init__(self, t):
         self.holder = None
@@ -101,6 +145,11 @@ class Slot:
         self.tw_until = -1.0
         self.tw_conn = None
         self.last = t
+        # the client-side RCV.NXT of the connections that held the 4-tuple before the holder,
+        # latest first: their clients may not know they have ended (reset by a new client's RST)
+        # and go on sending in their own sequence space, which the holder's kernel drops
+        self.prev = None
+        self.old_ack = None       # the ACK number of the last such segment
 
 
 class Tracker:
@@ -295,6 +344,9 @@ class Tracker:
                 h = self._holder(t, key, slot, fresh)
                 if h is None:
                     continue
+                if slot.prev is not None and _old_segment(slot, h, seq):
+                    slot.old_ack = ack if fl & ACK else 0    # what the RST answering it carries
+                    continue
                 h.t_last = t
                 nxt = (seq + pl) & MASK
                 if h.state == SYN_RECV and fl & ACK and h.t_synack is not None:
@@ -318,7 +370,7 @@ class Tracker:
                         self._synack(t, key, slot, ack, cl)
                     continue
                 if fl & RST:
-                    self._target_rst(t, key, slot)
+                    self._target_rst(t, key, slot, seq)
                     continue
                 if slot.pending and pl == 0 and not fl & FIN:
                     if self._answer(t, key, slot, seq, ack):
@@ -455,6 +507,8 @@ class Tracker:
             if h is not None and h.end is None:
                 return
             # the SYN came before the capture: a connection seen mid-handshake, not an arrival
+            if h is not None:
+                _remember(slot, h)
             conn = Conn(isn, t, midlife=True)
             conn.state = SYN_RECV
             conn.t_synack = t
@@ -464,8 +518,10 @@ class Tracker:
             self._live(key, conn, t)
             return
         self.pending_isn.pop((conn.client, isn), None)
-        if h is not None and h.end is None:
-            self._end(h, t, "superseded", key)      # the target let the new one in
+        if h is not None:
+            if h.end is None:
+                self._end(h, t, "superseded", key)  # the target let the new one in
+            _remember(slot, h)
         conn.t_synack = t
         conn.state = SYN_RECV
         conn.t_last = t
@@ -556,9 +612,9 @@ class Tracker:
             c["client_rsts"] += 1
             exact = None
             if not self.client_side:
-                # RCV.NXT exactly resets the holder; any other (it moved on since) draws another
-                # challenge ACK and resets nothing
-                exact = seq == h.c_next or (h.c_next is None and seq == rec["_last_ca_ack"])
+                # RCV.NXT exactly resets the holder (or RCV.NXT - 1 after its client's FIN); any
+                # other (it moved on since) draws another challenge ACK and resets nothing
+                exact = seq == rec["_last_ca_ack"] if h.c_next is None else _rst_resets(h, seq)
             if rec["client_rst"] is None:
                 rec["client_rst"] = {"time": t, "after_s": round(t - rec["_t"], 6), "seq": seq,
                                      "matches_older": exact}
@@ -573,12 +629,17 @@ class Tracker:
                 if conn.tw_record is not None and conn.tw_record["client_rst"] is None:
                     conn.tw_record["client_rst"] = {"time": t, "seq": seq}
             slot.tw_until = -1.0
-        elif live:
+        elif live and _rst_resets(h, seq):
             self._end(h, t, "client-rst", key)
 
-    def _target_rst(self, t, key, slot):
+    def _target_rst(self, t, key, slot, seq):
         h = slot.holder
         if h is not None and h.end is None:
+            if seq == slot.old_ack:
+                # the answer to an ended connection's segment (its sequence number is that
+                # segment's ACK number): a request in SYN_RECV sends it and waits on
+                slot.old_ack = None
+                return
             self._end(h, t, "target-rst", key)
         elif slot.pending:
             self.c["refused"] += 1
@@ -644,8 +705,9 @@ def needed(cl: np.ndarray, tg: np.ndarray, flags: np.ndarray) -> np.ndarray:
     the middle of a connection) change nothing it looks at. Per 4-tuple, in time order, kept:
     every SYN, FIN and RST and the two packets after each (the third ACK of a handshake, a
     challenge ACK and the RST answering it, the last ACK of a close), the packet before each SYN
-    (what the holder last did: its idle time and RCV.NXT), and the first and last packet of the
-    4-tuple in the chunk (a connection seen mid-life; the last activity)."""
+    (what the holder last did: its idle time and RCV.NXT) and each RST (the segment a target's
+    RST answers), and the first and last packet of the 4-tuple in the chunk (a connection seen
+    mid-life; the last activity)."""
     n = cl.size
     order = np.lexsort((tg, cl))              # stable: time order within each 4-tuple
     c, t = cl[order], tg[order]
@@ -660,7 +722,7 @@ def needed(cl: np.ndarray, tg: np.ndarray, flags: np.ndarray) -> np.ndarray:
     after2 = np.zeros(n, bool)
     after2[2:] = ctl[:-2] & same[2:] & same[1:-1]
     before = np.zeros(n, bool)
-    before[:-1] = ((f[1:] & SYN) != 0) & same[1:]
+    before[:-1] = ((f[1:] & (SYN | RST)) != 0) & same[1:]
     keep |= after1 | after2 | before
     out = np.zeros(n, bool)
     out[order[keep]] = True
