@@ -65,6 +65,10 @@ class Finite(click.FloatRange):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return rv
 
+    def _describe_range(self) -> str:
+        # unbounded unless given a bound (click would print "[x<=None]" in --help)
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
 
 FINITE = Finite()
 

@@ -122,6 +122,18 @@ def test_every_help_has_an_example():
     assert "Examples:" in (cli.epilog or "")
 
 
+def test_no_help_shows_a_placeholder():
+    """Every --help reads as prose: no 'None', no empty range brackets (click printed
+    '[x<=None]' under an unbounded float flag)."""
+    from click.testing import CliRunner
+    from collide.cli import cli
+    bad = []
+    for name in ["", *cli.commands]:
+        out = CliRunner().invoke(cli, [name, "--help"] if name else ["--help"]).output
+        bad += [f"collide {name} --help shows {n!r}" for n in ("None", "[]") if n in out]
+    assert not bad, bad
+
+
 # -- every session runs and prints what is shown -----------------------------------------------------
 def _sessions_by_file():
     out = []
