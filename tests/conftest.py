@@ -4,7 +4,9 @@ import pytest
 
 from collide.scenario import Scenario
 
-# numba compiles once per machine (cached); tests that need it share this flag
+# numba compiles once per machine (cached), and that first compile takes a minute or more of one
+# core: every test that runs the numba twin belongs to the slow set (CI runs it). The fast set
+# holds Cython to the Python reference, the same algorithm and the same draws.
 BACKENDS = ("python", "numba", "cython")
 
 
@@ -26,7 +28,23 @@ def small_scenario():
     return small()
 
 
+def pytest_generate_tests(metafunc):
+    """A test that takes `twin` is run once per compiled backend against the Python reference:
+    cython in the fast set, numba in the slow one."""
+    if "twin" in metafunc.fixturenames:
+        metafunc.parametrize("twin", [pytest.param("cython", id="cython"),
+                                      pytest.param("numba", id="numba", marks=pytest.mark.slow)])
+
+
+def _runs_numba(item) -> bool:
+    spec = getattr(item, "callspec", None)
+    return bool(spec) and "numba" in [v for v in spec.params.values() if isinstance(v, str)]
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _runs_numba(item) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
     # The slow set (the statistical grid, the 500 twins, notebooks, browser, Dask, the lab as root)
     # is opt-in: `python -m pytest` runs the fast set; `-m slow` (or any -m) chooses; .ci/run runs both.
     if not config.getoption("markexpr"):

@@ -16,6 +16,7 @@ from collide.scenario import Scenario, ScenarioError
 from .conftest import small
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", [
     {"load_balancer.balancers": 2},
     {"load_balancer.balancers": 2, "load_balancer.cross_zone": False},
@@ -24,14 +25,14 @@ from .conftest import small
      "load_balancer.cross_zone": False, "target.server_close_fraction": 0.5},
     {"load_balancer.balancers": 2, "load_balancer.node_choice": "sticky", "nat.ips": 2},
 ])
-def test_backends_identical_with_balancers(overrides):
+def test_backends_identical_with_balancers(overrides, twin):
     s = small().replace(overrides)
     keys = ("connections", "collisions", "established", "reset_victims", "time_wait_hits",
             "allocation_failures", "pairs", "first_collision_s", "expected_collisions")
     out = [{k: collide.simulate(s, seed=17, backend=b).to_dict()[k] for k in keys}
-           for b in ("python", "numba", "cython")]
-    assert out[0] == out[1] == out[2]
-    assert out[2]["collisions"] > 0
+           for b in ("python", twin)]
+    assert out[0] == out[1]
+    assert out[1]["collisions"] > 0
 
 
 def test_one_balancer_is_unchanged():

@@ -53,6 +53,7 @@ def work(tmp_path):
 
 
 # -- bad files: exit 2, one line, nothing run ------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("case, needle", [
     (["simulate", "--config", "bin.toml"], "not UTF-8"),
     (["simulate", "--config", "/dev/zero"], "/dev/zero"),
@@ -129,6 +130,7 @@ def test_sweep_out_places(work, out, code, needle):
     assert time.perf_counter() - t0 < 10
 
 
+@pytest.mark.slow
 def test_report_out_place_checked_before_the_simulations(work):
     (work / "afile").write_text("x")
     for out, needle in (("/proc/rep", "pseudo-filesystem"), ("afile/rep", "is a file")):
@@ -138,6 +140,7 @@ def test_report_out_place_checked_before_the_simulations(work):
         assert time.perf_counter() - t0 < 5          # refused before any simulation
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="a read-only place needs root (a read-only mount)")
 def test_read_only_and_full_places(tmp_path):
     ro, full = tmp_path / "ro", tmp_path / "full"
@@ -165,6 +168,7 @@ def test_read_only_and_full_places(tmp_path):
         subprocess.run(["umount", str(full)])
 
 
+@pytest.mark.slow
 def test_plot_writes_all_or_nothing(work):
     rc, _, err = run("sweep", "sweep.toml", "--out", "r.csv", "--workers", "1", cwd=work)
     assert rc == 0, err
@@ -196,6 +200,7 @@ def test_output_check_refuses_devices_and_folders(tmp_path):
 
 
 # -- sweeps: outputs kept, one writer ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_sweep_keeps_an_existing_out(work):
     rc, _, err = run("sweep", "sweep.toml", "--out", "r.csv", "--workers", "1", cwd=work)
     assert rc == 0, err
@@ -209,6 +214,7 @@ def test_sweep_keeps_an_existing_out(work):
     assert rc == 0 and (work / "r.csv").read_text().count("\n") == 7
 
 
+@pytest.mark.slow
 def test_second_writer_is_refused(work):
     with OutputLock(work / "r.csv"):
         rc, _, err = run("sweep", "sweep.toml", "--out", "r.csv", cwd=work)
@@ -218,6 +224,7 @@ def test_second_writer_is_refused(work):
     assert rc == 0, err                     # the lock went with its holder
 
 
+@pytest.mark.slow
 def test_workers_capped_at_the_points(work):
     rc, _, err = run("sweep", "sweep.toml", "--out", "r.csv", "--workers", "1000", cwd=work)
     assert rc == 0 and "so 6 process(es)" in err
@@ -237,6 +244,7 @@ def test_absurd_sizes_refused_before_work(args, code, needle):
     assert time.perf_counter() - t0 < 10
 
 
+@pytest.mark.slow
 def test_large_grid_and_replicates_refused_at_once(work):
     (work / "big.toml").write_text('base = "seed"\n[axes]\n"traffic.rate" = { linspace = [100, 200, '
                                    '10000] }\n"nat.ips" = { range = [1, 1001] }\n')
@@ -487,6 +495,7 @@ def test_resume_sets_a_cut_line_aside(work):
     assert same_rows((work / "r.csv").read_text().splitlines(), full.decode().splitlines())
 
 
+@pytest.mark.slow
 def test_refused_resume_leaves_the_file_byte_for_byte(work):
     full = _complete(work)
     cut = full[:-10]                                         # with its cut last line
@@ -574,6 +583,7 @@ def test_two_names_for_one_file_take_one_lock(work):
     assert not (work / "real" / "r.csv").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target_text", ["precious\n", ""])
 def test_sweep_never_writes_through_a_link(work, target_text):
     """(major) --overwrite through a link to precious.txt; (minor) a link to an empty file."""
@@ -600,6 +610,7 @@ def test_plot_replaces_a_link_not_its_target(work):
 
 
 # -- output folders: non-empty refused, --overwrite replaces only our files, a manifest, no EXDEV ---------
+@pytest.mark.slow
 def test_report_out_not_empty_is_refused_before_the_work(work):
     (work / "rep").mkdir()
     (work / "rep" / "summary.md").write_text("my notes")

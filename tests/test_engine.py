@@ -116,6 +116,7 @@ def check_state(r: Run):
         c["failed_connects"] + c["pending_connects"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", [
     {}, {"nat.allocator": "eim"}, {"nat.allocator": "sequential", "nat.reuse_delay": 1.0},
     {"nat.allocator": "linux"}, {"traffic.rate": 80.0, "nat.per_destination_limit": 60},
@@ -145,6 +146,7 @@ def test_invariants_hold_throughout(overrides):
         assert si[T.PAIRS] == si[T.COLL]
 
 
+@pytest.mark.slow
 def test_horizon_lists_are_entered_and_left():
     """A crowded destination draws from its horizon list, and leaves it when the load falls."""
     s = small().replace({"traffic.schedule": [[0, 60.0], [20.0, 2.0]], "nat.port_max": 2049,
@@ -269,6 +271,7 @@ def test_estimate_at_one_in_ten_billion():
     assert r.expected_collisions_se / r.expected_collisions < 0.05
 
 
+@pytest.mark.slow
 def test_first_reset_mean_matches_closed_form():
     fr = collide.first_reset("seed", replicates=300, seed=4, start="steady")
     d = fr.to_dict()
@@ -343,6 +346,7 @@ def test_default_estimate_follows_the_rule(overrides, estimate, reason):
     assert forced.collisions == r.collisions       # (an estimate draws no word)
 
 
+@pytest.mark.slow
 def test_first_reset_json_keys():
     p = subprocess.run([sys.executable, "-m", "collide.cli", "first-reset", "--replicates", "10",
                         "--seed", "1", "--format", "json"], capture_output=True, text=True,
@@ -427,6 +431,7 @@ def _interrupt_after(args, seconds, marker="collide-started"):
     return time.perf_counter() - t0, p.returncode, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phase,overrides", [
     ("stationary draw", {"traffic.rate": 2e9, "traffic.duration": {"dist": "fixed", "mean": 1.0}}),
     ("warm-up", {"traffic.warmup": 1e7, "traffic.rate": 1e4}),
@@ -446,6 +451,7 @@ def test_ctrl_c_stops_every_phase_within_a_second(phase, overrides):
     assert d["finished"] is False
 
 
+@pytest.mark.slow
 def test_interrupted_simulate_reports_exactly_its_window():
     code = ("import sys\nfrom collide.cli import main\n"
             "print('collide-started', flush=True)\n"

@@ -255,6 +255,7 @@ def test_all_allocators_api():
     assert lo == 0.0 and hi == max(r.collisions_per_hour for r in ar.results.values()) > 0
 
 
+@pytest.mark.slow
 def test_all_allocators_cli_json_and_table():
     p = _cli("simulate", "--scenario", "seed", "--set", "traffic.horizon=20", "--seed", "3",
              "--all-allocators", "--format", "json")

@@ -68,6 +68,7 @@ def page(report_dir):
     return p
 
 
+@pytest.mark.slow
 def test_files_written(report_dir):
     for name in ("index.html", "summary.json", "summary.md", "scenario.toml"):
         assert (report_dir / name).stat().st_size > 0
@@ -315,6 +316,7 @@ def test_fewer_targets_than_nodes_leaves_cross_zone_off_out(tmp_path):
     assert "does not apply to this scenario" in (out / "index.html").read_text()
 
 
+@pytest.mark.slow
 def test_budget_flags_and_the_old_window_name(tmp_path):
     """--max-resets sets the budget; --window (the old name of --within) still works."""
     out = tmp_path / "r"

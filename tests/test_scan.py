@@ -261,6 +261,7 @@ def test_nat_ips_aggregate_many_sources():
     assert nat_ips({1: 1000, 2: 10})[0] == 1
 
 
+@pytest.mark.slow
 def test_out_dir_is_accepted_by_simulate_and_sweep(tmp_path):
     out = tmp_path / "sc"
     code, stdout, err = _run("scan", *FIXTURE_FILES, "--nodes", "3", "--targets", "6",
@@ -328,6 +329,7 @@ def test_forwarder_fixtures_are_recognised_and_counted_once():
     assert d["capture_side"] == "load-balancer" and d["verdict"] is None and d["verdict_reason"]
 
 
+@pytest.mark.slow
 def test_fixture_json_keys_and_verdict():
     code, stdout, err = _run("scan", *FIXTURE_FILES, "--nodes", "3", "--format", "json",
                              "--seed", "1")
@@ -353,6 +355,7 @@ def test_cross_zone_off_predicts_zero_and_calls_the_count_more():
     assert res["verdict"]["text"].startswith("more than")
 
 
+@pytest.mark.slow
 def test_no_nodes_spans_what_the_capture_allows_and_says_so():
     code, stdout, err = _run("scan", *FIXTURE_FILES, "--seed", "1")
     assert code == 0, err
@@ -408,6 +411,7 @@ def _bad_cases(tmp_path):
     ] + ([] if os.geteuid() == 0 else [((locked,), "cannot read")])
 
 
+@pytest.mark.slow
 def test_bad_input_one_line_exit_2(tmp_path):
     good, cases = _bad_cases(tmp_path)
     runner = CliRunner()

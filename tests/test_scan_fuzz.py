@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +61,7 @@ def test_truncated_anywhere(tmp_path_factory, name, cut):
     assert n <= len(PACKETS)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(name=st.sampled_from(sorted(SEEDS)),
        edits=st.lists(st.tuples(st.integers(min_value=0, max_value=4000),

@@ -72,6 +72,7 @@ _packet = st.tuples(st.integers(0, 400), st.booleans(), st.integers(0, 3), st.in
                     st.integers(0, 2), st.integers(0, 2))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(packets=st.lists(_packet, min_size=1, max_size=120), chunk=st.sampled_from([16, 64, 4096]))

@@ -126,6 +126,7 @@ def test_nat_ips_past_the_model_cap_are_not_reachable():
     assert "AWS NAT Gateway does not offer" in eim.cost
 
 
+@pytest.mark.slow
 def test_deployment_unit_and_unreachable_lifetime():
     ips = solve("seed", "20/hour", seed=1, workers=1, levers=["nat.ips"]).lever("nat.ips")
     assert ips.reachable and ips.value > 8          # about 1240 / 20 = 62

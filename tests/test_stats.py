@@ -30,6 +30,7 @@ def _garwood_ref(k, conf=0.95):
     return lo, hi
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [0, 1, 2, 5, 17, 60, 61, 100, 250])
 def test_garwood_exact(k):
     lo, hi = stats.garwood(k)

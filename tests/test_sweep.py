@@ -156,6 +156,7 @@ def test_thread_pool_and_map_objects_are_executors(tmp_path):
     assert strip(got.rows) == strip(ref.rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", ["csv", "jsonl", "parquet"])
 def test_resume_after_a_partial_output_gives_the_same_rows(tmp_path, ext):
     if ext == "parquet":
@@ -247,6 +248,7 @@ def test_example_sweep_file_parses():
 
 
 # -- plots ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_plot_png_svg_and_errors(tmp_path):
     out = tmp_path / "r.csv"
     collide.sweep("seed", {"traffic.rate": {"logspace": [1, 3, 4]}, "load_balancer.cross_zone": [True, False]},

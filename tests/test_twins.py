@@ -23,8 +23,9 @@ after the run. A scenario one backend refuses, every backend must refuse with th
 class. Some runs stop at the first collision (`first-reset`), and the compiled ones run with a work
 budget per kernel call drawn per scenario (the budget changes no result).
 
-The whole set is marked slow (CI's `.ci/run`); the fast set keeps every 25th drawn scenario and
-four edges.
+Each test runs once per compiled twin against the reference (`twin`, tests/conftest.py). The
+whole set is marked slow (CI's `.ci/run`), and so is every numba run (its first compile takes a
+minute); the fast set keeps every 25th drawn scenario and the first edges, on cython.
 """
 from __future__ import annotations
 
@@ -289,10 +290,14 @@ def run_once(base: dict | None, overrides: dict, seed: int, backend: str, estima
                   "generator": bg.state["state"]})
 
 
-def compare(base, overrides, seed, until_first=False, budget=None):
+def compare(base, overrides, seed, until_first=False, budget=None, twin="cython"):
+    """Every estimate on the reference and on `twin` (cython: its specialised and its general
+    copy)."""
+    copies = {"cython": (("cython", False), ("cython", True)), "numba": (("numba", False),),
+              "all": (("numba", False), ("cython", False), ("cython", True))}[twin]
     for estimate in ESTIMATES:
         ref = run_once(base, overrides, seed, "python", estimate, until_first)
-        for backend, general in (("numba", False), ("cython", False), ("cython", True)):
+        for backend, general in copies:
             got = run_once(base, overrides, seed, backend, estimate, until_first, budget, general)
             where = f"{backend}{' (general copy)' if general else ''}, estimate {estimate}"
             if "refused" in ref or "refused" in got:
@@ -308,20 +313,30 @@ FAST_DRAWN = range(0, len(DRAWN), 25)
 FAST_EDGES = len(FIRST)
 
 
-@pytest.mark.parametrize("i", [pytest.param(i, id=f"drawn-{i:03d}",
-                                            marks=() if i in FAST_DRAWN else pytest.mark.slow)
-                               for i in range(len(DRAWN))])
-def test_drawn_scenario_same_on_every_backend(i):
+def _cases(n, fast, name):
+    """The fast ones on cython (and their numba runs in the slow set); the rest on both twins
+    against one reference run, slow."""
+    out = []
+    for k in range(n):
+        if k in fast:
+            out += [pytest.param(k, "cython", id=f"{name(k)}-cython"),
+                    pytest.param(k, "numba", id=f"{name(k)}-numba", marks=pytest.mark.slow)]
+        else:
+            out.append(pytest.param(k, "all", id=name(k), marks=pytest.mark.slow))
+    return out
+
+
+@pytest.mark.parametrize("i, twins", _cases(len(DRAWN), FAST_DRAWN, lambda i: f"drawn-{i:03d}"))
+def test_drawn_scenario_same_on_every_backend(i, twins):
     overrides, seed, until_first, budget = DRAWN[i]
-    compare(None, overrides, seed, until_first, budget)
+    compare(None, overrides, seed, until_first, budget, twins)
 
 
-@pytest.mark.parametrize("k", [pytest.param(k, id=f"seed+{EDGES[k][0]}",
-                                            marks=() if k < FAST_EDGES else pytest.mark.slow)
-                               for k in range(len(EDGES))])
-def test_seed_scenario_edges_same_on_every_backend(k):
+@pytest.mark.parametrize("k, twins", _cases(len(EDGES), range(FAST_EDGES),
+                                            lambda k: f"seed+{EDGES[k][0]}"))
+def test_seed_scenario_edges_same_on_every_backend(k, twins):
     name, overrides = EDGES[k]
-    compare(SEED_SCENARIO, overrides, seed=1 + k, budget=(None, 5, 333)[k % 3])
+    compare(SEED_SCENARIO, overrides, seed=1 + k, budget=(None, 5, 333)[k % 3], twin=twins)
 
 
 # == the set itself: what it covers ================================================================
