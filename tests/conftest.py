@@ -63,5 +63,5 @@ def pytest_collection_modifyitems(config, items):
 def pytest_terminal_summary(terminalreporter, config):
     n = getattr(config, "_collide_slow", 0)
     if n:
-        terminalreporter.write_line(f"{n} slow tests not run (statistical grid, twins, notebooks, "
-                                    "browser, Dask, lab): python -m pytest -m slow")
+        terminalreporter.write_line(f"{n} slow tests not run (statistical grid, numba twin, "
+                                    "notebooks, browser, Dask, lab): python -m pytest -m slow")
