@@ -7,8 +7,8 @@ import time
 
 import click
 
-from .options import (backend_option, bad_input, check_size, estimate_option, force_option,
-                      handle_value_errors,
+from .options import (backend_option, bad_input, budget_options, check_size, estimate_option,
+                      force_option, handle_value_errors,
                       pop_scenario, progress_bar, scenario_options, seed_option, workers_option)
 
 
@@ -20,14 +20,12 @@ Examples:
 @scenario_options
 @click.option("--out", "out_dir", required=True, metavar="DIR", type=click.Path(file_okay=False),
               help="Directory for index.html, summary.json, summary.md and figures/.")
-@click.option("--max-resets", "max_resets", metavar="N/PERIOD", default=None,
-              help="The budget the risk is judged against: at most N resets per hour, day, week, "
-                   "month or year (default 1/day).")
-@click.option("--max-probability", "max_probability", metavar="P", default=None,
-              help="The budget as P(at least one reset within --within) at most P.")
-@click.option("--within", "within", metavar="DURATION", default=None,
-              help="Your window, <number>[s|m|h|d|w] (default 10m, a load test): the page gives "
-                   "P(at least one reset) within it; with --max-probability, the budget's window.")
+@budget_options(
+    resets="The budget the risk is judged against: at most N resets per hour, day, week, month or "
+           "year (default 1/day).",
+    probability="The budget as P(at least one reset within --within) at most P.",
+    within="Your window, <number>[s|m|h|d|w] (default 10m, a load test): the page gives P(at least "
+           "one reset) within it; with --max-probability, the budget's window.", start=False)
 @click.option("--window", "window", type=float, default=None, hidden=True,
               help="Old name of --within, in seconds.")
 @seed_option

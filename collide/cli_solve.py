@@ -5,28 +5,8 @@ import json
 
 import click
 
-from .options import (backend_option, bad_input, format_option, handle_value_errors, pop_scenario,
-                      progress_bar, scenario_options, seed_option, workers_option)
-
-
-def budget_options(f):
-    """--max-resets N/PERIOD | --max-probability P --within DURATION, and --start (solve, report)."""
-    opts = [
-        click.option("--max-resets", "max_resets", metavar="N/PERIOD", default=None,
-                     help="The budget: at most N resets per hour, day, week, month (30 d) or year "
-                          "(365 d), e.g. 1/week."),
-        click.option("--max-probability", "max_probability", metavar="P", default=None,
-                     help="The budget: P(at least one reset within --within) at most P, e.g. 0.01."),
-        click.option("--within", "within", metavar="DURATION", default=None,
-                     help="The window of --max-probability: <number>[s|m|h|d|w], e.g. 30d."),
-        click.option("--start", type=click.Choice(["steady", "cold"]), default="steady",
-                     show_default=True,
-                     help="steady: judged from the stationary state; cold: a window that starts "
-                          "with no live connection, as a load test."),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
+from .options import (backend_option, bad_input, budget_options, format_option, handle_value_errors,
+                      pop_scenario, progress_bar, scenario_options, seed_option, workers_option)
 
 
 def make_budget(max_resets, max_probability, within, start, required: bool = True):
@@ -59,7 +39,7 @@ Examples:
               help="A lever to solve (repeatable): traffic.rate, traffic.duration.mean, nat.ips, "
                    "load_balancer.targets, load_balancer.nodes, or any numeric key that moves the "
                    "risk one way (default: the first five).")
-@budget_options
+@budget_options()
 @seed_option
 @backend_option
 @format_option

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import bad_input, parse_assignments, workers_option
+from .options import bad_input, budget_options, parse_assignments, workers_option
 
 
 def _connect(address: str):
@@ -145,13 +145,11 @@ Examples:
               help="Keep only rows with this value, e.g. --where nat.ips=1 (repeatable).")
 @click.option("--title", default=None, help="Figure title.")
 @click.option("--out", "out", required=True, metavar="FILE", help="Figure: .png or .svg.")
-@click.option("--max-resets", "max_resets", metavar="N/PERIOD", default=None,
-              help="On a two-key grid (--y a second key): draw where this budget is met, with its "
-                   "uncertainty band, over a heatmap of the resets per hour.")
-@click.option("--max-probability", "max_probability", metavar="P", default=None,
-              help="The budget as P(at least one reset within --within) at most P.")
-@click.option("--within", "within", metavar="DURATION", default=None,
-              help="The window of --max-probability, e.g. 30d.")
+@budget_options(
+    resets="On a two-key grid (--y a second key): draw where this budget is met, with its "
+           "uncertainty band, over a heatmap of the resets per hour.",
+    probability="The budget as P(at least one reset within --within) at most P.",
+    within="The window of --max-probability, e.g. 30d.", start=False)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out (kept otherwise).")
 def plot_command(results, x, y, hue, where, title, out, max_resets, max_probability, within,
                  overwrite):

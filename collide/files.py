@@ -162,6 +162,20 @@ def read_text(path, what: str, limit: int = MAX_TEXT, expected: str = "") -> str
     return text[1:] if text.startswith("\ufeff") else text
 
 
+def read_toml(path, what: str, expected: str, nested: str = "") -> dict:
+    """A TOML file (scenario, sweep) as a dict; one-line InputError naming `what` and the path for
+    any file, encoding or syntax problem, and for nesting deep enough to exhaust the parser."""
+    import tomllib
+    text = read_text(path, what, expected=expected)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{what} {path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise InputError(f"{what} {path}: nested too deeply (a value inside thousands of "
+                         f"brackets){nested}") from None
+
+
 def iter_line_chunks(path, what: str, limit: int, max_line: int = 1 << 20,
                      chunk: int = 1 << 22, progress=None) -> Iterator[tuple[int, list[str]]]:
     """Stream a text file as (first line number, [lines]) chunks: constant memory beyond the

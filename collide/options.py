@@ -217,3 +217,31 @@ def handle_value_errors(f):
                 bad_input(str(exc))
             raise
     return wrapper
+
+
+def budget_options(resets: str | None = None, probability: str | None = None,
+                   within: str | None = None, start: bool = True):
+    """--max-resets N/PERIOD | --max-probability P --within DURATION (and --start): one budget, the
+    same flags for solve, report, plot and intake; each command words what the budget is for."""
+    opts = [
+        click.option("--max-resets", "max_resets", metavar="N/PERIOD", default=None,
+                     help=resets or "The budget: at most N resets per hour, day, week, month (30 d) "
+                                    "or year (365 d), e.g. 1/week."),
+        click.option("--max-probability", "max_probability", metavar="P", default=None,
+                     help=probability or "The budget: P(at least one reset within --within) at "
+                                         "most P, e.g. 0.01."),
+        click.option("--within", "within", metavar="DURATION", default=None,
+                     help=within or "The window of --max-probability: <number>[s|m|h|d|w], e.g. "
+                                    "30d."),
+    ]
+    if start:
+        opts.append(click.option("--start", type=click.Choice(["steady", "cold"]), default="steady",
+                                 show_default=True,
+                                 help="steady: judged from the stationary state; cold: a window "
+                                      "that starts with no live connection, as a load test."))
+
+    def decorate(f):
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return decorate

@@ -635,22 +635,15 @@ class Scenario:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "Scenario":
-        from .files import read_text
+        from .files import read_toml
         if str(path) == "":
             raise ScenarioError("--config '': an empty path; give a scenario TOML file")
         try:
-            text = read_text(path, "--config", expected="a scenario file is a few KB of TOML")
+            data = read_toml(path, "--config", expected="a scenario file is a few KB of TOML",
+                             nested="; a scenario file is a few flat tables")
         except InputError as exc:
             raise ScenarioError(str(exc)) from None
-        path = Path(path)
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(f"--config {path}: not valid TOML ({exc})") from None
-        except RecursionError:
-            raise ScenarioError(f"--config {path}: nested too deeply (a value inside thousands "
-                                "of brackets); a scenario file is a few flat tables") from None
-        return cls.from_dict(data, base_dir=path.resolve().parent)
+        return cls.from_dict(data, base_dir=Path(path).resolve().parent)
 
     @classmethod
     def builtin(cls, name: str) -> "Scenario":

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from ..options import bad_input, format_option, progress_bar, seed_option
+from ..options import bad_input, budget_options, format_option, progress_bar, seed_option
 
 
 def write_out(place, out, result) -> list[str]:
@@ -47,13 +47,11 @@ Examples:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override or supply a scenario key, e.g. --set load_balancer.nodes=3 "
                    "(repeatable).")
-@click.option("--max-resets", "max_resets", metavar="N/PERIOD", default=None,
-              help="The budget for the advice: at most N resets per hour, day, week, month or "
-                   "year (default 1/day, as the report's).")
-@click.option("--max-probability", "max_probability", metavar="P", default=None,
-              help="The budget for the advice as P(at least one reset within --within) at most P.")
-@click.option("--within", "within", metavar="DURATION", default=None,
-              help="The window of --max-probability, e.g. 30d.")
+@budget_options(
+    resets="The budget for the advice: at most N resets per hour, day, week, month or year "
+           "(default 1/day, as the report's).",
+    probability="The budget for the advice as P(at least one reset within --within) at most P.",
+    within="The window of --max-probability, e.g. 30d.", start=False)
 @click.option("--advice/--no-advice", "give_advice", default=True, show_default=True,
               help="Solve for the change that meets the budget (collide solve: seconds to a "
                    "minute); --no-advice gives the verdict alone.")

@@ -44,7 +44,6 @@ import json
 import os
 import math
 import time
-import tomllib
 from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -497,20 +496,12 @@ def build_spec(base, axes: Mapping, overrides: Mapping | None = None, zip: Mappi
 def load_sweep(path: str | Path, **overrides) -> SweepSpec:
     """Parse and validate a sweep file; keyword arguments (rel_error, backend...) take precedence."""
     from ..errors import InputError
-    from ..files import read_text
+    from ..files import read_toml
     try:
-        text = read_text(path, "SWEEP.toml", expected="a sweep file is a few KB of TOML")
+        data = read_toml(path, "SWEEP.toml", expected="a sweep file is a few KB of TOML")
     except InputError as exc:
         raise SweepError(str(exc)) from None
-    path = Path(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SweepError(f"{path}: not valid TOML ({exc})") from None
-    except RecursionError:
-        raise SweepError(f"SWEEP.toml {path}: nested too deeply (a value inside thousands of "
-                         "brackets)") from None
-    return spec_from_dict(data, root=path.parent, **overrides)
+    return spec_from_dict(data, root=Path(path).parent, **overrides)
 
 
 def spec_from_dict(data: Mapping, root: str | Path | None = None, **overrides) -> SweepSpec:
