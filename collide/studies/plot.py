@@ -107,6 +107,19 @@ def _fmt_value(v) -> str:
     return str(v)
 
 
+def _rows(rows_or_path) -> list[dict]:
+    """The sweep's rows (a results file or rows already read); PlotError when there are none."""
+    from .sweep import rows_of
+    try:
+        rows = rows_of(rows_or_path)
+    except FileNotFoundError:
+        raise PlotError(f"RESULTS {rows_or_path}: no such file") from None
+    if not rows:
+        raise PlotError(f"RESULTS {rows_or_path if isinstance(rows_or_path, (str, Path)) else ''}: "
+                        "no rows")
+    return rows
+
+
 def plot_sweep(rows_or_path, x: str, y: str, hue: str | None = None, out: str | Path = "fig.png",
                where: Mapping[str, Any] | None = None, title: str | None = None) -> Path:
     """Draw `y` against `x` (one line per `hue` value) and write PNG or SVG (by `out`'s extension).
@@ -117,16 +130,10 @@ def plot_sweep(rows_or_path, x: str, y: str, hue: str | None = None, out: str | 
     other axis columns (dotted names) are drawn as separate thin lines; `where` keeps only rows with the
     given values.
     """
-    from .sweep import rows_of
     out = Path(out)
     if out.suffix.lower() not in (".png", ".svg"):
         raise PlotError(f"--out {out}: must end in .png or .svg")
-    try:
-        rows = rows_of(rows_or_path)
-    except FileNotFoundError:
-        raise PlotError(f"RESULTS {rows_or_path}: no such file") from None
-    if not rows:
-        raise PlotError(f"RESULTS {rows_or_path if isinstance(rows_or_path, (str, Path)) else ''}: no rows")
+    rows = _rows(rows_or_path)
     columns = list(rows[0])
     for flag, col in (("--x", x), ("--y", y), ("--hue", hue)) + tuple(("--where", k) for k in (where or {})):
         if col is not None and col not in columns:
@@ -256,18 +263,13 @@ def plot_budget(rows_or_path, x: str, y: str, budget, out: str | Path = "budget.
     equals the budget's rate, and hatched where the budget lies within a point's 95 % interval
     (± 1.96 SE; Poisson for counted rows). `budget`: a Budget or "N/PERIOD" (collide solve)."""
     from .solve import Budget
-    from .sweep import _same, rows_of
+    from .sweep import _same
     out = Path(out)
     if out.suffix.lower() not in (".png", ".svg"):
         raise PlotError(f"--out {out}: must end in .png or .svg")
     b = Budget.parse(budget)
     r_star = b.max_per_hour
-    try:
-        rows = rows_of(rows_or_path)
-    except FileNotFoundError:
-        raise PlotError(f"RESULTS {rows_or_path}: no such file") from None
-    if not rows:
-        raise PlotError(f"RESULTS {rows_or_path}: no rows")
+    rows = _rows(rows_or_path)
     columns = list(rows[0])
     for flag, col in (("--x", x), ("--y", y)) + tuple(("--where", k) for k in (where or {})):
         if col not in columns:
