@@ -175,6 +175,8 @@ def main() -> int:
         print(f"{name:16s} full/target per second {row['full_over_target']:.2f}; rule keeps "
               f"{row['rule']} ({row['rule_over_better']:.2f} of the better)", flush=True)
     if a.old:
+        for python in (sys.executable, a.old):
+            regression.compile_bytecode(python)
         for name, args in (("seed", regression.SEED_ARGS),
                            ("base", ["--config", regression.base_toml(str(Path(a.out).parent))])):
             r = regression.compare(regression.collide_of(sys.executable),
