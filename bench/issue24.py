@@ -17,7 +17,9 @@
    default rule's choice.
 4. The default command against the pinned commit (`bench/regression.py`, `--old`).
 
-`python bench/issue24.py --tables FILE` prints bench/README.md's tables from a results file.
+`python bench/issue24.py --tables FILE` prints the tables from a results file; `--records FILE`
+writes them beside it as records of docs/generate.py (`bench/results/issue24-*.json`), from
+which bench/README.md's tables are generated (`python docs/generate.py`).
 """
 from __future__ import annotations
 
@@ -150,9 +152,79 @@ def tables(d: dict) -> str:
     return "\n".join(lines)
 
 
+def records(path: Path) -> list[Path]:
+    """The sitting's tables as records of docs/generate.py (`recorded-issue24-*`: a JSON with
+    "columns" and "rows" each), written beside the sitting's JSON; bench/README.md shows them."""
+    d = json.loads(path.read_text())
+    when = f"{d['started_utc'][:16].replace('T', ' ')}–{d['finished_utc'][11:16]} UTC"
+    measured = f"{when}, {d['machine']['cpus']}-core {d['machine']['cpu']}, load average " \
+               f"{d['machine']['load_average_at_start'][0]:.1f} at the start"
+    words, shown = d["command"].split(), {"--kernels": "/tmp/kernels", "--reference": "/tmp/reference",
+                                          "--old": "OLD_VENV/bin/python"}
+    for i, w in enumerate(words[:-1]):      # this machine's paths: the README's placeholders
+        if w in shown:
+            words[i + 1] = shown[w]
+        elif w == "--out":
+            words[i + 1] = f"bench/results/{Path(words[i + 1]).name}"
+    command = " ".join(words)
+    out = {
+        "estimates": {
+            "columns": [["backend", "backend"], ["scenario", "scenario"],
+                        ["target_over_off", "`target` / `off`", ".2f"],
+                        ["full_over_off", "`full` / `off`", ".2f"]],
+            "rows": [{"backend": b, "scenario": f"{name} ({r['horizon_s']:g} s)",
+                      "target_over_off": r["target_over_off"], "full_over_off": r["full_over_off"]}
+                     for b, rows in d["estimates_vs_off"].items() for name, r in rows.items()]},
+        "targets": {
+            "columns": [["target", "target"], ["engine_over_reference", "engine / reference", ".2f"],
+                        ["own_c_over_reference", "our plain C / reference", ".2f"],
+                        ["engine_over_own_c", "engine / our plain C", ".2f"], ["met", "met"]],
+            "rows": [{"target": f"{label} ≥ {r['target']:.2f} ({r['reference_kernel']}; ours: "
+                                f"`{r['own_c_kernel']}`)",
+                      "engine_over_reference": r["engine_over_reference"],
+                      "own_c_over_reference": r["own_c_over_reference"],
+                      "engine_over_own_c": r["engine_over_own_c"],
+                      "met": "yes" if r["met"] else "no"}
+                     for label, r in d["speed_targets"].items()]},
+        "precision": {
+            "columns": [["scenario", "scenario"], ["y", "y", ".3g"],
+                        ["variance_target_over_full", "variance target / full", ".2f"],
+                        ["cost_full_over_target", "cost full / target", ".2f"],
+                        ["full_over_target", "precision per second full / target", ".2f"],
+                        ["rule", "rule keeps"], ["rule_over_better", "of the better", ".2f"]],
+            "rows": [dict(scenario=name, **{k: r[k] for k in (
+                "y", "variance_target_over_full", "cost_full_over_target", "full_over_target",
+                "rule", "rule_over_better")}) for name, r in d["precision_per_second"].items()]},
+    }
+    if "default_command" in d:
+        out["default"] = {
+            "columns": [["command", "command"], ["new", "median wall, today", ".2f"],
+                        ["estimate", "today's estimate"], ["old", "median wall, pinned commit", ".2f"],
+                        ["ratio", "old / new", ".2f"], ["se", "SE, today / pinned (root mean square)"],
+                        ["precision", "precision per second, new / old", ".2f"]],
+            "rows": [{"command": name, "new": r["new"]["wall_s_median"],
+                      "estimate": r["new"]["estimate"], "old": r["old"]["wall_s_median"],
+                      "ratio": r["wall_ratio_old_over_new"],
+                      "se": f"{r['new']['se_mean_square'] ** 0.5:.3g} / "
+                            f"{r['old']['se_mean_square'] ** 0.5:.3g}",
+                      "precision": r["precision_ratio_new_over_old"]}
+                     for name, r in d["default_command"].items()]}
+    written = []
+    for name, rec in out.items():
+        rec.update(command=command, measured=measured)
+        q = path.with_name(f"issue24-{name}.json")
+        q.write_text(json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
+        written.append(q)
+    return written
+
+
 def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--tables":
         print(tables(json.loads(Path(sys.argv[2]).read_text())))
+        return 0
+    if len(sys.argv) == 3 and sys.argv[1] == "--records":
+        for q in records(Path(sys.argv[2])):
+            print(q)
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kernels", required=True, help="bench/kernels.c, compiled")
@@ -187,6 +259,8 @@ def main() -> int:
         Path(a.out).parent.joinpath("base-1000s.toml").unlink(missing_ok=True)
     out["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     Path(a.out).write_text(json.dumps(out, indent=1))
+    for q in records(Path(a.out)):
+        print(q)
     return 0
 
 

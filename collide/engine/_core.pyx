@@ -1021,20 +1021,23 @@ cdef int64_t ev_queue_ends(Kern *k, int64_t nl) noexcept nogil:
     are queued together when the log is settled: the same entries before any is sorted). -1,
     changing nothing, if a segment lacks room (the kernel returns GROW_EV)."""
     cdef int64_t add[EV_NC]
-    cdef int64_t r, code, kk
+    cdef int64_t r, code, kk, most = 0
     cdef double x, f, tr, cinv = k.ev_cinv
     cdef double *lg = k.ev_log
     cdef double *pend = k.ev_pend
     for kk in range(EV_NC):
-        add[kk] = 0
-    for r in range(nl):
-        code = <int64_t>lg[2 * r + 1]
-        if code & 7 == EV_ARR and (code >> 3) & ARR_LIVE and pend[r] > lg[2 * r]:
-            f = pend[r] * cinv
-            add[<int64_t>(f if f < 4e18 else 4e18) & (EV_NC - 1)] += 1
-    for kk in range(EV_NC):
-        if k.ev_n[kk] + add[kk] > k.ev_cap:
-            return -1
+        most = k.ev_n[kk] if k.ev_n[kk] > most else most
+    if most + nl > k.ev_cap:               # perhaps no room: count where each end goes
+        for kk in range(EV_NC):
+            add[kk] = 0
+        for r in range(nl):
+            code = <int64_t>lg[2 * r + 1]
+            if code & 7 == EV_ARR and (code >> 3) & ARR_LIVE and pend[r] > lg[2 * r]:
+                f = pend[r] * cinv
+                add[<int64_t>(f if f < 4e18 else 4e18) & (EV_NC - 1)] += 1
+        for kk in range(EV_NC):
+            if k.ev_n[kk] + add[kk] > k.ev_cap:
+                return -1
     for r in range(nl):
         code = <int64_t>lg[2 * r + 1]
         tr = lg[2 * r]
@@ -1299,15 +1302,26 @@ cdef void retry(Kern *k, double t) noexcept nogil:
     k.si[S_PD_TOP] += 1
 
 
-cdef int64_t take_samples(Kern *k, double t) noexcept nogil:
-    cdef int64_t work = 0, c
+cdef int64_t take_samples(Kern *k, double t, bint counted) noexcept nogil:
+    """The live counts at the sampling instants up to t. `counted`: the `full` estimate's running
+    counts hold them (A[d], live holders through d: the slots live at the instant, where no
+    retrying connect holds a slot without a target), so the counts are settled up to the instant
+    and read instead of every slot (the same integers; a scan where a segment lacks room)."""
+    cdef int64_t work = 0, c, d, x
     cdef double at
     while k.si[S_SAMPLE_I] <= PEAK_SAMPLES:
         at = k.t_measure + (k.t_end - k.t_measure) * k.si[S_SAMPLE_I] / PEAK_SAMPLES
         if at > t:
             break
-        c = scan_peak(k, at)
-        work += k.k * k.np_
+        x = est_settle(k, at) if counted else -1
+        if x >= 0:
+            c = 0
+            for d in range(k.k * k.n):
+                c = k.est[3 * d] if k.est[3 * d] > c else c
+            work += x + k.k * k.n
+        else:
+            c = scan_peak(k, at)
+            work += k.k * k.np_
         if c > k.si[S_PEAK]:
             k.si[S_PEAK] = c
         k.si[S_SAMPLE_I] += 1
@@ -1330,7 +1344,7 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
     cdef int64_t cap = k.cap, dist = k.dist, emp_n = k.emp_n, sched_n = k.sched_n
     cdef int64_t tw_cap = (k.tw_nb * 3) // 2, log_room = k.ev_logcap - k.ev_max, before = 0
     cdef int64_t arr = 0
-    cdef bint limited = k.limited, cross = k.cross, collidable = k.collidable
+    cdef bint limited = k.limited, cross = k.cross, collidable = k.collidable, counted = False
     cdef bint sums = k.sums, tw_on = k.tw_on, until_first = k.until_first
     cdef double rate = k.rate, mean = k.mean, mu = k.mu, sigma = k.sigma, xm = k.xm
     cdef double alpha = k.alpha, scf = k.scf, tw_s = k.tw_s
@@ -1353,6 +1367,7 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
     if Est is est_full_t:
         if Mode is not general_t:
             sums = True                    # random ports, no reuse delay: known when compiling
+        counted = sums and not k.delays
     while True:
         if work >= budget:
             code = BUDGET_SPENT
@@ -1392,13 +1407,13 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     t = t_retry
             if t >= t_stop:
                 if next_sample <= t_stop:
-                    work += take_samples(k, t_stop)
+                    work += take_samples(k, t_stop, counted)
                 if k.sf[F_NOW] < t_stop:
                     k.sf[F_NOW] = t_stop
                 code = DONE
                 break
             if COLLIDE_UNLIKELY(next_sample <= t):
-                work += take_samples(k, t)
+                work += take_samples(k, t, counted)
                 next_sample = t_measure + (t_end - t_measure) * si[S_SAMPLE_I] / PEAK_SAMPLES \
                     if si[S_SAMPLE_I] <= PEAK_SAMPLES else INFINITY
             if Est is est_full_t:
