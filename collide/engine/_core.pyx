@@ -1161,6 +1161,26 @@ cdef void row_changed(Kern *k, int64_t row, int64_t ip, double t, int64_t before
                         k.reuse, t, ip, before, k.sbase)
 
 
+cdef void row_joined(Kern *k, int64_t row, int64_t ip, int64_t j, double t,
+                     double end) noexcept nogil:
+    """`row_changed` where a row's only holder is joined by a live one with another target (one
+    zone, no reuse delay): the two targets are distinct while both live, so each node's T
+    counts one more port from now until the first of the two ends. The same changes as the
+    general steps, in fewer instructions (they are a fifth of base's arrivals)."""
+    cdef int64_t m, a = 0, da, d = ip * k.n + j
+    cdef double first
+    for m in range(k.n):
+        if m != j and k.slot_end[row + m] > t:
+            a = m
+    da = ip * k.n + a
+    first = k.slot_end[row + a]
+    first = end if end < first else first
+    evq_log(&k.evq, t, ((3 * da + 2) << 26) | (513 << 3) | EV_T)
+    evq_log(&k.evq, t, ((3 * d + 2) << 26) | (513 << 3) | EV_T)
+    evq_push(&k.evq, t, first, ((3 * da + 2) << 26) | (511 << 3) | EV_T)
+    evq_push(&k.evq, t, first, ((3 * d + 2) << 26) | (511 << 3) | EV_T)
+
+
 cdef inline void est_live(Kern *k, int64_t arr, int64_t ip, int64_t j, double t,
                          double end) noexcept nogil:
     """The arrival logged at `arr` lives until `end` (its end is queued when the log is settled)."""
@@ -1698,7 +1718,11 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     k.ev_log[2 * arr + 1] += ARR_LIVE << 3
                     est_live(k, arr, ip, j, t, end)
                     if COLLIDE_UNLIKELY(before >= 1):
-                        row_changed(k, row, ip, t, before)
+                        if Mode is not general_t and before == 1 and holders == 0 \
+                                and k.zones == 1 and end > t:
+                            row_joined(k, row, ip, j, t, end)
+                        else:
+                            row_changed(k, row, ip, t, before)
             break
         if not placing:
             e = rng_exponential(&g, bg)
