@@ -118,6 +118,24 @@ def speed_targets(kernels: str, reference: str, rounds: int) -> dict:
     return out
 
 
+def full_bound(kernels: str, rounds: int) -> dict:
+    """(1b) the plain-C measurement that bounds `full` / `off`: bench/kernels.c's `base` against
+    its `base_full` (per-slot flags, per-destination sums, a ring of end events drained before
+    each arrival) and `base_full_ladder` (the same sums through a two-level queue), in turn,
+    medians of the per-round ratios."""
+    names = ("base", "base_full", "base_full_ladder")
+    rates = {n: [] for n in names}
+    for i in range(rounds):
+        for n in names:
+            rates[n].append(c_rate(kernels, n, i + 1, False))
+    out = {"rates": rates}
+    for n in names[1:]:
+        out[f"{n}_over_base"] = statistics.median(f / b for f, b in zip(rates[n], rates["base"]))
+    print(f"plain C full/off on base: base_full {out['base_full_over_base']:.2f}, "
+          f"base_full_ladder {out['base_full_ladder_over_base']:.2f}", flush=True)
+    return out
+
+
 def tables(d: dict) -> str:
     """bench/README.md's tables of this sitting, from its JSON (`--tables FILE`)."""
     lines = ["| backend | scenario | `target` / `off` | `full` / `off` |", "|---|---|---:|---:|"]
@@ -196,10 +214,18 @@ def records(path: Path) -> list[Path]:
                 "y", "variance_target_over_full", "cost_full_over_target", "full_over_target",
                 "rule", "rule_over_better")}) for name, r in d["precision_per_second"].items()]},
     }
+    if "full_bound" in d:
+        fb = d["full_bound"]
+        out["full-bound"] = {
+            "columns": [["kernel", "plain-C kernel (bench/kernels.c)"],
+                        ["ratio", "connections per second / `base` (no estimate)", ".2f"]],
+            "rows": [{"kernel": f"`{n}`", "ratio": fb[f"{n}_over_base"]}
+                     for n in ("base_full", "base_full_ladder")]}
     if "default_command" in d:
         out["default"] = {
-            "columns": [["command", "command"], ["new", "median wall, today", ".2f"],
-                        ["estimate", "today's estimate"], ["old", "median wall, pinned commit", ".2f"],
+            "columns": [["command", "command"], ["new", "median wall, today (s)", ".2f"],
+                        ["estimate", "today's estimate"],
+                        ["old", "median wall, pinned commit (s)", ".2f"],
                         ["ratio", "old / new", ".2f"], ["se", "SE, today / pinned (root mean square)"],
                         ["precision", "precision per second, new / old", ".2f"]],
             "rows": [{"command": name, "new": r["new"]["wall_s_median"],
@@ -222,6 +248,14 @@ def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--tables":
         print(tables(json.loads(Path(sys.argv[2]).read_text())))
         return 0
+    if len(sys.argv) == 4 and sys.argv[1] == "--add-full-bound":       # KERNELS FILE
+        path = Path(sys.argv[3])
+        d = json.loads(path.read_text())
+        d["full_bound"] = full_bound(sys.argv[2], 5)
+        d["command"] += f"; python bench/issue24.py --add-full-bound /tmp/kernels " \
+                        f"bench/results/{path.name}"
+        path.write_text(json.dumps(d, indent=1))
+        return 0
     if len(sys.argv) == 3 and sys.argv[1] == "--records":
         for q in records(Path(sys.argv[2])):
             print(q)
@@ -240,6 +274,7 @@ def main() -> int:
                        "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
            "estimates_vs_off": {b: estimate_ratios(b, a.rounds if b != "python" else 3)
                                 for b in ("cython", "numba", "python")},
+           "full_bound": full_bound(a.kernels, a.rounds),
            "speed_targets": speed_targets(a.kernels, a.reference, a.rounds),
            "precision_per_second": {}}
     for name, make in estimate_rule.SCENARIOS.items():
@@ -250,7 +285,7 @@ def main() -> int:
         for python in (sys.executable, a.old):
             regression.compile_bytecode(python)
         for name, args in (("seed", regression.SEED_ARGS),
-                           ("base", ["--config", regression.base_toml(str(Path(a.out).parent))])):
+                           ("base", ["--config", regression.base_toml(str(Path(a.out).resolve().parent))])):
             r = regression.compare(regression.collide_of(sys.executable),
                                    regression.collide_of(a.old), args, a.rounds)
             out.setdefault("default_command", {})[name] = r
