@@ -17,7 +17,9 @@
    default rule's choice.
 4. The default command against the pinned commit (`bench/regression.py`, `--old`).
 
-`python bench/issue24.py --tables FILE` prints bench/README.md's tables from a results file.
+`python bench/issue24.py --tables FILE` prints the tables from a results file; `--records FILE`
+writes them beside it as records of docs/generate.py (`bench/results/issue24-*.json`), from
+which bench/README.md's tables are generated (`python docs/generate.py`).
 """
 from __future__ import annotations
 
@@ -116,6 +118,24 @@ def speed_targets(kernels: str, reference: str, rounds: int) -> dict:
     return out
 
 
+def full_bound(kernels: str, rounds: int) -> dict:
+    """(1b) the plain-C measurement that bounds `full` / `off`: bench/kernels.c's `base` against
+    its `base_full` (per-slot flags, per-destination sums, a ring of end events drained before
+    each arrival) and `base_full_ladder` (the same sums through a two-level queue), in turn,
+    medians of the per-round ratios."""
+    names = ("base", "base_full", "base_full_ladder")
+    rates = {n: [] for n in names}
+    for i in range(rounds):
+        for n in names:
+            rates[n].append(c_rate(kernels, n, i + 1, False))
+    out = {"rates": rates}
+    for n in names[1:]:
+        out[f"{n}_over_base"] = statistics.median(f / b for f, b in zip(rates[n], rates["base"]))
+    print(f"plain C full/off on base: base_full {out['base_full_over_base']:.2f}, "
+          f"base_full_ladder {out['base_full_ladder_over_base']:.2f}", flush=True)
+    return out
+
+
 def tables(d: dict) -> str:
     """bench/README.md's tables of this sitting, from its JSON (`--tables FILE`)."""
     lines = ["| backend | scenario | `target` / `off` | `full` / `off` |", "|---|---|---:|---:|"]
@@ -150,9 +170,95 @@ def tables(d: dict) -> str:
     return "\n".join(lines)
 
 
+def records(path: Path) -> list[Path]:
+    """The sitting's tables as records of docs/generate.py (`recorded-issue24-*`: a JSON with
+    "columns" and "rows" each), written beside the sitting's JSON; bench/README.md shows them."""
+    d = json.loads(path.read_text())
+    when = f"{d['started_utc'][:16].replace('T', ' ')}–{d['finished_utc'][11:16]} UTC"
+    measured = f"{when}, {d['machine']['cpus']}-core {d['machine']['cpu']}, load average " \
+               f"{d['machine']['load_average_at_start'][0]:.1f} at the start"
+    words, shown = d["command"].split(), {"--kernels": "/tmp/kernels", "--reference": "/tmp/reference",
+                                          "--old": "OLD_VENV/bin/python"}
+    for i, w in enumerate(words[:-1]):      # this machine's paths: the README's placeholders
+        if w in shown:
+            words[i + 1] = shown[w]
+        elif w == "--out":
+            words[i + 1] = f"bench/results/{Path(words[i + 1]).name}"
+    command = " ".join(words)
+    out = {
+        "estimates": {
+            "columns": [["backend", "backend"], ["scenario", "scenario"],
+                        ["target_over_off", "`target` / `off`", ".2f"],
+                        ["full_over_off", "`full` / `off`", ".2f"]],
+            "rows": [{"backend": b, "scenario": f"{name} ({r['horizon_s']:g} s)",
+                      "target_over_off": r["target_over_off"], "full_over_off": r["full_over_off"]}
+                     for b, rows in d["estimates_vs_off"].items() for name, r in rows.items()]},
+        "targets": {
+            "columns": [["target", "target"], ["engine_over_reference", "engine / reference", ".2f"],
+                        ["own_c_over_reference", "our plain C / reference", ".2f"],
+                        ["engine_over_own_c", "engine / our plain C", ".2f"], ["met", "met"]],
+            "rows": [{"target": f"{label} ≥ {r['target']:.2f} ({r['reference_kernel']}; ours: "
+                                f"`{r['own_c_kernel']}`)",
+                      "engine_over_reference": r["engine_over_reference"],
+                      "own_c_over_reference": r["own_c_over_reference"],
+                      "engine_over_own_c": r["engine_over_own_c"],
+                      "met": "yes" if r["met"] else "no"}
+                     for label, r in d["speed_targets"].items()]},
+        "precision": {
+            "columns": [["scenario", "scenario"], ["y", "y", ".3g"],
+                        ["variance_target_over_full", "variance target / full", ".2f"],
+                        ["cost_full_over_target", "cost full / target", ".2f"],
+                        ["full_over_target", "precision per second full / target", ".2f"],
+                        ["rule", "rule keeps"], ["rule_over_better", "of the better", ".2f"]],
+            "rows": [dict(scenario=name, **{k: r[k] for k in (
+                "y", "variance_target_over_full", "cost_full_over_target", "full_over_target",
+                "rule", "rule_over_better")}) for name, r in d["precision_per_second"].items()]},
+    }
+    if "full_bound" in d:
+        fb = d["full_bound"]
+        out["full-bound"] = {
+            "columns": [["kernel", "plain-C kernel (bench/kernels.c)"],
+                        ["ratio", "connections per second / `base` (no estimate)", ".2f"]],
+            "rows": [{"kernel": f"`{n}`", "ratio": fb[f"{n}_over_base"]}
+                     for n in ("base_full", "base_full_ladder")]}
+    if "default_command" in d:
+        out["default"] = {
+            "columns": [["command", "command"], ["new", "median wall, today (s)", ".2f"],
+                        ["estimate", "today's estimate"],
+                        ["old", "median wall, pinned commit (s)", ".2f"],
+                        ["ratio", "old / new", ".2f"], ["se", "SE, today / pinned (root mean square)"],
+                        ["precision", "precision per second, new / old", ".2f"]],
+            "rows": [{"command": name, "new": r["new"]["wall_s_median"],
+                      "estimate": r["new"]["estimate"], "old": r["old"]["wall_s_median"],
+                      "ratio": r["wall_ratio_old_over_new"],
+                      "se": f"{r['new']['se_mean_square'] ** 0.5:.3g} / "
+                            f"{r['old']['se_mean_square'] ** 0.5:.3g}",
+                      "precision": r["precision_ratio_new_over_old"]}
+                     for name, r in d["default_command"].items()]}
+    written = []
+    for name, rec in out.items():
+        rec.update(command=command, measured=measured)
+        q = path.with_name(f"issue24-{name}.json")
+        q.write_text(json.dumps(rec, indent=1, ensure_ascii=False) + "\n")
+        written.append(q)
+    return written
+
+
 def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--tables":
         print(tables(json.loads(Path(sys.argv[2]).read_text())))
+        return 0
+    if len(sys.argv) == 4 and sys.argv[1] == "--add-full-bound":       # KERNELS FILE
+        path = Path(sys.argv[3])
+        d = json.loads(path.read_text())
+        d["full_bound"] = full_bound(sys.argv[2], 5)
+        d["command"] += f"; python bench/issue24.py --add-full-bound /tmp/kernels " \
+                        f"bench/results/{path.name}"
+        path.write_text(json.dumps(d, indent=1))
+        return 0
+    if len(sys.argv) == 3 and sys.argv[1] == "--records":
+        for q in records(Path(sys.argv[2])):
+            print(q)
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kernels", required=True, help="bench/kernels.c, compiled")
@@ -168,6 +274,7 @@ def main() -> int:
                        "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()},
            "estimates_vs_off": {b: estimate_ratios(b, a.rounds if b != "python" else 3)
                                 for b in ("cython", "numba", "python")},
+           "full_bound": full_bound(a.kernels, a.rounds),
            "speed_targets": speed_targets(a.kernels, a.reference, a.rounds),
            "precision_per_second": {}}
     for name, make in estimate_rule.SCENARIOS.items():
@@ -175,8 +282,10 @@ def main() -> int:
         print(f"{name:16s} full/target per second {row['full_over_target']:.2f}; rule keeps "
               f"{row['rule']} ({row['rule_over_better']:.2f} of the better)", flush=True)
     if a.old:
+        for python in (sys.executable, a.old):
+            regression.compile_bytecode(python)
         for name, args in (("seed", regression.SEED_ARGS),
-                           ("base", ["--config", regression.base_toml(str(Path(a.out).parent))])):
+                           ("base", ["--config", regression.base_toml(str(Path(a.out).resolve().parent))])):
             r = regression.compare(regression.collide_of(sys.executable),
                                    regression.collide_of(a.old), args, a.rounds)
             out.setdefault("default_command", {})[name] = r
@@ -185,6 +294,8 @@ def main() -> int:
         Path(a.out).parent.joinpath("base-1000s.toml").unlink(missing_ok=True)
     out["finished_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     Path(a.out).write_text(json.dumps(out, indent=1))
+    for q in records(Path(a.out)):
+        print(q)
     return 0
 
 

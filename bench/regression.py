@@ -8,7 +8,8 @@ scenario over 1,000 s (`--config`, the same command) with this checkout's `colli
 `collide` of another environment (`--old`: a virtual environment holding the pinned commit, e.g.
 2945be6 installed from its own worktree), interleaved, each pair with the same seed. Reports the
 median wall time of each, their ratio old / new (below 1: today's default is slower), and each
-one's precision per second, 1 / (SE² · wall), from the medians. The same command line: the old
+one's precision per second, 1 / (SE² · wall), from the medians. Both packages are compiled to
+bytecode first, as installed packages are. The same command line: the old
 engine's default estimate was `full` everywhere; today's is chosen by a rule (docs/model.md §3).
 `pytest bench/ -k regression --benchmark-only` runs the same through COLLIDE_BENCH_OLD_PYTHON.
 """
@@ -67,6 +68,18 @@ def compare(new_exe: str, old_exe: str, args: list, runs: int) -> dict:
     return out
 
 
+def compile_bytecode(python: str) -> str:
+    """Compile the `collide` package of an environment to bytecode, as an installed package has
+    it (pip compiles at install): an editable checkout run with PYTHONDONTWRITEBYTECODE would
+    otherwise compile every module it imports at every start, and the two commands import
+    different modules. Returns the package's folder."""
+    where = subprocess.run([python, "-c", "import collide, os; print(os.path.dirname(collide.__file__))"],
+                           capture_output=True, text=True, check=True,
+                           cwd=tempfile.gettempdir()).stdout.strip()
+    subprocess.run([python, "-m", "compileall", "-q", where], check=True, capture_output=True)
+    return where
+
+
 def collide_of(python: str) -> str:
     exe = Path(python).with_name("collide")
     if not exe.exists():
@@ -82,6 +95,8 @@ def main() -> int:
     a = ap.parse_args()
     new_exe = collide_of(sys.executable)
     old_exe = collide_of(a.old)
+    for python in (sys.executable, a.old):
+        compile_bytecode(python)
     with tempfile.TemporaryDirectory() as tmp:
         result = {"command": " ".join(sys.argv), "runs": a.runs,
                   "seed": compare(new_exe, old_exe, SEED_ARGS, a.runs),

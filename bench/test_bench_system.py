@@ -49,6 +49,8 @@ def test_default_command_regression(benchmark, which, tmp_path):
         pytest.skip("COLLIDE_BENCH_OLD_PYTHON is not set (the python of the pinned commit's venv)")
     args = regression.SEED_ARGS if which == "seed" else ["--config", regression.base_toml(
         str(tmp_path))]
+    for python in (sys.executable, old):        # as installed packages are (bench/regression.py)
+        regression.compile_bytecode(python)
     out = {}
     benchmark.group = "regression"
     benchmark.pedantic(lambda: out.update(regression.compare(

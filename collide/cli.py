@@ -15,7 +15,47 @@ from .options import (backend_option, bad_input, check_size, estimate_option, fo
                       seed_option, workers_option)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+# -- subcommands that live in their own modules ------------------------------------------------------------
+_LAZY = {"sweep": ("collide.cli_sweep", "sweep_command"), "plot": ("collide.cli_sweep", "plot_command"),
+         "report": ("collide.cli_report", "report_command"),
+         "solve": ("collide.cli_solve", "solve_command"), "lab": ("collide.lab.cli", "lab_command"),
+         "scan": ("collide.scan.cli", "scan_command"),
+         "intake": ("collide.intake.cli", "intake_command")}
+
+
+def _load_lazy(name: str) -> click.Command:
+    module, attr = _LAZY[name]
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        def not_yet(_name=name):
+            bad_input(f"`collide {_name}` is not built yet in this version")
+        return click.Command(name, callback=not_yet, help="(not yet available in this version)",
+                             context_settings={"ignore_unknown_options": True,
+                                               "allow_extra_args": True})
+
+
+class _LazyGroup(click.Group):
+    """A group whose commands in other modules are imported when named: `collide simulate` does
+    not pay for importing scan, intake, the lab and solve (a third of its start)."""
+
+    def list_commands(self, ctx):
+        return sorted(set(self.commands) | set(_LAZY))
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name in _LAZY and cmd_name not in self.commands:
+            self.add_command(_load_lazy(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def all_commands(self) -> dict[str, click.Command]:
+        """Every command by name, the lazy ones imported (for the docs and their tests)."""
+        for name in _LAZY:
+            self.get_command(None, name)
+        return dict(sorted(self.commands.items()))
+
+
+@click.group(cls=_LazyGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog="""\b
 Examples:
   collide simulate --scenario seed --seed 1
@@ -258,29 +298,6 @@ def first_reset(seed, backend, fmt, replicates, start, workers, estimate, force,
     click.echo(_table(rows))
 
 
-# -- subcommands that live in their own modules ------------------------------------------------------------
-_LAZY = {"sweep": ("collide.cli_sweep", "sweep_command"), "plot": ("collide.cli_sweep", "plot_command"),
-         "report": ("collide.cli_report", "report_command"),
-         "solve": ("collide.cli_solve", "solve_command"), "lab": ("collide.lab.cli", "lab_command"),
-         "scan": ("collide.scan.cli", "scan_command"),
-         "intake": ("collide.intake.cli", "intake_command")}
-
-
-def _register_lazy():
-    for name, (module, attr) in _LAZY.items():
-        try:
-            cmd = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            def not_yet(_name=name):
-                bad_input(f"`collide {_name}` is not built yet in this version")
-            cmd = click.Command(name, callback=not_yet,
-                                help="(not yet available in this version)",
-                                context_settings={"ignore_unknown_options": True,
-                                                  "allow_extra_args": True})
-        cli.add_command(cmd, name)
-
-
-_register_lazy()
 
 
 def _quiet_libraries() -> None:

@@ -73,7 +73,7 @@ def flag_table(command_name: str) -> str:
     """The flags of `collide COMMAND`, as click defines them (hidden aliases listed apart)."""
     import click
     from collide.cli import cli
-    cmd = cli.commands[command_name]
+    cmd = cli.all_commands()[command_name]
     rows = ["| flag | value | default | meaning |", "|---|---|---|---|"]
     hidden = []
     for p in cmd.params:
@@ -97,7 +97,7 @@ def flag_table(command_name: str) -> str:
 
 def _flag_generators() -> dict[str, Callable[[], str]]:
     from collide.cli import cli
-    return {f"flags-{name}": (lambda n=name: flag_table(n)) for name in sorted(cli.commands)}
+    return {f"flags-{name}": (lambda n=name: flag_table(n)) for name in cli.all_commands()}
 
 
 # -- docs/model-fidelity.md's examples ----------------------------------------------------------------

@@ -496,6 +496,7 @@ ctypedef struct Kern:
     int64_t ev_cap              # a segment's room
     double *ev_log
     int64_t ev_logcap
+    double *ev_pend             # per log record: an arrival's end, queued when its log is settled
     double *ev_sort
     int64_t *ev_cnt
     collide_evq evq             # the same arrays, for the log's and segments' C steps
@@ -941,30 +942,6 @@ cdef inline void ev_apply(Kern *k, int64_t code) noexcept nogil:
         k.est[off] += ((code >> 3) & 1023) - 512
 
 
-cdef inline void ev_record(Kern *k, int64_t code, double t) noexcept nogil:
-    """The reference's `ev_record`: a logged change; an arrival's query adds its estimate."""
-    cdef int64_t d, x, s, f, nt
-    cdef double e
-    if code & 7 != EV_ARR:
-        ev_apply(k, code)
-        return
-    d = code >> 26
-    x = (code >> 3) & 0x7FFFFF
-    s = k.sbase + (x >> 4)
-    if x & ARR_QUERY:
-        f = k.est[d + 1]
-        e = 0.0
-        if f > 0:
-            nt = k.nb if k.cross else k.zc[(d // 3) % k.n]
-            e = <double>(k.est[s] - k.est[d] - k.est[s + 1] - k.est[d + 2]) / <double>(f * nt)
-        add_to_batch(k, t, e)
-    if x & ARR_TAKE:
-        k.est[d + 1] -= 1
-    if x & ARR_LIVE:
-        k.est[d] += 1
-        k.est[s] += 1
-
-
 cdef int64_t ev_window_sort(Kern *k, int64_t w, double upto) noexcept nogil:
     """The reference's `ev_window_sort`: what window w's segment holds due by `upto`, in time order
     in ev_sort; the rest kept. Each entry's sub-bucket is computed once, kept meanwhile past the
@@ -972,7 +949,7 @@ cdef int64_t ev_window_sort(Kern *k, int64_t w, double upto) noexcept nogil:
     cdef int64_t kk = w & (EV_NC - 1), n = k.ev_n[kk], nsub = k.ev_nsub, q, i, j, m, kept = 0, at
     cdef double *seg = k.ev_q + 2 * kk * k.ev_cap
     cdef double *srt = k.ev_sort
-    cdef double *key = k.ev_sort + 2 * k.ev_cap
+    cdef int32_t *key = <int32_t *>(k.ev_sort + 2 * k.ev_cap)
     cdef int64_t *cnt = k.ev_cnt
     cdef double x, f, c, cinv = k.ev_cinv, wf = <double>w
     for q in range(nsub + 1):
@@ -984,15 +961,15 @@ cdef int64_t ev_window_sort(Kern *k, int64_t w, double upto) noexcept nogil:
             q = <int64_t>((f - wf) * nsub)
             q = 0 if q < 0 else (nsub - 1 if q >= nsub else q)
             cnt[q + 1] += 1
-            key[i] = <double>q
+            key[i] = <int32_t>q
         else:
-            key[i] = -1.0
+            key[i] = -1
     for q in range(nsub):
         cnt[q + 1] += cnt[q]
     m = cnt[nsub]
     for i in range(n):
-        if key[i] >= 0.0:
-            q = <int64_t>key[i]
+        if key[i] >= 0:
+            q = key[i]
             at = cnt[q]
             cnt[q] = at + 1
             srt[2 * at] = seg[2 * i]
@@ -1017,22 +994,107 @@ cdef int64_t ev_window_sort(Kern *k, int64_t w, double upto) noexcept nogil:
     return m
 
 
+cdef inline void ev_apply_to(int64_t *est, int64_t sbase, bint reuse0, int64_t code) noexcept nogil:
+    """`ev_apply` on the counts `est`, the parameters it reads held by the caller (stores to the
+    counts would otherwise make the compiler read them again from the state)."""
+    cdef int64_t kind = code & 7, off = code >> 26, sgn
+    if kind <= EV_UNEND:
+        sgn = 1 if kind == EV_UNEND else -1
+        est[off] += sgn
+        est[sbase + ((code >> 3) & 0x7FFFFF)] += sgn
+        if reuse0:
+            est[off + 1] -= sgn
+    elif kind <= EV_UNREL:
+        est[off] += 1 if kind == EV_REL else -1
+    else:
+        est[off] += ((code >> 3) & 1023) - 512
+
+
+cdef inline int64_t arr_end_code(int64_t code) noexcept nogil:
+    """The code of the end of the arrival logged as `code` (`dend` of its destination)."""
+    return (code >> 26 << 26) | ((((code >> 3) & 0x7FFFFF) >> 4) << 3) | EV_END
+
+
+cdef int64_t ev_queue_ends(Kern *k, int64_t nl) noexcept nogil:
+    """The ends of the arrivals in the log, each queued in the segment of its window (the
+    reference queues them at the arrival; here the kernel only notes them, `ev_pend`, and they
+    are queued together when the log is settled: the same entries before any is sorted). -1,
+    changing nothing, if a segment lacks room (the kernel returns GROW_EV)."""
+    cdef int64_t add[EV_NC]
+    cdef int64_t r, code, kk, most = 0
+    cdef double x, f, tr, cinv = k.ev_cinv
+    cdef double *lg = k.ev_log
+    cdef double *pend = k.ev_pend
+    for kk in range(EV_NC):
+        most = k.ev_n[kk] if k.ev_n[kk] > most else most
+    if most + nl > k.ev_cap:               # perhaps no room: count where each end goes
+        for kk in range(EV_NC):
+            add[kk] = 0
+        for r in range(nl):
+            code = <int64_t>lg[2 * r + 1]
+            if code & 7 == EV_ARR and (code >> 3) & ARR_LIVE and pend[r] > lg[2 * r]:
+                f = pend[r] * cinv
+                add[<int64_t>(f if f < 4e18 else 4e18) & (EV_NC - 1)] += 1
+        for kk in range(EV_NC):
+            if k.ev_n[kk] + add[kk] > k.ev_cap:
+                return -1
+    for r in range(nl):
+        code = <int64_t>lg[2 * r + 1]
+        tr = lg[2 * r]
+        if code & 7 == EV_ARR and (code >> 3) & ARR_LIVE and pend[r] > tr:
+            evq_push(&k.evq, tr, pend[r], arr_end_code(code))
+    return 0
+
+
 cdef int64_t ev_window(Kern *k, int64_t w, double upto) noexcept nogil:
     """The reference's `ev_window`: window w settled up to `upto`, its changes merged with the
-    log."""
-    cdef int64_t nl = k.si[S_EV_LOG], m, i = 0, r
-    cdef double tr
+    log. `ev_record` and `add_to_batch` inline, on locals: the same integers, the same batch
+    additions in the same order."""
+    cdef int64_t nl = k.si[S_EV_LOG], m, i = 0, r, code, d, x, s, f, nt, bi
+    cdef int64_t sbase = k.sbase, nbatch = k.nbatch, nb = k.nb, n = k.n
+    cdef int64_t *est = k.est
+    cdef double *batches = k.batches
+    cdef const int64_t *zc = k.zc
+    cdef bint reuse0 = k.reuse == 0.0, cross = k.cross
+    cdef double tr, e, tm = k.t_measure, bscale = k.sf[F_BSCALE]
     cdef double *lg = k.ev_log
     cdef double *srt = k.ev_sort
+    if ev_queue_ends(k, nl) < 0:
+        return -1
     m = ev_window_sort(k, w, upto)
     for r in range(nl):
         tr = lg[2 * r]
         while i < m and srt[2 * i] <= tr:
-            ev_apply(k, <int64_t>srt[2 * i + 1])
+            ev_apply_to(est, sbase, reuse0, <int64_t>srt[2 * i + 1])
             i += 1
-        ev_record(k, <int64_t>lg[2 * r + 1], tr)
+        code = <int64_t>lg[2 * r + 1]
+        if code & 7 != EV_ARR:
+            ev_apply_to(est, sbase, reuse0, code)
+            continue
+        d = code >> 26                     # an arrival: its query, the port taken, it lives
+        x = (code >> 3) & 0x7FFFFF
+        s = sbase + (x >> 4)
+        if x & ARR_QUERY:
+            f = est[d + 1]
+            e = 0.0
+            if f > 0:
+                nt = nb if cross else zc[(d // 3) % n]
+                e = <double>(est[s] - est[d] - est[s + 1] - est[d + 2]) / <double>(f * nt)
+            bi = <int64_t>((tr - tm) * bscale)
+            if 0 <= bi < nbatch:
+                batches[bi] += e
+            else:
+                add_to_batch(k, tr, e)
+                bscale = k.sf[F_BSCALE]
+        if x & ARR_TAKE:
+            est[d + 1] -= 1
+        if x & ARR_LIVE:
+            est[d] += 1
+            est[s] += 1
+            if k.ev_pend[r] <= tr:         # (an end at its own start: a change now)
+                ev_apply_to(est, sbase, reuse0, arr_end_code(code))
     while i < m:
-        ev_apply(k, <int64_t>srt[2 * i + 1])
+        ev_apply_to(est, sbase, reuse0, <int64_t>srt[2 * i + 1])
         i += 1
     k.si[S_EV_LOG] = 0
     return nl + m + 1
@@ -1045,6 +1107,8 @@ cdef int64_t ev_catch_up_all(Kern *k, double t) noexcept nogil:
     cdef double x
     cdef double *seg
     work = ev_window(k, cur, INFINITY)
+    if work < 0:                           # no room for the log's ends: nothing changed
+        return -1
     cur += 1
     if ct - cur > EV_NC:
         for kk in range(EV_NC):
@@ -1080,7 +1144,10 @@ cdef int64_t est_settle(Kern *k, double t) noexcept nogil:
     """The reference's `est_settle`: counts and batches up to t."""
     if not k.sums:
         return 0
-    return ev_catch_up(k, t) + ev_window(k, k.si[S_EV_CUR], t)
+    cdef int64_t work = ev_catch_up(k, t)
+    if work < 0:
+        return -1
+    return work + ev_window(k, k.si[S_EV_CUR], t)
 
 
 cdef inline int64_t row_list(Kern *k, int64_t row, double t) noexcept nogil:
@@ -1094,8 +1161,30 @@ cdef void row_changed(Kern *k, int64_t row, int64_t ip, double t, int64_t before
                         k.reuse, t, ip, before, k.sbase)
 
 
-cdef inline void est_live(Kern *k, int64_t ip, int64_t j, double t, double end) noexcept nogil:
-    ev_push(k, t, end, k.dend[ip * k.n + j])
+cdef void row_joined(Kern *k, int64_t row, int64_t ip, int64_t j, double t,
+                     double end) noexcept nogil:
+    """`row_changed` where a row's only holder is joined by a live one with another target (one
+    zone, no reuse delay): the two targets are distinct while both live, so each node's T
+    counts one more port from now until the first of the two ends. The same changes as the
+    general steps, in fewer instructions (they are a fifth of base's arrivals)."""
+    cdef int64_t m, a = 0, da, d = ip * k.n + j
+    cdef double first
+    for m in range(k.n):
+        if m != j and k.slot_end[row + m] > t:
+            a = m
+    da = ip * k.n + a
+    first = k.slot_end[row + a]
+    first = end if end < first else first
+    evq_log(&k.evq, t, ((3 * da + 2) << 26) | (513 << 3) | EV_T)
+    evq_log(&k.evq, t, ((3 * d + 2) << 26) | (513 << 3) | EV_T)
+    evq_push(&k.evq, t, first, ((3 * da + 2) << 26) | (511 << 3) | EV_T)
+    evq_push(&k.evq, t, first, ((3 * d + 2) << 26) | (511 << 3) | EV_T)
+
+
+cdef inline void est_live(Kern *k, int64_t arr, int64_t ip, int64_t j, double t,
+                         double end) noexcept nogil:
+    """The arrival logged at `arr` lives until `end` (its end is queued when the log is settled)."""
+    k.ev_pend[arr] = end
     if k.reuse > 0.0:
         ev_push(k, t, end + k.reuse, end_code(k, ip, j, EV_REL))
 
@@ -1203,8 +1292,8 @@ cdef void retry(Kern *k, double t) noexcept nogil:
         if k.alloc == 0:
             hl_sync(k, d, row, j, p, False)
         if k.sums:                         # it lives from now
-            evq_log(&k.evq, t, est_code(3 * d, (k.dsum[d] - k.sbase) << 4 | ARR_LIVE, EV_ARR))
-            est_live(k, ip, j, t, end)
+            i = evq_log(&k.evq, t, est_code(3 * d, (k.dsum[d] - k.sbase) << 4 | ARR_LIVE, EV_ARR))
+            est_live(k, i, ip, j, t, end)
             if before >= 2:
                 row_changed(k, row, ip, t, before)
         if meas:
@@ -1233,15 +1322,26 @@ cdef void retry(Kern *k, double t) noexcept nogil:
     k.si[S_PD_TOP] += 1
 
 
-cdef int64_t take_samples(Kern *k, double t) noexcept nogil:
-    cdef int64_t work = 0, c
+cdef int64_t take_samples(Kern *k, double t, bint counted) noexcept nogil:
+    """The live counts at the sampling instants up to t. `counted`: the `full` estimate's running
+    counts hold them (A[d], live holders through d: the slots live at the instant, where no
+    retrying connect holds a slot without a target), so the counts are settled up to the instant
+    and read instead of every slot (the same integers; a scan where a segment lacks room)."""
+    cdef int64_t work = 0, c, d, x
     cdef double at
     while k.si[S_SAMPLE_I] <= PEAK_SAMPLES:
         at = k.t_measure + (k.t_end - k.t_measure) * k.si[S_SAMPLE_I] / PEAK_SAMPLES
         if at > t:
             break
-        c = scan_peak(k, at)
-        work += k.k * k.np_
+        x = est_settle(k, at) if counted else -1
+        if x >= 0:
+            c = 0
+            for d in range(k.k * k.n):
+                c = k.est[3 * d] if k.est[3 * d] > c else c
+            work += x + k.k * k.n
+        else:
+            c = scan_peak(k, at)
+            work += k.k * k.np_
         if c > k.si[S_PEAK]:
             k.si[S_PEAK] = c
         k.si[S_SAMPLE_I] += 1
@@ -1264,7 +1364,7 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
     cdef int64_t cap = k.cap, dist = k.dist, emp_n = k.emp_n, sched_n = k.sched_n
     cdef int64_t tw_cap = (k.tw_nb * 3) // 2, log_room = k.ev_logcap - k.ev_max, before = 0
     cdef int64_t arr = 0
-    cdef bint limited = k.limited, cross = k.cross, collidable = k.collidable
+    cdef bint limited = k.limited, cross = k.cross, collidable = k.collidable, counted = False
     cdef bint sums = k.sums, tw_on = k.tw_on, until_first = k.until_first
     cdef double rate = k.rate, mean = k.mean, mu = k.mu, sigma = k.sigma, xm = k.xm
     cdef double alpha = k.alpha, scf = k.scf, tw_s = k.tw_s
@@ -1284,6 +1384,10 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
     cdef bint measure, placing, stale, close
     next_sample = t_measure + (t_end - t_measure) * si[S_SAMPLE_I] / PEAK_SAMPLES \
         if si[S_SAMPLE_I] <= PEAK_SAMPLES else INFINITY
+    if Est is est_full_t:
+        if Mode is not general_t:
+            sums = True                    # random ports, no reuse delay: known when compiling
+        counted = sums and not k.delays
     while True:
         if work >= budget:
             code = BUDGET_SPENT
@@ -1301,7 +1405,11 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                 code = GROW_EV
                 break
             if sums and si[S_EV_LOG] > log_room:   # the log is full: settle up to now
-                work += est_settle(k, k.sf[F_NOW])
+                x = est_settle(k, k.sf[F_NOW])
+                if x < 0:
+                    code = GROW_EV
+                    break
+                work += x
         placing = place_i < place_n
         if placing:                        # the stationary start, oldest first, at t = 0
             t = 0.0
@@ -1319,18 +1427,22 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     t = t_retry
             if t >= t_stop:
                 if next_sample <= t_stop:
-                    work += take_samples(k, t_stop)
+                    work += take_samples(k, t_stop, counted)
                 if k.sf[F_NOW] < t_stop:
                     k.sf[F_NOW] = t_stop
                 code = DONE
                 break
             if COLLIDE_UNLIKELY(next_sample <= t):
-                work += take_samples(k, t)
+                work += take_samples(k, t, counted)
                 next_sample = t_measure + (t_end - t_measure) * si[S_SAMPLE_I] / PEAK_SAMPLES \
                     if si[S_SAMPLE_I] <= PEAK_SAMPLES else INFINITY
             if Est is est_full_t:
                 if sums:                   # the windows t has left are settled
-                    work += ev_catch_up(k, t)
+                    x = ev_catch_up(k, t)
+                    if COLLIDE_UNLIKELY(x < 0):     # (before anything of this event is done)
+                        code = GROW_EV
+                        break
+                    work += x
             if Mode is general_t:
                 if t_retry <= t_next:
                     retry(k, t)
@@ -1484,16 +1596,22 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
                     if k.ntl[key] >= k.node_limit and scan_pair(k, j, b, t) >= k.node_limit:
                         c_afail += measure
                         break
+            elif Est is est_full_t and Mode is not general_t:
+                before = 0                 # no reuse delay: the row's taken slots are its live ones
+                for m in range(n):
+                    x = slot_end[row + m] > t
+                    holders += x & (slot_tgt[row + m] == b)
+                    before += x
             else:                          # (the arrival's own slot is free: its end <= t)
                 for m in range(n):
                     holders += (slot_end[row + m] > t) & (slot_tgt[row + m] == b)
             if Est is est_full_t:
-                if sums:                   # the row's taken slots before it changes
+                if Mode is general_t and sums:     # the row's taken slots before it changes
                     before = 0
                     for m in range(n):
                         before += slot_end[row + m] + k.reuse > t
-                    if COLLIDE_UNLIKELY(before > 0):
-                        row_list(k, row, t)
+                if sums and COLLIDE_UNLIKELY(before > 0):
+                    row_list(k, row, t)
             # 6. lifetime and who closes first
             if given < 0.0:
                 life = rng_lifetime(&g, bg, dist, mean, mu, sigma, xm, alpha, xa, emp_n)
@@ -1598,9 +1716,13 @@ cdef int kernel(Kern *k, collide_pcg64 *gp, Mode mode, Est est, double t_stop,
             if Est is est_full_t:
                 if sums:
                     k.ev_log[2 * arr + 1] += ARR_LIVE << 3
-                    est_live(k, ip, j, t, end)
+                    est_live(k, arr, ip, j, t, end)
                     if COLLIDE_UNLIKELY(before >= 1):
-                        row_changed(k, row, ip, t, before)
+                        if Mode is not general_t and before == 1 and holders == 0 \
+                                and k.zones == 1 and end > t:
+                            row_joined(k, row, ip, j, t, end)
+                        else:
+                            row_changed(k, row, ip, t, before)
             break
         if not placing:
             e = rng_exponential(&g, bg)
@@ -1638,6 +1760,7 @@ cdef class Engine:
     cdef bint inline_rng
     cdef object bit_generator
     cdef object keep            # the bound arrays, kept alive
+    cdef object pend            # the arrivals' ends noted beside the log (Kern.ev_pend)
     cdef object params
     cdef int mode               # 0 plain, 1 extras, 2 general
     cdef int est
@@ -1720,6 +1843,13 @@ cdef class Engine:
             &ev_sort[0], &ev_cnt[0]
         k.ev_cap = ev_q.shape[0] // (2 * EV_NC)
         k.ev_logcap = ev_log.shape[0] // 2
+        if self.pend is None or self.pend.shape[0] < k.ev_logcap:
+            pend = np.zeros(k.ev_logcap, np.float64)
+            if self.pend is not None:
+                pend[:self.pend.shape[0]] = self.pend
+            self.pend = pend
+        cdef double[::1] pend_v = self.pend
+        k.ev_pend = &pend_v[0]
         k.evq.q, k.evq.n, k.evq.cap, k.evq.lim = k.ev_q, k.ev_n, k.ev_cap, k.ev_cap - k.ev_max
         k.evq.log, k.evq.si, k.evq.cinv = k.ev_log, k.si, k.ev_cinv
         k.batches, k.dhist, k.place_life, k.place_order = &batches[0], &dhist[0], &place_life[0], \
@@ -1775,7 +1905,8 @@ cdef class Engine:
             self.store_rng()
 
     def settle(self, double t):
-        """The reference's `est_settle` on the bound state: the `full` estimate up to t."""
+        """The reference's `est_settle` on the bound state: the `full` estimate up to t; -1,
+        changing nothing, if a window's segment needs room first (`state.grow`, GROW_EV)."""
         cdef int64_t work
         with nogil:
             work = est_settle(&self.k, t)

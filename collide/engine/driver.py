@@ -150,7 +150,10 @@ class _Kernels:
     def settle(self, t):
         """Bring the `full` estimate's counts and batches up to t (they are kept late)."""
         if self.backend == "cython":
-            return self.engine.settle(float(t))
+            while (work := self.engine.settle(float(t))) < 0:   # a segment needs room first
+                T.grow(self.state, T.GROW_EV, float(t), self.mod.tw_rehash)
+                self.engine.bind(T.as_tuple(self.state))
+            return work
         return self.mod.est_settle(T.as_tuple(self.state), self.arrays[0], self.arrays[1],
                                    self.arrays[2], self.arrays[3], float(t))
 
