@@ -1,7 +1,7 @@
 """The default command against a pinned earlier commit (issue 24): is the run a user gets by
 default ever slower than it was, or less precise per second?
 
-    python bench/regression.py --old /work/venv-2945be6/bin/python [--runs 5] [--out FILE]
+    python bench/regression.py --old OLD_VENV/bin/python [--runs 5] [--out FILE]
 
 Runs `collide simulate --scenario seed --horizon 36000 --format json` and the bench's `base`
 scenario over 1,000 s (`--config`, the same command) with this checkout's `collide` and with the
