@@ -296,11 +296,19 @@ def test_lab_without_packages_exits_3(tmp_path):
 
 
 # -- Ctrl-C --------------------------------------------------------------------------------------------
-def _interrupt(args, cwd, after: float, timeout: float = 30):
+def _interrupt(args, cwd, after: float, timeout: float = 30, ready=None):
+    """Ctrl-C `after` seconds in, or (with `ready`) as soon as ready() says the work is under way:
+    a fixed delay alone races a faster engine or an idle machine, which may finish first."""
     p = subprocess.Popen([sys.executable, "-m", "collide.cli", *map(str, args)], cwd=cwd,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
-    time.sleep(after)
+    if ready is None:
+        time.sleep(after)
+    else:
+        deadline = time.time() + 60
+        while p.poll() is None and not ready() and time.time() < deadline:
+            time.sleep(0.02)
+        assert p.poll() is None, "the work ended before it could be interrupted: make it larger"
     os.killpg(p.pid, signal.SIGINT)          # what a terminal's Ctrl-C does: the whole group
     t0 = time.perf_counter()
     out, err = p.communicate(timeout=timeout)
@@ -311,7 +319,7 @@ def _interrupt(args, cwd, after: float, timeout: float = 30):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_report_writes_no_page(work, workers):
     rc, out, err, took = _interrupt(["report", "--scenario", "seed", "--out", "rep", "--seed", "1",
-                                     "--workers", workers, "--horizon", "6000"], work, after=2.0)
+                                     "--workers", workers, "--horizon", "600000"], work, after=2.0)
     assert rc == 130, err
     assert not (work / "rep").exists()
     assert not [p for p in os.listdir(work) if "collide-tmp" in p]
@@ -358,10 +366,10 @@ def test_killed_sweep_leaves_no_workers(work):
 
 @pytest.mark.slow
 def test_ctrl_c_sweep_keeps_finished_rows(work):
-    (work / "s.toml").write_text('base = "seed"\nseed = 3\n[overrides]\n"traffic.horizon" = 3000\n'
+    (work / "s.toml").write_text('base = "seed"\nseed = 3\n[overrides]\n"traffic.horizon" = 20000\n'
                                  '[axes]\n"traffic.rate" = { linspace = [100, 400, 60] }\n')
     rc, out, err, took = _interrupt(["sweep", "s.toml", "--out", "r.csv", "--workers", "2"], work,
-                                    after=2.5)
+                                    after=0, ready=lambda: _rows_written(work / "r.csv") >= 2)
     assert rc == 130 and "--resume" in err
     rows = (work / "r.csv").read_text().splitlines()
     assert rows[0].startswith("traffic.rate,")
@@ -390,6 +398,14 @@ from tests.scan_pcaps import ACK, FIN, SYN, _block, link, pcap_bytes, tcp_packet
 FIXTURE_CAPTURES = sorted(str(p) for p in (Path(__file__).parent / "data" / "lab-reset")
                           .glob("target-*.pcap"))
 COLLIDE_EXE = str(Path(sys.executable).parent / "collide")
+
+
+def _rows_written(path: Path) -> int:
+    """Finished rows in a sweep's results file so far (0 while it does not exist)."""
+    try:
+        return max(path.read_bytes().count(b"\n") - 1, 0)
+    except FileNotFoundError:
+        return 0
 
 
 def sweep_file(folder: Path, name="s.toml", horizon=5, rates=(100, 200, 400), seed=1, extra=""):
@@ -471,9 +487,9 @@ def test_resume_appends_and_keeps_every_finished_row(work):
 
 @pytest.mark.slow
 def test_resume_killed_keeps_the_rows_it_found(work):
-    sweep_file(work, "slow.toml", horizon=3000, rates=list(range(100, 1300, 100)))
+    sweep_file(work, "slow.toml", horizon=30000, rates=list(range(100, 1300, 100)))
     rc, _, err, _ = _interrupt(["sweep", "slow.toml", "--out", "r.csv", "--workers", "1"], work,
-                               after=4.0)
+                               after=0, ready=lambda: _rows_written(work / "r.csv") >= 2)
     assert rc == 130, err
     before = (work / "r.csv").read_bytes()
     p = spawn(["sweep", "slow.toml", "--out", "r.csv", "--resume", "--workers", "1"], work)
@@ -794,7 +810,7 @@ def test_interrupted_before_the_window_gives_no_rates(work):
 
 @pytest.mark.slow
 def test_sigterm_is_ctrl_c_with_143_and_leaves_nothing(work, tmp_path):
-    sweep_file(work, "slow.toml", horizon=3000, rates=list(range(100, 1300, 100)))
+    sweep_file(work, "slow.toml", horizon=30000, rates=list(range(100, 1300, 100)))
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     env = dict(os.environ, TMPDIR=str(tmpdir))
